@@ -1,0 +1,266 @@
+"""Run a private Mosquitto and InfluxDB 1.x from the Debian packages.
+
+Used by the test suite (session-scoped fixtures) and by ``hailong demo``. Every
+server lives in its own state directory, listens only on 127.0.0.1 on a free
+port, and is never the system service: nothing under /etc or /var is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MOSQUITTO_BIN = os.environ.get("HAILONG_MOSQUITTO", "mosquitto")
+MOSQUITTO_PASSWD_BIN = os.environ.get("HAILONG_MOSQUITTO_PASSWD", "mosquitto_passwd")
+INFLUXD_BIN = os.environ.get("HAILONG_INFLUXD", "influxd")
+
+
+class LocalStackError(RuntimeError):
+    """A local server could not be started; the message says what to install or read."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _require(binary: str, package: str) -> str:
+    path = shutil.which(binary)
+    if path is None:
+        # /usr/sbin is not always on a non-root PATH; Debian puts mosquitto there.
+        for d in ("/usr/sbin", "/usr/bin", "/sbin"):
+            if Path(d, binary).exists():
+                return str(Path(d, binary))
+        raise LocalStackError(f"{binary} not found: install it with `apt-get install {package}`")
+    return path
+
+
+def _wait(check: Callable[[], bool], what: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise LocalStackError(f"{what} exited with {proc.returncode}; log {log}:\n{_tail(log)}")
+        if check():
+            return
+        time.sleep(0.05)
+    raise LocalStackError(f"{what} not ready after {timeout:.0f}s; log {log}:\n{_tail(log)}")
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def _stop(proc: subprocess.Popen[bytes] | None, timeout: float = 10) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+# --------------------------------------------------------------------------- Mosquitto
+
+@dataclass
+class MosquittoServer:
+    """A Mosquitto 2.x broker in ``workdir``.
+
+    By default it gets a development config: password authentication (no
+    anonymous access), one user with full access, persistence on. Pass
+    ``conf_text`` to run a config rendered by ``hailong broker render`` instead;
+    the literal ``{port}`` and ``{workdir}`` in it are substituted.
+    """
+
+    workdir: Path
+    port: int = 0
+    conf_text: str | None = None
+    username: str = "hailong-dev"
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "mosquitto.log"
+
+    @property
+    def conf_path(self) -> Path:
+        return self.workdir / "mosquitto.conf"
+
+    def default_conf(self) -> str:
+        return "\n".join(
+            [
+                "listener {port} 127.0.0.1",
+                # Started as root (CI, containers) mosquitto would drop to the
+                # `mosquitto` user, which cannot enter private 0700 temp dirs.
+                *(["user root"] if os.geteuid() == 0 else []),
+                "allow_anonymous false",
+                f"password_file {self.workdir}/passwd",
+                "persistence true",
+                f"persistence_location {self.workdir}/data/",
+                "autosave_interval 30",
+                f"log_dest file {self.log_path}",
+                "log_type error",
+                "log_type warning",
+                "log_type notice",
+                "log_timestamp_format %Y-%m-%dT%H:%M:%S",
+                "connection_messages true",
+                # Offline persistent sessions (ingest restarting) must not drop
+                # QoS1 ratings: the default cap is 1000 queued messages.
+                "max_queued_messages 0",
+                "max_queued_bytes 0",
+                "max_inflight_messages 0",
+                "set_tcp_nodelay true",
+                "",
+            ]
+        )
+
+    def start(self, timeout: float = 15) -> MosquittoServer:
+        binary = _require(MOSQUITTO_BIN, "mosquitto")
+        self.workdir = self.workdir.resolve()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "data").mkdir(exist_ok=True)
+        if not self.port:
+            self.port = free_port()
+        if self.conf_text is None:
+            passwd = self.workdir / "passwd"
+            if not passwd.exists():
+                tool = _require(MOSQUITTO_PASSWD_BIN, "mosquitto")
+                subprocess.run(
+                    [tool, "-c", "-b", str(passwd), self.username, self.password],
+                    check=True,
+                    capture_output=True,
+                )
+                passwd.chmod(0o600)
+            text = self.default_conf()
+        else:
+            text = self.conf_text
+        self.conf_path.write_text(text.replace("{port}", str(self.port)).replace("{workdir}", str(self.workdir)))
+        self.conf_path.chmod(0o600)
+        log_fh = open(self.workdir / "mosquitto.stdout", "ab")  # noqa: SIM115 - owned by the process
+        self.proc = subprocess.Popen(
+            [binary, "-c", str(self.conf_path)], stdout=log_fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        _wait(lambda: _port_open(self.port), "mosquitto", self.proc, self.log_path, timeout)
+        return self
+
+    def stop(self) -> None:
+        _stop(self.proc)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def logs(self) -> str:
+        return _tail(self.log_path, 200) + "\n" + _tail(self.workdir / "mosquitto.stdout", 50)
+
+
+# --------------------------------------------------------------------------- InfluxDB 1.x
+
+@dataclass
+class InfluxServer:
+    """InfluxDB 1.x (Debian's 1.6.7) in ``workdir``; HTTP API on 127.0.0.1:``port``."""
+
+    workdir: Path
+    port: int = 0
+    rpc_port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "influxd.log"
+
+    def conf(self) -> str:
+        d = self.workdir
+        return f"""reporting-disabled = true
+bind-address = "127.0.0.1:{self.rpc_port}"
+[meta]
+  dir = "{d}/meta"
+  logging-enabled = false
+[data]
+  dir = "{d}/data"
+  wal-dir = "{d}/wal"
+  query-log-enabled = false
+  trace-logging-enabled = false
+  wal-fsync-delay = "0s"
+[coordinator]
+  log-queries-after = "0s"
+[retention]
+  enabled = true
+[monitor]
+  store-enabled = false
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:{self.port}"
+  auth-enabled = false
+  log-enabled = false
+  max-body-size = 50000000
+[subscriber]
+  enabled = false
+[continuous_queries]
+  enabled = true
+  log-enabled = false
+"""
+
+    def start(self, timeout: float = 30) -> InfluxServer:
+        binary = _require(INFLUXD_BIN, "influxdb")
+        self.workdir = self.workdir.resolve()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = free_port()
+        if not self.rpc_port:
+            self.rpc_port = free_port()
+        conf = self.workdir / "influxdb.conf"
+        conf.write_text(self.conf())
+        log_fh = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
+        self.proc = subprocess.Popen(
+            [binary, "-config", str(conf)], stdout=log_fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        _wait(self.ping, "influxd", self.proc, self.log_path, timeout)
+        return self
+
+    def ping(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/ping", timeout=0.5) as r:
+                return int(r.status) == 204
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def stop(self) -> None:
+        _stop(self.proc, timeout=20)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def logs(self) -> str:
+        return _tail(self.log_path, 200)

@@ -1,0 +1,44 @@
+"""``hailong ingest ...``"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+
+import click
+
+from broker.configfile import ConfigError
+
+from .config import load_config
+
+log = logging.getLogger("hailong.ingest")
+
+
+@click.group()
+def ingest() -> None:
+    """The ingest service: MQTT ratings -> InfluxDB."""
+
+
+@ingest.command("run")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="ingest.toml (env overrides: HAILONG_INGEST__SECTION__KEY).")
+def run(config_path: Path) -> None:
+    """Run until SIGTERM/SIGINT; then flush the current batch, ack it and disconnect."""
+    from .service import IngestService
+
+    try:
+        cfg = load_config(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    logging.getLogger().setLevel(cfg.log_level)
+    svc = IngestService(cfg)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    svc.start(wait_connected=0)
+    log.info("ingest running (client_id=%s, influx=%s %s)", cfg.client_id, cfg.influx.api, cfg.influx.url)
+    while not stop.wait(60):
+        log.info("stats: %s", svc.stats.summary())
+    svc.stop()

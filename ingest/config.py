@@ -1,0 +1,84 @@
+"""Ingest service configuration (TOML + env overrides ``HAILONG_INGEST__...``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from broker.configfile import load_model
+from broker.mqtt import MqttSettings
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InfluxSettings(_Section):
+    """Where ratings are written."""
+
+    url: str = Field(default="http://127.0.0.1:8086", description="InfluxDB base URL")
+    api: Literal["v2", "v1"] = Field(
+        default="v2", description="v2: influxdb-client /api/v2/write (1.8+, 2.x, 3.x); v1: plain /write (<1.8)"
+    )
+    database: str = Field(default="hailong", description="Database (1.x) or bucket (2.x/3.x)")
+    org: str = Field(default="hailong", description="Organisation (2.x); ignored by 1.x")
+    token: SecretStr | None = Field(default=None, description="API token (2.x/3.x); prefer env or token_file")
+    token_file: Path | None = Field(default=None, description="File whose first line is the token")
+    username: str | None = Field(default=None, description="1.x username")
+    password: SecretStr | None = Field(default=None, description="1.x password; prefer env")
+    timeout_s: float = Field(default=10.0, gt=0, le=120, description="HTTP timeout per write")
+
+    def secret_token(self) -> str | None:
+        if self.token is not None:
+            return self.token.get_secret_value()
+        if self.token_file is not None:
+            lines = self.token_file.read_text(encoding="utf-8").splitlines()
+            return lines[0].strip() if lines else None
+        if self.username:
+            return f"{self.username}:{self.password.get_secret_value() if self.password else ''}"
+        return None
+
+
+class BatchSettings(_Section):
+    """Batching and back-pressure."""
+
+    size: int = Field(default=500, ge=1, le=50_000, description="Flush when this many points are buffered")
+    max_delay_ms: int = Field(default=200, ge=1, le=60_000, description="Flush at most this long after first")
+    max_in_flight: int = Field(
+        default=2000,
+        ge=1,
+        le=65_535,
+        description="Un-acked messages the broker may hand us (MQTT5 receive-maximum); bounds memory",
+    )
+    retry_initial_ms: int = Field(default=200, ge=10, description="First retry delay after a failed write")
+    retry_max_ms: int = Field(default=5000, ge=100, description="Longest retry delay")
+
+    @model_validator(mode="after")
+    def _check(self) -> BatchSettings:
+        if self.max_in_flight < self.size:
+            raise ValueError("batch.max_in_flight must be >= batch.size, or a batch can never fill")
+        return self
+
+
+class IngestConfig(_Section):
+    """Top level of ingest.toml."""
+
+    mqtt: MqttSettings = Field(default_factory=MqttSettings, description="Broker connection")
+    influx: InfluxSettings = Field(default_factory=InfluxSettings, description="InfluxDB connection")
+    batch: BatchSettings = Field(default_factory=BatchSettings, description="Batching")
+    client_id: str = Field(default="hl-ingest-1", description="Stable MQTT client id (persistent session)")
+    share_group: str | None = Field(
+        default="hl-ingest", description="$share group for ratings/status; null subscribes directly"
+    )
+    session_expiry_s: int = Field(
+        default=7 * 24 * 3600, ge=0, description="How long the broker keeps our session while we are down"
+    )
+    province: str = Field(default="unknown", description="Province tag when no registry entry says otherwise")
+    registry: Path | None = Field(default=None, description="Fleet registry directory or file (device -> centre)")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level")
+
+
+def load_config(path: Path | str | None, environ: dict[str, str] | None = None) -> IngestConfig:
+    return load_model(IngestConfig, path, "HAILONG_INGEST", environ)

@@ -1,0 +1,90 @@
+"""A tiny InfluxQL-over-HTTP client (the /query endpoint of 1.x, 2.x via DBRP, 3.x).
+
+Used by the ingest (rebuilding its ticket index), reports, dashboards tests and
+the demo summary. Raises :class:`InfluxQueryError` with the server's message.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+
+class InfluxQueryError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Series:
+    name: str
+    tags: dict[str, str]
+    columns: list[str]
+    values: list[list[Any]]
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, v, strict=True)) | self.tags for v in self.values]
+
+
+@dataclass
+class InfluxQL:
+    url: str
+    database: str
+    username: str | None = None
+    password: str | None = None
+    token: str | None = None
+    timeout: float = 30.0
+
+    def _request(self, path: str, params: dict[str, str], post: bool) -> dict[str, Any]:
+        if self.username:
+            params = {**params, "u": self.username, "p": self.password or ""}
+        data = urllib.parse.urlencode(params).encode()
+        url = f"{self.url.rstrip('/')}{path}"
+        req = urllib.request.Request(url if post else f"{url}?{data.decode()}", data=data if post else None)
+        if post:
+            req.add_header("Content-Type", "application/x-www-form-urlencoded")
+        if self.token:
+            req.add_header("Authorization", f"Token {self.token}")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                body: dict[str, Any] = json.loads(resp.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            raise InfluxQueryError(f"HTTP {exc.code}: {exc.read().decode(errors='replace')[:500]}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise InfluxQueryError(f"cannot reach InfluxDB at {self.url}: {exc}") from None
+        for result in body.get("results", []):
+            if "error" in result:
+                raise InfluxQueryError(result["error"])
+        if "error" in body:
+            raise InfluxQueryError(body["error"])
+        return body
+
+    def query(self, q: str, epoch: str = "ms") -> list[Series]:
+        """Run one or more ';'-separated statements; return all series of all results."""
+        post = not q.lstrip().upper().startswith(("SELECT", "SHOW"))
+        body = self._request("/query", {"q": q, "db": self.database, "epoch": epoch}, post)
+        out: list[Series] = []
+        for result in body.get("results", []):
+            for s in result.get("series", []) or []:
+                out.append(Series(s.get("name", ""), s.get("tags", {}) or {}, s["columns"], s.get("values", [])))
+        return out
+
+    def rows(self, q: str, epoch: str = "ms") -> list[dict[str, Any]]:
+        return [row for s in self.query(q, epoch) for row in s.rows()]
+
+    def scalar(self, q: str) -> Any:
+        rows = self.rows(q)
+        if not rows:
+            return None
+        row = rows[0]
+        keys = [k for k in row if k != "time"]
+        return row[keys[0]] if keys else None
+
+    def create_database(self) -> None:
+        self.query(f'CREATE DATABASE "{self.database}"')
+
+    def drop_database(self) -> None:
+        self.query(f'DROP DATABASE "{self.database}"')

@@ -1,0 +1,77 @@
+"""Session-scoped real servers (Mosquitto, InfluxDB 1.6.7) and per-test isolation.
+
+Every test gets its own InfluxDB database and its own MQTT client ids; the
+servers are shared by the whole session to keep the suite fast. When a test
+fails, the servers' logs are printed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from broker.mqtt import MqttSettings
+from firmware_config.localstack import InfluxServer, MosquittoServer
+from ingest.influxql import InfluxQL
+from tests.support.v2proxy import V2Proxy
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoServer]:
+    server = MosquittoServer(tmp_path_factory.mktemp("mosquitto")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def influx_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxServer]:
+    server = InfluxServer(tmp_path_factory.mktemp("influxdb")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def v2proxy(influx_server: InfluxServer) -> Iterator[V2Proxy]:
+    proxy = V2Proxy(influx_server.url).start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture
+def mqtt_settings(mosquitto: MosquittoServer) -> MqttSettings:
+    return MqttSettings.model_validate(
+        {"url": f"mqtt://127.0.0.1:{mosquitto.port}", "username": mosquitto.username,
+         "password": mosquitto.password}
+    )
+
+
+@pytest.fixture
+def influx_db(influx_server: InfluxServer) -> Iterator[InfluxQL]:
+    """A fresh, empty database for this test."""
+    db = InfluxQL(influx_server.url, f"t_{uuid.uuid4().hex[:12]}")
+    db.create_database()
+    yield db
+    db.drop_database()
+
+
+@pytest.fixture
+def uid() -> str:
+    """A short unique id for client ids / centre ids of this test."""
+    return uuid.uuid4().hex[:8]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed:
+        for name in ("mosquitto", "influx_server"):
+            server = item.funcargs.get(name) if hasattr(item, "funcargs") else None
+            if server is not None:
+                report.sections.append((f"{name} log", server.logs()))
+
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
