@@ -220,7 +220,8 @@ def load_registry(path: Path) -> Registry:
             raise src.error(f"centre.{cid}.counter", "a centre needs at least one [centre.<id>.counter.<id>]",
                             "centre", cid)
         for qid, qbody in counters.items():
-            key, header = f"centre.{cid}.counter.{qid}", ("centre", cid, "counter", qid)
+            key = f"centre.{cid}.counter.{qid}"
+            header: tuple[str, ...] = ("centre", cid, "counter", qid)
             if not isinstance(qbody, dict):
                 raise src.error(key, f"must be a table [{key}]")
             if not _ID_RE.match(qid):
