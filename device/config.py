@@ -1,0 +1,172 @@
+"""The terminal's configuration: one TOML file per device, plus env overrides.
+
+Loaded with :func:`broker.configfile.load_model` (env prefix ``HAILONG_DEVICE``,
+e.g. ``HAILONG_DEVICE__MQTT__PASSWORD``). The fleet provisioning tool generates
+these files, so this model is a contract too: add fields with defaults, never
+rename or remove one. Every key is documented in docs/device.md.
+
+Some settings (officer names, language, scale, window, ...) can later be
+changed live by a retained ``DeviceConfigUpdate``; see :meth:`DeviceConfig.with_update`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from broker.configfile import load_model
+from broker.contract import ID_PATTERN, REASON_PATTERN, DeviceConfigUpdate
+from broker.mqtt import MqttSettings
+
+ENV_PREFIX = "HAILONG_DEVICE"
+
+Id = Annotated[str, Field(pattern=ID_PATTERN)]
+ReasonCode = Annotated[str, Field(pattern=REASON_PATTERN)]
+DisplayText = Annotated[str, Field(min_length=1, max_length=64)]
+BcmPin = Annotated[int, Field(ge=0, le=27)]
+
+DEFAULT_REASONS = ("thai_do", "thoi_gian_cho", "huong_dan", "thu_tuc", "di_lai", "co_so_vat_chat")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OutboxSettings(_Section):
+    """Where unsent ratings wait for the broker, and how many may wait."""
+
+    path: Path = Field(default=Path("/var/lib/hailong/outbox.sqlite3"),
+                       description="SQLite file of the outbox; relative paths are relative to the config file")
+    max_ratings: int = Field(default=50_000, ge=10, le=5_000_000,
+                             description="Hard cap on unsent ratings. When reached, new ratings are refused "
+                                         "(the terminal goes out of service); queued ratings are never dropped")
+    high_water: float = Field(default=0.8, gt=0, lt=1,
+                              description="Fraction of max_ratings above which status.outbox_nearly_full is set")
+
+
+class GpioSettings(_Section):
+    """Physical buttons and LEDs (BCM pin numbers)."""
+
+    buttons: dict[int, BcmPin] = Field(default_factory=dict,
+                                       description='Score -> BCM pin of its button, e.g. {"4" = 5, "3" = 6, ...}')
+    leds: dict[int, BcmPin] = Field(default_factory=dict,
+                                    description="Score -> BCM pin of the LED beside its button (optional)")
+    served_pin: BcmPin | None = Field(default=None,
+                                      description="BCM pin of the officer's 'served' button (manual_served mode)")
+    debounce_ms: int = Field(default=50, ge=1, le=2000, description="Contact debounce time in milliseconds")
+    pull_up: bool = Field(default=True, description="Buttons connect the pin to ground (internal pull-up)")
+
+    @field_validator("buttons", "leds")
+    @classmethod
+    def _scores(cls, v: dict[int, int]) -> dict[int, int]:
+        bad = [k for k in v if not 1 <= k <= 5]
+        if bad:
+            raise ValueError(f"scores must be 1..5, got {bad}")
+        return v
+
+    @model_validator(mode="after")
+    def _distinct(self) -> GpioSettings:
+        pins = [*self.buttons.values(), *self.leds.values(),
+                *([self.served_pin] if self.served_pin is not None else [])]
+        dup = sorted({p for p in pins if pins.count(p) > 1})
+        if dup:
+            raise ValueError(f"BCM pins used twice: {dup}")
+        return self
+
+
+class DeviceConfig(_Section):
+    """Everything one counter terminal needs to know."""
+
+    device_id: Id = Field(description="This terminal's id; also its MQTT client id and username")
+    centre: Id = Field(description="Centre id the registry assigns this device to")
+    counter: Id = Field(description="Counter (quầy) id the registry assigns this device to")
+    centre_name: DisplayText = Field(description="Centre name shown on the idle screen")
+    counter_label: DisplayText = Field(description='Counter label shown on screen, e.g. "Quầy 3"')
+    officer_names: dict[Id, DisplayText] = Field(default_factory=dict,
+                                                 description="Officer id -> display name (cán bộ)")
+    officer_id: Id | None = Field(default=None,
+                                  description="Officer credited when no QMS login is known (manual modes)")
+    language: Literal["vi", "en"] = Field(default="vi", description="Default UI language")
+    scale: Literal[3, 4, 5] = Field(default=4, description="Number of rating levels")
+    rating_window_s: int = Field(default=60, ge=5, le=600,
+                                 description="A ticket may be rated only this many seconds after it closed")
+    prompt_timeout_s: int = Field(default=30, ge=5, le=300,
+                                  description="Prompt returns to idle (ticket not rated) after this many seconds")
+    reasons_timeout_s: int = Field(default=15, ge=3, le=120,
+                                   description="Reasons screen sends what was chosen after this many seconds")
+    thanks_s: float = Field(default=3.0, ge=0.5, le=30, description="How long the thank-you screen shows")
+    reasons: tuple[ReasonCode, ...] = Field(default=DEFAULT_REASONS, max_length=12,
+                                            description="Reason codes offered after a low score")
+    reasons_max_score: int | None = Field(default=None, ge=0, le=5,
+                                          description="Ask for reasons at or below this score "
+                                                      "(default: scale - 2, i.e. below Hài lòng; 0 = never)")
+    mode: Literal["qms", "manual_served", "always_on"] = Field(
+        default="qms", description="qms: prompt on ticket_closed; manual_served: prompt after the officer's "
+                                   "'served' press; always_on: prompt always shown, rate-limited")
+    always_on_min_interval_s: float = Field(default=10.0, ge=1, le=600,
+                                            description="always_on mode: minimum seconds between two ratings")
+    walkup_allowed: bool = Field(default=False,
+                                 description="Accept a rating with no ticket (flagged walk-up, never scored)")
+    hardware: Literal["touch", "buttons", "both"] = Field(default="touch",
+                                                         description="Touch screen, GPIO buttons, or both")
+    fullscreen: bool = Field(default=True, description="Kiosk full screen (false: a window, for demos)")
+    gpio: GpioSettings = Field(default_factory=GpioSettings, description="BCM pin map for buttons and LEDs")
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings, description="Durable outbox settings")
+    mqtt: MqttSettings = Field(description="Broker URL, per-device credentials, TLS files")
+    heartbeat_s: int = Field(default=60, ge=5, le=3600, description="Seconds between status heartbeats")
+
+    @field_validator("outbox")
+    @classmethod
+    def _relative_outbox(cls, v: OutboxSettings, info: ValidationInfo) -> OutboxSettings:
+        base = (info.context or {}).get("base_dir")
+        if base is not None and not v.path.is_absolute():
+            return v.model_copy(update={"path": Path(base) / v.path})
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> DeviceConfig:
+        if self.hardware in ("buttons", "both"):
+            missing = [s for s in range(1, self.scale + 1) if s not in self.gpio.buttons]
+            if missing:
+                raise ValueError(f"gpio.buttons: hardware={self.hardware!r} needs a pin for every score "
+                                 f"1..{self.scale}; missing {missing}")
+        extra = [s for s in self.gpio.buttons if s > self.scale]
+        if extra:
+            raise ValueError(f"gpio.buttons: scores {extra} exceed scale {self.scale}")
+        if self.mode == "manual_served" and self.hardware == "buttons" and self.gpio.served_pin is None:
+            raise ValueError("gpio.served_pin: manual_served mode on a button-only unit needs a 'served' button")
+        return self
+
+    @property
+    def ask_reasons_at_most(self) -> int:
+        if self.reasons_max_score is not None:
+            return self.reasons_max_score
+        return self.scale - 2
+
+    def officer_name(self, officer: str | None) -> str | None:
+        if officer is None:
+            return None
+        return self.officer_names.get(officer, officer)
+
+    def with_update(self, update: DeviceConfigUpdate) -> DeviceConfig:
+        """This config with a retained admin update applied (absent fields unchanged)."""
+        changes: dict[str, Any] = {}
+        for src, dst in (("language", "language"), ("scale", "scale"), ("rating_window_s", "rating_window_s"),
+                         ("prompt_timeout_s", "prompt_timeout_s"), ("centre_name", "centre_name"),
+                         ("reasons", "reasons")):
+            value = getattr(update, src)
+            if value is not None:
+                changes[dst] = value
+        if update.officer_names is not None:
+            changes["officer_names"] = dict(update.officer_names)
+        # re-validate so an update cannot produce a config the file could not
+        # (e.g. scale 5 on a unit with four buttons)
+        data = self.model_dump() | changes
+        return DeviceConfig.model_validate(data)
+
+
+def load_device_config(path: Path | str | None, environ: dict[str, str] | None = None) -> DeviceConfig:
+    """Read a device TOML file plus HAILONG_DEVICE__* env overrides; raise ConfigError."""
+    return load_model(DeviceConfig, path, ENV_PREFIX, environ)

@@ -1,0 +1,73 @@
+"""DeviceConfig: the TOML the fleet tool generates must parse; bad files name file, key and problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from broker.configfile import ConfigError
+from broker.contract import DeviceConfigUpdate
+from device.config import DeviceConfig, load_device_config
+
+EXAMPLE = Path(__file__).parents[2] / "device" / "examples" / "device.toml"
+
+
+def test_example_config_parses_with_defaults_and_relative_outbox() -> None:
+    cfg = load_device_config(EXAMPLE, environ={})
+    assert cfg.device_id == "hn-t01" and cfg.scale == 4 and cfg.language == "vi"
+    assert cfg.rating_window_s == 60 and cfg.prompt_timeout_s == 30 and cfg.reasons_timeout_s == 15
+    assert cfg.gpio.buttons == {4: 5, 3: 6, 2: 13, 1: 19}
+    assert cfg.outbox.path == EXAMPLE.parent / "outbox.sqlite3"
+    assert cfg.ask_reasons_at_most == 2
+    assert cfg.officer_name("cb01") == "Nguyễn Thị Lan" and cfg.officer_name("cb99") == "cb99"
+
+
+def test_env_override_reaches_nested_mqtt_password() -> None:
+    cfg = load_device_config(EXAMPLE, environ={"HAILONG_DEVICE__MQTT__PASSWORD": "s3cret",
+                                               "HAILONG_DEVICE__LANGUAGE": "en"})
+    assert cfg.mqtt.secret() == "s3cret" and cfg.language == "en"
+    assert "s3cret" not in repr(cfg)
+
+
+@pytest.mark.parametrize(("toml", "key", "problem"), [
+    ('device_id = "Bad Id"', "device_id", "pattern"),
+    ("scale = 6", "scale", "3, 4 or 5"),
+    ("unknown_key = 1", "unknown_key", "Extra inputs"),
+    ("rating_window_s = 1", "rating_window_s", "greater than or equal"),
+])
+def test_bad_values_name_the_key(tmp_path: Path, toml: str, key: str, problem: str) -> None:
+    text = EXAMPLE.read_text(encoding="utf-8")
+    lines = [ln for ln in text.splitlines() if not ln.startswith(toml.split(" ")[0] + " ")]
+    f = tmp_path / "d.toml"
+    f.write_text(toml + "\n" + "\n".join(lines), encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_device_config(f, environ={})
+    assert err.value.key == key and problem in err.value.problem and str(f) in str(err.value)
+
+
+def test_buttons_must_cover_the_scale_and_pins_are_distinct(tmp_path: Path) -> None:
+    f = tmp_path / "d.toml"
+    base = EXAMPLE.read_text(encoding="utf-8")
+    f.write_text(base.replace("1 = 19", ""), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"missing \[1\]"):
+        load_device_config(f, environ={})
+    f.write_text(base.replace("1 = 19", "1 = 5"), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"used twice: \[5\]"):
+        load_device_config(f, environ={})
+
+
+def test_live_update_applies_and_is_revalidated() -> None:
+    cfg = load_device_config(EXAMPLE, environ={})
+    new = cfg.with_update(DeviceConfigUpdate(v=1, issued_at=1, language="en", rating_window_s=90,
+                                             officer_names={"cb02": "Trần Văn Minh"}))
+    assert new.language == "en" and new.rating_window_s == 90 and new.officer_names == {"cb02": "Trần Văn Minh"}
+    assert new.scale == 4 and new.mqtt == cfg.mqtt
+    with pytest.raises(ValueError, match="missing"):
+        cfg.with_update(DeviceConfigUpdate(v=1, issued_at=1, scale=5))  # four buttons wired
+
+
+def test_minimal_touch_config_needs_only_identity_and_broker() -> None:
+    cfg = DeviceConfig.model_validate({"device_id": "d1", "centre": "c1", "counter": "q1", "centre_name": "C",
+                                       "counter_label": "Quầy 1", "mqtt": {"url": "mqtt://127.0.0.1:1883"}})
+    assert cfg.hardware == "touch" and cfg.mode == "qms" and cfg.heartbeat_s == 60
