@@ -1,0 +1,464 @@
+"""The terminal's state machine: pure Python, no Kivy, no MQTT, no GPIO.
+
+IDLE -> PROMPT (ticket closed) -> [REASONS (low score)] -> THANKS -> IDLE, and
+OUT_OF_SERVICE whenever the terminal cannot take an honest rating (no config,
+no officer logged in, outbox full). The UI, the GPIO buttons and the MQTT link
+only call the methods below and render :class:`View`; everything that decides
+whether a press becomes a rating lives here so it can be tested table-driven
+with a fake clock.
+
+Integrity rules enforced here (officers are scored on this data):
+- one rating per ticket; a ticket is rated only within ``rating_window_s`` of
+  its close, and only while its prompt is showing;
+- presses repeated inside the debounce time, the thank-you screen or (for
+  walk-ups) the rating window collapse into the one rating already taken;
+- walk-up ratings (no ticket) only when configured, flagged by ``ticket=None``.
+
+Single-threaded by design: callers marshal events onto one thread (Kivy's
+main thread, or the headless runner's loop).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Literal, Protocol
+
+from broker.contract import QmsEvent
+
+from .config import DeviceConfig
+
+log = logging.getLogger("hailong.device.state")
+
+InputKind = Literal["touch", "button"]
+
+
+class State(StrEnum):
+    IDLE = "idle"
+    PROMPT = "prompt"
+    REASONS = "reasons"
+    THANKS = "thanks"
+    OUT_OF_SERVICE = "out_of_service"
+
+
+class Clock(Protocol):
+    def wall_ms(self) -> int: ...
+    def mono_ms(self) -> int: ...
+
+
+class SystemClock:
+    def wall_ms(self) -> int:
+        return time.time_ns() // 1_000_000
+
+    def mono_ms(self) -> int:
+        return time.monotonic_ns() // 1_000_000
+
+
+class RatingSink(Protocol):
+    """Where a finished rating goes (the outbox). ``commit`` must be durable when it returns."""
+
+    def commit(self, draft: RatingDraft) -> object: ...
+    def has_room(self) -> bool: ...
+
+
+class StorageFull(Exception):
+    """The sink refused a rating because it is at its cap."""
+
+
+@dataclass(frozen=True, slots=True)
+class RatingDraft:
+    """A rating as the citizen gave it; the outbox adds event_id, seq, boot_id and sent_at."""
+
+    officer: str
+    ticket: str | None
+    service: str | None
+    dossier: str | None
+    closed_at: int | None
+    scale: Literal[3, 4, 5]
+    score: int
+    reasons: tuple[str, ...]
+    input: InputKind
+    rated_at: int
+    mono_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class BoundTicket:
+    """The ticket a prompt is about. ``closed_mono`` is the device clock when the close arrived."""
+
+    ticket: str | None
+    officer: str
+    service: str | None
+    dossier: str | None
+    closed_at: int | None
+    closed_mono: int
+
+
+@dataclass(frozen=True)
+class View:
+    """What the screen / LEDs show; a new instance after every change."""
+
+    state: State
+    language: str
+    scale: int
+    centre_name: str = ""
+    counter_label: str = ""
+    officer_name: str | None = None
+    serving_ticket: str | None = None
+    prompt_ticket: str | None = None
+    reasons_offered: tuple[str, ...] = ()
+    reasons_chosen: tuple[str, ...] = ()
+    score: int | None = None
+    oos_reason: str | None = None
+    oos_detail: str = ""
+
+
+# Out-of-service reasons; the UI shows a catalogue message per code that tells a technician what to do.
+OOS_NO_CONFIG = "no_config"
+OOS_NO_OFFICER = "no_officer"
+OOS_OUTBOX_FULL = "outbox_full"
+OOS_STORAGE = "storage_error"
+
+_REMEMBERED_TICKETS = 2000  # closes remembered to reject QoS1 redeliveries / repeats
+
+
+@dataclass
+class Stats:
+    rated: int = 0
+    not_rated: int = 0
+    ignored: Counter[str] = field(default_factory=Counter)
+
+
+class Terminal:
+    """The state machine. Call :meth:`tick` at least a few times a second (or at :meth:`next_deadline`)."""
+
+    def __init__(self, config: DeviceConfig | None, sink: RatingSink, clock: Clock | None = None,
+                 config_error: str = "") -> None:
+        self.config = config
+        self.sink = sink
+        self.clock = clock or SystemClock()
+        self.stats = Stats()
+        self.listeners: list[Callable[[View], None]] = []
+        self._config_error = config_error
+        self._officer: str | None = config.officer_id if config else None
+        self._serving: str | None = None
+        self._serving_meta: tuple[str | None, str | None] = (None, None)
+        self._bound: BoundTicket | None = None
+        self._next: BoundTicket | None = None
+        self._draft: RatingDraft | None = None
+        self._chosen: list[str] = []
+        self._closed: OrderedDict[str, None] = OrderedDict()
+        self._deadline: int | None = None
+        self._last_press = -(10**12)
+        self._last_rating = -(10**12)
+        self._storage_reason: str | None = None
+        self._oos_detail = ""
+        self._view_score: int | None = None
+        self._language: str = config.language if config else "vi"
+        self.state = State.OUT_OF_SERVICE
+        self._view = self._make_view()
+        self._rest()
+
+    # ------------------------------------------------------------------ inputs
+
+    def apply_config(self, config: DeviceConfig) -> None:
+        """A new config (file reload or retained update): applied at once, the current citizen keeps going."""
+        language_was_default = self.config is None or self._language == self.config.language
+        if self.config is None or config.officer_id != self.config.officer_id:
+            self._officer = self._officer or config.officer_id
+        self.config, self._config_error = config, ""
+        if language_was_default:
+            self._language = config.language
+        if self.state in (State.IDLE, State.OUT_OF_SERVICE):
+            self._rest()
+        else:
+            self._emit()
+
+    def on_qms(self, event: QmsEvent) -> None:
+        cfg = self.config
+        if cfg is None or event.counter != cfg.counter:
+            return
+        if event.type == "officer_login":
+            self._officer = event.officer
+        elif event.type == "officer_logout":
+            if event.officer == self._officer:
+                self._officer = None
+                self._serving = None
+                if self.state == State.PROMPT:
+                    self._not_rated()
+        elif event.type == "ticket_called":
+            self._officer = event.officer  # a call proves who is at the counter, even if we missed the login
+            self._serving, self._serving_meta = event.ticket, (event.service, event.dossier)
+        elif event.type == "ticket_closed":
+            self._officer = event.officer
+            self._ticket_closed(event)
+            return
+        if self.state in (State.IDLE, State.OUT_OF_SERVICE):
+            self._rest()
+        else:
+            self._emit()
+
+    def served(self) -> None:
+        """manual_served mode: the officer pressed 'served'; the next citizen may rate."""
+        cfg = self.config
+        if cfg is None or cfg.mode != "manual_served" or self._officer is None:
+            self.stats.ignored["served_not_applicable"] += 1
+            return
+        now = self.clock.wall_ms()
+        # No QMS: the device names the service "M-<close time>" so it is still one rating per service.
+        bound = BoundTicket(f"M-{now}", self._officer, None, None, now, self.clock.mono_ms())
+        self._offer(bound)
+
+    def press(self, score: int, input: InputKind = "touch") -> bool:
+        """A citizen pressed a level. Returns True when it started or completed a rating."""
+        cfg = self.config
+        mono = self.clock.mono_ms()
+        if cfg is None:
+            return self._ignore("no_config")
+        if mono - self._last_press < cfg.gpio.debounce_ms:
+            return self._ignore("bounce")
+        self._last_press = mono
+        if not 1 <= score <= cfg.scale:
+            return self._ignore("bad_score")
+        if self.state == State.PROMPT:
+            if cfg.mode == "always_on" and mono - self._last_rating < cfg.always_on_min_interval_s * 1000:
+                return self._ignore("rate_limited")
+            assert self._bound is not None
+            if self._bound.ticket is not None and mono - self._bound.closed_mono > cfg.rating_window_s * 1000:
+                self._not_rated()
+                return self._ignore("outside_window")
+            return self._rate(self._bound, score, input)
+        if self.state == State.IDLE:
+            if not cfg.walkup_allowed:
+                return self._ignore("no_ticket")
+            if mono - self._last_rating < cfg.rating_window_s * 1000:
+                return self._ignore("collapsed")  # the same citizen pressing again after rating
+            assert self._officer is not None
+            walkup = BoundTicket(None, self._officer, None, None, None, mono)
+            return self._rate(walkup, score, input)
+        return self._ignore(f"in_{self.state.value}")
+
+    def toggle_reason(self, code: str) -> None:
+        if self.state != State.REASONS or self.config is None or code not in self.config.reasons:
+            return
+        if code in self._chosen:
+            self._chosen.remove(code)
+        else:
+            self._chosen.append(code)
+        self._emit()
+
+    def submit_reasons(self) -> None:
+        if self.state == State.REASONS:
+            self._finish(tuple(self._chosen))
+
+    def skip_reasons(self) -> None:
+        if self.state == State.REASONS:
+            self._finish(())
+
+    def set_language(self, language: str) -> None:
+        """The citizen's language toggle; back to the configured default after THANKS."""
+        if language in ("vi", "en") and language != self._language:
+            self._language = language
+            self._emit()
+
+    def tick(self) -> None:
+        """Fire the current state's timeout if due; retry storage after outbox-full."""
+        mono = self.clock.mono_ms()
+        if self.state == State.OUT_OF_SERVICE and self._storage_reason is not None:
+            if self.sink.has_room():
+                self._storage_reason = None
+                self._rest()
+            return
+        if self._deadline is None or mono < self._deadline:
+            return
+        if self.state == State.PROMPT:
+            self._not_rated()
+        elif self.state == State.REASONS:
+            self._finish(tuple(self._chosen))
+        elif self.state == State.THANKS:
+            self._after_thanks()
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def view(self) -> View:
+        return self._view
+
+    @property
+    def officer(self) -> str | None:
+        return self._officer
+
+    def next_deadline(self) -> int | None:
+        """Monotonic ms of the next timeout, for callers that schedule instead of polling."""
+        return self._deadline
+
+    # ------------------------------------------------------------------ transitions
+
+    def _ticket_closed(self, event: QmsEvent) -> None:
+        cfg = self.config
+        assert cfg is not None and event.ticket is not None
+        if event.ticket in self._closed:
+            self.stats.ignored["repeated_close"] += 1
+            return
+        self._remember(event.ticket)
+        if self._serving == event.ticket:
+            self._serving = None
+        now = self.clock.wall_ms()
+        # A close that reaches us long after it happened (queued while we were offline) must not prompt
+        # the next citizen for someone else's ticket. Only trusted when our clock is plausibly set.
+        if now > 1_600_000_000_000 and now - event.at > cfg.rating_window_s * 1000:
+            self.stats.ignored["stale_close"] += 1
+            self._emit()
+            return
+        if cfg.mode == "always_on":
+            self._emit()
+            return
+        bound = BoundTicket(event.ticket, event.officer, event.service, event.dossier, event.at,
+                            self.clock.mono_ms())
+        self._offer(bound)
+
+    def _offer(self, bound: BoundTicket) -> None:
+        if self.state in (State.REASONS, State.THANKS):
+            self._next = bound  # the previous citizen finishes first
+            return
+        if self.state == State.PROMPT:
+            self._not_rated()
+        if self._blocked() is not None:
+            return
+        self._prompt(bound)
+
+    def _prompt(self, bound: BoundTicket) -> None:
+        cfg = self.config
+        assert cfg is not None
+        self._bound = bound
+        if bound.ticket is None:  # always_on: no ticket, no timeout
+            self._deadline = None
+        else:
+            self._deadline = bound.closed_mono + min(cfg.prompt_timeout_s, cfg.rating_window_s) * 1000
+        self._go(State.PROMPT)
+
+    def _rate(self, bound: BoundTicket, score: int, input: InputKind) -> bool:
+        cfg = self.config
+        assert cfg is not None
+        self._draft = RatingDraft(
+            officer=bound.officer, ticket=bound.ticket, service=bound.service, dossier=bound.dossier,
+            closed_at=bound.closed_at if bound.ticket is not None else None, scale=cfg.scale, score=score,
+            reasons=(), input=input, rated_at=self.clock.wall_ms(), mono_ms=self.clock.mono_ms(),
+        )
+        self._bound = None
+        wants_reasons = cfg.hardware != "buttons" and cfg.reasons and score <= cfg.ask_reasons_at_most
+        if wants_reasons and input == "touch":
+            self._chosen = []
+            self._deadline = self.clock.mono_ms() + cfg.reasons_timeout_s * 1000
+            self._go(State.REASONS)
+        else:
+            self._finish(())
+        return True
+
+    def _finish(self, reasons: tuple[str, ...]) -> None:
+        cfg = self.config
+        assert self._draft is not None and cfg is not None
+        draft = replace(self._draft, reasons=reasons)
+        self._draft, self._chosen = None, []
+        try:
+            self.sink.commit(draft)  # durable before THANKS: the citizen is thanked only for what is stored
+        except StorageFull as exc:
+            log.error("rating not stored, outbox full: %s", exc)
+            self._storage_reason = OOS_OUTBOX_FULL
+            self._oos_detail = str(exc)
+            self._rest()
+            return
+        except Exception as exc:
+            log.exception("rating not stored")
+            self._storage_reason = OOS_STORAGE
+            self._oos_detail = f"{type(exc).__name__}: {exc}"
+            self._rest()
+            return
+        self.stats.rated += 1
+        self._last_rating = self.clock.mono_ms()
+        if draft.ticket is not None:
+            self._remember(draft.ticket)
+        self._deadline = self.clock.mono_ms() + int(cfg.thanks_s * 1000)
+        self._view_score = draft.score
+        self._go(State.THANKS)
+
+    def _after_thanks(self) -> None:
+        cfg = self.config
+        self._language = cfg.language if cfg else self._language
+        pending, self._next = self._next, None
+        if (pending is not None and cfg is not None and self._blocked() is None
+                and self.clock.mono_ms() - pending.closed_mono < cfg.rating_window_s * 1000):
+            self._prompt(pending)
+        else:
+            self._rest()
+
+    def _not_rated(self) -> None:
+        self.stats.not_rated += 1
+        self._bound = None
+        self._rest()
+
+    def _blocked(self) -> tuple[str, str] | None:
+        if self.config is None:
+            return OOS_NO_CONFIG, self._config_error
+        if self._storage_reason is not None:
+            return self._storage_reason, self._oos_detail
+        if self._officer is None:
+            return OOS_NO_OFFICER, f"counter {self.config.counter}"
+        return None
+
+    def _rest(self) -> None:
+        """Where the terminal goes when no citizen is mid-rating."""
+        self._deadline = None
+        self._bound = None
+        if self._blocked() is not None:
+            self._go(State.OUT_OF_SERVICE)
+        elif self.config is not None and self.config.mode == "always_on":
+            assert self._officer is not None
+            self._prompt(BoundTicket(None, self._officer, None, None, None, self.clock.mono_ms()))
+        else:
+            self._go(State.IDLE)
+
+    def _remember(self, ticket: str) -> None:
+        self._closed[ticket] = None
+        self._closed.move_to_end(ticket)
+        while len(self._closed) > _REMEMBERED_TICKETS:
+            self._closed.popitem(last=False)
+
+    def _ignore(self, why: str) -> bool:
+        self.stats.ignored[why] += 1
+        return False
+
+    def _go(self, state: State) -> None:
+        if state != self.state:
+            log.debug("state %s -> %s", self.state.value, state.value)
+        self.state = state
+        self._emit()
+
+    def _make_view(self) -> View:
+        cfg = self.config
+        if cfg is None:
+            return View(State.OUT_OF_SERVICE, self._language, 4, oos_reason=OOS_NO_CONFIG,
+                        oos_detail=self._config_error)
+        blocked = self._blocked() if self.state == State.OUT_OF_SERVICE else None
+        return View(
+            state=self.state, language=self._language, scale=cfg.scale, centre_name=cfg.centre_name,
+            counter_label=cfg.counter_label, officer_name=cfg.officer_name(self._officer),
+            serving_ticket=self._serving,
+            prompt_ticket=self._bound.ticket if self._bound is not None else None,
+            reasons_offered=cfg.reasons, reasons_chosen=tuple(self._chosen),
+            score=self._draft.score if self._draft is not None else
+            (self._view_score if self.state == State.THANKS else None),
+            oos_reason=blocked[0] if blocked else None, oos_detail=blocked[1] if blocked else "",
+        )
+
+    def _emit(self) -> None:
+        self._view = self._make_view()
+        for fn in list(self.listeners):
+            try:
+                fn(self._view)
+            except Exception:
+                log.exception("view listener failed")

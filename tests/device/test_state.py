@@ -1,0 +1,238 @@
+"""Table-driven tests of the terminal state machine: every transition and timeout, window and one-per-ticket."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from broker.contract import QmsEvent
+from device.state import State, Terminal
+
+from .fakes import T0_WALL, FakeClock, MemorySink, make_config
+
+
+def qms(kind: str, ticket: str | None = None, officer: str = "cb01", counter: str = "q01",
+        at: int | None = None) -> QmsEvent:
+    return QmsEvent(v=1, type=kind, counter=counter, officer=officer, ticket=ticket,  # type: ignore[arg-type]
+                    service="ho-tich" if ticket else None, at=at if at is not None else T0_WALL)
+
+
+@dataclass
+class Rig:
+    term: Terminal
+    clock: FakeClock
+    sink: MemorySink
+
+    def run(self, steps: list[tuple[Any, ...]]) -> None:
+        for step in steps:
+            op, *args = step
+            if op == "login":
+                self.term.on_qms(qms("officer_login", officer=args[0] if args else "cb01"))
+            elif op == "logout":
+                self.term.on_qms(qms("officer_logout"))
+            elif op == "call":
+                self.term.on_qms(qms("ticket_called", args[0]))
+            elif op == "close":
+                self.term.on_qms(qms("ticket_closed", args[0], at=self.clock.wall + (args[1] if len(args) > 1 else 0)))
+            elif op == "close_other_counter":
+                self.term.on_qms(qms("ticket_closed", args[0], counter="q02"))
+            elif op == "press":
+                self.term.press(args[0], args[1] if len(args) > 1 else "touch")
+            elif op == "reason":
+                self.term.toggle_reason(args[0])
+            elif op == "submit":
+                self.term.submit_reasons()
+            elif op == "skip":
+                self.term.skip_reasons()
+            elif op == "served":
+                self.term.served()
+            elif op == "wait":  # advance the clock, then let timeouts fire
+                self.clock.advance(int(args[0] * 1000))
+                self.term.tick()
+            elif op == "advance":  # advance without a tick (a press racing the timer)
+                self.clock.advance(int(args[0] * 1000))
+            elif op == "lang":
+                self.term.set_language(args[0])
+            elif op == "full":
+                self.sink.full = args[0]
+            elif op == "broken":
+                self.sink.broken = True
+            else:
+                raise AssertionError(f"unknown step {op}")
+
+
+def rig(config: dict[str, Any] | None = None, *, no_config: bool = False) -> Rig:
+    clock, sink = FakeClock(), MemorySink()
+    cfg = None if no_config else make_config(**(config or {}))
+    return Rig(Terminal(cfg, sink, clock, config_error="file not found"), clock, sink)
+
+
+@dataclass
+class Case:
+    name: str
+    steps: list[tuple[Any, ...]]
+    state: State
+    ratings: list[dict[str, Any]] = field(default_factory=list)  # expected fields of each committed rating
+    config: dict[str, Any] = field(default_factory=dict)
+    not_rated: int = 0
+    ignored: dict[str, int] = field(default_factory=dict)
+    view: dict[str, Any] = field(default_factory=dict)
+
+
+SERVED = [("login",), ("call", "A-1024"), ("close", "A-1024")]
+
+CASES = [
+    Case("starts out of service without officer", [], State.OUT_OF_SERVICE, view={"oos_reason": "no_officer"}),
+    Case("login -> idle", [("login",)], State.IDLE, view={"officer_name": "Nguyễn Thị Lan"}),
+    Case("called ticket shown on idle", [("login",), ("call", "A-1024")], State.IDLE,
+         view={"serving_ticket": "A-1024"}),
+    Case("close -> prompt", SERVED, State.PROMPT, view={"prompt_ticket": "A-1024", "serving_ticket": None}),
+    Case("top score -> thanks, bound to ticket", [*SERVED, ("press", 4)], State.THANKS,
+         [{"ticket": "A-1024", "score": 4, "officer": "cb01", "service": "ho-tich", "closed_at": T0_WALL,
+           "reasons": (), "input": "touch"}], view={"score": 4}),
+    Case("thanks times out -> idle", [*SERVED, ("press", 3), ("wait", 2.9)], State.THANKS, [{"score": 3}]),
+    Case("thanks 3 s -> idle", [*SERVED, ("press", 3), ("wait", 3)], State.IDLE, [{"score": 3}]),
+    Case("low score -> reasons", [*SERVED, ("press", 1)], State.REASONS, view={"score": 1}),
+    Case("Bình thường (2 of 4) also asks reasons", [*SERVED, ("press", 2)], State.REASONS),
+    Case("reasons submit", [*SERVED, ("press", 1), ("reason", "thai_do"), ("reason", "thu_tuc"), ("submit",)],
+         State.THANKS, [{"score": 1, "reasons": ("thai_do", "thu_tuc")}]),
+    Case("reason toggled twice is removed", [*SERVED, ("press", 1), ("reason", "thai_do"), ("reason", "thu_tuc"),
+                                             ("reason", "thai_do"), ("submit",)],
+         State.THANKS, [{"reasons": ("thu_tuc",)}]),
+    Case("unknown reason code ignored", [*SERVED, ("press", 1), ("reason", "bogus"), ("submit",)],
+         State.THANKS, [{"reasons": ()}]),
+    Case("reasons skip sends none", [*SERVED, ("press", 1), ("reason", "thai_do"), ("skip",)], State.THANKS,
+         [{"score": 1, "reasons": ()}]),
+    Case("reasons timeout 15 s sends chosen", [*SERVED, ("press", 2), ("reason", "huong_dan"), ("wait", 14.9)],
+         State.REASONS),
+    Case("reasons timeout fires", [*SERVED, ("press", 2), ("reason", "huong_dan"), ("wait", 15)], State.THANKS,
+         [{"score": 2, "reasons": ("huong_dan",)}]),
+    Case("prompt 30 s timeout -> idle, not rated", [*SERVED, ("wait", 30)], State.IDLE, not_rated=1),
+    Case("prompt still open at 29.9 s", [*SERVED, ("wait", 29.9), ("press", 4)], State.THANKS, [{"score": 4}]),
+    Case("window shorter than prompt timeout bounds the prompt", [*SERVED, ("wait", 20)], State.IDLE,
+         config={"rating_window_s": 20}, not_rated=1),
+    Case("press after window without tick is refused", [*SERVED, ("advance", 21), ("press", 4)], State.IDLE,
+         config={"rating_window_s": 20}, not_rated=1, ignored={"outside_window": 1}),
+    Case("press in idle without ticket refused", [("login",), ("press", 4)], State.IDLE,
+         ignored={"no_ticket": 1}),
+    Case("press after prompt timed out refused", [*SERVED, ("wait", 30), ("press", 4)], State.IDLE,
+         not_rated=1, ignored={"no_ticket": 1}),
+    Case("one rating per ticket: repeated close ignored", [*SERVED, ("press", 4), ("wait", 3),
+                                                           ("close", "A-1024"), ("press", 4)],
+         State.IDLE, [{"ticket": "A-1024"}], ignored={"repeated_close": 1, "no_ticket": 1}),
+    Case("presses during thanks collapse", [*SERVED, ("press", 4), ("wait", 0.5), ("press", 4), ("press", 3)],
+         State.THANKS, [{"score": 4}], ignored={"in_thanks": 1, "bounce": 1}),
+    Case("bouncing contact collapses to one press", [*SERVED, ("press", 1), ("advance", 0.02), ("press", 1)],
+         State.REASONS, ignored={"bounce": 1}),
+    Case("score above scale ignored", [*SERVED, ("press", 5)], State.PROMPT, ignored={"bad_score": 1}),
+    Case("stale close (queued while offline) ignored", [("login",), ("close", "A-7", -61_000)], State.IDLE,
+         ignored={"stale_close": 1}),
+    Case("other counter's close ignored", [("login",), ("close_other_counter", "B-1")], State.IDLE),
+    Case("close implies officer even if login missed", [("close", "A-9")], State.PROMPT,
+         view={"officer_name": "Nguyễn Thị Lan"}),
+    Case("new close during prompt: old not rated", [*SERVED, ("close", "A-1025"), ("press", 4)], State.THANKS,
+         [{"ticket": "A-1025"}], not_rated=1),
+    Case("close during thanks prompts after thanks", [*SERVED, ("press", 4), ("close", "A-1025"), ("wait", 3)],
+         State.PROMPT, [{"ticket": "A-1024"}], view={"prompt_ticket": "A-1025"}),
+    Case("close during reasons waits for the citizen", [*SERVED, ("press", 1), ("close", "A-1025"), ("submit",),
+                                                        ("wait", 3), ("press", 3)],
+         State.THANKS, [{"ticket": "A-1024", "score": 1}, {"ticket": "A-1025", "score": 3}]),
+    Case("logout -> out of service", [("login",), ("logout",)], State.OUT_OF_SERVICE,
+         view={"oos_reason": "no_officer"}),
+    Case("logout during prompt: not rated", [*SERVED, ("logout",)], State.OUT_OF_SERVICE, not_rated=1),
+    Case("logout during thanks: out of service after", [*SERVED, ("press", 4), ("logout",), ("wait", 3)],
+         State.OUT_OF_SERVICE, [{"score": 4}]),
+    Case("walk-up when allowed", [("login",), ("press", 3)], State.THANKS,
+         [{"ticket": None, "closed_at": None, "score": 3}], config={"walkup_allowed": True}),
+    Case("walk-up repeat inside window collapses", [("login",), ("press", 3), ("wait", 3), ("press", 3)],
+         State.IDLE, [{"ticket": None}], config={"walkup_allowed": True}, ignored={"collapsed": 1}),
+    Case("walk-up after window accepted", [("login",), ("press", 3), ("wait", 3), ("wait", 60), ("press", 4)],
+         State.THANKS, [{"score": 3}, {"score": 4}], config={"walkup_allowed": True}),
+    Case("buttons-only unit skips reasons", [*SERVED, ("press", 1, "button")], State.THANKS,
+         [{"score": 1, "reasons": (), "input": "button"}],
+         config={"hardware": "buttons", "gpio": {"buttons": {1: 5, 2: 6, 3: 13, 4: 19}}}),
+    Case("button press on touch+buttons unit skips reasons", [*SERVED, ("press", 2, "button")], State.THANKS,
+         [{"input": "button", "reasons": ()}]),
+    Case("scale 3: only lowest asks reasons", [*SERVED, ("press", 2)], State.THANKS, [{"scale": 3, "score": 2}],
+         config={"scale": 3}),
+    Case("scale 5: 3 asks reasons", [*SERVED, ("press", 3)], State.REASONS, config={"scale": 5}),
+    Case("manual_served: press before served refused", [("press", 4)], State.IDLE,
+         config={"mode": "manual_served", "officer_id": "cb01"}, ignored={"no_ticket": 1}),
+    Case("manual_served: served -> prompt -> rating", [("served",), ("press", 4)], State.THANKS,
+         [{"ticket": f"M-{T0_WALL}", "closed_at": T0_WALL, "officer": "cb01"}],
+         config={"mode": "manual_served", "officer_id": "cb01"}),
+    Case("manual_served: prompt times out", [("served",), ("wait", 30)], State.IDLE,
+         config={"mode": "manual_served", "officer_id": "cb01"}, not_rated=1),
+    Case("served ignored in qms mode", [("login",), ("served",)], State.IDLE,
+         ignored={"served_not_applicable": 1}),
+    Case("always_on: prompt at rest", [], State.PROMPT, config={"mode": "always_on", "officer_id": "cb01"}),
+    Case("always_on: rating is a walk-up, back to prompt", [("press", 4), ("wait", 3)], State.PROMPT,
+         [{"ticket": None, "score": 4}], config={"mode": "always_on", "officer_id": "cb01"}),
+    Case("always_on: rate limited", [("press", 4), ("wait", 3), ("press", 4), ("wait", 7), ("press", 3)],
+         State.THANKS, [{"score": 4}, {"score": 3}], config={"mode": "always_on", "officer_id": "cb01"},
+         ignored={"rate_limited": 1}),
+    Case("always_on: no timeout", [("wait", 300)], State.PROMPT, config={"mode": "always_on", "officer_id": "cb01"}),
+    Case("outbox full -> out of service, no thanks", [*SERVED, ("full", True), ("press", 4)], State.OUT_OF_SERVICE,
+         view={"oos_reason": "outbox_full"}),
+    Case("outbox room again -> idle", [*SERVED, ("full", True), ("press", 4), ("full", False), ("wait", 1)],
+         State.IDLE),
+    Case("storage error -> out of service", [*SERVED, ("broken",), ("press", 4)], State.OUT_OF_SERVICE,
+         view={"oos_reason": "storage_error"}),
+    Case("language toggle shown", [*SERVED, ("lang", "en")], State.PROMPT, view={"language": "en"}),
+    Case("language back to default after thanks", [*SERVED, ("lang", "en"), ("press", 4), ("wait", 3)], State.IDLE,
+         [{"score": 4}], view={"language": "vi"}),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_transition(case: Case) -> None:
+    r = rig(case.config)
+    seen: list[State] = []
+    r.term.listeners.append(lambda v: seen.append(v.state))
+    r.run(case.steps)
+    assert r.term.state == case.state
+    assert len(r.sink.drafts) == len(case.ratings), r.sink.drafts
+    for draft, expected in zip(r.sink.drafts, case.ratings, strict=True):
+        for key, value in expected.items():
+            assert getattr(draft, key) == value, (key, draft)
+    assert r.term.stats.not_rated == case.not_rated
+    for why, n in case.ignored.items():
+        assert r.term.stats.ignored[why] == n, r.term.stats.ignored
+    for key, value in case.view.items():
+        assert getattr(r.term.view, key) == value, (key, r.term.view)
+    if case.steps:
+        assert not seen or seen[-1] == case.state  # listeners saw the final state
+
+
+def test_no_config_is_out_of_service_with_the_problem() -> None:
+    r = rig(no_config=True)
+    assert r.term.state == State.OUT_OF_SERVICE
+    assert r.term.view.oos_reason == "no_config" and r.term.view.oos_detail == "file not found"
+    r.run([("login",), ("press", 4)])
+    assert r.term.state == State.OUT_OF_SERVICE and not r.sink.drafts
+
+
+def test_config_arriving_later_brings_the_terminal_up() -> None:
+    r = rig(no_config=True)
+    r.term.apply_config(make_config(officer_id="cb01"))
+    assert r.term.state == State.IDLE
+
+
+def test_live_config_update_changes_scale_and_window() -> None:
+    r = rig()
+    r.run([("login",)])
+    r.term.apply_config(make_config(scale=5, rating_window_s=10))
+    assert r.term.view.scale == 5
+    r.run([("close", "A-1"), ("wait", 10)])
+    assert r.term.state == State.IDLE and r.term.stats.not_rated == 1
+    r.run([("close", "A-2"), ("press", 5)])
+    assert r.sink.drafts[-1].scale == 5 and r.sink.drafts[-1].score == 5
+
+
+def test_rated_at_and_mono_come_from_the_clock() -> None:
+    r = rig()
+    r.run([*SERVED, ("advance", 2.5), ("press", 4)])
+    d = r.sink.drafts[0]
+    assert d.rated_at == T0_WALL + 2500 and d.mono_ms == r.clock.mono
