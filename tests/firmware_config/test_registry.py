@@ -44,8 +44,8 @@ BROKEN: list[tuple[str, str, str, str]] = [
      "pins = { score_1 = 5, score_2 = 5 }\n",
      "{f}/devices.toml:31: device.x1.pins: GPIO 5 used by both score_1 and score_2"),
     ("devices.toml", "append", '\n[device.x1]\ncentre = "dn-tthc"\ncounter = "q01"\nretired = true\n'
-     "pins = { led = 40 }\n",
-     "{f}/devices.toml:31: device.x1.pins: pin led = 40 is not a usable BCM GPIO (2..27)"),
+     "pins = { led_1 = 40 }\n",
+     "{f}/devices.toml:31: device.x1.pins: pin led_1 = 40 is not a usable BCM GPIO (2..27)"),
     ("devices.toml", "append", '\n[device.x1]\ncentre = "dn-tthc"\ncounter = "q01"\ncolour = "red"\n',
      "{f}/devices.toml:31: device.x1.colour: Extra inputs are not permitted"),
     ("devices.toml", "append", "\n[device.x1\n",

@@ -1,0 +1,171 @@
+"""Fleet credentials: per-user passwords, device certificates and revocations.
+
+They live in a *state* directory next to the registry (default ``<fleet>/state``)
+that is never committed: on creation it gets a ``.gitignore`` of ``*`` and mode
+0700, and every secret file is 0600. Nothing here prints or logs a secret; the
+CLI only ever names the file a secret is in.
+
+Layout::
+
+    state/.gitignore                 "*" -- the directory ignores itself
+    state/passwd                     user:$7$... hashes (what the broker gets)
+    state/secrets/<user>.password    plaintext, copied into the user's bundle/config
+    state/pki/ca.key ca.crt          fleet CA
+    state/pki/server.key server.crt  broker certificate
+    state/pki/devices/<id>.key .crt  device client certificates
+    state/revoked.toml               revoked certificate serials per device
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from broker.passwd import check_username, hash_password, new_password, parse_passwd, render_passwd
+
+from .pki import FleetCA, cert_serial, write_private
+
+STATE_DIRNAME = "state"
+
+
+@dataclass
+class DeviceCert:
+    key_path: Path
+    cert_path: Path
+    serial: int
+
+
+class FleetState:
+    """The credentials of one fleet. Methods create what is missing, lazily."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    @classmethod
+    def for_fleet(cls, fleet: Path, state: Path | None = None) -> FleetState:
+        return cls(state if state is not None else Path(fleet) / STATE_DIRNAME)
+
+    # ------------------------------------------------------------------ layout
+    def ensure(self) -> FleetState:
+        fresh = not self.root.exists()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o700)
+        if fresh or not (self.root / ".gitignore").exists():
+            (self.root / ".gitignore").write_text("# generated credentials: never commit\n*\n")
+        for sub in ("secrets", "pki", "pki/devices"):
+            (self.root / sub).mkdir(mode=0o700, exist_ok=True)
+        return self
+
+    @property
+    def passwd_path(self) -> Path:
+        return self.root / "passwd"
+
+    def secret_path(self, user: str) -> Path:
+        return self.root / "secrets" / f"{check_username(user)}.password"
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.root / "pki"
+
+    # ------------------------------------------------------------------ passwords
+    def hashes(self) -> dict[str, str]:
+        if not self.passwd_path.exists():
+            return {}
+        return parse_passwd(self.passwd_path.read_text(encoding="utf-8"))
+
+    def _save_hashes(self, hashes: dict[str, str]) -> None:
+        write_private(self.passwd_path, render_passwd(hashes).encode())
+
+    def password(self, user: str) -> str:
+        """The user's password, generated (and hashed into ``passwd``) on first use."""
+        hashes = self.hashes()
+        path = self.secret_path(user)
+        if user in hashes and path.exists():
+            return path.read_text(encoding="utf-8").strip()
+        return self.rotate_password(user)
+
+    def rotate_password(self, user: str) -> str:
+        self.ensure()
+        secret = new_password()
+        write_private(self.secret_path(user), (secret + "\n").encode())
+        hashes = self.hashes()
+        hashes[user] = hash_password(secret)
+        self._save_hashes(hashes)
+        return secret
+
+    def drop_user(self, user: str) -> None:
+        hashes = self.hashes()
+        if hashes.pop(user, None) is not None:
+            self._save_hashes(hashes)
+        self.secret_path(user).unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ certificates
+    def ca(self) -> FleetCA:
+        self.ensure()
+        return FleetCA.load_or_create(self.pki_dir)
+
+    def server_cert(self, names: list[str]) -> tuple[Path, Path]:
+        """(key, cert) for the broker; re-issued when the host names change."""
+        key, crt = self.pki_dir / "server.key", self.pki_dir / "server.crt"
+        names_file = self.pki_dir / "server.names"
+        wanted = "\n".join(names)
+        if not (key.exists() and crt.exists() and names_file.exists() and names_file.read_text() == wanted):
+            key_pem, cert_pem, _ = self.ca().issue(names[0], server_names=names)
+            write_private(key, key_pem)
+            crt.write_bytes(cert_pem)
+            names_file.write_text(wanted)
+        return key, crt
+
+    def device_cert(self, device: str, *, renew: bool = False) -> DeviceCert:
+        key, crt = self.pki_dir / "devices" / f"{device}.key", self.pki_dir / "devices" / f"{device}.crt"
+        if renew or not (key.exists() and crt.exists()):
+            if crt.exists():
+                self.revoke_serial(device, cert_serial(crt.read_bytes()))
+            key_pem, cert_pem, _ = self.ca().issue(device)
+            write_private(key, key_pem)
+            crt.write_bytes(cert_pem)
+        return DeviceCert(key, crt, cert_serial(crt.read_bytes()))
+
+    # ------------------------------------------------------------------ revocation
+    @property
+    def revoked_path(self) -> Path:
+        return self.root / "revoked.toml"
+
+    def revoked(self) -> dict[str, list[int]]:
+        """device -> revoked certificate serials (a device may have several over its life)."""
+        if not self.revoked_path.exists():
+            return {}
+        data = tomllib.loads(self.revoked_path.read_text(encoding="utf-8"))
+        return {k: [int(s, 16) for s in v.get("serials", [])] for k, v in data.get("device", {}).items()}
+
+    def revoked_serials(self) -> list[int]:
+        return [s for serials in self.revoked().values() for s in serials]
+
+    def revoke_serial(self, device: str, serial: int) -> None:
+        data = self.revoked()
+        if serial not in data.setdefault(device, []):
+            data[device].append(serial)
+        lines = ["# certificate serials (hex) revoked per device; written by hailong fleet"]
+        for dev in sorted(data):
+            serials = ", ".join(f'"{s:x}"' for s in data[dev])
+            lines += ["", f"[device.{dev}]", f"serials = [{serials}]"]
+        self.ensure()
+        self.revoked_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def revoke_device(self, device: str) -> bool:
+        """Revoke the device's certificate and delete its password. True if it had any credential."""
+        had = device in self.hashes()
+        self.drop_user(device)
+        crt = self.pki_dir / "devices" / f"{device}.crt"
+        if crt.exists():
+            self.revoke_serial(device, cert_serial(crt.read_bytes()))
+            crt.unlink()
+            (self.pki_dir / "devices" / f"{device}.key").unlink(missing_ok=True)
+            had = True
+        return had
+
+    def is_revoked(self, device: str) -> bool:
+        """Revoked and not re-provisioned since (no live credential)."""
+        crt = self.pki_dir / "devices" / f"{device}.crt"
+        return device in self.revoked() and device not in self.hashes() and not crt.exists()
