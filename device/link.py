@@ -1,0 +1,240 @@
+"""The terminal's MQTT link: drains the outbox, listens to its QMS and config topics, reports status.
+
+- paho-mqtt 2.x, QoS 1, persistent session (MQTT 5 clean_start=False with a
+  session expiry, or 3.1.1 clean_session=False), so QMS events and config
+  updates published while the terminal was offline still reach it.
+- Reconnects by itself with exponential backoff (1 s .. 60 s).
+- Drains the outbox in seq order with a bounded window of in-flight messages;
+  a rating is deleted only in ``on_publish`` (PUBACK). paho re-sends in-flight
+  messages after a reconnect; after a crash the outbox re-sends everything not
+  acknowledged, so delivery is at-least-once and the ingest dedupes by event_id
+  (its InfluxDB writes are idempotent).
+- ``sent_at`` is stamped when the message is handed to the connected client.
+- Retained ``status`` (online) at connect and every heartbeat; LWT = offline.
+- Retained ``config`` updates are parsed and handed to ``on_config``.
+
+Callbacks (``on_qms``, ``on_config``) run on paho's thread: the caller passes
+a ``dispatch`` function that moves them to its own thread (Kivy Clock, or the
+headless loop).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from broker.contract import (
+    ContractError,
+    DeviceConfigUpdate,
+    DeviceStatus,
+    QmsEvent,
+    config_topic,
+    parse_config_update,
+    parse_qms,
+    qms_topic,
+    rating_topic,
+    status_topic,
+)
+from broker.mqtt import MqttSettings, make_client
+
+from .outbox import Outbox
+
+log = logging.getLogger("hailong.device.link")
+
+WINDOW = 32  # ratings in flight at once; bounds memory when a large backlog drains
+SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our subscriptions and queued QMS events a week
+
+
+def hailong_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("hailong")[:32]
+    except Exception:
+        return "0"
+
+
+def cpu_temp_c() -> float | None:
+    try:
+        return round(int(Path("/sys/class/thermal/thermal_zone0/temp").read_text().strip()) / 1000, 1)
+    except (OSError, ValueError):
+        return None
+
+
+def _run_inline(fn: Callable[[], None]) -> None:
+    fn()
+
+
+class DeviceLink:
+    def __init__(self, mqtt_settings: MqttSettings, *, device: str, centre: str, counter: str, outbox: Outbox,
+                 on_qms: Callable[[QmsEvent], None] | None = None,
+                 on_config: Callable[[DeviceConfigUpdate], None] | None = None,
+                 state: Callable[[], str | None] | None = None,
+                 dispatch: Callable[[Callable[[], None]], None] = _run_inline,
+                 heartbeat_s: float = 60.0) -> None:
+        self.settings = mqtt_settings
+        self.device, self.centre, self.counter = device, centre, counter
+        self.outbox = outbox
+        self.on_qms = on_qms
+        self.on_config = on_config
+        self.state = state or (lambda: None)
+        self.dispatch = dispatch
+        self.heartbeat_s = heartbeat_s
+        self.started_mono = time.monotonic()
+        self.connected = threading.Event()
+        self.acked = 0
+        self._lock = threading.RLock()
+        self._inflight: dict[int, int] = {}  # mid -> seq
+        self._published_upto = -1
+        self._last_config_at = -1
+        self._stop = threading.Event()
+        self._kick = threading.Event()
+        self._status_topic = status_topic(centre, device)
+        self.client = make_client(mqtt_settings, client_id=device)
+        self.client.max_inflight_messages_set(WINDOW)
+        self.client.max_queued_messages_set(0)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=60)
+        self.client.will_set(self._status_topic, self._status(online=False).to_json(), qos=1, retain=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
+        self.client.on_message = self._on_message
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> DeviceLink:
+        kwargs: dict[str, Any] = {}
+        if self.settings.protocol == "5":
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = SESSION_EXPIRY_S
+            kwargs = {"clean_start": False, "properties": props}
+        self.client.connect_async(self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s,
+                                  **kwargs)
+        self.client.loop_start()
+        threading.Thread(target=self._heartbeat_loop, name="hl-heartbeat", daemon=True).start()
+        threading.Thread(target=self._drain_loop, name="hl-drain", daemon=True).start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Graceful stop: retained offline status, then disconnect (the LWT is for ungraceful ones)."""
+        self._stop.set()
+        self._kick.set()
+        if self.connected.is_set():
+            info = self.client.publish(self._status_topic, self._status(online=False).to_json(), qos=1, retain=True)
+            info.wait_for_publish(timeout)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def kick(self) -> None:
+        """A rating was just committed: publish it soon, on the drain thread (never blocks the UI)."""
+        self._kick.set()
+
+    def _drain_loop(self) -> None:
+        while not self._stop.is_set():
+            self._kick.wait(5.0)  # the timeout also retries anything a lost connection left behind
+            self._kick.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self._pump()
+            except Exception:
+                log.exception("outbox drain failed")
+
+    # ------------------------------------------------------------------ status
+
+    def _status(self, online: bool) -> DeviceStatus:
+        return DeviceStatus(
+            v=1, device=self.device, centre=self.centre, online=online,
+            outbox_depth=self.outbox.depth if online else 0,
+            outbox_nearly_full=self.outbox.nearly_full if online else False,
+            uptime_s=int(time.monotonic() - self.started_mono) if online else 0,
+            cpu_temp_c=cpu_temp_c() if online else None, version=hailong_version(),
+            state=self.state() if online else None, at=time.time_ns() // 1_000_000 if online else None,
+        )
+
+    def publish_status(self) -> None:
+        if self.connected.is_set():
+            self.client.publish(self._status_topic, self._status(online=True).to_json(), qos=1, retain=True)
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stop.wait(self.heartbeat_s):
+            try:
+                self.publish_status()
+            except Exception:
+                log.exception("heartbeat failed")
+
+    # ------------------------------------------------------------------ outbox drain
+
+    def _pump(self) -> None:
+        if not self.connected.is_set():
+            return
+        with self._lock:
+            room = WINDOW - len(self._inflight)
+            if room <= 0:
+                return
+            for seq, event in self.outbox.pending(self._published_upto, room):
+                stamped = event.model_copy(update={"sent_at": time.time_ns() // 1_000_000})
+                # even if the socket just dropped, paho keeps the message queued under this mid and
+                # sends it after reconnecting, so it is tracked either way
+                info = self.client.publish(rating_topic(event.centre, event.device), stamped.to_json(), qos=1)
+                self._inflight[info.mid] = seq
+                self._published_upto = seq
+
+    def _on_publish(self, _c: mqtt.Client, _u: object, mid: int, rc: Any, _p: object = None) -> None:
+        with self._lock:
+            seq = self._inflight.pop(mid, None)
+        if seq is None:
+            return  # a status message
+        if getattr(rc, "is_failure", False):
+            log.error("broker refused rating seq %s: %s; parked in the outbox", seq, rc)
+            self.outbox.park(seq, str(rc))
+        else:
+            self.outbox.delete(seq)
+            self.acked += 1
+        self._pump()
+
+    # ------------------------------------------------------------------ connection
+
+    def _on_connect(self, client: mqtt.Client, _u: object, _f: object, rc: Any, _p: object = None) -> None:
+        if getattr(rc, "is_failure", False):
+            log.error("broker refused connection: %s (check mqtt.username / password / TLS)", rc)
+            return
+        log.info("connected to %s", self.settings.url)
+        client.subscribe([(qms_topic(self.centre, self.counter), 1), (config_topic(self.centre, self.device), 1)])
+        self.connected.set()
+        self.publish_status()
+        self._pump()
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, rc: Any, _p: object = None) -> None:
+        if self.connected.is_set():
+            log.warning("disconnected from broker: %s; %d ratings wait in the outbox", rc, self.outbox.depth)
+        self.connected.clear()
+
+    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        try:
+            if msg.topic.endswith("/config"):
+                update = parse_config_update(bytes(msg.payload))
+                if update.issued_at <= self._last_config_at:
+                    return  # an older retained update than one already applied
+                self._last_config_at = update.issued_at
+                if self.on_config is not None:
+                    cb, upd = self.on_config, update
+                    self.dispatch(lambda: cb(upd))
+            else:
+                event = parse_qms(bytes(msg.payload))
+                if event.counter != self.counter:
+                    log.warning("QMS event for counter %s on %s ignored", event.counter, msg.topic)
+                    return
+                if self.on_qms is not None:
+                    cbq, ev = self.on_qms, event
+                    self.dispatch(lambda: cbq(ev))
+        except ContractError as exc:
+            log.warning("ignored bad message on %s: %s", msg.topic, exc)
