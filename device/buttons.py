@@ -69,8 +69,11 @@ class ButtonPanel:
             if not self._debounced():
                 return
             self.presses += 1
-            self._dispatch(lambda: self._press(score, "button"))
+            self._dispatch(lambda: self._give(score))
         return pressed
+
+    def _give(self, score: int) -> None:
+        self._press(score, "button")
 
     def _on_served(self) -> None:
         if self._served is not None and self._debounced():
