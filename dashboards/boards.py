@@ -1,0 +1,269 @@
+"""The five hailong dashboards: titles in Vietnamese, English in the descriptions.
+
+Each panel's ``key`` names the number it shows; tests/dashboards prove every
+one of them against a seeded InfluxDB.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .grafana import (
+    Dashboard,
+    Panel,
+    Target,
+    Transform,
+    Variable,
+    binary,
+    filter_at_least,
+    group_by,
+    merge,
+    organize,
+    row_index,
+    sort_by,
+    stable_uid,
+)
+from .queries import (
+    CENTRE_KEYS,
+    LABELS,
+    RATED,
+    RATING_KEYS,
+    RATIO,
+    count_query,
+    group_clause,
+    rated_query,
+    ratio_stat,
+    ratio_table,
+    reason_query,
+    satisfied_query,
+    tag_filters,
+)
+from .settings import DashboardSettings
+
+WEEKDAYS = {"1": "Thứ 2", "2": "Thứ 3", "3": "Thứ 4", "4": "Thứ 5", "5": "Thứ 6", "6": "Thứ 7", "7": "Chủ nhật"}
+VAR_LABELS = {"province": "Tỉnh", "centre": "Trung tâm", "counter": "Quầy", "officer": "Cán bộ",
+              "service": "Lĩnh vực", "device": "Thiết bị"}
+WEEK = "1w, 4d"  # InfluxDB weeks start on Thursday (the epoch); +4d makes them ISO weeks (Monday)
+
+
+def tag_variables(measurement: str, keys: tuple[str, ...]) -> tuple[Variable, ...]:
+    """One SHOW TAG VALUES variable per key, each filtered by the ones before it."""
+    out = []
+    for i, key in enumerate(keys):
+        before = keys[:i]
+        where = " WHERE " + " AND ".join(f'"{k}" =~ /^${k}$/' for k in before) if before else ""
+        out.append(Variable(key, VAR_LABELS[key], f'SHOW TAG VALUES FROM "{measurement}" WITH KEY = "{key}"{where}'))
+    return tuple(out)
+
+
+def centre_overview(s: DashboardSettings) -> Dashboard:
+    k = RATING_KEYS
+    tz = s.timezone
+    heat = Panel(
+        "centre.heatmap", "table", "Lượt đánh giá theo giờ và thứ",
+        "Rated tickets by hour of day (rows) and weekday (columns), in the centre's time zone.",
+        (Target("A", rated_query(k, alias="n", time="1h", tz=tz)),),
+        (Transform("formatTime", {"timeField": "Time", "outputFormat": "[thu=]E[ gio=]HH", "useTimezone": True}),
+         Transform("extractFields", {"source": "Time", "format": "kvp", "replace": False, "keepTime": False}),
+         Transform("groupBy", {"fields": {"thu": {"aggregations": [], "operation": "groupby"},
+                                          "gio": {"aggregations": [], "operation": "groupby"},
+                                          "n": {"aggregations": ["sum"], "operation": "aggregate"}}}),
+         Transform("groupingToMatrix", {"columnField": "thu", "rowField": "gio", "valueField": "n (sum)",
+                                        "emptyValue": "zero"}),
+         organize({**WEEKDAYS, "gio\\thu": "Giờ"}, exclude=())),
+        width=24, height=10)
+    live = Panel(
+        "centre.live_not_satisfied", "table", "Không hài lòng — trực tiếp",
+        "Latest 'not satisfied' ratings with ticket, dossier and reasons, newest first (walk-ups included).",
+        (Target("A", 'SELECT "counter", "officer", "ticket", "dossier", "reasons", "score" FROM "rating" '
+                     "WHERE $timeFilter AND \"class\" = 'not_satisfied'" + tag_filters(k)
+                + " ORDER BY time DESC LIMIT 100"),),
+        (organize({"counter": "Quầy", "officer": "Cán bộ", "ticket": "Vé", "dossier": "Hồ sơ",
+                   "reasons": "Lý do", "score": "Điểm", "Time": "Thời điểm"}, exclude=()),),
+        width=12, height=9)
+    devices = Panel(
+        "centre.devices_online", "table", "Thiết bị trực tuyến",
+        "Last reported online state of each terminal in the centre.",
+        (Target("A", 'SELECT last("online") AS "online" FROM "device_status" WHERE $timeFilter'
+                + tag_filters(("centre",)) + group_clause(("device",))),),
+        (organize({"device": "Thiết bị", "online": "Trực tuyến"}),), width=12, height=9)
+    return Dashboard(
+        "hl-centre", "Tổng quan trung tâm",
+        "Centre overview: 766-style satisfaction ratio and response rate, counts by class, counter and service.",
+        (
+            ratio_stat("centre.ratio_today", "Tỷ lệ hài lòng hôm nay",
+                       "Satisfaction ratio today: (rated - not satisfied) / rated tickets.", k, "now/d"),
+            ratio_stat("centre.ratio_week", "Tỷ lệ hài lòng tuần này", "Satisfaction ratio this week.", k, "now/w"),
+            ratio_stat("centre.response_today", "Tỷ lệ phản hồi hôm nay",
+                       "Response rate today: rated tickets / served tickets.", k, "now/d", response=True),
+            ratio_stat("centre.response_week", "Tỷ lệ phản hồi tuần này", "Response rate this week.", k, "now/w",
+                       response=True),
+            Panel("centre.by_class", "barchart", "Số lượt theo mức hài lòng",
+                  "Rated tickets per legal class (very satisfied, satisfied, not satisfied).",
+                  (Target("A", rated_query(k, ("class",), alias="n")),), (organize(LABELS),), width=8),
+            ratio_table("centre.by_counter", "Theo quầy", "Ratio, n and response rate per counter.", k,
+                        ("centre", "counter")),
+            ratio_table("centre.by_service", "Theo lĩnh vực", "Ratio, n and response rate per service area.", k,
+                        ("service",)),
+            heat, live, devices,
+        ),
+        tag_variables("rating", RATING_KEYS), timezone=tz)
+
+
+def officer_scorecard(s: DashboardSettings) -> Dashboard:
+    k, tz = RATING_KEYS, s.timezone
+    trend = Panel(
+        "officer.weekly_trend", "timeseries", "Tỷ lệ hài lòng theo tuần: cán bộ và trung tâm",
+        "Weekly satisfaction ratio of the selected officer(s) next to the whole centre (ISO weeks).",
+        (Target("A", rated_query(k, time=WEEK, tz=tz)), Target("B", satisfied_query(k, time=WEEK, tz=tz)),
+         Target("C", rated_query(CENTRE_KEYS, alias="centre_rated", time=WEEK, tz=tz)),
+         Target("D", satisfied_query(CENTRE_KEYS, alias="centre_satisfied", time=WEEK, tz=tz))),
+        (merge(), binary("satisfied", "/", "rated", RATIO),
+         binary("centre_satisfied", "/", "centre_rated", "centre_ratio"),
+         organize({RATIO: "Cán bộ", "centre_ratio": "Trung tâm"},
+                  exclude=("rated", "satisfied", "centre_rated", "centre_satisfied"))),
+        unit="percentunit", width=24)
+    reasons = Panel(
+        "officer.reasons", "barchart", "Lý do chưa hài lòng",
+        "How often each reason code was given (a rating may carry several).",
+        tuple(Target(chr(ord("A") + i), reason_query(code, k)) for i, code in enumerate(s.reasons)),
+        (merge(), organize(dict(s.reasons))), width=12)
+    ranking = ratio_table(
+        "officer.ranking", f"Xếp hạng cán bộ trong trung tâm (n ≥ {s.min_sample})",
+        f"Officers of the centre ranked by ratio; officers with fewer than {s.min_sample} rated tickets "
+        "are not ranked (minimum-sample rule).", CENTRE_KEYS, ("officer",),
+        extra=(filter_at_least(RATED, s.min_sample),))
+    # rank = row number after sorting by ratio: insert after the sort, before renaming
+    ranked = (*ranking.transforms[:-1], row_index("rank0"), binary("rank0", "+", "1", "rank"),
+              organize({**LABELS, "rank": "Hạng"}, exclude=("Time", "rank0")))
+    ranking = dataclasses.replace(ranking, transforms=ranked)
+    return Dashboard(
+        "hl-officer", "Phiếu điểm cán bộ",
+        "Officer scorecard: weekly ratio trend vs the centre, counts and n, reasons, response rate, rank.",
+        (
+            trend,
+            ratio_stat("officer.ratio", "Tỷ lệ hài lòng", "Satisfaction ratio over the selected range.", k),
+            ratio_stat("officer.response", "Tỷ lệ phản hồi", "Response rate over the selected range.", k,
+                       response=True),
+            Panel("officer.by_class", "table", "Số lượt theo mức và n",
+                  "Rated tickets per class; walk-up ratings never count for an officer.",
+                  (Target("A", rated_query(k, ("class",), alias="n")),), (organize(LABELS),), width=12),
+            reasons, ranking,
+        ),
+        tag_variables("rating", RATING_KEYS), time_from="now-90d", timezone=tz)
+
+
+def province_overview(s: DashboardSettings) -> Dashboard:
+    k = ("province", "service")
+    return Dashboard(
+        "hl-province", "Tổng quan tỉnh",
+        "Province overview: centres ranked by satisfaction ratio, with n and response rate.",
+        (
+            ratio_stat("province.ratio", "Tỷ lệ hài lòng toàn tỉnh", "Province satisfaction ratio.", k),
+            ratio_stat("province.response", "Tỷ lệ phản hồi toàn tỉnh", "Province response rate.", k, response=True),
+            ratio_table("province.centres", "Xếp hạng trung tâm", "Centres ranked by satisfaction ratio.", k,
+                        ("centre",)),
+        ),
+        tag_variables("rating", k), time_from="now-30d", timezone=s.timezone)
+
+
+def fleet_health(s: DashboardSettings) -> Dashboard:
+    k = ("centre", "device")
+    last_online = 'SELECT last("online") AS "online" FROM "device_status" WHERE $timeFilter' + tag_filters(k)
+
+    def online_count(key: str, title: str, state: str) -> Panel:
+        q = f'SELECT count("online") AS "devices" FROM ({last_online} GROUP BY "device") WHERE "online" = {state}'
+        return Panel(key, "stat", title, f"Terminals whose last status says online={state}.", (Target("A", q),),
+                     value_field="devices", width=6, height=5)
+
+    return Dashboard(
+        "hl-fleet", "Sức khỏe thiết bị",
+        "Fleet health: online/offline, last seen, outbox depth, version, rejected messages by reason.",
+        (
+            online_count("fleet.online", "Thiết bị trực tuyến", "true"),
+            online_count("fleet.offline", "Thiết bị ngoại tuyến", "false"),
+            Panel("fleet.status", "table", "Trạng thái thiết bị",
+                  "Latest online state, outbox depth, version and uptime per terminal.",
+                  (Target("A", 'SELECT last("online") AS "online", last("outbox_depth") AS "outbox_depth", '
+                               'last("version") AS "version", last("uptime_s") AS "uptime_s" FROM "device_status" '
+                               "WHERE $timeFilter" + tag_filters(k) + group_clause(("centre", "device"))),),
+                  (organize({"centre": "Trung tâm", "device": "Thiết bị", "online": "Trực tuyến",
+                             "outbox_depth": "Hàng đợi", "version": "Phiên bản", "uptime_s": "Thời gian chạy (s)"}),),
+                  width=12),
+            Panel("fleet.last_seen", "table", "Lần cuối thấy", "When each terminal last reported its status.",
+                  (Target("A", last_online + group_clause(("centre", "device"))),),
+                  (organize({"Time": "Lần cuối thấy", "centre": "Trung tâm", "device": "Thiết bị",
+                             "online": "Trực tuyến"}, exclude=()),), width=12),
+            Panel("fleet.outbox", "timeseries", "Độ sâu hàng đợi outbox",
+                  "Largest outbox depth per terminal per interval: ratings waiting to be sent.",
+                  (Target("A", 'SELECT max("outbox_depth") FROM "device_status" WHERE $timeFilter' + tag_filters(k)
+                          + ' GROUP BY time($__interval), "device" fill(none)', fmt="time_series",
+                          alias="$tag_device"),), width=12),
+            Panel("fleet.rejected", "barchart", "Bản tin bị từ chối theo lý do",
+                  "Messages the ingest rejected, by reason code (never silently dropped).",
+                  (Target("A", count_query("rejected", "topic", "n", ("centre",), group=("reason",))),),
+                  (organize({"reason": "Lý do", "n": "Số bản tin"}),), width=12),
+        ),
+        tag_variables("device_status", k), time_from="now-24h", timezone=s.timezone)
+
+
+def integrity(s: DashboardSettings) -> Dashboard:
+    k = RATING_KEYS
+    all_ratings = count_query("rating", "score", "all", k, group=("centre", "counter"))
+    top = f'SELECT "score" / "scale" AS "top" FROM "rating" WHERE $timeFilter{tag_filters(k)}'
+    runs = (f'SELECT count("moving_average") AS "runs" FROM (SELECT moving_average("top", {s.top_run_length}) '
+            f'FROM ({top}) GROUP BY "centre", "counter") WHERE "moving_average" = 1 GROUP BY "centre", "counter"')
+    return Dashboard(
+        "hl-integrity", "Tính toàn vẹn dữ liệu",
+        "Integrity: walk-up share, ratings within 1 s of ticket close, long top-score runs, "
+        "duplicate/unknown-ticket rejections.",
+        (
+            Panel("integrity.walkup", "table", "Tỷ lệ đánh giá không có vé theo quầy",
+                  "Share of walk-up ratings (no ticket) per counter; they never count in an officer's score.",
+                  (Target("A", all_ratings), Target("B", rated_query(k, ("centre", "counter")))),
+                  (merge(), binary("all", "-", RATED, "walkup"), binary("walkup", "/", "all", "walkup_share"),
+                   sort_by("walkup_share"),
+                   organize({"centre": "Trung tâm", "counter": "Quầy", "all": "Tất cả", "walkup": "Không vé",
+                             "walkup_share": "Tỷ lệ không vé"}, exclude=("Time", RATED))), width=12),
+            Panel("integrity.fast", "table", "Đánh giá trong vòng 1 giây sau khi đóng vé",
+                  "Ratings pressed less than 1 s after the ticket closed, per counter and officer.",
+                  (Target("A", rated_query(k, ("centre", "counter", "officer"))),
+                   Target("B", rated_query(k, ("centre", "counter", "officer"), alias="slow",
+                                           where='"response_ms" >= 1000'))),
+                  (merge(), binary(RATED, "-", "slow", "fast"), binary("fast", "/", RATED, "fast_share"),
+                   sort_by("fast_share"),
+                   organize({"centre": "Trung tâm", "counter": "Quầy", "officer": "Cán bộ", RATED: LABELS[RATED],
+                             "fast": "Dưới 1 giây", "fast_share": "Tỷ lệ dưới 1 giây"}, exclude=("Time", "slow"))),
+                  width=12),
+            Panel("integrity.top_runs", "table", f"Chuỗi ≥ {s.top_run_length} lượt Rất hài lòng liên tiếp",
+                  f"Per counter: windows of {s.top_run_length} consecutive ratings that are all the top score "
+                  "(a run of L top scores gives L - N + 1 windows).", (Target("A", runs),),
+                  (organize({"centre": "Trung tâm", "counter": "Quầy", "runs": "Số cửa sổ"}),), width=12),
+            Panel("integrity.ticket_rejections", "table", "Vé trùng / vé không rõ theo quầy",
+                  "duplicate_ticket and unknown_ticket rejections per counter (counter read from the payload).",
+                  (Target("A", 'SELECT "centre", "device", "reason", "payload" FROM "rejected" WHERE $timeFilter AND '
+                               '"reason" =~ /^(duplicate_ticket|unknown_ticket)$/' + tag_filters(("centre",))
+                          + " LIMIT 10000"),),
+                  (Transform("extractFields", {"source": "payload", "format": "json", "replace": False,
+                                               "keepTime": False, "jsonPaths": [{"path": "counter"}]}),
+                   group_by(("centre", "counter", "reason"), "device"),
+                   organize({"centre": "Trung tâm", "counter": "Quầy", "reason": "Lý do",
+                             "device (count)": "Số lần"})), width=12),
+        ),
+        tag_variables("rating", RATING_KEYS), timezone=s.timezone)
+
+
+def all_dashboards(s: DashboardSettings) -> list[Dashboard]:
+    return [centre_overview(s), officer_scorecard(s), province_overview(s), fleet_health(s), integrity(s)]
+
+
+CENTRE_SCOPED = ("hl-centre", "hl-officer", "hl-integrity")
+
+
+def for_centre(board: Dashboard, province: str, centre: str, centre_name: str) -> Dashboard:
+    """A copy locked to one centre: province and centre become hidden constants (per-centre folders)."""
+    fixed = {"province": province, "centre": centre}
+    variables = tuple(Variable(v.name, v.label, constant=fixed[v.name]) if v.name in fixed else v
+                      for v in board.variables)
+    return dataclasses.replace(board, uid=stable_uid(board.uid, centre), variables=variables,
+                               title=f"{board.title} — {centre_name}", tags=(*board.tags, f"centre:{centre}"))

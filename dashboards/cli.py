@@ -1,0 +1,92 @@
+"""``hailong dashboards build|push`` and ``hailong report weekly``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from broker.configfile import ConfigError
+
+from .settings import DashboardSettings, load_settings
+
+
+def _settings(config: Path | None) -> DashboardSettings:
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+def dashboards() -> None:
+    """Grafana dashboards, provisioning and alert rules as code."""
+
+
+@dashboards.command()
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Directory to write dashboards/*.json and provisioning/**.yaml into.")
+@click.option("--config", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="TOML file with dashboard settings (datasource uid, InfluxDB URL, minimum sample, contacts).")
+def build(out_dir: Path, config: Path | None) -> None:
+    """Write dashboards JSON and Grafana provisioning YAML (datasource, provider, alert rules)."""
+    from .provisioning import build as build_files
+
+    for path in build_files(out_dir, _settings(config)):
+        click.echo(str(path))
+
+
+@dashboards.command()
+@click.option("--config", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="TOML push config: Grafana URL, token (env/file), province, centres, teams.")
+@click.option("--dry-run", is_flag=True, help="Show what would change, change nothing.")
+def push(config: Path, dry_run: bool) -> None:
+    """Create/update per-centre folders, teams, permissions and dashboards in Grafana (idempotent)."""
+    from .push import PushError, load_push_config, push_all
+
+    try:
+        cfg = load_push_config(config)
+        changes = push_all(cfg, dry_run=dry_run)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    except PushError as exc:
+        raise click.ClickException(str(exc)) from None
+    for line in changes:
+        click.echo(line)
+    click.echo(f"{len(changes)} change(s){' (dry run)' if dry_run else ''}")
+
+
+@click.group()
+def report() -> None:
+    """Reports built from InfluxDB."""
+
+
+@report.command()
+@click.option("--centre", required=True, help="Centre id.")
+@click.option("--week", required=True, help="ISO week, e.g. 2026-W47.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--influx-url", default=None, help="InfluxDB URL (overrides the config file).")
+@click.option("--db", "database", default=None, help="InfluxDB database (overrides the config file).")
+@click.option("--config", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="TOML dashboard settings (influx_url, database, timezone, min_sample, reasons).")
+@click.option("--weeks-back", default=8, show_default=True, help="Previous weeks shown in the trend chart.")
+def weekly(centre: str, week: str, out_dir: Path, influx_url: str | None, database: str | None,
+           config: Path | None, weeks_back: int) -> None:
+    """Weekly officer scorecard for one centre: PDF (one page per officer) and CSV."""
+    from ingest.influxql import InfluxQueryError
+
+    from .report import write_weekly
+    from .scorecard import IsoWeek
+
+    s = _settings(config)
+    s = s.model_copy(update={k: v for k, v in (("influx_url", influx_url), ("database", database)) if v})
+    try:
+        iso = IsoWeek.parse(week)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--week") from None
+    try:
+        pdf, csv_path = write_weekly(s, centre, iso, out_dir, weeks_back)
+    except InfluxQueryError as exc:
+        raise click.ClickException(f"InfluxDB query failed: {exc}") from None
+    click.echo(str(pdf))
+    click.echo(str(csv_path))

@@ -1,0 +1,197 @@
+"""Small typed factories that emit Grafana dashboard JSON (schemaVersion 39, Grafana 10.4/11).
+
+Our own rather than grafana-foundation-sdk: the SDK is a large generated API
+for every panel option, we need five panel kinds and want the JSON to be
+byte-stable (checked in, diffed in CI). Every panel keeps a stable string
+``key`` so tests can name the number each panel shows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Literal
+
+SCHEMA_VERSION = 39
+GRID_WIDTH = 24
+MAX_UID = 40  # Grafana's limit on dashboard uids
+
+Json = dict[str, Any]
+PanelKind = Literal["stat", "table", "timeseries", "barchart", "heatmap"]
+
+
+def stable_uid(*parts: str) -> str:
+    """A readable uid, hashed down when it would exceed Grafana's 40 characters."""
+    uid = "-".join(parts)
+    if len(uid) <= MAX_UID:
+        return uid
+    digest = hashlib.sha1(uid.encode()).hexdigest()[:10]
+    return f"{uid[:MAX_UID - 11]}-{digest}"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One InfluxQL query of a panel (raw query mode)."""
+
+    ref: str
+    query: str
+    fmt: Literal["table", "time_series"] = "table"
+    alias: str = ""
+
+    def to_json(self, ds: Json) -> Json:
+        out: Json = {"refId": self.ref, "datasource": ds, "rawQuery": True, "query": self.query,
+                     "resultFormat": self.fmt}
+        if self.alias:
+            out["alias"] = self.alias
+        return out
+
+
+@dataclass(frozen=True)
+class Transform:
+    id: str
+    options: Json
+
+    def to_json(self) -> Json:
+        return {"id": self.id, "options": self.options}
+
+
+def merge() -> Transform:
+    """Join the rows of several queries on their shared columns (time and tags)."""
+    return Transform("merge", {})
+
+
+def binary(left: str, op: str, right: str, alias: str) -> Transform:
+    """calculateField in binary mode: a new column ``alias = left op right``."""
+    return Transform("calculateField", {"mode": "binary", "alias": alias, "replaceFields": False,
+                                        "binary": {"left": left, "operator": op, "right": right}})
+
+
+def sort_by(column: str, desc: bool = True) -> Transform:
+    return Transform("sortBy", {"fields": {}, "sort": [{"field": column, "desc": desc}]})
+
+
+def organize(rename: dict[str, str], exclude: tuple[str, ...] = ("Time",)) -> Transform:
+    return Transform("organize", {"excludeByName": {k: True for k in exclude}, "indexByName": {},
+                                  "renameByName": rename})
+
+
+def filter_at_least(column: str, minimum: float) -> Transform:
+    """filterByValue: keep rows whose ``column`` >= minimum (the minimum-sample rule)."""
+    return Transform("filterByValue", {
+        "type": "include", "match": "all",
+        "filters": [{"fieldName": column, "config": {"id": "greaterOrEqual", "options": {"value": minimum}}}],
+    })
+
+
+def row_index(alias: str) -> Transform:
+    """calculateField in index mode: 0-based row number (after sorting = rank - 1)."""
+    return Transform("calculateField", {"mode": "index", "alias": alias, "replaceFields": False,
+                                        "index": {"asPercentile": False}})
+
+
+def group_by(keys: tuple[str, ...], count_field: str) -> Transform:
+    fields: Json = {k: {"aggregations": [], "operation": "groupby"} for k in keys}
+    fields[count_field] = {"aggregations": ["count"], "operation": "aggregate"}
+    return Transform("groupBy", {"fields": fields})
+
+
+@dataclass(frozen=True)
+class Panel:
+    """A panel: queries, the Grafana transformations that finish the number, and display."""
+
+    key: str
+    kind: PanelKind
+    title: str
+    description: str
+    targets: tuple[Target, ...]
+    transforms: tuple[Transform, ...] = ()
+    unit: str = ""
+    value_field: str = ""  # for stat panels: the column shown
+    time_from: str = ""  # panel relative time, e.g. "now/d" (today so far)
+    width: int = 12
+    height: int = 8
+    decimals: int | None = None
+
+    def to_json(self, panel_id: int, pos: Json, ds: Json) -> Json:
+        defaults: Json = {}
+        if self.unit:
+            defaults["unit"] = self.unit
+        if self.decimals is not None:
+            defaults["decimals"] = self.decimals
+        out: Json = {
+            "id": panel_id, "type": self.kind, "title": self.title, "description": self.description,
+            "gridPos": pos, "datasource": ds,
+            "targets": [t.to_json(ds) for t in self.targets],
+            "transformations": [t.to_json() for t in self.transforms],
+            "fieldConfig": {"defaults": defaults, "overrides": []},
+            "options": self._options(),
+        }
+        if self.time_from:
+            out["timeFrom"] = self.time_from
+        return out
+
+    def _options(self) -> Json:
+        if self.kind == "stat":
+            return {"reduceOptions": {"calcs": ["lastNotNull"], "fields": f"/^{self.value_field}$/",
+                                      "values": False}, "colorMode": "value", "graphMode": "none"}
+        if self.kind == "table":
+            return {"showHeader": True, "cellHeight": "sm"}
+        if self.kind == "heatmap":
+            return {"calculate": False, "cellGap": 1, "yAxis": {"axisPlacement": "left"}}
+        return {"legend": {"displayMode": "table", "placement": "bottom", "showLegend": True}}
+
+
+@dataclass(frozen=True)
+class Variable:
+    """A template variable: a SHOW TAG VALUES query, or a hidden constant (per-centre copies)."""
+
+    name: str
+    label: str
+    query: str = ""
+    constant: str | None = None
+
+    def to_json(self, ds: Json) -> Json:
+        if self.constant is not None:
+            return {"type": "constant", "name": self.name, "label": self.label, "hide": 2,
+                    "query": self.constant, "skipUrlSync": False}
+        return {
+            "type": "query", "name": self.name, "label": self.label, "datasource": ds,
+            "query": self.query, "definition": self.query, "refresh": 2, "sort": 1,
+            # ".*" rather than a list of values for "All": also matches points without the tag
+            # (a rating without a service), which a (a|b|c) list would silently drop.
+            "multi": True, "includeAll": True, "allValue": ".*",
+            "current": {"selected": True, "text": ["All"], "value": ["$__all"]}, "hide": 0,
+            "options": [], "regex": "", "skipUrlSync": False,
+        }
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    uid: str
+    title: str
+    description: str
+    panels: tuple[Panel, ...]
+    variables: tuple[Variable, ...] = ()
+    tags: tuple[str, ...] = ("hailong",)
+    time_from: str = "now-7d"
+    refresh: str = "30s"
+    timezone: str = "Asia/Ho_Chi_Minh"
+
+    def to_json(self, datasource_uid: str) -> Json:
+        ds = {"type": "influxdb", "uid": datasource_uid}
+        panels: list[Json] = []
+        x = y = row_h = 0
+        for i, panel in enumerate(self.panels, start=1):
+            if x + panel.width > GRID_WIDTH:  # simple flow layout, left to right, top to bottom
+                x, y, row_h = 0, y + row_h, 0
+            panels.append(panel.to_json(i, {"h": panel.height, "w": panel.width, "x": x, "y": y}, ds))
+            x += panel.width
+            row_h = max(row_h, panel.height)
+        return {
+            "uid": self.uid, "title": self.title, "description": self.description,
+            "tags": list(self.tags), "timezone": self.timezone, "weekStart": "monday", "editable": False,
+            "schemaVersion": SCHEMA_VERSION, "version": 1, "refresh": self.refresh,
+            "time": {"from": self.time_from, "to": "now"}, "graphTooltip": 1,
+            "templating": {"list": [v.to_json(ds) for v in self.variables]},
+            "annotations": {"list": []}, "links": [], "panels": panels,
+        }

@@ -1,0 +1,57 @@
+"""What a deployment may change about the dashboards, alerts and reports.
+
+Loaded from a TOML file (``[dashboards]`` keys at top level) plus
+``HAILONG_DASHBOARDS__KEY`` env overrides through broker.configfile, so a bad
+value stops ``hailong dashboards build`` with the file, key and problem.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from broker.configfile import load_model
+
+DEFAULT_REASONS: dict[str, str] = {
+    "thai_do": "Thái độ",
+    "thoi_gian_cho": "Thời gian chờ",
+    "huong_dan": "Hướng dẫn chưa rõ",
+    "thu_tuc": "Thủ tục phức tạp",
+    "di_lai": "Phải đi lại nhiều lần",
+    "co_so_vat_chat": "Cơ sở vật chất",
+}
+
+
+class ContactPoints(BaseModel):
+    """Where alerts go. Left empty they render as placeholders to fill in at deploy time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    emails: list[str] = Field(default_factory=list, description="Supervisor e-mail addresses (province default)")
+    webhook_url: str = Field(default="", description="Webhook (chat bot, SMS gateway) receiving every alert")
+    centre_emails: dict[str, list[str]] = Field(
+        default_factory=dict, description="Centre id -> its supervisors' e-mails; alerts with that centre go there")
+
+
+class DashboardSettings(BaseModel):
+    """Settings that shape the generated Grafana JSON, provisioning YAML and reports."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    datasource_uid: str = Field(default="hailong-influxdb", description="uid of the provisioned InfluxDB datasource")
+    datasource_name: str = Field(default="hailong InfluxDB", description="Display name of the datasource")
+    influx_url: str = Field(default="http://127.0.0.1:8086", description="InfluxDB URL Grafana queries")
+    database: str = Field(default="hailong", description="InfluxDB database (1.x) or DBRP-mapped bucket")
+    timezone: str = Field(default="Asia/Ho_Chi_Minh", description="IANA zone for days, weeks and hour-of-day")
+    min_sample: int = Field(default=30, ge=1, description="Minimum rated tickets before an officer is ranked")
+    top_run_length: int = Field(default=15, ge=2, description="Unbroken top scores at one counter worth flagging")
+    rejected_spike: int = Field(default=20, ge=1, description="Rejections per centre in 5 min that raise an alert")
+    ingest_stall_s: int = Field(default=120, ge=30, description="No ingest_stats point for this long = stalled")
+    reasons: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_REASONS),
+                                    description="Reason code -> Vietnamese label, as configured on devices")
+    contact_points: ContactPoints = Field(default_factory=ContactPoints, description="Alert receivers")
+
+
+def load_settings(path: Path | str | None) -> DashboardSettings:
+    return load_model(DashboardSettings, path, "HAILONG_DASHBOARDS")

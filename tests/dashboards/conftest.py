@@ -1,0 +1,34 @@
+"""A seeded InfluxDB database shared by the dashboard, alert and report tests (read-only)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from dashboards.settings import DashboardSettings
+from firmware_config.localstack import InfluxServer
+from ingest.influxql import InfluxQL
+
+from .seed import Seed, build_seed, write_points
+
+
+@dataclass(frozen=True)
+class Seeded:
+    db: InfluxQL
+    seed: Seed
+    settings: DashboardSettings
+
+
+@pytest.fixture(scope="session")
+def seeded(influx_server: InfluxServer) -> Iterator[Seeded]:
+    """The seed written once; tests only read it, so sharing the database is safe."""
+    db = InfluxQL(influx_server.url, f"dash_{uuid.uuid4().hex[:10]}")
+    db.create_database()
+    seed = build_seed()
+    write_points(influx_server.url, db.database, seed.points)
+    settings = DashboardSettings(influx_url=influx_server.url, database=db.database, min_sample=30)
+    yield Seeded(db, seed, settings)
+    db.drop_database()

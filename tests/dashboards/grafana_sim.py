@@ -1,0 +1,310 @@
+"""What Grafana does between InfluxDB and the screen, re-done in Python for the tests.
+
+Grafana cannot run here, so this module mimics the parts the dashboards use:
+- the InfluxQL datasource's interpolation: $timeFilter, $__interval,
+  $__interval_ms and template variables (multi-value -> ``(a|b)``, All -> allValue);
+- panel relative time (``now/d``, ``now/w`` with weekStart monday);
+- the table result format (Time, tag columns, value columns);
+- the transformations used (merge, calculateField binary/index with JavaScript
+  null arithmetic, sortBy, filterByValue, organize, formatTime, extractFields,
+  groupBy, groupingToMatrix);
+- alert rule evaluation (reduce last, threshold, math) per label set.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from ingest.influxql import InfluxQL
+
+Row = dict[str, Any]
+
+
+@dataclass
+class Table:
+    columns: list[str]
+    rows: list[Row] = field(default_factory=list)
+
+    def col(self, name: str) -> list[Any]:
+        return [r.get(name) for r in self.rows]
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    start_ms: int
+    end_ms: int
+
+
+def format_interval(ms: int) -> str:
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
+def _regex_escape(v: str) -> str:
+    # lodash escapeRegExp, as Grafana uses for InfluxQL regex values
+    return re.sub(r"([\\^$.*+?()[\]{}|])", r"\\\1", v)
+
+
+def variable_value(var: Row, selected: list[str] | None) -> str:
+    """The text Grafana substitutes for one variable; ``None`` selects All."""
+    if var["type"] == "constant":
+        return str(var["query"])
+    if selected is None:
+        return str(var.get("allValue") or ".*")
+    if len(selected) == 1:
+        return _regex_escape(selected[0])
+    return "(" + "|".join(_regex_escape(v) for v in selected) + ")"
+
+
+def interpolate(query: str, dashboard: Row, rng: TimeRange, selection: dict[str, list[str] | None],
+                interval_ms: int = 60_000) -> str:
+    q = query.replace("$timeFilter", f"time >= {rng.start_ms}ms and time <= {rng.end_ms}ms")
+    q = q.replace("$__interval_ms", str(interval_ms)).replace("$__interval", format_interval(interval_ms))
+    # longest names first so $centre does not eat the start of $centre_x
+    for var in sorted(dashboard["templating"]["list"], key=lambda v: -len(v["name"])):
+        value = variable_value(var, selection.get(var["name"]))
+        name = var["name"]
+        q = q.replace(f"${{{name}}}", value).replace(f"[[{name}]]", value).replace(f"${name}", value)
+    if "$" in re.sub(r"\^\$|\$/|\$\)|\$tag_\w+", "", q.replace("$C", "").replace("$D", "")):
+        raise AssertionError(f"unsubstituted variable left in {q}")
+    return q
+
+
+def panel_range(panel: Row, dashboard: Row, rng: TimeRange, now_ms: int) -> TimeRange:
+    """Apply a panel's relative time override (now/d, now/w) in the dashboard's time zone."""
+    rel = panel.get("timeFrom")
+    if not rel:
+        return rng
+    tz = ZoneInfo(dashboard["timezone"])
+    now = datetime.fromtimestamp(now_ms / 1000, tz)
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if rel == "now/d":
+        start = day
+    elif rel == "now/w":
+        assert dashboard.get("weekStart") == "monday"
+        start = day - timedelta(days=now.weekday())
+    else:
+        raise AssertionError(f"unsupported timeFrom {rel}")
+    return TimeRange(int(start.timestamp() * 1000), now_ms)
+
+
+def to_table(db: InfluxQL, query: str) -> Table:
+    """The InfluxQL datasource's table format: Time, tag columns, then value columns."""
+    table = Table(["Time"])
+    for series in db.query(query):
+        for tag in series.tags:
+            if tag not in table.columns:
+                table.columns.append(tag)
+        for c in series.columns[1:]:
+            if c not in table.columns:
+                table.columns.append(c)
+        for values in series.values:
+            row = dict(zip(series.columns, values, strict=True))
+            row["Time"] = row.pop("time")
+            table.rows.append(row | series.tags)
+    return table
+
+
+def _js_num(v: Any) -> float:
+    return 0.0 if v is None else float(v)
+
+
+def _js_op(a: Any, op: str, b: Any) -> float:
+    x, y = _js_num(a), _js_num(b)
+    if op == "+":
+        return x + y
+    if op == "-":
+        return x - y
+    if op == "*":
+        return x * y
+    if y == 0:
+        return math.nan if x == 0 else math.copysign(math.inf, x)
+    return x / y
+
+
+def _operand(table: Table, name: str, row: Row) -> Any:
+    if name in table.columns:
+        return row.get(name)
+    return float(name)
+
+
+def merge(tables: list[Table]) -> Table:
+    """Rows that agree on every shared non-numeric column (time, tags) become one row."""
+    out = Table([])
+    index: dict[tuple[Any, ...], Row] = {}
+    for t in tables:
+        for c in t.columns:
+            if c not in out.columns:
+                out.columns.append(c)
+    keys = [c for c in out.columns if c == "Time" or all(
+        isinstance(r.get(c), str) for t in tables for r in t.rows if c in r)]
+    for t in tables:
+        for r in t.rows:
+            k = tuple(r.get(c) for c in keys)
+            if k in index:
+                index[k].update({c: v for c, v in r.items() if c not in keys})
+            else:
+                index[k] = dict(r)
+                out.rows.append(index[k])
+    return out
+
+
+def _moment(fmt: str, t: datetime) -> str:
+    out = []
+    for literal, token in re.findall(r"\[([^\]]*)\]|(E|HH)", fmt):
+        out.append(literal if literal else str(t.isoweekday()) if token == "E" else f"{t.hour:02d}")
+    return "".join(out)
+
+
+def apply(tr: Row, table: Table, tz: str) -> Table:
+    tid, o = tr["id"], tr["options"]
+    if tid == "calculateField":
+        if o["mode"] == "index":
+            for i, r in enumerate(table.rows):
+                r[o["alias"]] = i
+        else:
+            b = o["binary"]
+            missing = [n for n in (b["left"], b["right"]) if n not in table.columns
+                       and not re.fullmatch(r"-?\d+(\.\d+)?", n)]
+            if missing:  # Grafana skips the calculation when a field does not exist
+                return table
+            for r in table.rows:
+                r[o["alias"]] = _js_op(_operand(table, b["left"], r), b["operator"], _operand(table, b["right"], r))
+        table.columns.append(o["alias"])
+        return table
+    if tid == "sortBy":
+        s = o["sort"][0]
+        present = [r for r in table.rows if r.get(s["field"]) is not None]
+        absent = [r for r in table.rows if r.get(s["field"]) is None]
+        present.sort(key=lambda r: r[s["field"]], reverse=s.get("desc", False))
+        return Table(table.columns, present + absent)
+    if tid == "filterByValue":
+        f = o["filters"][0]
+        assert f["config"]["id"] == "greaterOrEqual" and o["type"] == "include"
+        lim = f["config"]["options"]["value"]
+        return Table(table.columns, [r for r in table.rows if _js_num(r.get(f["fieldName"])) >= lim])
+    if tid == "organize":
+        keep = [c for c in table.columns if not o["excludeByName"].get(c)]
+        ren = o["renameByName"]
+        return Table([ren.get(c, c) for c in keep], [{ren.get(c, c): r.get(c) for c in keep} for r in table.rows])
+    if tid == "formatTime":
+        zone = ZoneInfo(tz)
+        for r in table.rows:
+            r[o["timeField"]] = _moment(o["outputFormat"], datetime.fromtimestamp(r[o["timeField"]] / 1000, zone))
+        return table
+    if tid == "extractFields":
+        for r in table.rows:
+            src = r.get(o["source"])
+            if o["format"] == "kvp":
+                parsed = dict(p.split("=", 1) for p in str(src).split())
+            else:
+                try:
+                    doc = json.loads(src or "")
+                except ValueError:
+                    doc = {}
+                parsed = {p["path"]: doc.get(p["path"]) for p in o["jsonPaths"]}
+            for k, v in parsed.items():
+                r[k] = v
+                if k not in table.columns:
+                    table.columns.append(k)
+        return table
+    if tid == "groupBy":
+        keys = [k for k, v in o["fields"].items() if v["operation"] == "groupby"]
+        aggs = {k: v["aggregations"] for k, v in o["fields"].items() if v["operation"] == "aggregate"}
+        groups: dict[tuple[Any, ...], list[Row]] = {}
+        for r in table.rows:
+            groups.setdefault(tuple(r.get(k) for k in keys), []).append(r)
+        out = Table(keys + [f"{f} ({a})" for f, al in aggs.items() for a in al])
+        for gk, members in groups.items():
+            row = dict(zip(keys, gk, strict=True))
+            for f, al in aggs.items():
+                for a in al:
+                    vals = [r.get(f) for r in members if r.get(f) is not None]
+                    row[f"{f} ({a})"] = len(vals) if a == "count" else sum(vals)
+            out.rows.append(row)
+        return out
+    if tid == "groupingToMatrix":
+        rf, cf, vf = o["rowField"], o["columnField"], o["valueField"]
+        cols: list[Any] = []
+        matrix: dict[Any, Row] = {}
+        for r in table.rows:
+            if r[cf] not in cols:
+                cols.append(r[cf])
+            matrix.setdefault(r[rf], {f"{rf}\\{cf}": r[rf]})[r[cf]] = r[vf]
+        return Table([f"{rf}\\{cf}", *cols], list(matrix.values()))
+    raise AssertionError(f"transformation {tid} not simulated")
+
+
+def run_panel(db: InfluxQL, dashboard: Row, panel: Row, rng: TimeRange, now_ms: int,
+              selection: dict[str, list[str] | None] | None = None, interval_ms: int = 60_000) -> Table:
+    """Everything Grafana does for one panel; returns the final table the panel displays."""
+    selection = selection or {}
+    prng = panel_range(panel, dashboard, rng, now_ms)
+    tables = [to_table(db, interpolate(t["query"], dashboard, prng, selection, interval_ms))
+              for t in panel["targets"]]
+    transforms = panel["transformations"]
+    if transforms and transforms[0]["id"] == "merge":
+        table, transforms = merge(tables), transforms[1:]
+    else:
+        assert len(tables) == 1, "several queries without merge"
+        table = tables[0]
+    for tr in transforms:
+        table = apply(tr, table, dashboard["timezone"])
+    return table
+
+
+def stat_value(panel: Row, table: Table) -> Any:
+    """A stat panel's number: lastNotNull of the field its reduceOptions select."""
+    pattern = panel["options"]["reduceOptions"]["fields"].strip("/")
+    cols = [c for c in table.columns if re.fullmatch(pattern, c)]
+    if not cols:
+        return None
+    vals = [v for v in table.col(cols[0]) if v is not None]
+    return vals[-1] if vals else None
+
+
+# --------------------------------------------------------------------------- alerting
+
+def evaluate_rule(db: InfluxQL, rule: Row, now_ms: int) -> tuple[str, dict[tuple[tuple[str, str], ...], bool]]:
+    """Evaluate one provisioned alert rule; returns (state, {labels: firing}).
+
+    state is "NoData" when the queries returned nothing (then ``noDataState`` applies).
+    """
+    values: dict[str, dict[tuple[tuple[str, str], ...], Any]] = {}
+    for d in rule["data"]:
+        ref, model = d["refId"], d["model"]
+        if d["datasourceUid"] != "__expr__":
+            rel = d["relativeTimeRange"]
+            rng = TimeRange(now_ms - rel["from"] * 1000, now_ms - rel["to"] * 1000)
+            q = model["query"].replace("$timeFilter", f"time >= {rng.start_ms}ms and time <= {rng.end_ms}ms")
+            series = db.query(q)
+            values[ref] = {tuple(sorted(s.tags.items())): [v[1] for v in s.values] for s in series}
+        elif model["type"] == "reduce":
+            assert model["reducer"] == "last"
+            src = values[model["expression"]]
+            values[ref] = {k: ([x for x in v if x is not None] or [None])[-1] for k, v in src.items()}
+        elif model["type"] == "threshold":
+            ev = model["conditions"][0]["evaluator"]
+            op = {"gt": lambda a, b: a > b, "lt": lambda a, b: a < b}[ev["type"]]
+            values[ref] = {k: v is not None and op(v, ev["params"][0]) for k, v in values[model["expression"]].items()}
+        elif model["type"] == "math":
+            refs = re.findall(r"\$(\w+)", model["expression"])
+            labels = set().union(*(values[r].keys() for r in refs))
+            out = {}
+            for k in labels:
+                expr = model["expression"].replace("&&", " and ").replace("||", " or ")
+                for r in refs:
+                    expr = expr.replace(f"${r}", repr(values[r].get(k)))
+                out[k] = bool(eval(expr))
+            values[ref] = out
+    if not any(values[d["refId"]] for d in rule["data"] if d["datasourceUid"] != "__expr__"):
+        return "NoData", {}
+    return "OK", values[rule["condition"]]
