@@ -16,6 +16,8 @@ SUBCOMMANDS: dict[str, str] = {
     "ingest": "ingest.cli:ingest",
     "sim": "device.cli:sim",
     "demo": "firmware_config.demo:demo",
+    "broker": "broker.render_cli:broker",
+    "fleet": "firmware_config.fleet_cli:fleet",
     "dashboards": "dashboards.cli:dashboards",
     "report": "dashboards.cli:report",
 }

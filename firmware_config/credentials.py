@@ -142,14 +142,16 @@ class FleetState:
     def revoked_serials(self) -> list[int]:
         return [s for serials in self.revoked().values() for s in serials]
 
-    def revoke_serial(self, device: str, serial: int) -> None:
+    def revoke_serial(self, device: str, serial: int | None) -> None:
+        """Record a revoked certificate serial (None: only mark the device as having been revoked)."""
         data = self.revoked()
-        if serial not in data.setdefault(device, []):
-            data[device].append(serial)
+        serials = data.setdefault(device, [])
+        if serial is not None and serial not in serials:
+            serials.append(serial)
         lines = ["# certificate serials (hex) revoked per device; written by hailong fleet"]
         for dev in sorted(data):
-            serials = ", ".join(f'"{s:x}"' for s in data[dev])
-            lines += ["", f"[device.{dev}]", f"serials = [{serials}]"]
+            listed = ", ".join(f'"{s:x}"' for s in data[dev])
+            lines += ["", f"[device.{dev}]", f"serials = [{listed}]"]
         self.ensure()
         self.revoked_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
@@ -163,6 +165,8 @@ class FleetState:
             crt.unlink()
             (self.pki_dir / "devices" / f"{device}.key").unlink(missing_ok=True)
             had = True
+        else:
+            self.revoke_serial(device, None)  # password-only terminal: still listed as revoked
         return had
 
     def is_revoked(self, device: str) -> bool:

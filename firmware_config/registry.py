@@ -115,6 +115,7 @@ class Officer(_Entry):
     id: str = Field(description="Officer id, as the QMS reports it")
     name: str = Field(min_length=1, max_length=64, description="Vietnamese display name with diacritics")
     centre: str = Field(description="Centre the officer works at")
+    retired: bool = Field(default=False, description="Left the centre; kept so old ratings keep a name")
 
 
 @dataclass

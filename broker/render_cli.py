@@ -1,0 +1,49 @@
+"""``hailong broker render``: the centre broker's files from the fleet registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+FLEET_OPTION = click.option("--fleet", type=click.Path(file_okay=False, path_type=Path), required=True,
+                            envvar="HAILONG_FLEET", help="Fleet registry directory (env HAILONG_FLEET).")
+STATE_OPTION = click.option("--state", type=click.Path(file_okay=False, path_type=Path), default=None,
+                            help="Credentials directory (default <fleet>/state; never commit it).")
+
+
+@click.group()
+def broker() -> None:
+    """Mosquitto configuration, passwords, ACL and certificates for a fleet."""
+
+
+@broker.command("render")
+@FLEET_OPTION
+@STATE_OPTION
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Directory to write mosquitto.conf, passwd, acl, certificates and CRL into.")
+@click.option("--conf-dir", default=None, help="Where the files will be on the broker host "
+              "(default from <fleet>/broker.toml, else /etc/mosquitto/hailong).")
+@click.option("--hostname", "hostnames", multiple=True, help="Broker host name/IP for the server certificate "
+              "(repeatable; default from broker.toml).")
+@click.option("--tls-port", type=int, default=None, help="TLS + password listener port (default 8883).")
+@click.option("--cert-port", type=int, default=None, help="TLS + client-certificate listener port (default 8884).")
+def render(fleet: Path, state: Path | None, out: Path, conf_dir: str | None, hostnames: tuple[str, ...],
+           tls_port: int | None, cert_port: int | None) -> None:
+    """Render the broker files; then reload the broker with SIGHUP."""
+    from broker.configfile import ConfigError
+    from firmware_config.credentials import FleetState
+    from firmware_config.registry import RegistryError, load_registry
+
+    from .render import load_options, render_broker
+
+    try:
+        registry = load_registry(fleet)
+        opt = load_options(fleet, conf_dir=conf_dir, hostnames=list(hostnames) or None, tls_port=tls_port,
+                           cert_port=cert_port)
+    except (RegistryError, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from None
+    paths = render_broker(registry, FleetState.for_fleet(fleet, state), out, opt)
+    for p in paths:
+        click.echo(f"wrote {p}")
+    click.echo("reload a running broker: systemctl reload mosquitto  |  docker compose kill -s HUP mosquitto")

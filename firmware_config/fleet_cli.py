@@ -1,0 +1,276 @@
+"""``hailong fleet ...``: the technician's commands (registry, provisioning, revocation).
+
+Every command names the fleet directory with ``--fleet`` (or env HAILONG_FLEET).
+Commands that change credentials can re-render the broker files in one go with
+``--broker-out DIR``; the broker then needs a SIGHUP (printed as a reminder).
+No command ever prints a secret: only the files secrets were written to.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import click
+
+from .credentials import FleetState
+from .registry import Registry, RegistryError, load_registry
+
+
+@dataclass
+class Ctx:
+    fleet: Path
+    state_dir: Path | None
+
+    def registry(self) -> Registry:
+        try:
+            return load_registry(self.fleet)
+        except RegistryError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    @property
+    def state(self) -> FleetState:
+        return FleetState.for_fleet(self.fleet, self.state_dir)
+
+
+pass_ctx = click.make_pass_decorator(Ctx)
+BROKER_OUT = click.option("--broker-out", type=click.Path(file_okay=False, path_type=Path), default=None,
+                          help="Re-render the broker files into this directory afterwards.")
+
+
+def _edit(fn: Any, *args: Any, **kw: Any) -> Registry:
+    try:
+        return fn(*args, **kw)
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _rerender(ctx: Ctx, out: Path | None) -> None:
+    if out is None:
+        click.echo("broker files not re-rendered: run `hailong broker render` and reload the broker (SIGHUP)")
+        return
+    from broker.render import load_options, render_broker
+
+    render_broker(ctx.registry(), ctx.state, out, load_options(ctx.fleet))
+    click.echo(f"broker files re-rendered in {out}; now reload the broker: kill -HUP <mosquitto pid> "
+               "(systemctl reload mosquitto / docker compose kill -s HUP mosquitto)")
+
+
+@click.group()
+@click.option("--fleet", type=click.Path(file_okay=False, path_type=Path), required=True, envvar="HAILONG_FLEET",
+              help="Fleet registry directory (env HAILONG_FLEET).")
+@click.option("--state", "state_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Credentials directory (default <fleet>/state; git-ignores itself).")
+@click.pass_context
+def fleet(ctx: click.Context, fleet: Path, state_dir: Path | None) -> None:
+    """Fleet registry, terminal provisioning, credential rotation and revocation."""
+    ctx.obj = Ctx(fleet, state_dir)
+
+
+@fleet.command("list")
+@click.argument("what", type=click.Choice(["devices", "officers", "centres"]), default="devices")
+@click.option("--centre", default=None, help="Only this centre.")
+@click.option("--all", "show_all", is_flag=True, help="Include retired devices/officers.")
+@pass_ctx
+def list_(ctx: Ctx, what: str, centre: str | None, show_all: bool) -> None:
+    """List devices (default), officers or centres."""
+    reg = ctx.registry()
+    if what == "centres":
+        for c in sorted(reg.centres.values(), key=lambda c: c.id):
+            n = len(reg.active_devices(c.id))
+            click.echo(f"{c.id:<16} {c.province:<16} qms={'yes' if c.has_qms else 'no':<4} devices={n:<4} {c.name}")
+        return
+    if what == "officers":
+        for o in sorted(reg.officers.values(), key=lambda o: o.id):
+            if (centre is None or o.centre == centre) and (show_all or not o.retired):
+                click.echo(f"{o.id:<24} {o.centre:<16} {o.name}{'  (retired)' if o.retired else ''}")
+        return
+    revoked = ctx.state.revoked()
+    for d in sorted(reg.devices.values(), key=lambda d: d.id):
+        if (centre is None or d.centre == centre) and (show_all or not d.retired):
+            flags = " ".join(f for f, on in (("retired", d.retired), ("revoked", ctx.state.is_revoked(d.id)),
+                                             ("had-revocations", d.id in revoked)) if on)
+            label = reg.counters[(d.centre, d.counter)].label
+            click.echo(f"{d.id:<20} {d.centre:<16} {d.counter:<8} {d.hardware:<8} {label}  {flags}".rstrip())
+
+
+def _pins(values: tuple[str, ...]) -> dict[str, int]:
+    pins: dict[str, int] = {}
+    for v in values:
+        name, sep, num = v.partition("=")
+        if not sep or not num.strip().isdigit():
+            raise click.BadParameter(f"{v!r}: expected NAME=BCM, e.g. score_1=5", param_hint="--pin")
+        pins[name.strip()] = int(num)
+    return pins
+
+
+@fleet.command("add-device")
+@click.argument("device_id")
+@click.option("--centre", required=True)
+@click.option("--counter", required=True)
+@click.option("--hardware", type=click.Choice(["touch", "buttons", "both"]), default="touch", show_default=True)
+@click.option("--pin", "pins", multiple=True, help="score_N=BCM, led_N=BCM or served=BCM (repeatable).")
+@pass_ctx
+def add_device(ctx: Ctx, device_id: str, centre: str, counter: str, hardware: str, pins: tuple[str, ...]) -> None:
+    """Register a new terminal at a counter."""
+    from .fleetedit import add_device as add
+    from .fleetedit import new_device
+
+    reg = ctx.registry()
+    dev = _edit(new_device, reg, id=device_id, centre=centre, counter=counter, hardware=hardware, pins=_pins(pins))
+    _edit(add, reg, dev)
+    click.echo(f"added {device_id} at {centre}/{counter}; next: hailong fleet provision {device_id} --out DIR")
+
+
+@fleet.command("move-device")
+@click.argument("device_id")
+@click.option("--centre", default=None, help="New centre (default: unchanged).")
+@click.option("--counter", required=True, help="New counter.")
+@BROKER_OUT
+@pass_ctx
+def move_device(ctx: Ctx, device_id: str, centre: str | None, counter: str, broker_out: Path | None) -> None:
+    """Move a terminal to another counter (its ACL follows; re-provision for the new config)."""
+    from .fleetedit import update_device
+
+    reg = ctx.registry()
+    changes = {"counter": counter} | ({"centre": centre} if centre else {})
+    _edit(update_device, reg, device_id, **changes)
+    click.echo(f"moved {device_id} to {centre or reg.device(device_id).centre}/{counter}; "
+               f"re-provision it: hailong fleet provision {device_id} --out DIR")
+    _rerender(ctx, broker_out)
+
+
+@fleet.command("retire-device")
+@click.argument("device_id")
+@BROKER_OUT
+@pass_ctx
+def retire_device(ctx: Ctx, device_id: str, broker_out: Path | None) -> None:
+    """Retire a terminal: it keeps its history, loses its credentials and ACL entry."""
+    from .fleetedit import update_device
+
+    _edit(update_device, ctx.registry(), device_id, retired=True)
+    ctx.state.revoke_device(device_id)
+    click.echo(f"retired {device_id}; its password and certificate are revoked")
+    _rerender(ctx, broker_out)
+
+
+@fleet.command("add-officer")
+@click.argument("officer_id")
+@click.option("--name", required=True, help="Display name with full diacritics, e.g. 'Nguyễn Thị Lan'.")
+@click.option("--centre", required=True)
+@pass_ctx
+def add_officer(ctx: Ctx, officer_id: str, name: str, centre: str) -> None:
+    """Register an officer (cán bộ) as the queue system identifies them."""
+    from .fleetedit import add_officer as add
+    from .fleetedit import new_officer
+
+    reg = ctx.registry()
+    _edit(add, reg, _edit(new_officer, reg, id=officer_id, name=name, centre=centre))
+    click.echo(f"added officer {officer_id} ({name}) at {centre}; re-provision the centre's terminals "
+               "or push a config update for the new name to show")
+
+
+@fleet.command("move-officer")
+@click.argument("officer_id")
+@click.option("--centre", required=True)
+@pass_ctx
+def move_officer(ctx: Ctx, officer_id: str, centre: str) -> None:
+    """Move an officer to another centre."""
+    from .fleetedit import update_officer
+
+    _edit(update_officer, ctx.registry(), officer_id, centre=centre)
+    click.echo(f"moved officer {officer_id} to {centre}")
+
+
+@fleet.command("retire-officer")
+@click.argument("officer_id")
+@pass_ctx
+def retire_officer(ctx: Ctx, officer_id: str) -> None:
+    """Mark an officer as retired (kept, so past ratings keep their name)."""
+    from .fleetedit import update_officer
+
+    _edit(update_officer, ctx.registry(), officer_id, retired=True)
+    click.echo(f"retired officer {officer_id}")
+
+
+@fleet.command("provision")
+@click.argument("devices", nargs=-1)
+@click.option("--centre", default=None, help="Provision every active terminal of this centre.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Bundles are written to OUT/<device>/ (they contain secrets: keep private).")
+@click.option("--mode", type=click.Choice(["cert", "password"]), default="cert", show_default=True,
+              help="cert: TLS client certificate (production); password: username/password over TLS.")
+@click.option("--broker-host", default=None, help="Broker name the terminals connect to (default: first "
+              "hostname in <fleet>/broker.toml).")
+@click.option("--ssh-key", "ssh_keys", type=click.File("r"), multiple=True,
+              help="Technician's SSH public key file for the 'tech' user (repeatable).")
+@click.option("--wifi-ssid", default=None, help="Wi-Fi network (password from env HAILONG_WIFI_PASSWORD).")
+@click.option("--wifi-password", envvar="HAILONG_WIFI_PASSWORD", default=None, hidden=True)
+@click.option("--pip-spec", default=None, help="What pip installs on the Pi (default hailong[device]; "
+              "e.g. a wheel URL on the centre server).")
+@BROKER_OUT
+@pass_ctx
+def provision(ctx: Ctx, devices: tuple[str, ...], centre: str | None, out: Path, mode: str,
+              broker_host: str | None, ssh_keys: tuple[Any, ...], wifi_ssid: str | None,
+              wifi_password: str | None, pip_spec: str | None, broker_out: Path | None) -> None:
+    """Generate credentials and the first-boot bundle for DEVICES (or a whole --centre)."""
+    from broker.render import load_options
+
+    from .provision import DEFAULT_PIP_SPEC, ProvisionSettings
+    from .provision import provision as make_bundle
+
+    reg = ctx.registry()
+    if centre is not None:
+        if centre not in reg.centres:
+            raise click.ClickException(f"no centre {centre!r} in {ctx.fleet}/centres.toml")
+        devices = devices + tuple(d.id for d in reg.active_devices(centre))
+    if not devices:
+        raise click.UsageError("name at least one DEVICE or --centre")
+    opt = load_options(ctx.fleet)
+    settings = ProvisionSettings(
+        broker_host=broker_host or opt.hostnames[0], tls_port=opt.tls_port, cert_port=opt.cert_port,
+        mode=_mode(mode), pip_spec=pip_spec or DEFAULT_PIP_SPEC,
+        ssh_keys=tuple(f.read().strip() for f in ssh_keys), wifi_ssid=wifi_ssid, wifi_password=wifi_password)
+    t0 = time.monotonic()
+    for i, dev in enumerate(devices, 1):
+        t = time.monotonic()
+        try:
+            target = make_bundle(reg, dev, ctx.state, out, settings)
+        except RegistryError as exc:
+            raise click.ClickException(f"[{i}/{len(devices)}] {exc}") from None
+        click.echo(f"[{i}/{len(devices)}] {dev:<20} {target}  ({(time.monotonic() - t) * 1000:.0f} ms)")
+    total = time.monotonic() - t0
+    click.echo(f"provisioned {len(devices)} terminal(s) in {total:.2f}s ({total / len(devices) * 1000:.0f} ms each)")
+    _rerender(ctx, broker_out)
+
+
+def _mode(value: str) -> Literal["cert", "password"]:
+    return "cert" if value == "cert" else "password"
+
+
+@fleet.command("revoke")
+@click.argument("device_id")
+@BROKER_OUT
+@pass_ctx
+def revoke(ctx: Ctx, device_id: str, broker_out: Path | None) -> None:
+    """Revoke a terminal's credentials (lost or stolen unit): CRL entry, password and ACL removed."""
+    _edit(ctx.registry().device, device_id)
+    had = ctx.state.revoke_device(device_id)
+    click.echo(f"revoked {device_id}" if had else f"{device_id} had no live credentials; nothing to revoke")
+    _rerender(ctx, broker_out)
+
+
+@fleet.command("rotate")
+@click.argument("device_id")
+@BROKER_OUT
+@pass_ctx
+def rotate(ctx: Ctx, device_id: str, broker_out: Path | None) -> None:
+    """New password and certificate for a terminal (the old certificate is revoked)."""
+    _edit(ctx.registry().device, device_id)
+    ctx.state.rotate_password(device_id)
+    ctx.state.device_cert(device_id, renew=True)
+    click.echo(f"rotated {device_id}: new secrets in {ctx.state.root}; re-provision the terminal "
+               f"(hailong fleet provision {device_id} --out DIR) before reloading the broker")
+    _rerender(ctx, broker_out)

@@ -1,0 +1,244 @@
+"""``hailong fleet provision``: a counter terminal's credentials and first-boot bundle.
+
+For device D the output directory gets::
+
+    D/device.toml        the terminal's config (parses with device.config.DeviceConfig)
+    D/rootfs/...         every file exactly as it lands on the Pi (secrets 0600)
+    D/boot/user-data     cloud-init (#cloud-config) for current Raspberry Pi OS images
+    D/boot/network-config, D/boot/meta-data
+    D/boot/firstrun.sh   the same install for Bookworm-era images without cloud-init
+    D/boot/cmdline-append.txt   what firstrun.sh needs appended to cmdline.txt
+    D/README.txt         what to copy where (docs/technician.md has the steps)
+
+The boot files carry the device's secrets (key, password) because the Pi must
+be able to connect on first boot without a technician typing anything; both
+first-boot paths delete them from the FAT boot partition once installed.
+"""
+
+from __future__ import annotations
+
+import base64
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from . import osfiles
+from .credentials import FleetState
+from .fleetedit import toml_value
+from .pki import write_private
+from .registry import Device, Registry, RegistryError
+
+Mode = Literal["cert", "password"]
+DEFAULT_PIP_SPEC = "hailong[device]"
+TIMEZONE = "Asia/Ho_Chi_Minh"
+
+
+@dataclass(frozen=True)
+class BundleFile:
+    path: str  # absolute path on the Pi
+    data: bytes
+    mode: int
+    secret: bool = False
+
+
+@dataclass(frozen=True)
+class ProvisionSettings:
+    broker_host: str
+    tls_port: int = 8883
+    cert_port: int = 8884
+    mode: Mode = "cert"
+    pip_spec: str = DEFAULT_PIP_SPEC
+    ssh_keys: tuple[str, ...] = ()
+    wifi_ssid: str | None = None
+    wifi_password: str | None = None
+    wifi_country: str = "VN"
+
+
+def device_config(reg: Registry, dev: Device, s: ProvisionSettings) -> dict[str, Any]:
+    """The DeviceConfig document for ``dev`` (as plain data; written as TOML)."""
+    centre = reg.centres[dev.centre]
+    counter = reg.counters[(dev.centre, dev.counter)]
+    buttons = {int(k.split("_")[1]): v for k, v in dev.pins.items() if k.startswith("score_")}
+    leds = {int(k.split("_")[1]): v for k, v in dev.pins.items() if k.startswith("led_")}
+    served = dev.pins.get("served")
+    if centre.has_qms:
+        mode = "qms"
+    elif served is not None or dev.hardware != "buttons":
+        mode = "manual_served"  # no queue system: the officer's "served" press (or on-screen) opens the prompt
+    else:
+        mode = "always_on"
+    gpio: dict[str, Any] = {"buttons": {str(k): v for k, v in sorted(buttons.items())},
+                            "leds": {str(k): v for k, v in sorted(leds.items())}}
+    if served is not None:
+        gpio["served_pin"] = served
+    if s.mode == "cert":
+        mqtt: dict[str, Any] = {"url": f"mqtts://{s.broker_host}:{s.cert_port}", "username": dev.id,
+                                "ca_file": f"{osfiles.ETC}/ca.crt", "cert_file": f"{osfiles.ETC}/device.crt",
+                                "key_file": f"{osfiles.ETC}/device.key"}
+    else:
+        mqtt = {"url": f"mqtts://{s.broker_host}:{s.tls_port}", "username": dev.id,
+                "password_file": f"{osfiles.ETC}/mqtt.pass", "ca_file": f"{osfiles.ETC}/ca.crt"}
+    cfg: dict[str, Any] = {
+        "device_id": dev.id, "centre": dev.centre, "counter": dev.counter,
+        "centre_name": centre.name, "counter_label": counter.label,
+        "officer_names": {o.id: o.name for o in reg.officers_of(dev.centre) if not o.retired},
+        "mode": mode, "walkup_allowed": centre.walkup_allowed, "hardware": dev.hardware,
+        "scale": max(buttons) if buttons and max(buttons) in (3, 5) else 4,
+        "gpio": gpio, "outbox": {"path": f"{osfiles.STATE}/outbox.sqlite3"}, "mqtt": mqtt,
+    }
+    return cfg
+
+
+def to_toml(doc: dict[str, Any], header: str) -> str:
+    """Scalars first, then one [table] per nested dict (two levels are all DeviceConfig has)."""
+    lines = [header]
+    tables = {k: v for k, v in doc.items() if isinstance(v, dict)}
+    lines += [f"{k} = {toml_value(v)}" for k, v in doc.items() if k not in tables]
+    for name, table in tables.items():
+        sub = {k: v for k, v in table.items() if isinstance(v, dict)}
+        lines += ["", f"[{name}]"] + [f"{_key(k)} = {toml_value(v)}" for k, v in table.items() if k not in sub]
+        for subname, subtable in sub.items():
+            lines += ["", f"[{name}.{subname}]"] + [f"{_key(k)} = {toml_value(v)}" for k, v in subtable.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _key(k: str) -> str:
+    return k if k.replace("-", "").replace("_", "").isalnum() and k.isascii() else f'"{k}"'
+
+
+def bundle_files(reg: Registry, dev: Device, state: FleetState, s: ProvisionSettings) -> list[BundleFile]:
+    ca = state.ca().cert_path.read_bytes()
+    header = (f"# hailong terminal {dev.id} -- generated by `hailong fleet provision`.\n"
+              f"# Registry: {dev.centre} / {dev.counter}. Keys documented in docs/device.md.")
+    cfg = to_toml(device_config(reg, dev, s), header).encode()
+    etc = osfiles.ETC
+    files = [
+        BundleFile(osfiles.CONFIG_PATH, cfg, 0o640),
+        BundleFile(f"{etc}/ca.crt", ca, 0o644),
+        BundleFile(f"{etc}/kiosk.env", osfiles.kiosk_env().encode(), 0o644),
+        BundleFile(f"{etc}/kivy-config.ini", osfiles.kivy_config().encode(), 0o644),
+        BundleFile(f"{etc}/README.txt", f"hailong terminal {dev.id}; see docs/technician.md\n".encode(), 0o644),
+        BundleFile(f"/etc/systemd/system/{osfiles.UNIT_NAME}", osfiles.systemd_unit().encode(), 0o644),
+        BundleFile("/etc/systemd/journald.conf.d/hailong-volatile.conf", osfiles.journald_conf().encode(), 0o644),
+        BundleFile(f"{osfiles.LIB}/sd-wear.sh", osfiles.sd_wear_script().encode(), 0o755),
+        BundleFile(f"{osfiles.LIB}/install.sh", osfiles.install_script(s.pip_spec).encode(), 0o755),
+    ]
+    if s.mode == "cert":
+        cert = state.device_cert(dev.id)
+        files += [BundleFile(f"{etc}/device.crt", cert.cert_path.read_bytes(), 0o644),
+                  BundleFile(f"{etc}/device.key", cert.key_path.read_bytes(), 0o600, secret=True)]
+    else:
+        files.append(BundleFile(f"{etc}/mqtt.pass", (state.password(dev.id) + "\n").encode(), 0o600, secret=True))
+    return files
+
+
+def user_data(dev: Device, files: list[BundleFile], s: ProvisionSettings) -> str:
+    user: dict[str, Any] = {"name": "tech", "groups": ["sudo", "adm"], "shell": "/bin/bash",
+                            "lock_passwd": True, "sudo": "ALL=(ALL) NOPASSWD:ALL"}
+    if s.ssh_keys:
+        user["ssh_authorized_keys"] = list(s.ssh_keys)
+    doc: dict[str, Any] = {
+        "hostname": dev.id,
+        "manage_etc_hosts": True,
+        "timezone": TIMEZONE,
+        "ntp": {"enabled": True},
+        "ssh_pwauth": False,
+        "users": [user],
+        "package_update": False,
+        "write_files": [
+            {"path": f.path, "encoding": "b64", "content": base64.b64encode(f.data).decode(),
+             "permissions": f"0{f.mode:o}", "owner": "root:root"} for f in files
+        ],
+        "runcmd": [
+            ["sh", f"{osfiles.LIB}/install.sh"],
+            # the boot partition is FAT and readable by anyone holding the card: drop the secrets
+            ["sh", "-c", "shred -u /boot/firmware/user-data /boot/user-data 2>/dev/null || true"],
+        ],
+    }
+    return "#cloud-config\n" + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=1000)
+
+
+def network_config(s: ProvisionSettings) -> str:
+    doc: dict[str, Any] = {"network": {"version": 2, "ethernets": {"eth0": {"dhcp4": True, "optional": True}}}}
+    if s.wifi_ssid:
+        doc["network"]["wifis"] = {"wlan0": {"dhcp4": True, "optional": True, "regulatory-domain": s.wifi_country,
+                                             "access-points": {s.wifi_ssid: {"password": s.wifi_password or ""}}}}
+    return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+
+
+def firstrun_sh(dev: Device, files: list[BundleFile], s: ProvisionSettings) -> str:
+    """Raspberry Pi Imager-style first-boot script (cmdline.txt systemd.run=...)."""
+    out = ["#!/bin/bash", f"# hailong first boot for terminal {dev.id} (Bookworm-era images without cloud-init)",
+           "set +e", "exec >/dev/kmsg 2>&1", f"hostnamectl set-hostname {shlex.quote(dev.id)}",
+           f"timedatectl set-timezone {TIMEZONE}"]
+    for f in files:
+        d = shlex.quote(str(Path(f.path).parent))
+        q = shlex.quote(f.path)
+        out += [f"mkdir -p {d}", f"base64 -d > {q} <<'HAILONG_EOF'",
+                base64.encodebytes(f.data).decode().rstrip("\n"), "HAILONG_EOF", f"chmod {f.mode:o} {q}"]
+    if s.ssh_keys:
+        keys = "\n".join(s.ssh_keys)
+        out += ["id tech >/dev/null 2>&1 || useradd -m -G sudo,adm -s /bin/bash tech",
+                "install -d -m 700 -o tech -g tech /home/tech/.ssh",
+                f"cat > /home/tech/.ssh/authorized_keys <<'HAILONG_EOF'\n{keys}\nHAILONG_EOF",
+                "chown tech:tech /home/tech/.ssh/authorized_keys", "systemctl enable ssh"]
+    out += [
+        # install.sh needs the network (apt, pip): run it once, after this boot, as a oneshot unit
+        "cat > /etc/systemd/system/hailong-firstboot.service <<'HAILONG_EOF'",
+        "[Unit]\nDescription=hailong first-boot install\nWants=network-online.target\nAfter=network-online.target",
+        f"ConditionPathExists=!{osfiles.STATE}/.installed\n",
+        f"[Service]\nType=oneshot\nExecStart=/bin/sh {osfiles.LIB}/install.sh\n"
+        f"ExecStartPost=/bin/sh -c 'mkdir -p {osfiles.STATE} && touch {osfiles.STATE}/.installed'\n",
+        "[Install]\nWantedBy=multi-user.target",
+        "HAILONG_EOF",
+        "systemctl enable hailong-firstboot.service",
+        "BOOT=/boot/firmware; [ -d $BOOT ] || BOOT=/boot",
+        "rm -f $BOOT/firstrun.sh",
+        "sed -i 's| systemd.run.*||g' $BOOT/cmdline.txt",
+        "exit 0",
+    ]
+    return "\n".join(out) + "\n"
+
+
+CMDLINE_APPEND = ("systemd.run=/boot/firmware/firstrun.sh systemd.run_success_action=reboot "
+                  "systemd.unit=kernel-command-line.target")
+
+
+def provision(reg: Registry, device_id: str, state: FleetState, out: Path, s: ProvisionSettings) -> Path:
+    """Write the bundle of one device under ``out/<device>``; return that directory."""
+    dev = reg.device(device_id)
+    if dev.retired:
+        raise RegistryError(reg.root / "devices.toml", f"device.{dev.id}", "is retired; add it again to reuse")
+    state.ensure()
+    if s.mode == "password":
+        state.password(dev.id)
+    files = bundle_files(reg, dev, state, s)
+    target = out / dev.id
+    (target / "boot").mkdir(parents=True, exist_ok=True)
+    for f in files:
+        dest = target / "rootfs" / f.path.lstrip("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if f.secret:
+            write_private(dest, f.data)
+        else:
+            dest.write_bytes(f.data)
+            dest.chmod(f.mode)
+    (target / "device.toml").write_bytes(files[0].data)
+    write_private(target / "boot" / "user-data", user_data(dev, files, s).encode())
+    write_private(target / "boot" / "firstrun.sh", firstrun_sh(dev, files, s).encode())
+    write_private(target / "boot" / "network-config", network_config(s).encode())  # may hold a Wi-Fi key
+    (target / "boot" / "meta-data").write_text(f"instance-id: hailong-{dev.id}\nlocal-hostname: {dev.id}\n")
+    (target / "boot" / "cmdline-append.txt").write_text(CMDLINE_APPEND + "\n")
+    where = f"{reg.centres[dev.centre].name} / {reg.counters[(dev.centre, dev.counter)].label}"
+    (target / "README.txt").write_text(
+        f"hailong terminal {dev.id} ({where})\n"
+        "Copy boot/* onto the SD card's boot partition (bootfs) after flashing Raspberry Pi OS Lite.\n"
+        "Images with cloud-init use user-data/network-config/meta-data; older Bookworm images:\n"
+        "append boot/cmdline-append.txt to the single line of cmdline.txt. Steps: docs/technician.md\n"
+        "boot/ and rootfs/etc/hailong/ hold this terminal's secret: keep this folder private.\n",
+        encoding="utf-8")
+    return target
+
