@@ -8,6 +8,10 @@ import click
 
 FLEET_OPTION = click.option("--fleet", type=click.Path(file_okay=False, path_type=Path), required=True,
                             envvar="HAILONG_FLEET", help="Fleet registry directory (env HAILONG_FLEET).")
+TARGETS = {
+    "debian": {"conf_dir": "/etc/mosquitto/hailong", "data_dir": "/var/lib/mosquitto"},
+    "docker": {"conf_dir": "/mosquitto/config", "data_dir": "/mosquitto/data"},
+}
 STATE_OPTION = click.option("--state", type=click.Path(file_okay=False, path_type=Path), default=None,
                             help="Credentials directory (default <fleet>/state; never commit it).")
 
@@ -22,14 +26,18 @@ def broker() -> None:
 @STATE_OPTION
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Directory to write mosquitto.conf, passwd, acl, certificates and CRL into.")
+@click.option("--target", type=click.Choice(sorted(TARGETS)), default=None,
+              help="Preset paths: debian (/etc/mosquitto/hailong, /var/lib/mosquitto) or docker "
+                   "(/mosquitto/config, /mosquitto/data in the eclipse-mosquitto image).")
 @click.option("--conf-dir", default=None, help="Where the files will be on the broker host "
               "(default from <fleet>/broker.toml, else /etc/mosquitto/hailong).")
+@click.option("--data-dir", default=None, help="Persistence directory on the broker host.")
 @click.option("--hostname", "hostnames", multiple=True, help="Broker host name/IP for the server certificate "
               "(repeatable; default from broker.toml).")
 @click.option("--tls-port", type=int, default=None, help="TLS + password listener port (default 8883).")
 @click.option("--cert-port", type=int, default=None, help="TLS + client-certificate listener port (default 8884).")
-def render(fleet: Path, state: Path | None, out: Path, conf_dir: str | None, hostnames: tuple[str, ...],
-           tls_port: int | None, cert_port: int | None) -> None:
+def render(fleet: Path, state: Path | None, out: Path, target: str | None, conf_dir: str | None,
+           data_dir: str | None, hostnames: tuple[str, ...], tls_port: int | None, cert_port: int | None) -> None:
     """Render the broker files; then reload the broker with SIGHUP."""
     from broker.configfile import ConfigError
     from firmware_config.credentials import FleetState
@@ -39,8 +47,10 @@ def render(fleet: Path, state: Path | None, out: Path, conf_dir: str | None, hos
 
     try:
         registry = load_registry(fleet)
-        opt = load_options(fleet, conf_dir=conf_dir, hostnames=list(hostnames) or None, tls_port=tls_port,
-                           cert_port=cert_port)
+        preset = TARGETS.get(target or "", {})
+        opt = load_options(fleet, conf_dir=conf_dir or preset.get("conf_dir"),
+                           data_dir=data_dir or preset.get("data_dir"), hostnames=list(hostnames) or None,
+                           tls_port=tls_port, cert_port=cert_port)
     except (RegistryError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
     paths = render_broker(registry, FleetState.for_fleet(fleet, state), out, opt)
