@@ -73,11 +73,16 @@ def report() -> None:
 def weekly(centre: str, week: str, out_dir: Path, influx_url: str | None, database: str | None,
            config: Path | None, weeks_back: int) -> None:
     """Weekly officer scorecard for one centre: PDF (one page per officer) and CSV."""
+    from broker.contract import ContractError, validate_id
     from ingest.influxql import InfluxQueryError
 
     from .report import write_weekly
     from .scorecard import IsoWeek
 
+    try:
+        validate_id(centre, "centre")
+    except ContractError as exc:
+        raise click.BadParameter(exc.message, param_hint="--centre") from None
     s = _settings(config)
     s = s.model_copy(update={k: v for k, v in (("influx_url", influx_url), ("database", database)) if v})
     try:

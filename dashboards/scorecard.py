@@ -1,0 +1,138 @@
+"""Weekly officer scorecard numbers for one centre, queried from InfluxDB (InfluxQL).
+
+The same definitions as the dashboards: rated tickets are non-walk-up ratings,
+ratio = (rated - Không hài lòng) / rated, response rate = rated / served
+(``ticket`` points). Officers are ranked within the centre only when they have
+at least ``min_sample`` rated tickets; equal ratios share a rank (1, 2, 2, 4).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from broker.contract import validate_id
+from ingest.influxql import InfluxQL
+
+CLASSES = ("very_satisfied", "satisfied", "not_satisfied")
+CLASS_LABELS = {"very_satisfied": "Rất hài lòng", "satisfied": "Hài lòng (gồm Bình thường)",
+                "not_satisfied": "Không hài lòng"}
+
+
+@dataclass(frozen=True)
+class IsoWeek:
+    year: int
+    week: int
+
+    @classmethod
+    def parse(cls, text: str) -> IsoWeek:
+        m = re.fullmatch(r"(\d{4})-W(\d{2})", text.strip())
+        if not m:
+            raise ValueError(f"week {text!r} is not YYYY-Www, e.g. 2026-W47")
+        year, week = int(m.group(1)), int(m.group(2))
+        try:
+            date.fromisocalendar(year, week, 1)
+        except ValueError:
+            raise ValueError(f"{year} has no ISO week {week}") from None
+        return cls(year, week)
+
+    def __str__(self) -> str:
+        return f"{self.year}-W{self.week:02d}"
+
+    def start(self, tz: str) -> datetime:
+        d = date.fromisocalendar(self.year, self.week, 1)
+        return datetime(d.year, d.month, d.day, tzinfo=ZoneInfo(tz))
+
+    def shifted(self, weeks: int) -> IsoWeek:
+        d = date.fromisocalendar(self.year, self.week, 1) + timedelta(weeks=weeks)
+        y, w, _ = d.isocalendar()
+        return IsoWeek(y, w)
+
+
+@dataclass
+class OfficerWeek:
+    officer: str
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CLASSES, 0))
+    served: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    trend: list[tuple[str, float | None, int]] = field(default_factory=list)  # (week, ratio, n), oldest first
+    rank: int | None = None
+
+    @property
+    def rated(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def ratio(self) -> float | None:
+        return (self.rated - self.counts["not_satisfied"]) / self.rated if self.rated else None
+
+    @property
+    def response_rate(self) -> float | None:
+        return self.rated / self.served if self.served else None
+
+
+@dataclass
+class CentreWeek:
+    centre: str
+    week: IsoWeek
+    min_sample: int
+    officers: list[OfficerWeek]
+    centre_ratio: float | None
+    centre_rated: int
+
+
+def _ms(t: datetime) -> int:
+    return int(t.timestamp() * 1000)
+
+
+def _window(start: datetime, end: datetime) -> str:
+    return f"time >= {_ms(start)}ms AND time < {_ms(end)}ms"
+
+
+def weekly_scorecard(db: InfluxQL, centre: str, week: IsoWeek, tz: str, min_sample: int,
+                     weeks_back: int = 8) -> CentreWeek:
+    validate_id(centre, "centre")  # it goes into a query: only [a-z0-9-]
+    start = week.start(tz)
+    end = week.shifted(1).start(tz)
+    where = f"{_window(start, end)} AND \"centre\" = '{centre}'"
+    rated = f"{where} AND \"walkup\" = 'false'"
+    officers: dict[str, OfficerWeek] = {}
+
+    def get(name: str) -> OfficerWeek:
+        return officers.setdefault(name, OfficerWeek(name))
+
+    for row in db.rows(f'SELECT count("score") AS n FROM "rating" WHERE {rated} GROUP BY "officer", "class"'):
+        get(row["officer"]).counts[row["class"]] = int(row["n"])
+    for row in db.rows(f'SELECT count("ticket") AS n FROM "ticket" WHERE {where} GROUP BY "officer"'):
+        get(row["officer"]).served = int(row["n"])
+    for row in db.rows(f'SELECT "reasons" FROM "rating" WHERE {rated} AND "reasons" != \'\' GROUP BY "officer"'):
+        get(row["officer"]).reasons.update(c for c in str(row["reasons"]).split(",") if c)
+    _trend(db, centre, week, tz, weeks_back, officers)
+    ranked = sorted((o for o in officers.values() if o.rated >= min_sample), key=lambda o: -(o.ratio or 0.0))
+    for o in ranked:
+        o.rank = 1 + sum(1 for p in ranked if (p.ratio or 0.0) > (o.ratio or 0.0))
+    n = sum(o.rated for o in officers.values())
+    ns = sum(o.counts["not_satisfied"] for o in officers.values())
+    ordered = sorted(officers.values(), key=lambda o: (o.rank is None, o.rank or 0, o.officer))
+    return CentreWeek(centre, week, min_sample, ordered, (n - ns) / n if n else None, n)
+
+
+def _trend(db: InfluxQL, centre: str, week: IsoWeek, tz: str, weeks_back: int,
+           officers: dict[str, OfficerWeek]) -> None:
+    """Weekly ratio of each officer over the previous ``weeks_back`` weeks and this one."""
+    weeks = [week.shifted(-i) for i in range(weeks_back, -1, -1)]
+    first, end = weeks[0].start(tz), week.shifted(1).start(tz)
+    # ISO weeks: InfluxDB's 1w buckets start on Thursday (the epoch); +4d and the zone make them Monday 00:00 local
+    q = (f'SELECT count("score") AS n FROM "rating" WHERE {_window(first, end)} AND "centre" = \'{centre}\' '
+         f"AND \"walkup\" = 'false' GROUP BY time(1w, 4d), \"officer\", \"class\" fill(none) tz('{tz}')")
+    per: dict[tuple[str, int], Counter[str]] = {}
+    for row in db.rows(q):
+        per.setdefault((row["officer"], int(row["time"])), Counter())[row["class"]] += int(row["n"])
+    for o in officers.values():
+        for w in weeks:
+            c = per.get((o.officer, _ms(w.start(tz))), Counter())
+            n = sum(c.values())
+            o.trend.append((str(w), (n - c["not_satisfied"]) / n if n else None, n))
