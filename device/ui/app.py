@@ -1,0 +1,128 @@
+"""The Kivy app: one ScreenManager, one screen per state, fed by the state machine's View.
+
+Threading: the state machine lives on Kivy's main thread. MQTT and GPIO
+callbacks reach it through :func:`kivy_dispatch` (Clock.schedule_once, which
+is thread-safe), and the view listener re-checks the thread, so widgets are
+only ever touched from the main thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kivy.app import App
+from kivy.clock import Clock
+from kivy.core.window import Window
+from kivy.lang import Builder
+from kivy.properties import NumericProperty
+from kivy.uix.screenmanager import NoTransition, ScreenManager
+
+from ..i18n import load_catalogue
+from ..state import State, Terminal, View
+from . import theme
+from .screens import IdleScreen, OutOfServiceScreen, PromptScreen, ReasonsScreen, TerminalScreen, ThanksScreen
+
+log = logging.getLogger("hailong.device.ui")
+KV_DIR = Path(__file__).parent / "kv"
+KV_FILES = ("widgets.kv", "idle.kv", "prompt.kv", "reasons.kv", "thanks.kv", "out_of_service.kv")
+_loaded = False
+
+
+def kivy_dispatch(fn: Callable[[], None]) -> None:
+    """Run ``fn`` on Kivy's main thread at the next frame (safe to call from any thread)."""
+    Clock.schedule_once(lambda _dt: fn(), 0)
+
+
+def load_kv() -> None:
+    global _loaded
+    if not _loaded:
+        for name in KV_FILES:
+            Builder.load_file(str(KV_DIR / name))
+        _loaded = True
+
+
+class Screens(ScreenManager):
+    """Routes touches from the screens to the terminal."""
+
+    def __init__(self, terminal: Terminal, **kw: Any) -> None:
+        super().__init__(transition=NoTransition(), **kw)
+        self.terminal = terminal
+
+    def press(self, score: int) -> None:
+        self.terminal.press(score, "touch")
+
+    def toggle_reason(self, code: str) -> None:
+        self.terminal.toggle_reason(code)
+
+
+class TerminalApp(App):
+    u = NumericProperty(1.0)  # layout unit: 1.0 at 480 px high (official 7" display), 1.5 at 720
+
+    def __init__(self, terminal: Terminal, device_id: str = "", tick_s: float = 0.25,
+                 on_started: Callable[[TerminalApp], None] | None = None, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.terminal = terminal
+        self.device_id = device_id
+        self.tick_s = tick_s
+        self.on_started = on_started
+        self.title = "hailong"
+        self.screens: Screens | None = None
+        self.shown: list[State] = []  # every state rendered, for tests
+
+    def build(self) -> Screens:
+        load_kv()
+        Window.clearcolor = theme.rgba(theme.PAPER)
+        Window.bind(size=self._resize)
+        self._resize(Window, Window.size)
+        self.screens = Screens(self.terminal)
+        for cls in (IdleScreen, PromptScreen, ReasonsScreen, ThanksScreen, OutOfServiceScreen):
+            self.screens.add_widget(cls())
+        self.terminal.listeners.append(self.on_view)
+        self.show(self.terminal.view)
+        Clock.schedule_interval(lambda _dt: self.terminal.tick(), self.tick_s)
+        if self.on_started is not None:
+            cb = self.on_started
+            Clock.schedule_once(lambda _dt: cb(self), 0)
+        return self.screens
+
+    def _resize(self, _w: object, size: tuple[int, int]) -> None:
+        self.u = size[1] / 480
+
+    # ------------------------------------------------------------------ view -> widgets (main thread only)
+
+    def on_view(self, view: View) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self.show(view)
+        else:
+            Clock.schedule_once(lambda _dt: self.show(view), 0)
+
+    def show(self, view: View) -> None:
+        if self.screens is None:
+            return
+        screen = self.screens.get_screen(view.state.value)
+        assert isinstance(screen, TerminalScreen)
+        screen.update(view, load_catalogue(view.language), self.device_id)
+        if self.screens.current != view.state.value:
+            self.screens.current = view.state.value
+        self.shown.append(view.state)
+
+    # ------------------------------------------------------------------ touches from kv
+
+    def toggle_language(self) -> None:
+        self.terminal.set_language("en" if self.terminal.view.language == "vi" else "vi")
+
+    def submit_reasons(self) -> None:
+        self.terminal.submit_reasons()
+
+    def skip_reasons(self) -> None:
+        self.terminal.skip_reasons()
+
+    def current_screen(self) -> TerminalScreen:
+        assert self.screens is not None
+        screen = self.screens.current_screen
+        assert isinstance(screen, TerminalScreen)
+        return screen

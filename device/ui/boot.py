@@ -1,0 +1,25 @@
+"""Kivy settings that must be in place before Kivy creates its window. Import this before kivy.app."""
+
+from __future__ import annotations
+
+import os
+
+
+def prepare_kivy(width: int = 800, height: int = 480, fullscreen: bool = False, maxfps: int = 60,
+                 home: str | None = None) -> None:
+    # Our own CLI parses argv; Kivy must not. Console log off: we log through `logging`.
+    os.environ.setdefault("KIVY_NO_ARGS", "1")
+    os.environ.setdefault("KIVY_NO_CONSOLELOG", "1")
+    os.environ.setdefault("KIVY_NO_FILELOG", "1")
+    if home:
+        os.environ["KIVY_HOME"] = home
+    from kivy.config import Config
+
+    Config.set("graphics", "width", str(width))
+    Config.set("graphics", "height", str(height))
+    Config.set("graphics", "fullscreen", "auto" if fullscreen else "0")
+    Config.set("graphics", "resizable", "1")
+    # The idle screen never changes, so the loop only has to wake for touches and timers.
+    Config.set("graphics", "maxfps", str(maxfps))
+    Config.set("kivy", "exit_on_escape", "0")
+    Config.set("input", "mouse", "mouse,disable_multitouch")

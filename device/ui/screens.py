@@ -1,0 +1,97 @@
+"""One Screen class per terminal state; each fills its .kv layout from a :class:`View`."""
+
+from __future__ import annotations
+
+from kivy.uix.screenmanager import Screen
+
+from ..i18n import Catalogue
+from ..state import View
+from .theme import level_style, rgba
+from .widgets import Chip, LevelTile
+
+
+class TerminalScreen(Screen):
+    def update(self, view: View, cat: Catalogue, device: str) -> None:
+        top = self.ids.get("top")
+        if top is not None:
+            top.title = view.centre_name
+            top.lang_text = cat.text("switch_to")
+
+
+class IdleScreen(TerminalScreen):
+    def update(self, view: View, cat: Catalogue, device: str) -> None:
+        super().update(view, cat, device)
+        self.ids.counter.text = view.counter_label
+        self.ids.officer.text = cat.text("idle.officer", name=view.officer_name or cat.text("idle.no_officer_name"))
+        self.ids.serving.text = cat.text("idle.serving", ticket=view.serving_ticket) if view.serving_ticket else ""
+        self.ids.hint.text = cat.text("idle.waiting")
+
+
+class PromptScreen(TerminalScreen):
+    _built: tuple[int, str] | None = None
+
+    def update(self, view: View, cat: Catalogue, device: str) -> None:
+        super().update(view, cat, device)
+        self.ids.title.text = cat.text("prompt.title")
+        self.ids.ticket.text = (cat.text("prompt.ticket", ticket=view.prompt_ticket) if view.prompt_ticket
+                                else cat.text("prompt.walkup"))
+        if self._built != (view.scale, cat.language):  # rebuilt only when scale or language changes
+            self._built = (view.scale, cat.language)
+            box = self.ids.tiles
+            box.clear_widgets()
+            for i, label in enumerate(cat.levels(view.scale)):
+                score = view.scale - i  # best first, left to right
+                style = level_style(score, view.scale)
+                tile = LevelTile(score=score, text=label, tile_hex=style.tile, face_rgba=list(rgba(style.face)),
+                                 curve=style.curve)
+                tile.bind(on_release=lambda t: self.manager.press(int(t.score)))
+                box.add_widget(tile)
+
+    def tile(self, score: int) -> LevelTile:
+        return next(t for t in self.ids.tiles.children if t.score == score)
+
+
+class ReasonsScreen(TerminalScreen):
+    _built: tuple[tuple[str, ...], str] | None = None
+
+    def update(self, view: View, cat: Catalogue, device: str) -> None:
+        super().update(view, cat, device)
+        self.ids.title.text = cat.text("reasons.title")
+        self.ids.send.text = cat.text("reasons.send")
+        self.ids.skip.text = cat.text("reasons.skip")
+        grid = self.ids.chips
+        if self._built != (view.reasons_offered, cat.language):
+            self._built = (view.reasons_offered, cat.language)
+            grid.clear_widgets()
+            grid.cols = 3 if len(view.reasons_offered) <= 6 else 4
+            for code in view.reasons_offered:
+                chip = Chip(code=code, text=cat.reason(code))
+                chip.bind(on_release=lambda c: self.manager.toggle_reason(c.code))
+                grid.add_widget(chip)
+        for chip in grid.children:
+            chip.chosen = chip.code in view.reasons_chosen
+
+    def chip(self, code: str) -> Chip:
+        return next(c for c in self.ids.chips.children if c.code == code)
+
+
+class ThanksScreen(TerminalScreen):
+    def update(self, view: View, cat: Catalogue, device: str) -> None:
+        super().update(view, cat, device)
+        self.ids.title.text = cat.text("thanks.title")
+        self.ids.subtitle.text = cat.text("thanks.subtitle")
+        score = view.score or view.scale
+        style = level_style(score, view.scale)
+        # confirms what was recorded: the face and the words of the level the citizen chose
+        self.ids.chosen.text = cat.text("thanks.chosen", label=cat.levels(view.scale)[view.scale - score])
+        self.ids.face.face_rgba = list(rgba(style.face))
+        self.ids.face.curve = style.curve
+
+
+class OutOfServiceScreen(TerminalScreen):
+    def update(self, view: View, cat: Catalogue, device: str) -> None:
+        super().update(view, cat, device)
+        self.ids.title.text = cat.text("oos.title")
+        reason = view.oos_reason or "no_config"
+        self.ids.message.text = cat.text(f"oos.{reason}", counter=view.counter_label, detail=view.oos_detail or "?")
+        self.ids.device.text = f"{device} · {reason}"

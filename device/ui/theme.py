@@ -1,0 +1,85 @@
+"""Colours and level styles. Kivy-free, so the contrast rule is unit-tested without a window.
+
+Every text/background pair the UI uses is listed in :data:`TEXT_PAIRS` and must
+reach WCAG contrast 7:1 (AAA). Each level is colour + face + label, never
+colour alone: the face's mouth curves from a wide smile (best) to a frown
+(worst), so it reads the same to a colour-blind citizen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+INK = "#111111"        # all body text
+PAPER = "#FAFAF7"      # screen background
+MUTED_INK = "#2B2B2B"  # secondary text (still >= 7:1 on PAPER)
+PRIMARY = "#0D47A1"    # "Gửi", chosen chips: white text on it
+ON_PRIMARY = "#FFFFFF"
+SECONDARY = "#E4E4E4"  # "Bỏ qua", language toggle
+OOS_BG = "#ECEFF1"
+CHIP_BG = "#FFFFFF"
+OUTLINE = "#4A4A4A"
+
+
+@dataclass(frozen=True)
+class LevelStyle:
+    tone: str
+    tile: str     # tile background (label text is INK on it)
+    face: str     # face fill
+    curve: float  # mouth: +1 wide smile .. -1 frown
+
+
+_STYLES = {
+    "very_satisfied": LevelStyle("very_satisfied", "#D4EED6", "#3FA34D", 1.0),
+    "satisfied": LevelStyle("satisfied", "#DCEBFA", "#4A90D9", 0.55),
+    "neutral": LevelStyle("neutral", "#FFF1CC", "#F2B400", 0.0),
+    "not_satisfied": LevelStyle("not_satisfied", "#FADCD9", "#E0533F", -0.7),
+    "very_dissatisfied": LevelStyle("very_dissatisfied", "#F2D7E3", "#B0285A", -1.0),
+}
+_TONES = {
+    3: ("very_satisfied", "satisfied", "not_satisfied"),
+    4: ("very_satisfied", "satisfied", "neutral", "not_satisfied"),
+    5: ("very_satisfied", "satisfied", "neutral", "not_satisfied", "very_dissatisfied"),
+}
+
+
+def level_style(score: int, scale: int) -> LevelStyle:
+    """Style of ``score`` (1 = worst) on a ``scale``-level scale."""
+    return _STYLES[_TONES[scale][scale - score]]
+
+
+def rgba(hex_colour: str, alpha: float = 1.0) -> tuple[float, float, float, float]:
+    h = hex_colour.lstrip("#")
+    return (int(h[0:2], 16) / 255, int(h[2:4], 16) / 255, int(h[4:6], 16) / 255, alpha)
+
+
+def darker(hex_colour: str, factor: float = 0.85) -> tuple[float, float, float, float]:
+    """Pressed-state colour: immediate touch feedback without an animation."""
+    r, g, b, a = rgba(hex_colour)
+    return (r * factor, g * factor, b * factor, a)
+
+
+def _luminance(hex_colour: str) -> float:
+    def ch(c: float) -> float:
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b, _ = rgba(hex_colour)
+    return 0.2126 * ch(r) + 0.7152 * ch(g) + 0.0722 * ch(b)
+
+
+def contrast(fg: str, bg: str) -> float:
+    """WCAG 2 contrast ratio."""
+    hi, lo = sorted((_luminance(fg), _luminance(bg)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+TEXT_PAIRS: list[tuple[str, str, str]] = [
+    ("body text", INK, PAPER),
+    ("secondary text", MUTED_INK, PAPER),
+    ("primary button", ON_PRIMARY, PRIMARY),
+    ("secondary button", INK, SECONDARY),
+    ("out of service", INK, OOS_BG),
+    ("chip", INK, CHIP_BG),
+    ("chosen chip", ON_PRIMARY, PRIMARY),
+    *((f"level {s.tone}", INK, s.tile) for s in _STYLES.values()),
+]

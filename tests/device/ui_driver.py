@@ -1,0 +1,224 @@
+"""Drives the real Kivy terminal under Xvfb with real touches; run by test_ui.py in its own process.
+
+Kivy allows one window per process, so the whole UI scenario runs here:
+QMS events go through the real broker, touches are dispatched through the
+window's input path (kivy.tests.common.UnitTestTouch) onto the widgets'
+centres, and every screen is captured from the displayed frame in vi and en
+at 800x480 and 1280x720. Results (expected ratings, screenshots, target
+sizes, errors) are written as JSON for the test to check against what the
+broker delivered.
+
+    python -m tests.device.ui_driver CONFIG OUT_DIR RESULTS_JSON
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Any
+
+from device.ui.boot import prepare_kivy
+
+prepare_kivy(800, 480, fullscreen=False, home=os.environ.get("KIVY_HOME"))
+
+from kivy.clock import Clock  # noqa: E402
+from kivy.core.window import Window  # noqa: E402
+from kivy.tests.common import UnitTestTouch  # noqa: E402
+from kivy.uix.widget import Widget  # noqa: E402
+
+from broker.contract import QmsEvent, qms_topic  # noqa: E402
+from broker.mqtt import make_client  # noqa: E402
+from device.config import load_device_config  # noqa: E402
+from device.runtime import DeviceRuntime  # noqa: E402
+from device.state import State  # noqa: E402
+from device.ui.app import TerminalApp, kivy_dispatch  # noqa: E402
+from device.ui.widgets import BigButton, Chip, LevelTile  # noqa: E402
+
+Step = Generator[Callable[[], bool] | float, None, None]
+SIZES = ((800, 480), (1280, 720))
+
+
+class Driver:
+    def __init__(self, config_path: str, out: Path, results: Path) -> None:
+        self.cfg = load_device_config(config_path)
+        self.out, self.results_path = out, results
+        self.rt = DeviceRuntime(self.cfg, kivy_dispatch)
+        self.app = TerminalApp(self.rt.terminal, self.cfg.device_id, on_started=self._begin)
+        self.qms = make_client(self.cfg.mqtt, f"{self.cfg.device_id}-qms")
+        self.results: dict[str, Any] = {"expected": [], "screens": [], "targets": [], "errors": [], "latency_ms": []}
+        self._gen: Step | None = None
+        self._wait: tuple[Callable[[], bool], float] | None = None
+        self._n = 0
+
+    # ------------------------------------------------------------------ plumbing
+
+    def run(self) -> None:
+        self.qms.connect(self.cfg.mqtt.host, self.cfg.mqtt.port, keepalive=30)
+        self.qms.loop_start()
+        self.rt.start()
+        try:
+            self.app.run()
+        finally:
+            self.rt.stop()
+            self.qms.disconnect()
+            self.qms.loop_stop()
+            self.results_path.write_text(json.dumps(self.results, indent=1), encoding="utf-8")
+
+    def _begin(self, _app: TerminalApp) -> None:
+        self._gen = self.script()
+        Clock.schedule_interval(self._step, 0.02)
+
+    def _step(self, _dt: float) -> bool:
+        try:
+            if self._wait is not None:
+                cond, deadline = self._wait
+                if not cond():
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"UI condition not met: {getattr(cond, '__doc__', None) or cond}")
+                    return True
+                self._wait = None
+            assert self._gen is not None
+            item = next(self._gen)
+            if isinstance(item, float):
+                end = time.monotonic() + item
+                self._wait = (lambda: time.monotonic() >= end, end + 5)
+            else:
+                self._wait = (item, time.monotonic() + 15)
+            return True
+        except StopIteration:
+            self.app.stop()
+            return False
+        except Exception:
+            self.results["errors"].append(traceback.format_exc())
+            self.app.stop()
+            return False
+
+    def publish(self, kind: str, ticket: str | None = None) -> None:
+        ev = QmsEvent(v=1, type=kind, counter=self.cfg.counter, officer="cb01", ticket=ticket,  # type: ignore[arg-type]
+                      service="ho-tich" if ticket else None, at=time.time_ns() // 1_000_000)
+        self.qms.publish(qms_topic(self.cfg.centre, self.cfg.counter), ev.to_json(), qos=1)
+
+    def state_is(self, state: State) -> Callable[[], bool]:
+        def cond() -> bool:
+            return self.rt.terminal.state == state and self.app.screens is not None \
+                and self.app.screens.current == state.value
+        cond.__doc__ = f"screen {state.value}"
+        return cond
+
+    @staticmethod
+    def until(what: str, cond: Callable[[], bool]) -> Callable[[], bool]:
+        def check() -> bool:
+            return cond()
+        check.__doc__ = what
+        return check
+
+    def tap(self, widget: Widget) -> None:
+        """A real touch: down and up at the widget's centre, through the window's input dispatch."""
+        x, y = widget.to_window(*widget.center)
+        touch = UnitTestTouch(x, y)
+        touch.touch_down()
+        touch.touch_up()
+
+    def shot(self, name: str) -> None:
+        w, h = Window.size
+        lang = self.rt.terminal.view.language
+        path = self.out / f"{name}_{lang}_{w}x{h}.png"
+        written = Window.screenshot(str(path))
+        os.replace(written, path)
+        self.results["screens"].append({"name": name, "lang": lang, "size": [w, h], "path": str(path)})
+
+    def measure_targets(self) -> None:
+        screen = self.app.current_screen()
+        for widget in screen.walk():
+            if isinstance(widget, LevelTile | Chip | BigButton):
+                self.results["targets"].append({"screen": screen.name, "size": list(Window.size),
+                                                "w": widget.width, "h": widget.height, "text": widget.text})
+
+    # ------------------------------------------------------------------ the scenario
+
+    def script(self) -> Step:
+        frame = 0.15  # let the frame after a change be drawn before capturing it
+        for size in SIZES:
+            Window.size = size
+            yield self.until(f"window {size}", lambda s=size: tuple(Window.size) == s)
+            yield frame
+            for lang in ("vi", "en"):
+                self._n += 1
+                ticket = f"T-{self._n}"
+                self.publish("officer_logout")
+                yield self.state_is(State.OUT_OF_SERVICE)
+                if lang == "en":  # the citizen's toggle, on screen
+                    yield frame
+                    self.tap(self.app.current_screen().ids.top.ids.lang)
+                    yield self.until("language toggled to en", lambda: self.rt.terminal.view.language == "en")
+                yield frame
+                self.shot("out_of_service")
+                self.publish("officer_login")
+                self.publish("ticket_called", ticket)
+                yield self.until("ticket called", lambda t=ticket: self.rt.terminal.view.serving_ticket == t)
+                yield self.state_is(State.IDLE)
+                yield frame
+                self.shot("idle")
+                self.measure_targets()
+                self.publish("ticket_closed", ticket)
+                yield self.state_is(State.PROMPT)
+                yield frame
+                self.shot("prompt")
+                self.measure_targets()
+                self.tap(self.app.current_screen().tile(1))  # Không hài lòng
+                yield self.state_is(State.REASONS)
+                yield frame  # chips are laid out in the frame after they are created
+                screen = self.app.current_screen()
+                self.tap(screen.chip("thai_do"))
+                self.tap(screen.chip("thoi_gian_cho"))
+                yield self.until("both chips chosen",
+                                 lambda: self.rt.terminal.view.reasons_chosen == ("thai_do", "thoi_gian_cho"))
+                yield frame
+                self.shot("reasons")
+                self.measure_targets()
+                self.tap(screen.ids.send)
+                yield self.state_is(State.THANKS)
+                yield frame
+                self.shot("thanks")
+                self.results["expected"].append({"ticket": ticket, "score": 1,
+                                                 "reasons": ["thai_do", "thoi_gian_cho"]})
+                yield self.state_is(State.IDLE)
+        # two more citizens at 800x480: a top score (no reasons screen) and a low score skipping reasons
+        Window.size = SIZES[0]
+        yield self.until("window back to 800x480", lambda: tuple(Window.size) == SIZES[0])
+        for ticket, score, skip in (("T-top", 4, False), ("T-skip", 2, True)):
+            self.publish("ticket_called", ticket)
+            self.publish("ticket_closed", ticket)
+            yield self.state_is(State.PROMPT)
+            yield frame
+            t0 = time.perf_counter()
+            self.tap(self.app.current_screen().tile(score))
+            if skip:
+                yield self.state_is(State.REASONS)
+                yield frame
+                self.tap(self.app.current_screen().ids.skip)
+            yield self.state_is(State.THANKS)
+            self.results["latency_ms"].append((time.perf_counter() - t0) * 1000)
+            self.results["expected"].append({"ticket": ticket, "score": score, "reasons": []})
+            yield self.state_is(State.IDLE)
+        self.results["shown"] = sorted({s.value for s in self.app.shown})
+
+
+def main() -> None:
+    config, out, results = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        Driver(config, out, results).run()
+    except BaseException:
+        # Kivy routes stderr into its logger; make sure the test sees why we failed
+        results.write_text(json.dumps({"errors": [traceback.format_exc()]}), encoding="utf-8")
+        raise
+
+
+if __name__ == "__main__":
+    main()
