@@ -15,6 +15,7 @@ SUBCOMMANDS: dict[str, str] = {
     "contract": "broker.cli:contract",
     "ingest": "ingest.cli:ingest",
     "sim": "device.cli:sim",
+    "device": "device.cli:device",
     "demo": "firmware_config.demo:demo",
     "broker": "broker.render_cli:broker",
     "fleet": "firmware_config.fleet_cli:fleet",
