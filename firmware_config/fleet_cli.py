@@ -210,11 +210,13 @@ def retire_officer(ctx: Ctx, officer_id: str) -> None:
 @click.option("--wifi-password", envvar="HAILONG_WIFI_PASSWORD", default=None, hidden=True)
 @click.option("--pip-spec", default=None, help="What pip installs on the Pi (default hailong[device]; "
               "e.g. a wheel URL on the centre server).")
+@click.option("--watchdog/--no-watchdog", default=True, show_default=True,
+              help="systemd watchdog (Type=notify, WatchdogSec); --no-watchdog for app builds without sd_notify.")
 @BROKER_OUT
 @pass_ctx
 def provision(ctx: Ctx, devices: tuple[str, ...], centre: str | None, out: Path, mode: str,
               broker_host: str | None, ssh_keys: tuple[Any, ...], wifi_ssid: str | None,
-              wifi_password: str | None, pip_spec: str | None, broker_out: Path | None) -> None:
+              wifi_password: str | None, pip_spec: str | None, watchdog: bool, broker_out: Path | None) -> None:
     """Generate credentials and the first-boot bundle for DEVICES (or a whole --centre)."""
     from broker.render import load_options
 
@@ -232,7 +234,11 @@ def provision(ctx: Ctx, devices: tuple[str, ...], centre: str | None, out: Path,
     settings = ProvisionSettings(
         broker_host=broker_host or opt.hostnames[0], tls_port=opt.tls_port, cert_port=opt.cert_port,
         mode=_mode(mode), pip_spec=pip_spec or DEFAULT_PIP_SPEC,
-        ssh_keys=tuple(f.read().strip() for f in ssh_keys), wifi_ssid=wifi_ssid, wifi_password=wifi_password)
+        ssh_keys=tuple(f.read().strip() for f in ssh_keys), wifi_ssid=wifi_ssid, wifi_password=wifi_password,
+        watchdog=watchdog)
+    if settings.broker_host in ("localhost", "127.0.0.1"):
+        click.echo(f"warning: terminals will connect to {settings.broker_host}; set hostnames in "
+                   f"{ctx.fleet}/broker.toml or pass --broker-host", err=True)
     t0 = time.monotonic()
     for i, dev in enumerate(devices, 1):
         t = time.monotonic()

@@ -20,7 +20,11 @@ CONFIG_PATH = f"{ETC}/device.toml"
 WATCHDOG_S = 30
 
 
-def systemd_unit(config_path: str = CONFIG_PATH) -> str:
+def systemd_unit(config_path: str = CONFIG_PATH, watchdog: bool = True) -> str:
+    """The terminal's unit. ``watchdog`` needs an app that sends sd_notify READY=1 and WATCHDOG=1;
+    without it the unit is Type=simple and relies on Restart=always alone."""
+    supervise = (f"Type=notify\nNotifyAccess=main\nWatchdogSec={WATCHDOG_S}\n" if watchdog
+                 else "Type=simple\n")
     return f"""[Unit]
 Description=hailong counter terminal (citizen satisfaction)
 Documentation=file://{ETC}/README.txt
@@ -30,12 +34,10 @@ Wants=network-online.target
 StartLimitIntervalSec=0
 
 [Service]
-Type=notify
-NotifyAccess=main
-ExecStart={VENV}/bin/hailong device run --config {config_path}
+{supervise}# a broken config is shown on the out-of-service screen instead of a blank display
+ExecStart={VENV}/bin/hailong device run --config {config_path} --on-config-error screen
 Restart=always
 RestartSec=3
-WatchdogSec={WATCHDOG_S}
 TimeoutStartSec=120
 User={SERVICE_USER}
 Group={SERVICE_USER}

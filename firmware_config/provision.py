@@ -55,6 +55,7 @@ class ProvisionSettings:
     wifi_ssid: str | None = None
     wifi_password: str | None = None
     wifi_country: str = "VN"
+    watchdog: bool = True
 
 
 def device_config(reg: Registry, dev: Device, s: ProvisionSettings) -> dict[str, Any]:
@@ -121,7 +122,8 @@ def bundle_files(reg: Registry, dev: Device, state: FleetState, s: ProvisionSett
         BundleFile(f"{etc}/kiosk.env", osfiles.kiosk_env().encode(), 0o644),
         BundleFile(f"{etc}/kivy-config.ini", osfiles.kivy_config().encode(), 0o644),
         BundleFile(f"{etc}/README.txt", f"hailong terminal {dev.id}; see docs/technician.md\n".encode(), 0o644),
-        BundleFile(f"/etc/systemd/system/{osfiles.UNIT_NAME}", osfiles.systemd_unit().encode(), 0o644),
+        BundleFile(f"/etc/systemd/system/{osfiles.UNIT_NAME}", osfiles.systemd_unit(watchdog=s.watchdog).encode(),
+                   0o644),
         BundleFile("/etc/systemd/journald.conf.d/hailong-volatile.conf", osfiles.journald_conf().encode(), 0o644),
         BundleFile(f"{osfiles.LIB}/sd-wear.sh", osfiles.sd_wear_script().encode(), 0o755),
         BundleFile(f"{osfiles.LIB}/install.sh", osfiles.install_script(s.pip_spec).encode(), 0o755),
@@ -218,6 +220,7 @@ def provision(reg: Registry, device_id: str, state: FleetState, out: Path, s: Pr
     files = bundle_files(reg, dev, state, s)
     target = out / dev.id
     (target / "boot").mkdir(parents=True, exist_ok=True)
+    target.chmod(0o700)  # the bundle holds the terminal's private key / password
     for f in files:
         dest = target / "rootfs" / f.path.lstrip("/")
         dest.parent.mkdir(parents=True, exist_ok=True)

@@ -53,6 +53,7 @@ def test_provision_whole_centre_bundle(fleet: Path, tmp_path: Path) -> None:
                     "rootfs/etc/systemd/journald.conf.d/hailong-volatile.conf",
                     "rootfs/usr/local/lib/hailong/sd-wear.sh", "rootfs/usr/local/lib/hailong/install.sh"):
             assert (b / rel).is_file(), f"{dev}: {rel} missing"
+        assert stat.S_IMODE(b.stat().st_mode) == 0o700
         for secret in ("rootfs/etc/hailong/device.key", "boot/user-data", "boot/firstrun.sh"):
             assert stat.S_IMODE((b / secret).stat().st_mode) == 0o600, secret
         key = (b / "rootfs/etc/hailong/device.key").read_text()
@@ -123,7 +124,8 @@ def test_systemd_unit_passes_systemd_analyze_verify(fleet: Path, tmp_path: Path)
     _run("fleet", "--fleet", str(fleet), "provision", "qn-q03", "--out", str(out))
     unit = (out / "qn-q03" / "rootfs" / UNIT).read_text()
     for line in ("Restart=always", "WatchdogSec=30", "Type=notify", "StartLimitIntervalSec=0",
-                 "ExecStart=/opt/hailong/bin/hailong device run --config /etc/hailong/device.toml"):
+                 "ExecStart=/opt/hailong/bin/hailong device run --config /etc/hailong/device.toml "
+                 "--on-config-error screen"):
         assert line in unit.splitlines(), line
     # verify needs the ExecStart binary to exist: point the venv at a stub, nothing else changes
     venv = tmp_path / "venv"
@@ -137,6 +139,9 @@ def test_systemd_unit_passes_systemd_analyze_verify(fleet: Path, tmp_path: Path)
     res = subprocess.run([analyze, "verify", str(path)], capture_output=True, text=True, timeout=60)
     # systemd-analyze exits 0 even for ignored bad lines; they show up as output, so demand silence
     assert res.returncode == 0 and (res.stdout + res.stderr).strip() == "", res.stdout + res.stderr
+    _run("fleet", "--fleet", str(fleet), "provision", "qn-q03", "--out", str(out), "--no-watchdog")
+    simple = (out / "qn-q03" / "rootfs" / UNIT).read_text()
+    assert "Type=simple" in simple.splitlines() and "WatchdogSec" not in simple
     bad = tmp_path / "bad.service"
     bad.write_text(path.read_text().replace("Restart=always", "Restart=sometimes"))
     res = subprocess.run([analyze, "verify", str(bad)], capture_output=True, text=True, timeout=60)
