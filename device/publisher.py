@@ -25,6 +25,7 @@ class RatingPublisher:
         self.settings = settings
         self._on_acked = on_acked
         self._pending: dict[int, str] = {}
+        self._early_acks: set[int] = set()
         self._lock = threading.Lock()
         self.connected = threading.Event()
         self.client = make_client(settings, client_id)
@@ -45,7 +46,13 @@ class RatingPublisher:
     def _on_publish(self, _c: mqtt.Client, _u: object, mid: int, _rc: object, _p: object = None) -> None:
         with self._lock:
             event_id = self._pending.pop(mid, None)
-        if event_id is not None and self._on_acked is not None:
+            if event_id is None:
+                # PUBACK raced ahead of publish() recording the mid
+                self._early_acks.add(mid)
+        self._notify(event_id)
+
+    def _notify(self, event_id: str | None) -> None:
+        if event_id and self._on_acked is not None:
             try:
                 self._on_acked(event_id)
             except Exception:
@@ -57,13 +64,29 @@ class RatingPublisher:
         return self.connected.wait(timeout)
 
     def publish(self, event: RatingEvent) -> mqtt.MQTTMessageInfo:
+        # Never hold our lock across client.publish(): paho calls on_publish while
+        # holding its own out-message mutex, which publish() also takes (deadlock).
+        info = self.client.publish(rating_topic(event.centre, event.device), event.to_json(), qos=1)
         with self._lock:
-            info = self.client.publish(rating_topic(event.centre, event.device), event.to_json(), qos=1)
-            self._pending[info.mid] = event.event_id
+            if info.mid in self._early_acks:
+                self._early_acks.discard(info.mid)
+                acked: str | None = event.event_id
+            else:
+                self._pending[info.mid] = event.event_id
+                acked = None
+        self._notify(acked)
         return info
 
     def publish_raw(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> mqtt.MQTTMessageInfo:
-        return self.client.publish(topic, payload, qos=qos, retain=retain)
+        """Publish anything (QMS events, status); no on_acked callback, track with the returned info."""
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        if qos > 0:
+            with self._lock:
+                if info.mid in self._early_acks:
+                    self._early_acks.discard(info.mid)
+                else:
+                    self._pending[info.mid] = ""
+        return info
 
     def stop(self) -> None:
         self.client.disconnect()
