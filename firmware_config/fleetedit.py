@@ -18,9 +18,18 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from .registry import DEVICES_FILE, OFFICERS_FILE, Device, Officer, Registry, RegistryError, load_registry
+from .registry import (
+    DEVICES_FILE,
+    OFFICERS_FILE,
+    Device,
+    Officer,
+    Registry,
+    RegistryError,
+    build_entry,
+    load_registry,
+)
 
 _HEADERS = {
     DEVICES_FILE: "# Counter terminals. Maintained by `hailong fleet`; hand edits are fine (docs/fleet.md).\n"
@@ -92,22 +101,12 @@ def save(registry: Registry, devices: dict[str, Device] | None = None,
     return load_registry(root)
 
 
-def _build(cls: type[Device] | type[Officer], data: dict[str, Any], file: Path, section: str) -> Any:
-    try:
-        return cls.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        raise RegistryError(file, f"{section}.{data.get('id')}.{loc}", msg) from None
-
-
 def new_device(reg: Registry, **data: Any) -> Device:
-    return _build(Device, data, reg.root / DEVICES_FILE, "device")
+    return build_entry(Device, data, reg.root / DEVICES_FILE, f"device.{data.get('id')}")
 
 
 def new_officer(reg: Registry, **data: Any) -> Officer:
-    return _build(Officer, data, reg.root / OFFICERS_FILE, "officer")
+    return build_entry(Officer, data, reg.root / OFFICERS_FILE, f"officer.{data.get('id')}")
 
 
 def add_device(reg: Registry, device: Device) -> Registry:

@@ -199,12 +199,20 @@ class _Source:
 
     def model(self, cls: type[_Entry], key: str, header: tuple[str, ...], data: dict[str, Any]) -> Any:
         try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            err = exc.errors(include_url=False)[0]
-            loc = ".".join(str(p) for p in err["loc"])
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            raise self.error(f"{key}.{loc}" if loc else key, msg, *header) from None
+            return build_entry(cls, data, self.path, key)
+        except RegistryError as exc:
+            raise self.error(exc.key or key, exc.problem, *header) from None
+
+
+def build_entry(cls: type[_Entry], data: dict[str, Any], file: Path, key: str) -> Any:
+    """Validate one registry entry; a RegistryError names ``key.<field>`` and the first problem."""
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        raise RegistryError(file, f"{key}.{loc}" if loc else key, msg) from None
 
 
 def load_registry(path: Path) -> Registry:

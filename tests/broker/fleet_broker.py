@@ -58,7 +58,7 @@ def start_fleet_broker(tmp: Path, prepare: Callable[[Path, FleetState], None] | 
     (out / "data").mkdir(parents=True)
     opt = RenderOptions(
         bind="127.0.0.1", tls_port=free_port(), cert_port=free_port(), conf_dir=str(out),
-        data_dir=str(out / "data"), log_dest=f"file {out}/mosquitto.log",
+        data_dir=str(out / "data"), log_dest=f"file {(tmp / 'run').resolve()}/mosquitto.log",
         run_as="root" if os.geteuid() == 0 else None,
     )
     render_broker(load_registry(fleet), state, out, opt)
