@@ -63,8 +63,6 @@ def start_fleet_broker(tmp: Path, prepare: Callable[[Path, FleetState], None] | 
     )
     render_broker(load_registry(fleet), state, out, opt)
     server = MosquittoServer(tmp / "run", port=opt.tls_port, conf_text=(out / "mosquitto.conf").read_text())
-    # MosquittoServer.logs() reads its own log path; ours is in `out`.
-    server.workdir.mkdir(parents=True, exist_ok=True)
     server.start()
     return FleetBroker(fleet, out, state, opt, server)
 
