@@ -143,7 +143,9 @@ def install_script(pip_spec: str) -> str:
 # hailong: install the terminal app and enable it. Idempotent; output goes to the journal.
 set -eu
 id {SERVICE_USER} >/dev/null 2>&1 || useradd --system --home-dir {STATE} --shell /usr/sbin/nologin {SERVICE_USER}
-for g in video render input gpio; do getent group "$g" >/dev/null && usermod -aG "$g" {SERVICE_USER}; done
+for g in video render input gpio; do
+  if getent group "$g" >/dev/null; then usermod -aG "$g" {SERVICE_USER}; fi
+done
 chown -R root:{SERVICE_USER} {ETC}
 chmod 0750 {ETC}
 chmod 0640 {ETC}/*

@@ -156,8 +156,11 @@ def user_data(dev: Device, files: list[BundleFile], s: ProvisionSettings) -> str
         ],
         "runcmd": [
             ["sh", f"{osfiles.LIB}/install.sh"],
-            # the boot partition is FAT and readable by anyone holding the card: drop the secrets
-            ["sh", "-c", "shred -u /boot/firmware/user-data /boot/user-data 2>/dev/null || true"],
+            # The boot partition is FAT and readable by anyone holding the card: replace the file with
+            # the secrets by an empty config. meta-data (same instance-id) stays, so cloud-init does
+            # not take the next boot for a new instance.
+            ["sh", "-c", "for f in /boot/firmware/user-data /boot/user-data; do if [ -f \"$f\" ]; then "
+                         "shred -u \"$f\"; printf '#cloud-config\\n{}\\n' > \"$f\"; fi; done"],
         ],
     }
     return "#cloud-config\n" + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=1000)

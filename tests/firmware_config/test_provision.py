@@ -98,6 +98,11 @@ def test_cloud_init_user_data_and_firstrun_carry_the_same_files(fleet: Path, tmp
     assert doc["hostname"] == "qn-q01" and doc["timezone"] == "Asia/Ho_Chi_Minh"
     assert doc["users"][0]["ssh_authorized_keys"] == [key.read_text().strip()]
     assert doc["runcmd"][0] == ["sh", "/usr/local/lib/hailong/install.sh"]
+    # the second runcmd really replaces the secret-bearing user-data with an empty config
+    fake = tmp_path / "user-data"
+    fake.write_text(text)
+    subprocess.run(["sh", "-c", doc["runcmd"][1][2].replace("/boot/firmware/user-data", str(fake))], check=True)
+    assert fake.read_text() == "#cloud-config\n{}\n"
     files = {f["path"]: f for f in doc["write_files"]}
     assert f"/{UNIT}" in files and "/etc/hailong/device.key" in files
     assert files["/etc/hailong/device.key"]["permissions"] == "0600"
