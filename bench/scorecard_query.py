@@ -1,0 +1,187 @@
+"""Benchmark: officer weekly scorecard query over a synthetic province-year of ratings.
+
+    python bench/scorecard_query.py --ratings 20000000 --budget-s 900
+
+Starts a private InfluxDB 1.6.7 (firmware_config.localstack) in a temp dir,
+writes a province-year in time order as line protocol in big batches (rating
+points with the tags of the real schema and the fields the scorecard reads,
+plus one ``ticket`` point per served ticket), then times:
+- the full weekly scorecard of one centre (``dashboards.scorecard.weekly_scorecard``:
+  4 InfluxQL queries incl. a 9-week trend), and
+- the officer scorecard dashboard's ratio + response-rate queries for one officer-week.
+If writing all ratings does not fit in --budget-s, it stops, queries what was
+written and says so (the query scans one centre-week, so its cost depends on
+the week's data, not on the year's total). Not run by the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import threading
+import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from queue import Queue
+
+import numpy as np
+
+from dashboards.queries import RATING_KEYS, rated_query, satisfied_query, served_query
+from dashboards.scorecard import IsoWeek, weekly_scorecard
+from firmware_config.localstack import InfluxServer
+from ingest.influxql import InfluxQL
+
+CENTRES = 20
+COUNTERS = 12  # per centre
+OFFICERS_PER_CENTRE = 18
+SERVICES = ("ho-tich", "dat-dai", "dau-tu", "xay-dung", "tu-phap", "lao-dong", "giao-thong", "y-te")
+CLASSES = ("very_satisfied", "satisfied", "satisfied", "not_satisfied")  # index = 4 - score
+REASONS = ("", "", "", "thai_do", "thoi_gian_cho,huong_dan", "thu_tuc")
+YEAR = 2025
+WORKDAYS = [d for d in (datetime(YEAR, 1, 1, tzinfo=UTC) + timedelta(days=i) for i in range(365)) if d.weekday() < 5]
+DB = "bench"
+
+
+def day_lines(day: datetime, per_day: int, rng: np.random.Generator) -> tuple[list[str], list[str]]:
+    """Ratings and tickets of one working day, in time order (TSM appends are cheapest)."""
+    start_ns = int((day + timedelta(hours=1)).timestamp()) * 1_000_000_000  # 08:00 +07
+    offsets = np.sort(rng.integers(0, 9 * 3600 * 1_000_000_000, per_day))
+    centre = rng.integers(0, CENTRES, per_day)
+    counter = rng.integers(0, COUNTERS, per_day)
+    # each counter has the same officer all day, rotating between days
+    officer = (counter + day.toordinal()) % OFFICERS_PER_CENTRE
+    service = rng.integers(0, len(SERVICES), per_day)
+    score = np.minimum(4, rng.integers(1, 9, per_day)) if per_day else np.array([], dtype=np.int64)
+    walkup = rng.random(per_day) < 0.03
+    response = rng.integers(300, 40_000, per_day)
+    reason = rng.integers(0, len(REASONS), per_day)
+    ratings: list[str] = []
+    tickets: list[str] = []
+    for i in range(per_day):
+        c, q, o, s = int(centre[i]), int(counter[i]), int(officer[i]), SERVICES[int(service[i])]
+        t = start_ns + int(offsets[i])
+        sc = int(score[i])
+        tags = (f"centre=c{c:02d},class={CLASSES[4 - sc]},counter=q{q:02d},device=d{c:02d}-{q:02d},"
+                f"officer=o{c:02d}-{o:02d},province=p1,service={s}")
+        if walkup[i]:
+            ratings.append(f"rating,{tags},walkup=true reasons=\"\",scale=4i,score={sc}i {t}")
+            continue
+        ticket = f"A-{i}"
+        ratings.append(f'rating,{tags},walkup=false reasons="{REASONS[int(reason[i])] if sc < 4 else ""}",'
+                       f'response_ms={int(response[i])}i,scale=4i,score={sc}i,ticket="{ticket}" {t}')
+        ttags = f"centre=c{c:02d},counter=q{q:02d},officer=o{c:02d}-{o:02d},province=p1,service={s}"
+        tickets.append(f'ticket,{ttags} ticket="{ticket}" {t - int(response[i]) * 1_000_000}')
+        if i % 4 == 0:  # served but not rated: response rate ~ 80 %
+            tickets.append(f'ticket,{ttags} ticket="B-{i}" {t - 90_000_000_000}')
+    return ratings, tickets
+
+
+def writer(url: str, queue: Queue[bytes | None], errors: list[str]) -> None:
+    while (body := queue.get()) is not None:
+        req = urllib.request.Request(f"{url}/write?db={DB}&precision=ns", data=body, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=300) as resp:
+                if resp.status != 204:
+                    errors.append(f"HTTP {resp.status}")
+        except OSError as exc:
+            errors.append(str(exc))
+
+
+def load(server: InfluxServer, total: int, budget_s: float, batch: int) -> tuple[int, int, float]:
+    rng = np.random.default_rng(2025)
+    per_day = total // len(WORKDAYS)
+    queue: Queue[bytes | None] = Queue(maxsize=4)
+    errors: list[str] = []
+    threads = [threading.Thread(target=writer, args=(server.url, queue, errors)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    n_ratings = n_points = 0
+    t0 = time.monotonic()
+    buf: list[str] = []
+    for d, day in enumerate(WORKDAYS):
+        ratings, tickets = day_lines(day, per_day, rng)
+        buf += ratings + tickets
+        n_ratings += len(ratings)
+        n_points += len(ratings) + len(tickets)
+        while len(buf) >= batch:
+            queue.put("\n".join(buf[:batch]).encode())
+            del buf[:batch]
+        if time.monotonic() - t0 > budget_s:
+            print(f"budget reached after {d + 1} of {len(WORKDAYS)} working days")
+            break
+        if d % 20 == 0:
+            el = time.monotonic() - t0
+            print(f"day {d + 1}/{len(WORKDAYS)}: {n_ratings:,} ratings, {n_points / el:,.0f} points/s", flush=True)
+    if buf:
+        queue.put("\n".join(buf).encode())
+    for _ in threads:
+        queue.put(None)
+    for t in threads:
+        t.join()
+    if errors:
+        raise SystemExit(f"write errors: {errors[:3]}")
+    return n_ratings, n_points, time.monotonic() - t0
+
+
+def timed(fn: object, runs: int = 5) -> list[float]:
+    out = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()  # type: ignore[operator]
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ratings", type=int, default=20_000_000)
+    ap.add_argument("--budget-s", type=float, default=900)
+    ap.add_argument("--batch", type=int, default=50_000)
+    ap.add_argument("--workdir", type=Path, default=None)
+    args = ap.parse_args()
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="hl-bench-"))
+    server = InfluxServer(workdir).start()
+    try:
+        db = InfluxQL(server.url, DB, timeout=300)
+        db.create_database()
+        n, points, secs = load(server, args.ratings, args.budget_s, args.batch)
+        print(f"wrote {n:,} ratings ({points:,} points incl. tickets) in {secs:.0f} s = {points / secs:,.0f} points/s")
+        # InfluxDB 1.6 has been seen to under-count right after a heavy load while it snapshots
+        # its cache; re-count until stable (bounded) and report both.
+        counts = [db.scalar('SELECT count("score") FROM "rating"')]
+        deadline = time.monotonic() + 120
+        while counts[-1] != n and time.monotonic() < deadline:
+            time.sleep(5)
+            counts.append(db.scalar('SELECT count("score") FROM "rating"'))
+        print(f"InfluxDB counts {counts[-1]:,} ratings (first count {counts[0]:,}, {len(counts)} counts)")
+        week = IsoWeek(YEAR, 40 if n >= args.ratings * 0.8 else max(2, int(40 * n / args.ratings)))
+        start = week.start("Asia/Ho_Chi_Minh")
+        rng_filter = f"time >= {int(start.timestamp() * 1000)}ms and time < " \
+                     f"{int((start + timedelta(days=7)).timestamp() * 1000)}ms"
+        subst = {"$timeFilter": rng_filter, "$province": "p1", "$centre": "c03", "$counter": ".*",
+                 "$officer": "o03-05", "$service": ".*"}
+
+        def officer_panels() -> None:
+            for q in (rated_query(RATING_KEYS), satisfied_query(RATING_KEYS), served_query(RATING_KEYS)):
+                for k, v in subst.items():
+                    q = q.replace(k, v)
+                db.rows(q)
+
+        card = weekly_scorecard(db, "c03", week, "Asia/Ho_Chi_Minh", 30)
+        print(f"scorecard {week} centre c03: {len(card.officers)} officers, {card.centre_rated} rated tickets")
+        for name, fn in (("weekly scorecard, one centre (4 queries, 9-week trend)",
+                          lambda: weekly_scorecard(db, "c03", week, "Asia/Ho_Chi_Minh", 30)),
+                         ("officer dashboard ratio+response, one officer-week (3 queries)", officer_panels)):
+            ts = timed(fn)
+            print(f"{name}: first {ts[0] * 1000:.0f} ms, median {statistics.median(ts) * 1000:.0f} ms, "
+                  f"max {max(ts) * 1000:.0f} ms over {len(ts)} runs")
+        size = sum(p.stat().st_size for p in (workdir / "data").rglob("*") if p.is_file())
+        print(f"data dir {size / 1e9:.2f} GB")
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
