@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -65,22 +66,33 @@ def _prepare(fleet: Path, state: FleetState) -> None:
         state.device_cert(dev)
 
 
+@dataclass
+class Revoked:
+    """What a thief holds after the terminal was revoked: its old password and certificate."""
+
+    password: str
+    cert: tuple[Path, Path]
+
+
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetBroker]:
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FleetBroker, Revoked]]:
     tmp = tmp_path_factory.mktemp("acl")
     fb = start_fleet_broker(tmp, _prepare)
-    # the revoked terminal: keep a copy of its old secrets, revoke, re-render, reload
-    fb.revoked_password = fb.password(REVOKED)  # type: ignore[attr-defined]
     old = tmp / "revoked-cert"
     old.mkdir()
     for ext in ("key", "crt"):
         (old / f"{REVOKED}.{ext}").write_bytes((fb.state.pki_dir / "devices" / f"{REVOKED}.{ext}").read_bytes())
-    fb.revoked_cert = (old / f"{REVOKED}.crt", old / f"{REVOKED}.key")  # type: ignore[attr-defined]
+    revoked = Revoked(fb.password(REVOKED), (old / f"{REVOKED}.crt", old / f"{REVOKED}.key"))
     assert fb.state.revoke_device(REVOKED)
     fb.render()
     fb.server.restart()
-    yield fb
+    yield fb, revoked
     fb.server.stop()
+
+
+@pytest.fixture
+def broker(setup: tuple[FleetBroker, Revoked]) -> FleetBroker:
+    return setup[0]
 
 
 def _roles(fb: FleetBroker) -> dict[str, Probe]:
@@ -97,13 +109,13 @@ def _roles(fb: FleetBroker) -> dict[str, Probe]:
     }
 
 
-def test_refused_roles_cannot_connect(broker: FleetBroker) -> None:
+def test_refused_roles_cannot_connect(setup: tuple[FleetBroker, Revoked]) -> None:
+    broker, revoked = setup
     refused = {
         "anonymous": probe(broker, "anonymous"),
         "wrong-password": probe(broker, "wrong-password", user=A, password="not-the-password"),
-        "revoked-password": probe(broker, "revoked-password", user=REVOKED,
-                                  password=broker.revoked_password),  # type: ignore[attr-defined]
-        "revoked-cert": probe(broker, "revoked-cert", cert=broker.revoked_cert),  # type: ignore[attr-defined]
+        "revoked-password": probe(broker, "revoked-password", user=REVOKED, password=revoked.password),
+        "revoked-cert": probe(broker, "revoked-cert", cert=revoked.cert),
     }
     try:
         assert set(refused) == set(REFUSED)
