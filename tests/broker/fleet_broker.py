@@ -101,7 +101,7 @@ def probe(broker: FleetBroker, name: str, *, user: str | None = None, password: 
 
     def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         with p.lock:
-            p.received.append((msg.topic, msg.payload))
+            p.received.append((msg.topic, bytes(msg.payload)))
 
     def on_subscribe(_c: mqtt.Client, _u: object, mid: int, codes: list[ReasonCode], _p: object) -> None:
         p.suback[mid] = codes

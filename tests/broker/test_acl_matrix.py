@@ -11,6 +11,7 @@ that was going to arrive has arrived.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -136,7 +137,9 @@ def test_allow_deny_matrix(broker: FleetBroker) -> None:
         sub_mid: dict[tuple[str, str], int] = {}
         for name, p in roles.items():
             for kind, topic in TOPICS.items():
-                sub_mid[(name, kind)] = p.client.subscribe(topic, qos=1)[1]
+                rc, mid = p.client.subscribe(topic, qos=1)
+                assert rc == mqtt.MQTT_ERR_SUCCESS and mid is not None
+                sub_mid[(name, kind)] = mid
         wait_until(lambda: all(m in roles[n].suback for (n, _), m in sub_mid.items()), 10, what="SUBACKs")
         for (name, kind), mid in sub_mid.items():
             granted = not roles[name].suback[mid][0].is_failure
@@ -155,10 +158,12 @@ def test_allow_deny_matrix(broker: FleetBroker) -> None:
         writer = {kind: next(n for n in WRITE if kind in WRITE[n]) for kind in TOPICS}
         for kind, topic in TOPICS.items():
             roles[writer[kind]].client.publish(topic, f"sentinel|{kind}".encode(), qos=1)
+        def has_sentinel(name: str, kind: str) -> bool:
+            return f"sentinel|{kind}".encode() in roles[name].payloads(TOPICS[kind])
+
         for name, kinds in READ.items():
             for kind in kinds:
-                wait_until(lambda n=name, k=kind: f"sentinel|{k}".encode() in roles[n].payloads(TOPICS[k]), 10,
-                           what=f"sentinel {kind} at {name}")
+                wait_until(functools.partial(has_sentinel, name, kind), 10, what=f"sentinel {kind} at {name}")
         # 4. the matrix: P's message on T reached S iff P may write T and S may read T
         cells = 0
         for sender in roles:
