@@ -173,8 +173,8 @@ def test_allow_deny_matrix(broker: FleetBroker) -> None:
                 want = {s for s in roles if kind in READ[s]} if kind in WRITE[sender] else set()
                 assert got == want, f"{sender} publishing {kind}: reached {sorted(got)}, expected {sorted(want)}"
                 # v5 PUBACK tells the sender too (0x87 Not authorized for a denied publish)
-                rc = next(roles[n].puback[i.mid] for n, k, i in pub if n == sender and k == kind)
-                assert rc.is_failure == (kind not in WRITE[sender]), f"PUBACK {sender} {kind}: {rc}"
+                ack = next(roles[n].puback[i.mid] for n, k, i in pub if n == sender and k == kind)
+                assert ack.is_failure == (kind not in WRITE[sender]), f"PUBACK {sender} {kind}: {ack}"
                 cells += 1
         elapsed = time.monotonic() - t0
         print(f"\nACL matrix: {len(roles)} roles x {len(TOPICS)} topics x (publish, subscribe) = {cells * 2} "
