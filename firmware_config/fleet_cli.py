@@ -21,8 +21,15 @@ from .registry import Registry, RegistryError, load_registry
 
 @dataclass
 class Ctx:
-    fleet: Path
+    fleet_dir: Path | None
     state_dir: Path | None
+
+    @property
+    def fleet(self) -> Path:
+        # checked here, not by click, so `hailong fleet provision --help` works without a fleet
+        if self.fleet_dir is None:
+            raise click.UsageError("give the fleet directory: hailong fleet --fleet DIR ... (or env HAILONG_FLEET)")
+        return self.fleet_dir
 
     def registry(self) -> Registry:
         try:
@@ -59,12 +66,12 @@ def _rerender(ctx: Ctx, out: Path | None) -> None:
 
 
 @click.group()
-@click.option("--fleet", type=click.Path(file_okay=False, path_type=Path), required=True, envvar="HAILONG_FLEET",
-              help="Fleet registry directory (env HAILONG_FLEET).")
+@click.option("--fleet", type=click.Path(file_okay=False, path_type=Path), default=None, envvar="HAILONG_FLEET",
+              help="Fleet registry directory (env HAILONG_FLEET); required by every command.")
 @click.option("--state", "state_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Credentials directory (default <fleet>/state; git-ignores itself).")
 @click.pass_context
-def fleet(ctx: click.Context, fleet: Path, state_dir: Path | None) -> None:
+def fleet(ctx: click.Context, fleet: Path | None, state_dir: Path | None) -> None:
     """Fleet registry, terminal provisioning, credential rotation and revocation."""
     ctx.obj = Ctx(fleet, state_dir)
 

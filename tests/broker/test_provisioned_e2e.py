@@ -20,6 +20,8 @@ from tests.broker.fleet_broker import start_fleet_broker
 from tests.support.ingest import start_ingest
 from tests.support.waiting import wait_until
 
+pytestmark = pytest.mark.timeout(120)
+
 
 def test_provisioned_terminal_rates_through_the_rendered_broker(tmp_path: Path, influx_db: InfluxQL,
                                                                uid: str) -> None:
@@ -65,5 +67,3 @@ def test_provisioned_terminal_rates_through_the_rendered_broker(tmp_path: Path, 
             svc.stop()
         fb.server.stop()
 
-
-pytestmark = pytest.mark.timeout(120)

@@ -124,3 +124,11 @@ def test_render_revoke_rotate_via_cli(fleet: Path, tmp_path: Path) -> None:
     run(fleet, "revoke", "qn-q02", "--broker-out", str(out))  # password-only terminal
     assert "qn-q02" not in parse_passwd((out / "passwd").read_text())
     assert "revoked" in run(fleet, "list", "--all")
+
+
+def test_help_works_without_a_fleet_and_commands_ask_for_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HAILONG_FLEET", raising=False)
+    helped = CliRunner().invoke(main, ["fleet", "provision", "--help"])
+    assert helped.exit_code == 0 and "--centre" in helped.output
+    missing = CliRunner().invoke(main, ["fleet", "list"])
+    assert missing.exit_code == 2 and "HAILONG_FLEET" in missing.output
