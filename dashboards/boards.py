@@ -69,7 +69,7 @@ def centre_overview(s: DashboardSettings) -> Dashboard:
                                           "gio": {"aggregations": [], "operation": "groupby"},
                                           "n": {"aggregations": ["sum"], "operation": "aggregate"}}}),
          Transform("groupingToMatrix", {"columnField": "thu", "rowField": "gio", "valueField": "n (sum)",
-                                        "emptyValue": "zero"}),
+                                        "emptyValue": "null"}),
          organize({**WEEKDAYS, "gio\\thu": "Giờ"}, exclude=())),
         width=24, height=10)
     live = Panel(
