@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from dashboards.boards import all_dashboards
+from dashboards.boards import all_dashboards, for_centre
 from dashboards.queries import LABELS
 
 from .conftest import Seeded
@@ -263,3 +263,13 @@ def test_today_panels_cover_only_today(seeded: Seeded) -> None:
     week = Shown(seeded, "centre.ratio_week", ALL)
     n_today = stat_value(today.panel, Table(today.table.columns, today.table.rows))
     assert n_today is not None and today.table.rows[0]["rated"] < week.table.rows[0]["rated"]
+
+
+def test_per_centre_copy_shows_only_its_centre(seeded: Seeded) -> None:
+    board = next(b for b in all_dashboards(seeded.settings) if b.uid == "hl-centre")
+    locked = for_centre(board, "hn", "c-hk", "Hoàn Kiếm").to_json(seeded.settings.datasource_uid)
+    panel = next(p for spec, p in zip(board.panels, locked["panels"], strict=True) if spec.key == "centre.by_counter")
+    table = run_panel(seeded.db, locked, panel, FULL, ms(NOW), {})  # nothing selected: the constants still apply
+    want = ratios(seeded.seed, FULL.start_ms, FULL.end_ms, {"centre": ["c-hk"]}, ("centre", "counter"))
+    assert {(r[L["centre"]], r[L["counter"]]): r[L["rated"]] for r in table.rows} == {
+        k: w.rated for k, w in want.items()}
