@@ -82,10 +82,14 @@ def device_config(reg: Registry, dev: Device, s: ProvisionSettings) -> dict[str,
     else:
         mqtt = {"url": f"mqtts://{s.broker_host}:{s.tls_port}", "username": dev.id,
                 "password_file": f"{osfiles.ETC}/mqtt.pass", "ca_file": f"{osfiles.ETC}/ca.crt"}
+    if not centre.has_qms and counter.officer is None:
+        raise RegistryError(reg.root / "centres.toml", f"centre.{dev.centre}.counter.{dev.counter}.officer",
+                            "a centre without a queue system needs the officer credited at this counter")
     cfg: dict[str, Any] = {
         "device_id": dev.id, "centre": dev.centre, "counter": dev.counter,
         "centre_name": centre.name, "counter_label": counter.label,
         "officer_names": {o.id: o.name for o in reg.officers_of(dev.centre) if not o.retired},
+        **({"officer_id": counter.officer} if counter.officer else {}),
         "mode": mode, "walkup_allowed": centre.walkup_allowed, "hardware": dev.hardware,
         "scale": max(buttons) if buttons and max(buttons) in (3, 5) else 4,
         "gpio": gpio, "outbox": {"path": f"{osfiles.STATE}/outbox.sqlite3"}, "mqtt": mqtt,

@@ -71,6 +71,8 @@ class Counter(_Entry):
     centre: str = Field(description="Centre id")
     label: str = Field(min_length=1, max_length=64, description="Display label, e.g. 'Quầy 3 – Đất đai'")
     services: tuple[str, ...] = Field(default=(), description="Service areas (lĩnh vực) served here")
+    officer: str | None = Field(default=None, description="Officer credited at this counter when the centre "
+                                "has no queue system (no QMS login tells the terminal who serves)")
 
     @field_validator("services")
     @classmethod
@@ -262,7 +264,21 @@ def load_registry(path: Path) -> Registry:
         if off.centre not in reg.centres:
             raise src.error(f"{key}.centre", f"centre {off.centre!r} is not in {CENTRES_FILE}", *header)
         reg.officers[oid] = off
+    _check_counter_officers(reg, root)
     return reg
+
+
+def _check_counter_officers(reg: Registry, root: Path) -> None:
+    src = _Source(root, CENTRES_FILE)
+    for (cid, qid), counter in reg.counters.items():
+        if counter.officer is None:
+            continue
+        key, header = f"centre.{cid}.counter.{qid}.officer", ("centre", cid, "counter", qid)
+        officer = reg.officers.get(counter.officer)
+        if officer is None:
+            raise src.error(key, f"officer {counter.officer!r} is not in {OFFICERS_FILE}", *header)
+        if officer.centre != cid:
+            raise src.error(key, f"officer {counter.officer!r} works at centre {officer.centre!r}", *header)
 
 
 def _check_one_active_per_counter(reg: Registry, src: _Source) -> None:

@@ -82,6 +82,15 @@ def test_password_mode_and_centre_without_qms(fleet: Path, tmp_path: Path) -> No
     assert buttons.mode == "manual_served" and buttons.walkup_allowed and buttons.hardware == "buttons"
     assert touch.mode == "manual_served" and touch.mqtt.password_file == Path("/etc/hailong/mqtt.pass")
     assert touch.mqtt.url == "mqtts://localhost:8883"
+    assert (buttons.officer_id, touch.officer_id) == ("le-thi-huong", "vo-quoc-bao")
+    # without a queue system the terminal must know whom to credit, or it could never take a rating
+    centres = fleet / "centres.toml"
+    centres.write_text(centres.read_text(encoding="utf-8").replace('officer = "vo-quoc-bao"\n', ""),
+                       encoding="utf-8")
+    result = CliRunner().invoke(main, ["fleet", "--fleet", str(fleet), "provision", "dn-q02", "--out", str(out)])
+    assert result.exit_code == 1
+    assert ("centres.toml: centre.dn-tthc.counter.q02.officer: a centre without a queue system needs the officer "
+            "credited at this counter") in result.output
 
 
 def test_cloud_init_user_data_and_firstrun_carry_the_same_files(fleet: Path, tmp_path: Path) -> None:

@@ -58,12 +58,18 @@ BROKEN: list[tuple[str, str, str, str]] = [
      "{f}/officers.toml:23: officer.x1.name: Field required"),
     ("centres.toml", "append",
      '\n[centre.hue]\nname = "Huế"\nprovince = "Huế"\n[centre.hue.counter.q1]\nlabel = "Q1"\n',
-     "{f}/centres.toml:36: centre.hue.province: String should match pattern '^[a-z0-9-]{{1,32}}$'"),
+     "{f}/centres.toml:38: centre.hue.province: String should match pattern '^[a-z0-9-]{{1,32}}$'"),
     ("centres.toml", "append", '\n[centre.hue]\nname = "Huế"\nprovince = "hue"\n',
-     "{f}/centres.toml:36: centre.hue.counter: a centre needs at least one [centre.<id>.counter.<id>]"),
+     "{f}/centres.toml:38: centre.hue.counter: a centre needs at least one [centre.<id>.counter.<id>]"),
     ("centres.toml", "append", '\n[centre.hue]\nname = "Huế"\nprovince = "hue"\n[centre.hue.counter.q1]\n'
      'label = "Q1"\nservices = ["Đất đai"]\n',
-     "{f}/centres.toml:39: centre.hue.counter.q1.services: service 'Đất đai' must match ^[a-z0-9-]{{1,32}}$"),
+     "{f}/centres.toml:41: centre.hue.counter.q1.services: service 'Đất đai' must match ^[a-z0-9-]{{1,32}}$"),
+    ("centres.toml", "append", '\n[centre.hue]\nname = "Huế"\nprovince = "hue"\n[centre.hue.counter.q1]\n'
+     'label = "Q1"\nofficer = "nobody"\n',
+     "{f}/centres.toml:41: centre.hue.counter.q1.officer: officer 'nobody' is not in officers.toml"),
+    ("centres.toml", "append", '\n[centre.hue]\nname = "Huế"\nprovince = "hue"\n[centre.hue.counter.q1]\n'
+     'label = "Q1"\nofficer = "le-thi-huong"\n',
+     "{f}/centres.toml:41: centre.hue.counter.q1.officer: officer 'le-thi-huong' works at centre 'dn-tthc'"),
     ("officers.toml", "replace", "",
      "{f}/officers.toml: file not found"),
 ]
