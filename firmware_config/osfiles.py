@@ -28,7 +28,7 @@ def systemd_unit(config_path: str = CONFIG_PATH, watchdog: bool = True) -> str:
     return f"""[Unit]
 Description=hailong counter terminal (citizen satisfaction)
 Documentation=file://{ETC}/README.txt
-After=network-online.target time-sync.target systemd-udev-settle.service
+After=network-online.target time-sync.target
 Wants=network-online.target
 # Never give up: a terminal that stops restarting is a counter without ratings.
 StartLimitIntervalSec=0
