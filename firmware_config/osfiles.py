@@ -9,6 +9,8 @@ docs/technician.md and the tests agree with what is generated.
 
 from __future__ import annotations
 
+import shlex
+
 ETC = "/etc/hailong"
 STATE = "/var/lib/hailong"
 VENV = "/opt/hailong"
@@ -158,7 +160,7 @@ DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \\
   python3-venv python3-dev libmtdev1 libsdl2-2.0-0 libsdl2-ttf-2.0-0 libsdl2-image-2.0-0 \\
   libgl1 libgles2 libegl1 fonts-dejavu-core
 [ -x {VENV}/bin/python ] || python3 -m venv --system-site-packages {VENV}
-{VENV}/bin/pip install --quiet '{pip_spec}'
+{VENV}/bin/pip install --quiet {shlex.quote(pip_spec)}
 sh {LIB}/sd-wear.sh
 systemctl daemon-reload
 systemctl restart systemd-journald
