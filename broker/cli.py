@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import BinaryIO
 
 import click
 
@@ -30,7 +31,7 @@ def schema(out_dir: Path) -> None:
 @contract.command("validate")
 @click.argument("kind", type=click.Choice(sorted(SCHEMA_MODELS)))
 @click.argument("file", type=click.File("rb"))
-def validate(kind: str, file: click.utils.LazyFile) -> None:
+def validate(kind: str, file: BinaryIO) -> None:
     """Validate one payload FILE ('-' for stdin) as KIND; exit 1 with the reason if invalid."""
     try:
         parse_payload(SCHEMA_MODELS[kind], file.read())
