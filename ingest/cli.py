@@ -33,12 +33,22 @@ def run(config_path: Path) -> None:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     logging.getLogger().setLevel(cfg.log_level)
-    svc = IngestService(cfg)
+    try:
+        svc = IngestService(cfg)
+    except Exception as exc:  # a broken registry stops the service at start, naming file and key
+        raise click.ClickException(f"cannot start ingest: {exc}") from None
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    # SIGHUP: re-read the fleet registry (a moved device needs no restart)
+    signal.signal(signal.SIGHUP, lambda *_: svc.request_registry_reload())
+
+    def forward_stop() -> None:
+        stop.wait()
+        svc.request_stop()
+
+    threading.Thread(target=forward_stop, daemon=True).start()
     svc.start(wait_connected=0)
     log.info("ingest running (client_id=%s, influx=%s %s)", cfg.client_id, cfg.influx.api, cfg.influx.url)
-    while not stop.wait(60):
-        log.info("stats: %s", svc.stats.summary())
+    stop.wait()
     svc.stop()

@@ -62,6 +62,59 @@ class BatchSettings(_Section):
         return self
 
 
+class IntegritySettings(_Section):
+    """Ticket integrity: which ratings count toward an officer's score."""
+
+    rating_window_s: int = Field(
+        default=60, ge=1, le=3600, description="A rating must follow its ticket close by at most this"
+    )
+    early_tolerance_s: int = Field(
+        default=5, ge=0, le=600, description="Rated this long before the close still counts (QMS vs device clocks)"
+    )
+    hold_grace_s: float = Field(
+        default=10.0, ge=0, le=300,
+        description="Hold a rating whose ticket_closed has not arrived yet this long before unknown_ticket",
+    )
+    tickets_per_counter: int = Field(
+        default=512, ge=16, le=100_000, description="Recent tickets remembered per counter (bounds memory)"
+    )
+    index_lookback_s: int = Field(
+        default=24 * 3600, ge=60, le=31 * 24 * 3600,
+        description="At start, rebuild the ticket index from ticket and rating points this recent",
+    )
+
+
+class ClockSettings(_Section):
+    """Device clock correction (sent_at vs the time we received the message)."""
+
+    max_ahead_s: int = Field(
+        default=120, ge=1, le=86_400, description="A device clock this far ahead of ours is corrected"
+    )
+    min_plausible_ms: int = Field(
+        default=1_577_836_800_000, ge=0, description="sent_at before this (2020-01-01) means an unset clock"
+    )
+    max_outbox_age_s: int = Field(
+        default=31 * 86_400, ge=60, description="sent_at - rated_at beyond this is an absurd timestamp"
+    )
+    max_age_s: int = Field(
+        default=400 * 86_400, ge=60, description="A (corrected) rated_at older than this is rejected as absurd"
+    )
+
+
+class HealthSettings(_Section):
+    """Liveness and self-metrics."""
+
+    http_port: int | None = Field(
+        default=None, ge=0, le=65_535, description="Serve GET /healthz on 127.0.0.1:<port>; 0 = any free port"
+    )
+    stats_interval_s: float = Field(
+        default=30.0, gt=0, le=3600, description="Write an ingest_stats point and log the counters this often"
+    )
+    stale_after_s: float = Field(
+        default=30.0, gt=0, le=3600, description="Unhealthy when the worker loop has not turned for this long"
+    )
+
+
 class IngestConfig(_Section):
     """Top level of ingest.toml."""
 
@@ -76,7 +129,15 @@ class IngestConfig(_Section):
         default=7 * 24 * 3600, ge=0, description="How long the broker keeps our session while we are down"
     )
     province: str = Field(default="unknown", description="Province tag when no registry entry says otherwise")
-    registry: Path | None = Field(default=None, description="Fleet registry directory or file (device -> centre)")
+    registry: Path | None = Field(
+        default=None, description="Fleet registry directory (firmware_config); null = no registry check (dev only)"
+    )
+    registry_poll_s: float = Field(
+        default=10.0, ge=0, description="Reload the registry when its files change, checked this often; 0 = only SIGHUP"
+    )
+    integrity: IntegritySettings = Field(default_factory=IntegritySettings, description="Ticket integrity")
+    clock: ClockSettings = Field(default_factory=ClockSettings, description="Clock correction")
+    health: HealthSettings = Field(default_factory=HealthSettings, description="Liveness and self-metrics")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level")
 
 

@@ -1,7 +1,8 @@
 """Turn one MQTT message into InfluxDB points: a rating, a ticket, a status, or a rejection.
 
 Never raises for bad input: every message ends as points to write (possibly a
-single ``rejected`` point with the reason), and is acked only after they are written.
+single ``rejected`` point with the reason), or as "held" (a rating waiting for
+its ticket_closed), and is acked only after its points are written.
 """
 
 from __future__ import annotations
@@ -15,35 +16,51 @@ from broker.contract import (
     ContractError,
     Topic,
     TopicKind,
-    check_rating_topic,
     parse_qms,
     parse_rating,
     parse_status,
     parse_topic,
 )
 
+from .clock import ClockCorrector
 from .config import IngestConfig
-from .lineproto import Point
-from .points import rating_point, rejected_point, status_point
+from .lineproto import FieldValue, Point
+from .points import rejected_point, status_point
+from .ratings import HOLD, RatingJudge
+from .registry import RegistryHolder
 from .stats import IngestStats
+from .tickets import TicketIndex
 
 log = logging.getLogger("hailong.ingest")
+MAX_CALLED = 100_000
 
 
 @dataclass(frozen=True, slots=True)
 class Handled:
     points: tuple[Point, ...]
-    outcome: str  # "rating", "ticket", "status", "ignored" or "rejected:<reason>"
+    outcome: str  # "rating", "ticket", "status", "ignored", "held" or "rejected:<reason>"
+
+    @property
+    def held(self) -> bool:
+        return self.outcome == "held"
+
+
+HELD = Handled((), "held")
 
 
 class MessageHandler:
-    def __init__(self, config: IngestConfig, stats: IngestStats, clock_ns: Callable[[], int]) -> None:
+    def __init__(self, config: IngestConfig, stats: IngestStats, clock_ns: Callable[[], int],
+                 registry: RegistryHolder | None = None) -> None:
         self.config = config
         self.stats = stats
         self._clock_ns = clock_ns
         self._last_reject_ns = 0
         self._lock = threading.Lock()
-        # ticket_called times, to compute serve_s of the ticket point
+        self.registry = registry or RegistryHolder(None, config.province)
+        self.index = TicketIndex(config.integrity.tickets_per_counter)
+        self.clock = ClockCorrector(config.clock)
+        self.judge = RatingJudge(config.integrity, self.registry, self.index, self.clock)
+        # ticket_called times, to compute serve_s of the ticket point (bounded)
         self._called_at: dict[tuple[str, str, str], int] = {}
 
     def _unique_ns(self, at_ns: int) -> int:
@@ -72,6 +89,7 @@ class MessageHandler:
         )
 
     def handle(self, topic_name: str, payload: bytes, received_ns: int) -> Handled:
+        """Judge one message. ``received_ns`` is its FIRST arrival (held ratings keep it)."""
         try:
             topic = parse_topic(topic_name)
         except ContractError as exc:
@@ -80,44 +98,57 @@ class MessageHandler:
             if topic.kind is TopicKind.RATING:
                 return self.handle_rating(topic, payload, received_ns)
             if topic.kind is TopicKind.STATUS:
-                status = parse_status(payload)
-                if status.device != topic.device or status.centre != topic.centre:
-                    raise ContractError("topic_mismatch", "status names another device/centre than its topic")
-                self.stats.statuses += 1
-                return Handled((status_point(status, received_ns // 1_000_000),), "status")
+                return self.handle_status(topic, payload, received_ns)
             if topic.kind is TopicKind.QMS:
-                return self.handle_qms(topic, payload, received_ns)
+                return self.handle_qms(topic, payload)
             return Handled((), "ignored")
         except ContractError as exc:
             return self.reject(exc.reason, topic_name, payload, exc.message, received_ns,
                                centre=topic.centre, device=topic.device or "")
+        except Exception as exc:  # a bug must not stop the stream: make it visible instead
+            log.exception("internal error handling %s", topic_name)
+            return self.reject("internal_error", topic_name, payload, repr(exc), received_ns,
+                               centre=topic.centre, device=topic.device or "")
 
     def handle_rating(self, topic: Topic, payload: bytes, received_ns: int) -> Handled:
         event = parse_rating(payload)
-        check_rating_topic(topic, event)
+        verdict = self.judge.judge(topic, event, received_ns // 1_000_000, self._clock_ns() // 1_000_000)
+        if verdict is HOLD:
+            return HELD
+        assert isinstance(verdict, Point)
         self.stats.ratings += 1
-        return Handled((rating_point(event, self.config.province),), "rating")
+        return Handled((verdict,), "rating")
 
-    def handle_qms(self, topic: Topic, payload: bytes, received_ns: int) -> Handled:
+    def handle_status(self, topic: Topic, payload: bytes, received_ns: int) -> Handled:
+        status = parse_status(payload)
+        if status.device != topic.device or status.centre != topic.centre:
+            raise ContractError("topic_mismatch", "status names another device/centre than its topic")
+        self.registry.check_device(status.device, status.centre, None)
+        self.stats.statuses += 1
+        return Handled((status_point(status, received_ns // 1_000_000),), "status")
+
+    def handle_qms(self, topic: Topic, payload: bytes) -> Handled:
         event = parse_qms(payload)
         if event.counter != topic.counter:
             raise ContractError("topic_mismatch", f"counter {event.counter!r} != topic counter {topic.counter!r}")
+        self.registry.check_qms_counter(topic.centre, event.counter)
         key = (topic.centre, event.counter, event.ticket or "")
         if event.type == "ticket_called":
             self._called_at[key] = event.at
-            if len(self._called_at) > 100_000:  # bounded: drop the oldest half
-                for k in list(self._called_at)[:50_000]:
+            if len(self._called_at) > MAX_CALLED:  # bounded: drop the oldest half
+                for k in list(self._called_at)[: MAX_CALLED // 2]:
                     del self._called_at[k]
             return Handled((), "ignored")
-        if event.type != "ticket_closed":
+        if event.type != "ticket_closed" or event.ticket is None:
             return Handled((), "ignored")
-        fields: dict[str, bool | int | float | str] = {"ticket": event.ticket or ""}
+        self.index.closed(topic.centre, event.counter, event.ticket, event.officer, event.at)
+        fields: dict[str, FieldValue] = {"ticket": event.ticket}
         if event.dossier:
             fields["dossier"] = event.dossier
         called = self._called_at.pop(key, None)
         if called is not None:
             fields["serve_s"] = max(0.0, (event.at - called) / 1000)
-        tags = {"province": self.config.province, "centre": topic.centre, "counter": event.counter,
-                "officer": event.officer, "service": event.service or ""}
+        tags = {"province": self.registry.province_of(topic.centre), "centre": topic.centre,
+                "counter": event.counter, "officer": event.officer, "service": event.service or ""}
         self.stats.tickets += 1
         return Handled((Point("ticket", tags, fields, event.at * 1_000_000),), "ticket")

@@ -1,12 +1,19 @@
-"""The ingest loop: MQTT (QoS 1, manual ack) -> validate -> batch -> InfluxDB -> ack.
+"""The ingest loop: MQTT (QoS 1, manual ack) -> judge -> batch -> InfluxDB -> ack.
 
 Threads:
 - paho's network thread only enqueues messages (never blocks, never raises);
-- one worker thread batches, converts, writes, and acks after the write.
+- one worker thread judges, batches, writes, and acks after the write; it also
+  re-judges held ratings, reloads the registry, writes self-metrics and feeds
+  the liveness signal, so none of that state needs locks.
 
 Back-pressure comes from MQTT 5 "receive maximum": the broker hands us at most
 ``batch.max_in_flight`` un-acked messages, so memory is bounded while InfluxDB
-is down and everything not yet written stays on the broker.
+is down and everything not yet written stays on the broker (persistent
+session). Nothing is acked before InfluxDB confirmed its points.
+
+Before the first message is judged, the ticket index is rebuilt from InfluxDB
+(see tickets.py); while InfluxDB cannot answer, the service does not connect
+to the broker at all, so no valid rating is judged against an empty index.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -25,13 +33,18 @@ from paho.mqtt.properties import Properties
 from broker.contract import TopicKind, subscription
 from broker.mqtt import make_client
 
+from .batching import BatchWriter
 from .config import IngestConfig
 from .handlers import Handled, MessageHandler
-from .lineproto import Point
+from .health import HealthServer, sd_notify
+from .influxql import InfluxQL, InfluxQueryError
+from .registry import RegistryHolder
 from .stats import IngestStats
-from .writer import WriteError, Writer, make_writer
+from .writer import Writer, make_writer
 
 log = logging.getLogger("hailong.ingest")
+HOLD_RECHECK_S = 0.2
+WATCHDOG_EVERY_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +54,14 @@ class Inbound:
     topic: str
     payload: bytes
     received_ns: int
+    generation: int  # which broker connection delivered it: a mid is only valid on its own connection
+
+
+def influxql_for(config: IngestConfig) -> InfluxQL:
+    s = config.influx
+    token = s.secret_token() if s.api == "v2" and not s.username else None
+    return InfluxQL(s.url, s.database, username=s.username,
+                    password=s.password.get_secret_value() if s.password else None, token=token)
 
 
 class IngestService:
@@ -50,15 +71,24 @@ class IngestService:
         writer: Writer | None = None,
         handler: MessageHandler | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
+        registry: RegistryHolder | None = None,
     ) -> None:
         self.config = config
         self.stats = IngestStats()
-        self.writer = writer or make_writer(config.influx)
-        self.handler = handler or MessageHandler(config, self.stats, clock_ns)
+        self._clock_ns = clock_ns
+        self.registry = registry or RegistryHolder.from_path(config.registry, config.province)
+        self.handler = handler or MessageHandler(config, self.stats, clock_ns, self.registry)
+        self.batches = BatchWriter(writer or make_writer(config.influx), config.batch, self.stats,
+                                   self.handler.dead_letter)
         self._inbox: queue.Queue[Inbound] = queue.Queue()
+        self._held: list[Inbound] = []
         self._stop = threading.Event()
         self._connected = threading.Event()
+        self._reload_requested = threading.Event()
+        self._generation = 0
         self._worker: threading.Thread | None = None
+        self._heartbeat = time.monotonic()
+        self._health: HealthServer | None = None
         self._client = make_client(config.mqtt, config.client_id)
         self._client.manual_ack_set(True)
         self._client.max_queued_messages_set(0)
@@ -73,6 +103,7 @@ class IngestService:
         if getattr(rc, "is_failure", False):
             log.error("broker refused connection: %s", rc)
             return
+        self._generation += 1
         group = self.config.share_group
         subs = [
             (subscription(TopicKind.RATING, share_group=group), 1),
@@ -91,14 +122,35 @@ class IngestService:
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         try:
-            self._inbox.put_nowait(Inbound(msg.mid, msg.qos, msg.topic, bytes(msg.payload), time.time_ns()))
+            self._inbox.put_nowait(
+                Inbound(msg.mid, msg.qos, msg.topic, bytes(msg.payload), time.time_ns(), self._generation)
+            )
             self.stats.received += 1
         except Exception:  # never raise into paho's thread
             log.exception("could not enqueue message on %s", getattr(msg, "topic", "?"))
 
     # ------------------------------------------------------------------ lifecycle
 
+    def rebuild_index(self) -> None:
+        """Load recent tickets/ratings; retry with backoff until InfluxDB answers or we are stopped."""
+        db = influxql_for(self.config)
+        lookback = self.config.integrity.index_lookback_s
+        delay = self.config.batch.retry_initial_ms / 1000
+        while not self._stop.is_set():
+            try:
+                self.handler.index.rebuild(db, lookback)
+                self.handler.clock.rebuild(db, lookback)
+                return
+            except InfluxQueryError as exc:
+                log.warning("cannot rebuild the ticket index yet (retry in %.1fs): %s", delay, exc)
+                self._beat()
+                self._stop.wait(delay)
+                delay = min(delay * 2, self.config.batch.retry_max_ms / 1000)
+
     def start(self, wait_connected: float = 10.0) -> IngestService:
+        if self.config.health.http_port is not None:
+            self._health = HealthServer(self.config.health.http_port, self.health).start()
+        self.rebuild_index()
         props = None
         if self.config.mqtt.protocol == "5":
             props = Properties(PacketTypes.CONNECT)
@@ -113,21 +165,56 @@ class IngestService:
         self._worker.start()
         if wait_connected and not self._connected.wait(wait_connected):
             log.warning("not connected to %s after %.0fs; still trying", self.config.mqtt.url, wait_connected)
+        sd_notify("READY=1")
         return self
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Flush and ack what is buffered, then disconnect (SIGTERM path)."""
+        """Flush and ack what is buffered, then disconnect (SIGTERM path). Held ratings stay un-acked."""
+        sd_notify("STOPPING=1")
         self._stop.set()
         if self._worker is not None:
             self._worker.join(timeout)
         self._client.disconnect()
         self._client.loop_stop()
-        self.writer.close()
+        self.batches.close()
+        if self._health is not None:
+            self._health.stop()
         log.info("stopped: %s", self.stats.summary())
+
+    def request_stop(self) -> None:
+        """Signal-safe: interrupt a start() still waiting for InfluxDB; stop() does the flush."""
+        self._stop.set()
+
+    def request_registry_reload(self) -> None:
+        """Called from the SIGHUP handler; the worker reloads between batches."""
+        self._reload_requested.set()
 
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def health_port(self) -> int | None:
+        return self._health.port if self._health is not None else None
+
+    def health(self) -> dict[str, Any]:
+        age = time.monotonic() - self._heartbeat
+        return {
+            "alive": age < self.config.health.stale_after_s and not self._stop.is_set(),
+            "worker_age_s": round(age, 3),
+            "mqtt_connected": self.connected,
+            "influx_ok": self.batches.last_write_ok,
+            "in_flight": self.stats.in_flight,
+            "held": len(self._held),
+            "received": self.stats.received,
+            "acked": self.stats.acked,
+        }
+
+    def _beat(self) -> None:
+        now = time.monotonic()
+        if now - self._heartbeat >= WATCHDOG_EVERY_S:
+            sd_notify("WATCHDOG=1")
+        self._heartbeat = now
 
     # ------------------------------------------------------------------ worker
 
@@ -151,64 +238,69 @@ class IngestService:
         return batch
 
     def _work(self) -> None:
+        last_poll = last_stats = time.monotonic()
+        last_recheck = 0.0
         while True:
-            if self._stop.is_set() and self._inbox.empty():
+            self._beat()
+            stopping = self._stop.is_set()
+            batch = self._drain() if stopping else self._collect()
+            now = time.monotonic()
+            recheck = bool(self._held) and (bool(batch) or now - last_recheck >= HOLD_RECHECK_S)
+            if batch or recheck:
+                try:
+                    self._process(batch, recheck)
+                except Exception:  # a bug must not kill the worker: messages stay un-acked
+                    log.exception("unexpected error processing a batch of %d; not acked", len(batch))
+                    self._stop.wait(1)
+                last_recheck = now
+            if stopping:
                 return
-            batch = self._collect()
-            if not batch:
-                continue
-            try:
-                self._process(batch)
-            except Exception:  # a bug must not kill the worker: messages stay un-acked
-                log.exception("unexpected error processing a batch of %d; not acked", len(batch))
-                time.sleep(1)
+            if self._reload_requested.is_set() or (
+                    self.config.registry_poll_s > 0 and now - last_poll >= self.config.registry_poll_s
+                    and self.registry.changed_on_disk()):
+                self._reload_requested.clear()
+                self.registry.reload()
+            if now - last_poll >= self.config.registry_poll_s:
+                last_poll = now
+            if now - last_stats >= self.config.health.stats_interval_s:
+                last_stats = now
+                self.write_stats()
 
-    def _process(self, batch: list[Inbound]) -> None:
+    def _drain(self) -> list[Inbound]:
+        out: list[Inbound] = []
+        while True:
+            try:
+                out.append(self._inbox.get_nowait())
+            except queue.Empty:
+                return out
+
+    def _process(self, batch: list[Inbound], recheck_held: bool) -> None:
         started = time.monotonic()
-        handled: list[Handled] = [self.handler.handle(m.topic, m.payload, m.received_ns) for m in batch]
-        points = [p for h in handled for p in h.points]
-        if points and not self._write_with_retry(points):
-            return  # stopping with InfluxDB down: leave un-acked, broker redelivers
-        for m in batch:
-            if m.qos > 0:
+        todo: list[tuple[Inbound, Handled]] = [(m, self.handler.handle(m.topic, m.payload, m.received_ns))
+                                               for m in batch]
+        if recheck_held:
+            # after this batch's QMS events: a held rating may now find its ticket
+            held, self._held = self._held, []
+            todo += [(m, self.handler.handle(m.topic, m.payload, m.received_ns)) for m in held]
+        done = [(m, h) for m, h in todo if not h.held]
+        self._held += [m for m, h in todo if h.held]
+        self.stats.held = len(self._held)
+        points = [p for _, h in done for p in h.points]
+        if points and not self.batches.write(points, self._stop, self._beat):
+            self._held += [m for m, _ in done]  # stopping with InfluxDB down: leave un-acked
+            return
+        generation = self._generation
+        for m, _ in done:
+            if m.generation != generation:
+                self.stats.abandoned += 1  # its mid belongs to a dead connection; it was redelivered
+            elif m.qos > 0:
                 self._client.ack(m.mid, m.qos)
-        self.stats.acked += len(batch)
+                self.stats.acked += 1
+            else:
+                self.stats.acked += 1
         self.stats.record_batch(len(points), time.monotonic() - started)
 
-    def _write_with_retry(self, points: list[Point]) -> bool:
-        cfg = self.config.batch
-        delay = cfg.retry_initial_ms / 1000
-        while True:
-            try:
-                self._write_splitting([p.to_line() for p in points], points)
-                return True
-            except WriteError as exc:
-                self.stats.write_failures += 1
-                log.warning("InfluxDB write of %d points failed, retry in %.1fs: %s", len(points), delay, exc)
-                if self._stop.wait(delay):
-                    # one last attempt so SIGTERM does not throw away a ready batch
-                    try:
-                        self._write_splitting([p.to_line() for p in points], points)
-                        return True
-                    except WriteError:
-                        return False
-                delay = min(delay * 2, cfg.retry_max_ms / 1000)
-
-    def _write_splitting(self, lines: list[str], points: list[Point]) -> None:
-        """Write; on a permanent 4xx bisect until the bad points are isolated, dead-letter them."""
-        try:
-            self.writer.write(lines)
-            self.stats.written += len(lines)
-            return
-        except WriteError as exc:
-            if exc.retryable:
-                raise
-            if len(lines) == 1:
-                self.stats.count_rejected("write_rejected")
-                log.error("point permanently rejected by InfluxDB, dead-lettered: %s", exc)
-                dead = self.handler.dead_letter(points[0], str(exc))
-                self.writer.write([dead.to_line()])
-                return
-        mid = len(lines) // 2
-        self._write_splitting(lines[:mid], points[:mid])
-        self._write_splitting(lines[mid:], points[mid:])
+    def write_stats(self) -> None:
+        """Write one ingest_stats point (best effort: a failure is logged, never retried)."""
+        log.info("stats: %s", self.stats.summary())
+        self.batches.write_once([self.stats.point(self.config.client_id, self._clock_ns())])

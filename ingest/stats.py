@@ -6,16 +6,21 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
+from .lineproto import FieldValue, Point
+
 
 @dataclass
 class IngestStats:
     received: int = 0
     acked: int = 0
+    abandoned: int = 0  # un-acked copies of a previous connection; the broker redelivers them
     written: int = 0
     ratings: int = 0
     tickets: int = 0
     statuses: int = 0
+    held: int = 0
     write_failures: int = 0
+    dead_lettered: int = 0
     batches: int = 0
     last_batch_s: float = 0.0
     max_batch_s: float = 0.0
@@ -34,12 +39,32 @@ class IngestStats:
 
     @property
     def in_flight(self) -> int:
-        return max(0, self.received - self.acked)
+        """Messages received and not yet acked (queued, being written, or held)."""
+        return max(0, self.received - self.acked - self.abandoned)
+
+    def as_fields(self) -> dict[str, FieldValue]:
+        with self._lock:
+            fields: dict[str, FieldValue] = {
+                "received": self.received, "acked": self.acked, "written": self.written,
+                "ratings": self.ratings, "tickets": self.tickets, "statuses": self.statuses,
+                "held": self.held, "in_flight": self.in_flight, "write_failures": self.write_failures,
+                "dead_lettered": self.dead_lettered, "batches": self.batches,
+                "batch_last_ms": round(self.last_batch_s * 1000, 3),
+                "batch_max_ms": round(self.max_batch_s * 1000, 3),
+                "rejected": sum(self.rejected.values()),
+            }
+            for reason, n in self.rejected.items():
+                fields[f"rejected_{reason}"] = n
+        return fields
+
+    def point(self, instance: str, at_ns: int) -> Point:
+        return Point("ingest_stats", {"instance": instance}, self.as_fields(), at_ns)
 
     def summary(self) -> str:
         rej = ", ".join(f"{k}={v}" for k, v in sorted(self.rejected.items())) or "none"
         return (
             f"received={self.received} acked={self.acked} written={self.written} ratings={self.ratings} "
-            f"tickets={self.tickets} statuses={self.statuses} write_failures={self.write_failures} "
+            f"tickets={self.tickets} statuses={self.statuses} held={self.held} "
+            f"write_failures={self.write_failures} dead_lettered={self.dead_lettered} "
             f"in_flight={self.in_flight} rejected[{rej}]"
         )

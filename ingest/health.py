@@ -1,0 +1,82 @@
+"""Liveness: a loopback ``GET /healthz`` and systemd's sd_notify watchdog.
+
+"Alive" means the worker loop is turning (it also turns while it waits for
+InfluxDB to come back: an InfluxDB outage is not a reason to restart the
+ingest, and restarting would not help). Whether the broker and InfluxDB are
+reachable is reported in the body for humans and monitoring, not in the status.
+
+systemd (see docs/ingest.md): ``Type=notify``, ``WatchdogSec=60``; we send
+``READY=1`` once subscribed and ``WATCHDOG=1`` from the worker loop, so a hung
+worker gets the service restarted. Nothing happens when NOTIFY_SOCKET is unset.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+log = logging.getLogger("hailong.ingest")
+
+
+def sd_notify(message: str) -> bool:
+    """Send one sd_notify datagram (e.g. "READY=1", "WATCHDOG=1"); False when not under systemd."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):  # abstract namespace socket
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(address)
+            sock.sendall(message.encode("ascii"))
+        return True
+    except OSError as exc:
+        log.debug("sd_notify %s failed: %s", message, exc)
+        return False
+
+
+class HealthServer:
+    """GET /healthz on 127.0.0.1 only: 200 when ``snapshot()["alive"]``, else 503; JSON body."""
+
+    def __init__(self, port: int, snapshot: Callable[[], dict[str, Any]]) -> None:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                if self.path.split("?")[0] != "/healthz":
+                    self.send_error(404)
+                    return
+                body = outer.snapshot()
+                data = json.dumps(body).encode()
+                self.send_response(200 if body.get("alive") else 503)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.snapshot = snapshot
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="ingest-healthz", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> HealthServer:
+        self._thread.start()
+        log.info("healthz on http://127.0.0.1:%d/healthz", self.port)
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -1,0 +1,178 @@
+"""The ingest's view of the fleet registry: is this device allowed to rate for this counter?
+
+The registry itself (files, validation) belongs to ``firmware_config.registry``;
+the ingest only needs a few lookups, described here as Protocols so tests can
+build a registry in Python and the service does not care where it came from.
+
+The registry can change while the ingest runs (a device moved to another
+counter): :class:`RegistryHolder` reloads it on SIGHUP or when its files
+change, and keeps the previous registry when the new one is broken -- a typo
+in devices.toml must not make every rating ``unknown_device``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from broker.contract import ContractError
+
+log = logging.getLogger("hailong.ingest")
+
+
+class CentreInfo(Protocol):
+    @property
+    def province(self) -> str: ...
+    @property
+    def has_qms(self) -> bool: ...
+    @property
+    def walkup_allowed(self) -> bool: ...
+
+
+class DeviceInfo(Protocol):
+    @property
+    def centre(self) -> str: ...
+    @property
+    def counter(self) -> str: ...
+    @property
+    def retired(self) -> bool: ...
+
+
+class FleetRegistry(Protocol):
+    """What ``firmware_config.registry.Registry`` offers and the ingest reads."""
+
+    @property
+    def centres(self) -> Mapping[str, CentreInfo]: ...
+    @property
+    def counters(self) -> Mapping[tuple[str, str], object]: ...
+    @property
+    def devices(self) -> Mapping[str, DeviceInfo]: ...
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Registry facts about one rating's source, used for tags and integrity rules."""
+
+    province: str
+    has_qms: bool
+    walkup_allowed: bool
+    enforce_tickets: bool = True  # False only without a registry (development): no ticket rules at all
+
+
+def load_fleet_registry(path: Path) -> FleetRegistry:
+    """Read the fleet directory with the fleet tool's loader (raises its RegistryError)."""
+    from firmware_config.registry import load_registry
+
+    registry: FleetRegistry = load_registry(path)
+    return registry
+
+
+class RegistryHolder:
+    """The current registry plus the rules that use it. Thread-safe swaps; lookups are plain reads."""
+
+    def __init__(self, registry: FleetRegistry | None, default_province: str,
+                 path: Path | None = None, loader: Callable[[Path], FleetRegistry] = load_fleet_registry) -> None:
+        self._registry = registry
+        self._default_province = default_province
+        self._path = path
+        self._loader = loader
+        self._lock = threading.Lock()
+        self._stamp = self._files_stamp()
+        self.reloads = 0
+        self.reload_failures = 0
+
+    @classmethod
+    def from_path(cls, path: Path | None, default_province: str,
+                  loader: Callable[[Path], FleetRegistry] = load_fleet_registry) -> RegistryHolder:
+        """Load at start: a broken registry stops the service here (raises)."""
+        return cls(loader(path) if path is not None else None, default_province, path, loader)
+
+    @property
+    def registry(self) -> FleetRegistry | None:
+        return self._registry
+
+    def replace(self, registry: FleetRegistry | None) -> None:
+        with self._lock:
+            self._registry = registry
+
+    # ------------------------------------------------------------------ reload
+
+    def _files_stamp(self) -> tuple[tuple[str, float, int], ...]:
+        if self._path is None:
+            return ()
+        files = sorted(self._path.glob("*.toml")) if self._path.is_dir() else [self._path]
+        out = []
+        for f in files:
+            try:
+                st = f.stat()
+            except OSError:
+                continue
+            out.append((f.name, st.st_mtime, st.st_size))
+        return tuple(out)
+
+    def changed_on_disk(self) -> bool:
+        return self._path is not None and self._files_stamp() != self._stamp
+
+    def reload(self) -> bool:
+        """Re-read the registry files; on error keep the old registry and log why."""
+        if self._path is None:
+            return False
+        stamp = self._files_stamp()
+        try:
+            fresh = self._loader(self._path)
+        except Exception as exc:  # the loader's RegistryError, or an I/O error
+            self.reload_failures += 1
+            self._stamp = stamp  # do not retry the same broken files every poll
+            log.error("registry reload failed, keeping the previous registry: %s", exc)
+            return False
+        self.replace(fresh)
+        self._stamp = stamp
+        self.reloads += 1
+        log.info("registry reloaded from %s (%d devices)", self._path, len(fresh.devices))
+        return True
+
+    # ------------------------------------------------------------------ rules
+
+    def province_of(self, centre: str) -> str:
+        reg = self._registry
+        info = reg.centres.get(centre) if reg is not None else None
+        return info.province if info is not None else self._default_province
+
+    def check_device(self, device: str, centre: str, counter: str | None) -> Placement:
+        """Raise ContractError unless ``device`` may speak for ``centre`` (and ``counter``)."""
+        reg = self._registry
+        if reg is None:  # development mode: no registry configured
+            return Placement(self._default_province, has_qms=False, walkup_allowed=True, enforce_tickets=False)
+        dev = reg.devices.get(device)
+        if dev is None:
+            raise ContractError("unknown_device", f"device {device!r} is not in the fleet registry", "device")
+        if dev.retired:
+            raise ContractError("retired_device", f"device {device!r} is retired in the fleet registry", "device")
+        if dev.centre != centre:
+            raise ContractError(
+                "wrong_centre", f"device {device!r} is registered at centre {dev.centre!r}, not {centre!r}", "centre"
+            )
+        if counter is not None and dev.counter != counter:
+            raise ContractError(
+                "wrong_counter", f"device {device!r} is registered at counter {dev.counter!r}, not {counter!r}",
+                "counter",
+            )
+        info = reg.centres.get(centre)
+        if info is None:
+            raise ContractError("unknown_device", f"centre {centre!r} of device {device!r} is not registered", "centre")
+        return Placement(info.province, info.has_qms, info.walkup_allowed)
+
+    def check_qms_counter(self, centre: str, counter: str) -> None:
+        reg = self._registry
+        if reg is not None and (centre, counter) not in reg.counters:
+            raise ContractError("unknown_counter", f"counter {counter!r} of centre {centre!r} is not registered",
+                                "counter")
+
+
+def poll_interval_elapsed(last: float, interval: float) -> bool:
+    return interval > 0 and time.monotonic() - last >= interval
