@@ -83,6 +83,9 @@ class RatingJudge:
             if entry.officer != event.officer:
                 raise ContractError("officer_mismatch", f"ticket {event.ticket!r} was closed by officer "
                                     f"{entry.officer!r}, the rating names {event.officer!r}", "officer")
+        elif not place.has_qms and place.counter_officer and place.counter_officer != event.officer:
+            raise ContractError("officer_mismatch", f"counter {event.counter!r} credits officer "
+                                f"{place.counter_officer!r} (registry), the rating names {event.officer!r}", "officer")
         elif place.has_qms:
             if now_ms - received_ms < s.hold_grace_s * 1000:
                 return HOLD

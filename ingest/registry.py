@@ -62,6 +62,7 @@ class Placement:
     has_qms: bool
     walkup_allowed: bool
     enforce_tickets: bool = True  # False only without a registry (development): no ticket rules at all
+    counter_officer: str | None = None  # officer credited at a counter of a centre without QMS
 
 
 def load_fleet_registry(path: Path) -> FleetRegistry:
@@ -165,7 +166,9 @@ class RegistryHolder:
         info = reg.centres.get(centre)
         if info is None:
             raise ContractError("unknown_device", f"centre {centre!r} of device {device!r} is not registered", "centre")
-        return Placement(info.province, info.has_qms, info.walkup_allowed)
+        officer = getattr(reg.counters.get((centre, dev.counter)), "officer", None)
+        return Placement(info.province, info.has_qms, info.walkup_allowed,
+                         counter_officer=officer if isinstance(officer, str) else None)
 
     def check_qms_counter(self, centre: str, counter: str) -> None:
         reg = self._registry

@@ -27,6 +27,8 @@ def ingest_config(mqtt: MqttSettings, db: InfluxQL, uid: str, *, api: str = "v1"
                   "retry_max_ms": 1000},
         # the golden payloads carry fixed 2025 timestamps: do not reject them as too old
         "clock": {"max_age_s": 20 * 365 * 86_400},
+        # persistent, but short-lived: a stopped test ingest must not collect the whole session's traffic
+        "session_expiry_s": 300,
     }
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(data.get(key), dict):
@@ -99,3 +101,109 @@ def rating(centre: str, device: str, counter: str, officer: str, ticket: str | N
 def ticket_closed(counter: str, officer: str, ticket: str, at: int | None = None) -> QmsEvent:
     return QmsEvent(v=1, type="ticket_closed", counter=counter, officer=officer, ticket=ticket, service="ho-tich",
                     at=at if at is not None else now_ms() - 1000)
+
+
+def write_fleet(root: Any, centre: str, devices: list[tuple[str, str]], *, has_qms: bool = False,
+                walkup_allowed: bool = False, province: str = "hue") -> Any:
+    """A fleet directory in the fleet tool's format: one centre, ``devices`` = [(device, counter)]."""
+    from pathlib import Path
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    lines = [f"[centre.{centre}]", 'name = "Trung tâm Phục vụ hành chính công"', f'province = "{province}"',
+             f"has_qms = {str(has_qms).lower()}", f"walkup_allowed = {str(walkup_allowed).lower()}", ""]
+    for _, counter in devices:
+        lines += [f"[centre.{centre}.counter.{counter}]", f'label = "Quầy {counter}"', ""]
+    (root / "centres.toml").write_text("\n".join(lines), encoding="utf-8")
+    dev_lines = []
+    for device, counter in devices:
+        dev_lines += [f"[device.{device}]", f'centre = "{centre}"', f'counter = "{counter}"', ""]
+    (root / "devices.toml").write_text("\n".join(dev_lines), encoding="utf-8")
+    (root / "officers.toml").write_text("", encoding="utf-8")
+    return root
+
+
+def publish_all(mqtt: MqttSettings, client_id: str, msgs: list[tuple[str, bytes]], timeout: float = 60) -> None:
+    """Publish at QoS 1 and return once the broker acknowledged every message."""
+    from device.publisher import RatingPublisher
+
+    pub = RatingPublisher(mqtt, client_id)
+    assert pub.start(), "publisher could not connect"
+    try:
+        infos = [pub.publish_raw(t, p) for t, p in msgs]
+        deadline = time.monotonic() + timeout
+        for info in infos:
+            info.wait_for_publish(timeout=max(0.1, deadline - time.monotonic()))
+            assert info.is_published(), "broker did not acknowledge every message"
+    finally:
+        pub.stop()
+
+
+class IngestProcess:
+    """``hailong ingest run --config FILE`` as a real subprocess (for SIGKILL / SIGTERM tests).
+
+    The MQTT password goes through the environment (HAILONG_INGEST__MQTT__PASSWORD), never the file.
+    """
+
+    def __init__(self, workdir: Any, cfg: IngestConfig, extra_toml: str = "") -> None:
+        import os
+        from pathlib import Path
+
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path = self.workdir / f"{cfg.client_id}.toml"
+        m, i, b = cfg.mqtt, cfg.influx, cfg.batch
+        text = f"""client_id = "{cfg.client_id}"
+share_group = "{cfg.share_group}"
+province = "{cfg.province}"
+log_level = "INFO"
+{f'registry = "{cfg.registry}"' if cfg.registry else ''}
+registry_poll_s = {cfg.registry_poll_s}
+{extra_toml}
+[mqtt]
+url = "{m.url}"
+username = "{m.username}"
+[influx]
+url = "{i.url}"
+api = "{i.api}"
+database = "{i.database}"
+[batch]
+size = {b.size}
+max_delay_ms = {b.max_delay_ms}
+max_in_flight = {b.max_in_flight}
+retry_initial_ms = {b.retry_initial_ms}
+retry_max_ms = {b.retry_max_ms}
+[integrity]
+hold_grace_s = {cfg.integrity.hold_grace_s}
+[health]
+stats_interval_s = {cfg.health.stats_interval_s}
+{'' if cfg.health.http_port is None else f'http_port = {cfg.health.http_port}'}
+"""
+        self.config_path.write_text(text, encoding="utf-8")
+        self.env = dict(os.environ, HAILONG_INGEST__MQTT__PASSWORD=m.secret() or "")
+        self.proc: Any = None
+        self.log_path = self.workdir / f"{cfg.client_id}.log"
+
+    def start(self) -> IngestProcess:
+        import subprocess
+        import sys
+
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "firmware_config.cli", "-v", "ingest", "run", "--config", str(self.config_path)],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 30) -> int:
+        return int(self.proc.wait(timeout))
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
