@@ -111,13 +111,14 @@ def centre_overview(s: DashboardSettings) -> Dashboard:
 
 
 def officer_scorecard(s: DashboardSettings) -> Dashboard:
-    k, tz = RATING_KEYS, s.timezone
+    k, tz, r = RATING_KEYS, s.timezone, s.use_rollups
     trend = Panel(
         "officer.weekly_trend", "timeseries", "Tỷ lệ hài lòng theo tuần: cán bộ và trung tâm",
         "Weekly satisfaction ratio of the selected officer(s) next to the whole centre (ISO weeks).",
-        (Target("A", rated_query(k, time=WEEK, tz=tz)), Target("B", satisfied_query(k, time=WEEK, tz=tz)),
-         Target("C", rated_query(CENTRE_KEYS, alias="centre_rated", time=WEEK, tz=tz)),
-         Target("D", satisfied_query(CENTRE_KEYS, alias="centre_satisfied", time=WEEK, tz=tz))),
+        (Target("A", rated_query(k, time=WEEK, tz=tz, rollup=r)),
+         Target("B", satisfied_query(k, time=WEEK, tz=tz, rollup=r)),
+         Target("C", rated_query(CENTRE_KEYS, alias="centre_rated", time=WEEK, tz=tz, rollup=r)),
+         Target("D", satisfied_query(CENTRE_KEYS, alias="centre_satisfied", time=WEEK, tz=tz, rollup=r))),
         (merge(), binary("satisfied", "/", "rated", RATIO),
          binary("centre_satisfied", "/", "centre_rated", "centre_ratio"),
          organize({RATIO: "Cán bộ", "centre_ratio": "Trung tâm"},
@@ -126,45 +127,51 @@ def officer_scorecard(s: DashboardSettings) -> Dashboard:
     reasons = Panel(
         "officer.reasons", "barchart", "Lý do chưa hài lòng",
         "How often each reason code was given (a rating may carry several).",
-        tuple(Target(chr(ord("A") + i), reason_query(code, k)) for i, code in enumerate(s.reasons)),
+        tuple(Target(chr(ord("A") + i), reason_query(code, k, rollup=r)) for i, code in enumerate(s.reasons)),
         (merge(), organize(dict(s.reasons))), width=12)
     ranking = ratio_table(
         "officer.ranking", f"Xếp hạng cán bộ trong trung tâm (n ≥ {s.min_sample})",
         f"Officers of the centre ranked by ratio; officers with fewer than {s.min_sample} rated tickets "
         "are not ranked (minimum-sample rule).", CENTRE_KEYS, ("officer",),
-        extra=(filter_at_least(RATED, s.min_sample),))
+        extra=(filter_at_least(RATED, s.min_sample),), rollup=r)
     # rank = row number after sorting by ratio: insert after the sort, before renaming
     ranked = (*ranking.transforms[:-1], row_index("rank0"), binary("rank0", "+", "1", "rank"),
               organize({**LABELS, "rank": "Hạng"}, exclude=("Time", "rank0")))
     ranking = dataclasses.replace(ranking, transforms=ranked)
     return Dashboard(
         "hl-officer", "Phiếu điểm cán bộ",
-        "Officer scorecard: weekly ratio trend vs the centre, counts and n, reasons, response rate, rank.",
+        "Officer scorecard: weekly ratio trend vs the centre, counts and n, reasons, response rate, rank. "
+        "Reads the daily rollups (rating_1d, ticket_1d, reason_1d): pick whole days.",
         (
             trend,
-            ratio_stat("officer.ratio", "Tỷ lệ hài lòng", "Satisfaction ratio over the selected range.", k),
+            ratio_stat("officer.ratio", "Tỷ lệ hài lòng", "Satisfaction ratio over the selected range.", k,
+                       rollup=r),
             ratio_stat("officer.response", "Tỷ lệ phản hồi", "Response rate over the selected range.", k,
-                       response=True),
+                       response=True, rollup=r),
             Panel("officer.by_class", "table", "Số lượt theo mức và n",
                   "Rated tickets per class; walk-up ratings never count for an officer.",
-                  (Target("A", rated_query(k, ("class",), alias="n")),), (organize(LABELS),), width=12),
+                  (Target("A", rated_query(k, ("class",), alias="n", rollup=r)),), (organize(LABELS),),
+                  width=12),
             reasons, ranking,
         ),
-        tag_variables("rating", RATING_KEYS), time_from="now-90d", timezone=tz)
+        # whole ISO weeks: the daily rollup is exact for ranges made of whole local days
+        tag_variables("rating", RATING_KEYS), time_from="now-12w/w", timezone=tz)
 
 
 def province_overview(s: DashboardSettings) -> Dashboard:
-    k = ("province", "service")
+    k, r = ("province", "service"), s.use_rollups
     return Dashboard(
         "hl-province", "Tổng quan tỉnh",
-        "Province overview: centres ranked by satisfaction ratio, with n and response rate.",
+        "Province overview: centres ranked by satisfaction ratio, with n and response rate. "
+        "Reads the daily rollups: pick whole days.",
         (
-            ratio_stat("province.ratio", "Tỷ lệ hài lòng toàn tỉnh", "Province satisfaction ratio.", k),
-            ratio_stat("province.response", "Tỷ lệ phản hồi toàn tỉnh", "Province response rate.", k, response=True),
+            ratio_stat("province.ratio", "Tỷ lệ hài lòng toàn tỉnh", "Province satisfaction ratio.", k, rollup=r),
+            ratio_stat("province.response", "Tỷ lệ phản hồi toàn tỉnh", "Province response rate.", k, response=True,
+                       rollup=r),
             ratio_table("province.centres", "Xếp hạng trung tâm", "Centres ranked by satisfaction ratio.", k,
-                        ("centre",)),
+                        ("centre",), rollup=r),
         ),
-        tag_variables("rating", k), time_from="now-30d", timezone=s.timezone)
+        tag_variables("rating", k), time_from="now-30d/d", timezone=s.timezone)
 
 
 def fleet_health(s: DashboardSettings) -> Dashboard:

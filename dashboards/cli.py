@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -56,6 +58,72 @@ def push(config: Path, dry_run: bool) -> None:
     click.echo(f"{len(changes)} change(s){' (dry run)' if dry_run else ''}")
 
 
+@dashboards.group()
+def rollup() -> None:
+    """Daily rollups (continuous queries) read by the officer and province dashboards."""
+
+
+def _influx_settings(config: Path | None, influx_url: str | None, database: str | None) -> DashboardSettings:
+    s = _settings(config)
+    return s.model_copy(update={k: v for k, v in (("influx_url", influx_url), ("database", database)) if v})
+
+
+_influx_options = [
+    click.option("--config", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                 help="TOML dashboard settings (influx_url, database, timezone, reasons)."),
+    click.option("--influx-url", default=None, help="InfluxDB URL (overrides the config file)."),
+    click.option("--db", "database", default=None, help="InfluxDB database (overrides the config file)."),
+]
+
+
+def influx_options(fn: Any) -> Any:
+    for option in reversed(_influx_options):
+        fn = option(fn)
+    return fn
+
+
+@rollup.command("install")
+@influx_options
+@click.option("--every", default="5m", show_default=True, help="How often the continuous queries run.")
+@click.option("--for", "resample_for", default="2d", show_default=True, help="How far back each run recomputes.")
+def rollup_install(config: Path | None, influx_url: str | None, database: str | None, every: str,
+                   resample_for: str) -> None:
+    """Create (or recreate) the continuous queries in InfluxDB."""
+    from ingest.influxql import InfluxQL, InfluxQueryError
+
+    from .rollup import install
+
+    s = _influx_settings(config, influx_url, database)
+    try:
+        for name in install(InfluxQL(s.influx_url, s.database), s, every, resample_for):
+            click.echo(name)
+    except InfluxQueryError as exc:
+        raise click.ClickException(f"InfluxDB refused: {exc}") from None
+
+
+@rollup.command("backfill")
+@influx_options
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), required=True, help="First local day, YYYY-MM-DD.")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), required=True, help="Last local day, YYYY-MM-DD.")
+def rollup_backfill(config: Path | None, influx_url: str | None, database: str | None, since: datetime,
+                    until: datetime) -> None:
+    """Recompute the rollups for whole local days (after late data or when first installing)."""
+    from zoneinfo import ZoneInfo
+
+    from ingest.influxql import InfluxQL, InfluxQueryError
+
+    from .rollup import backfill
+
+    s = _influx_settings(config, influx_url, database)
+    zone = ZoneInfo(s.timezone)
+    start, end = since.replace(tzinfo=zone), until.replace(tzinfo=zone) + timedelta(days=1)
+    try:
+        n = backfill(InfluxQL(s.influx_url, s.database, timeout=600), s, start, end)
+    except InfluxQueryError as exc:
+        raise click.ClickException(f"InfluxDB refused: {exc}") from None
+    click.echo(f"rollups recomputed for {since:%Y-%m-%d}..{until:%Y-%m-%d}: {n} rollup points written")
+
+
 @click.group()
 def report() -> None:
     """Reports built from InfluxDB."""
@@ -65,10 +133,7 @@ def report() -> None:
 @click.option("--centre", required=True, help="Centre id.")
 @click.option("--week", required=True, help="ISO week, e.g. 2026-W47.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("--influx-url", default=None, help="InfluxDB URL (overrides the config file).")
-@click.option("--db", "database", default=None, help="InfluxDB database (overrides the config file).")
-@click.option("--config", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="TOML dashboard settings (influx_url, database, timezone, min_sample, reasons).")
+@influx_options
 @click.option("--weeks-back", default=8, show_default=True, help="Previous weeks shown in the trend chart.")
 def weekly(centre: str, week: str, out_dir: Path, influx_url: str | None, database: str | None,
            config: Path | None, weeks_back: int) -> None:
@@ -83,8 +148,7 @@ def weekly(centre: str, week: str, out_dir: Path, influx_url: str | None, databa
         validate_id(centre, "centre")
     except ContractError as exc:
         raise click.BadParameter(exc.message, param_hint="--centre") from None
-    s = _settings(config)
-    s = s.model_copy(update={k: v for k, v in (("influx_url", influx_url), ("database", database)) if v})
+    s = _influx_settings(config, influx_url, database)
     try:
         iso = IsoWeek.parse(week)
     except ValueError as exc:

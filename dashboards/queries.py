@@ -10,6 +10,7 @@ centre with zero complaints is common while one with zero satisfied is not.
 from __future__ import annotations
 
 from .grafana import Panel, PanelKind, Target, Transform, binary, merge, organize, sort_by
+from .rollup import RATING_1D, REASON_1D, TICKET_1D
 
 # The tags of `rating` and `ticket` that template variables filter on.
 RATING_KEYS: tuple[str, ...] = ("province", "centre", "counter", "officer", "service")
@@ -48,31 +49,39 @@ def group_clause(group: tuple[str, ...], time: str = "", tz: str = "", fill: str
 
 
 def count_query(measurement: str, field: str, alias: str, keys: tuple[str, ...], where: str = "",
-                group: tuple[str, ...] = (), time: str = "", tz: str = "", fill: str = "") -> str:
+                group: tuple[str, ...] = (), time: str = "", tz: str = "", fill: str = "", agg: str = "count") -> str:
     extra = f" AND {where}" if where else ""
-    return (f'SELECT count("{field}") AS "{alias}" FROM "{measurement}" WHERE $timeFilter{extra}'
+    return (f'SELECT {agg}("{field}") AS "{alias}" FROM "{measurement}" WHERE $timeFilter{extra}'
             f"{tag_filters(keys)}{group_clause(group, time, tz, fill)}")
 
 
 def rated_query(keys: tuple[str, ...], group: tuple[str, ...] = (), alias: str = RATED, where: str = "",
-                time: str = "", tz: str = "") -> str:
+                time: str = "", tz: str = "", rollup: bool = False) -> str:
+    """Rated tickets; with ``rollup`` summed from the daily ``rating_1d`` counts (same tags)."""
     cond = "\"walkup\" = 'false'" + (f" AND {where}" if where else "")
-    return count_query("rating", "score", alias, keys, cond, group, time, tz, "none" if time else "")
+    fill = "none" if time else ""
+    if rollup:
+        return count_query(RATING_1D, "n", alias, keys, cond, group, time, tz, fill, agg="sum")
+    return count_query("rating", "score", alias, keys, cond, group, time, tz, fill)
 
 
 def satisfied_query(keys: tuple[str, ...], group: tuple[str, ...] = (), alias: str = SATISFIED,
-                    time: str = "", tz: str = "") -> str:
-    return rated_query(keys, group, alias, "\"class\" != 'not_satisfied'", time, tz)
+                    time: str = "", tz: str = "", rollup: bool = False) -> str:
+    return rated_query(keys, group, alias, "\"class\" != 'not_satisfied'", time, tz, rollup)
 
 
-def served_query(keys: tuple[str, ...], group: tuple[str, ...] = ()) -> str:
+def served_query(keys: tuple[str, ...], group: tuple[str, ...] = (), rollup: bool = False) -> str:
+    if rollup:
+        return count_query(TICKET_1D, "n", SERVED, keys, "", group, agg="sum")
     return count_query("ticket", "ticket", SERVED, keys, "", group)
 
 
-def ratio_targets(keys: tuple[str, ...], group: tuple[str, ...] = (), served: bool = False) -> tuple[Target, ...]:
-    targets = [Target("A", rated_query(keys, group)), Target("B", satisfied_query(keys, group))]
+def ratio_targets(keys: tuple[str, ...], group: tuple[str, ...] = (), served: bool = False,
+                  rollup: bool = False) -> tuple[Target, ...]:
+    targets = [Target("A", rated_query(keys, group, rollup=rollup)),
+               Target("B", satisfied_query(keys, group, rollup=rollup))]
     if served:
-        targets.append(Target("C", served_query(keys, group)))
+        targets.append(Target("C", served_query(keys, group, rollup)))
     return tuple(targets)
 
 
@@ -86,21 +95,23 @@ def ratio_transforms(served: bool = False) -> tuple[Transform, ...]:
 
 
 def ratio_stat(key: str, title: str, description: str, keys: tuple[str, ...], time_from: str = "",
-               response: bool = False) -> Panel:
+               response: bool = False, rollup: bool = False) -> Panel:
     """A single number: satisfaction ratio, or response rate when ``response``."""
-    return Panel(key, "stat", title, description, ratio_targets(keys, served=response),
+    return Panel(key, "stat", title, description, ratio_targets(keys, served=response, rollup=rollup),
                  ratio_transforms(served=response), unit="percentunit", decimals=1,
                  value_field=RESPONSE if response else RATIO, time_from=time_from, width=6, height=5)
 
 
 def ratio_table(key: str, title: str, description: str, keys: tuple[str, ...], group: tuple[str, ...],
-                kind: PanelKind = "table", extra: tuple[Transform, ...] = ()) -> Panel:
+                kind: PanelKind = "table", extra: tuple[Transform, ...] = (), rollup: bool = False) -> Panel:
     """Rated, satisfied, not satisfied, served, ratio and response rate per ``group``, best first."""
-    return Panel(key, kind, title, description, ratio_targets(keys, group, served=True),
+    return Panel(key, kind, title, description, ratio_targets(keys, group, served=True, rollup=rollup),
                  (*ratio_transforms(served=True), *extra, sort_by(RATIO),
                   organize({k: v for k, v in LABELS.items()})), width=12, height=9)
 
 
-def reason_query(code: str, keys: tuple[str, ...]) -> str:
+def reason_query(code: str, keys: tuple[str, ...], rollup: bool = False) -> str:
+    if rollup:  # reason_1d has one per-day count field per reason code
+        return count_query(REASON_1D, code, code, keys, "\"walkup\" = 'false'", agg="sum")
     # reasons is a comma list in one string field: match the code as a whole item
     return rated_query(keys, alias=code, where=f'"reasons" =~ /(^|,){code}(,|$)/')

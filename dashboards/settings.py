@@ -47,6 +47,8 @@ class DashboardSettings(BaseModel):
     min_sample: int = Field(default=30, ge=1, description="Minimum rated tickets before an officer is ranked")
     top_run_length: int = Field(default=15, ge=2, description="Unbroken top scores at one counter worth flagging")
     rejected_spike: int = Field(default=20, ge=1, description="Rejections per centre in 5 min that raise an alert")
+    use_rollups: bool = Field(default=True, description="Officer and province dashboards read the daily rollups "
+                              "(hailong dashboards rollup install); false = raw points, slow over months")
     ingest_stall_s: int = Field(default=120, ge=30, description="No ingest_stats point for this long = stalled")
     reasons: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_REASONS),
                                     description="Reason code -> Vietnamese label, as configured on devices")

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 
 import pytest
 
+from dashboards.rollup import backfill
 from dashboards.settings import DashboardSettings
 from firmware_config.localstack import InfluxServer
 from ingest.influxql import InfluxQL
 
-from .seed import Seed, build_seed, write_points
+from .seed import FIRST_MONDAY, NOW, Seed, build_seed, write_points
 
 
 @dataclass(frozen=True)
@@ -30,5 +31,7 @@ def seeded(influx_server: InfluxServer) -> Iterator[Seeded]:
     seed = build_seed()
     write_points(influx_server.url, db.database, seed.points)
     settings = DashboardSettings(influx_url=influx_server.url, database=db.database, min_sample=30)
+    # the daily rollups the long-range dashboards read, computed as the continuous queries would
+    assert backfill(db, settings, FIRST_MONDAY, NOW) > 0
     yield Seeded(db, seed, settings)
     db.drop_database()

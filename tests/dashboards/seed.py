@@ -25,7 +25,7 @@ from ingest.points import rating_point, rejected_point, status_point
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 FIRST_MONDAY = datetime(2026, 10, 26, tzinfo=TZ)  # 2026-W44
 WEEKS = 4
-NOW = datetime(2026, 11, 20, 15, 0, tzinfo=TZ)  # Friday of 2026-W47, the tests' "now"
+NOW = datetime(2026, 11, 20, 20, 0, tzinfo=TZ)  # Friday evening of 2026-W47, the tests' "now"
 REASONS = ("thai_do", "thoi_gian_cho", "huong_dan", "thu_tuc", "di_lai", "co_so_vat_chat")
 CENTRES = {  # centre -> (province, scale, officers)
     "c-ba": ("hn", 4, ("o-an", "o-binh", "o-chi")),

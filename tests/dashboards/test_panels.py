@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 from collections.abc import Callable
@@ -273,3 +274,17 @@ def test_per_centre_copy_shows_only_its_centre(seeded: Seeded) -> None:
     want = ratios(seeded.seed, FULL.start_ms, FULL.end_ms, {"centre": ["c-hk"]}, ("centre", "counter"))
     assert {(r[L["centre"]], r[L["counter"]]): r[L["rated"]] for r in table.rows} == {
         k: w.rated for k, w in want.items()}
+
+
+ROLLUP_KEYS = sorted(k for k in CHECKS if k.split(".")[0] in ("officer", "province"))
+
+
+@pytest.mark.parametrize("sel", (ALL, ONE_OFFICER), ids=["all", "one-officer"])
+@pytest.mark.parametrize("key", ROLLUP_KEYS)
+def test_raw_mode_panels_equal_seed_too(seeded: Seeded, key: str, sel: Selection) -> None:
+    """use_rollups = false (no continuous queries installed): the same numbers from the raw points."""
+    raw = dataclasses.replace(seeded, settings=seeded.settings.model_copy(update={"use_rollups": False}))
+    shown = Shown(raw, key, sel)
+    assert not any("_1d" in t["query"] for t in shown.panel["targets"])
+    assert any("_1d" in t["query"] for t in Shown(seeded, key, sel).panel["targets"])
+    CHECKS[key](raw, key, sel)
