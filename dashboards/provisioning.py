@@ -135,7 +135,7 @@ def datasource_yaml(s: DashboardSettings) -> Json:
     return {"apiVersion": 1, "datasources": [{
         "name": s.datasource_name, "uid": s.datasource_uid, "type": "influxdb", "access": "proxy",
         "url": s.influx_url, "database": s.database, "isDefault": True, "editable": False,
-        "jsonData": {"httpMode": "GET", "version": "InfluxQL", "timeInterval": "10s"},
+        "jsonData": {"httpMode": "GET", "version": "InfluxQL", "timeInterval": "10s", "dbName": s.database},
         # credentials come from the environment at Grafana start, never from this file
         "user": "${HAILONG_INFLUX_USER}", "secureJsonData": {"password": "${HAILONG_INFLUX_PASSWORD}"},
     }]}
