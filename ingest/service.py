@@ -2,9 +2,12 @@
 
 Threads:
 - paho's network thread only enqueues messages (never blocks, never raises);
-- one worker thread judges, batches, writes, and acks after the write; it also
-  re-judges held ratings, reloads the registry, writes self-metrics and feeds
-  the liveness signal, so none of that state needs locks.
+- the worker thread judges and batches; it also re-judges held ratings,
+  reloads the registry and feeds the liveness signal, so none of that state
+  needs locks;
+- the writer thread writes each batch (retrying) and then acks its messages, in
+  batch order. One batch is judged while the previous one is being written
+  (the handoff queue holds one batch, so memory stays bounded).
 
 Back-pressure comes from MQTT 5 "receive maximum": the broker hands us at most
 ``batch.max_in_flight`` un-acked messages, so memory is bounded while InfluxDB
@@ -38,6 +41,7 @@ from .config import IngestConfig
 from .handlers import Handled, MessageHandler
 from .health import HealthServer, sd_notify
 from .influxql import InfluxQL, InfluxQueryError
+from .lineproto import Point
 from .registry import RegistryHolder
 from .stats import IngestStats
 from .writer import Writer, make_writer
@@ -87,6 +91,9 @@ class IngestService:
         self._reload_requested = threading.Event()
         self._generation = 0
         self._worker: threading.Thread | None = None
+        self._writer: threading.Thread | None = None
+        # (messages to ack, points, started, best_effort) or None = no more batches
+        self._to_write: queue.Queue[tuple[list[Inbound], list[Point], float, bool] | None] = queue.Queue(1)
         self._heartbeat = time.monotonic()
         self._health: HealthServer | None = None
         self._client = make_client(config.mqtt, config.client_id)
@@ -161,6 +168,8 @@ class IngestService:
             kwargs["clean_start"] = False
         self._client.connect_async(self.config.mqtt.host, self.config.mqtt.port, **kwargs)  # type: ignore[arg-type]
         self._client.loop_start()
+        self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
+        self._writer.start()
         self._worker = threading.Thread(target=self._work, name="ingest-worker", daemon=True)
         self._worker.start()
         if wait_connected and not self._connected.wait(wait_connected):
@@ -174,6 +183,8 @@ class IngestService:
         self._stop.set()
         if self._worker is not None:
             self._worker.join(timeout)
+        if self._writer is not None:
+            self._writer.join(timeout)
         self._client.disconnect()
         self._client.loop_stop()
         self.batches.close()
@@ -254,6 +265,7 @@ class IngestService:
                     self._stop.wait(1)
                 last_recheck = now
             if stopping:
+                self._to_write.put(None)
                 return
             if self._reload_requested.is_set() or (
                     self.config.registry_poll_s > 0 and now - last_poll >= self.config.registry_poll_s
@@ -286,21 +298,36 @@ class IngestService:
         self._held += [m for m, h in todo if h.held]
         self.stats.held = len(self._held)
         points = [p for _, h in done for p in h.points]
-        if points and not self.batches.write(points, self._stop, self._beat):
-            self._held += [m for m, _ in done]  # stopping with InfluxDB down: leave un-acked
-            return
+        self._to_write.put(([m for m, _ in done], points, started, False))
+
+    def _write_loop(self) -> None:
+        while True:
+            item = self._to_write.get()
+            if item is None:
+                return
+            msgs, points, started, best_effort = item
+            try:
+                if best_effort:
+                    self.batches.write_once(points)
+                    continue
+                if points and not self.batches.write(points, self._stop, self._beat):
+                    continue  # stopping with InfluxDB down: leave un-acked, the broker redelivers
+                self._ack(msgs)
+                self.stats.record_batch(len(points), time.monotonic() - started)
+            except Exception:  # a bug must not kill the writer: these messages stay un-acked
+                log.exception("unexpected error writing a batch of %d points; not acked", len(points))
+
+    def _ack(self, msgs: list[Inbound]) -> None:
         generation = self._generation
-        for m, _ in done:
+        for m in msgs:
             if m.generation != generation:
                 self.stats.abandoned += 1  # its mid belongs to a dead connection; it was redelivered
-            elif m.qos > 0:
+                continue
+            if m.qos > 0:
                 self._client.ack(m.mid, m.qos)
-                self.stats.acked += 1
-            else:
-                self.stats.acked += 1
-        self.stats.record_batch(len(points), time.monotonic() - started)
+            self.stats.acked += 1
 
     def write_stats(self) -> None:
         """Write one ingest_stats point (best effort: a failure is logged, never retried)."""
         log.info("stats: %s", self.stats.summary())
-        self.batches.write_once([self.stats.point(self.config.client_id, self._clock_ns())])
+        self._to_write.put(([], [self.stats.point(self.config.client_id, self._clock_ns())], 0.0, True))
