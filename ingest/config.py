@@ -141,5 +141,13 @@ class IngestConfig(_Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level")
 
 
+def _resolve_relative(cfg: IngestConfig, base: Path) -> IngestConfig:
+    """A relative registry path in ingest.toml means relative to that file, not to the cwd."""
+    if cfg.registry is not None and not cfg.registry.is_absolute():
+        return cfg.model_copy(update={"registry": (base / cfg.registry).resolve()})
+    return cfg
+
+
 def load_config(path: Path | str | None, environ: dict[str, str] | None = None) -> IngestConfig:
-    return load_model(IngestConfig, path, "HAILONG_INGEST", environ)
+    cfg = load_model(IngestConfig, path, "HAILONG_INGEST", environ)
+    return _resolve_relative(cfg, Path(path).parent if path is not None else Path.cwd())
