@@ -52,6 +52,17 @@ class Screens(ScreenManager):
         super().__init__(transition=NoTransition(), **kw)
         self.terminal = terminal
 
+    # ScreenManager drops touches while a transition "runs"; ours (NoTransition) has nothing to
+    # show, so a citizen tapping the instant a screen appears must not be ignored.
+    def on_touch_down(self, touch: Any) -> bool:
+        return bool(super(ScreenManager, self).on_touch_down(touch))
+
+    def on_touch_move(self, touch: Any) -> bool:
+        return bool(super(ScreenManager, self).on_touch_move(touch))
+
+    def on_touch_up(self, touch: Any) -> bool:
+        return bool(super(ScreenManager, self).on_touch_up(touch))
+
     def press(self, score: int) -> None:
         self.terminal.press(score, "touch")
 

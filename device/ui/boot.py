@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 
 
-def prepare_kivy(width: int = 800, height: int = 480, fullscreen: bool = False, maxfps: int = 60,
+def prepare_kivy(width: int = 800, height: int = 480, fullscreen: bool = False, maxfps: int = 30,
                  home: str | None = None) -> None:
     # Our own CLI parses argv; Kivy must not. Console log off: we log through `logging`.
     os.environ.setdefault("KIVY_NO_ARGS", "1")
-    os.environ.setdefault("KIVY_NO_CONSOLELOG", "1")
-    os.environ.setdefault("KIVY_NO_FILELOG", "1")
+    if not os.environ.get("HAILONG_KIVY_LOG"):  # HAILONG_KIVY_LOG=1 shows Kivy's own log (debugging)
+        os.environ.setdefault("KIVY_NO_CONSOLELOG", "1")
+        os.environ.setdefault("KIVY_NO_FILELOG", "1")
     if home:
         os.environ["KIVY_HOME"] = home
     from kivy.config import Config
@@ -19,7 +20,10 @@ def prepare_kivy(width: int = 800, height: int = 480, fullscreen: bool = False, 
     Config.set("graphics", "height", str(height))
     Config.set("graphics", "fullscreen", "auto" if fullscreen else "0")
     Config.set("graphics", "resizable", "1")
-    # The idle screen never changes, so the loop only has to wake for touches and timers.
-    Config.set("graphics", "maxfps", str(maxfps))
+    # The idle screen never changes, so the loop only has to wake for touches and timers. 30 fps
+    # halves idle CPU against Kivy's 60 (bench/device_idle.py) and still answers a tap in one frame.
+    Config.set("graphics", "maxfps", os.environ.get("HAILONG_KIVY_MAXFPS", str(maxfps)))
     Config.set("kivy", "exit_on_escape", "0")
+    if not os.environ.get("HAILONG_KIVY_LOG"):
+        Config.set("kivy", "log_level", "warning")
     Config.set("input", "mouse", "mouse,disable_multitouch")

@@ -1,0 +1,165 @@
+"""Benchmark: tap -> "Cảm ơn" frame on the real Kivy terminal, including the outbox commit.
+
+    python bench/device_latency.py [--taps 120]
+
+Starts its own Xvfb (unless DISPLAY is set) and a private Mosquitto, runs the
+terminal with its SQLite outbox on disk (bench/out/, not tmpfs, so the fsync of
+synchronous=FULL is real), and for each citizen: closes a ticket, waits for the
+prompt frame, dispatches a touch on a level tile through the window's input
+path, and stops the clock at the first frame flipped with the THANKS screen.
+Also reports the outbox commit alone. Prints a JSON summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+OUT = ROOT / "bench" / "out" / "device"
+PROMPT_SETTLE_S = float(os.environ.get("BENCH_SETTLE", "0.1"))
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
+
+
+def start_xvfb() -> subprocess.Popen[bytes] | None:
+    if os.environ.get("DISPLAY"):
+        return None
+    n = next(n for n in range(200, 300) if not Path(f"/tmp/.X{n}-lock").exists())
+    proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not Path(f"/tmp/.X11-unix/X{n}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.environ["DISPLAY"] = f":{n}"
+    return proc
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--taps", type=int, default=120)
+    args = ap.parse_args()
+    xvfb = start_xvfb()
+    shutil.rmtree(OUT, ignore_errors=True)
+    OUT.mkdir(parents=True)
+    from device.ui.boot import prepare_kivy
+
+    prepare_kivy(800, 480, home=tempfile.mkdtemp(prefix="kivy-bench-"))
+    from kivy.clock import Clock
+    from kivy.core.window import Window
+    from kivy.tests.common import UnitTestTouch
+
+    from broker.contract import QmsEvent
+    from device.config import DeviceConfig
+    from device.runtime import DeviceRuntime
+    from device.state import State
+    from device.ui.app import TerminalApp, kivy_dispatch
+    from firmware_config.localstack import MosquittoServer
+
+    broker = MosquittoServer(OUT / "mosquitto").start()
+    cfg = DeviceConfig.model_validate({
+        "device_id": "bench-t01", "centre": "bench", "counter": "q01", "centre_name": "Trung tâm Phục vụ HCC",
+        "counter_label": "Quầy 1", "officer_names": {"cb01": "Nguyễn Thị Lan"}, "thanks_s": 0.5,
+        "fullscreen": False, "outbox": {"path": str(OUT / "outbox.sqlite3")},
+        "mqtt": {"url": f"mqtt://127.0.0.1:{broker.port}", "username": broker.username,
+                 "password": broker.password},
+    })
+    rt = DeviceRuntime(cfg, kivy_dispatch)
+    app = TerminalApp(rt.terminal, cfg.device_id)
+    term = rt.terminal
+    taps: list[float] = []
+    commits: list[float] = []
+    orig_commit = rt.outbox.commit
+
+    def timed_commit(draft):  # type: ignore[no-untyped-def]
+        t = time.perf_counter()
+        try:
+            return orig_commit(draft)
+        finally:
+            commits.append((time.perf_counter() - t) * 1000)
+
+    rt.outbox.commit = timed_commit  # type: ignore[method-assign]
+    st: dict[str, float | int | str] = {"phase": "close", "n": 0, "t0": 0.0, "since": 0.0}
+
+    def on_flip(*_a: object) -> None:
+        if st["phase"] == "tapped" and term.state == State.THANKS and app.screens is not None \
+                and app.screens.current == "thanks":
+            taps.append((time.perf_counter() - float(st["t0"])) * 1000)
+            st["phase"] = "wait_idle"
+
+    def step(_dt: float) -> None:
+        phase = st["phase"]
+        if os.environ.get("BENCH_DEBUG"):
+            print(phase, term.state, st["n"], file=sys.__stderr__)
+        now = time.monotonic()
+        if phase == "close":
+            n = int(st["n"])
+            if n >= args.taps:
+                app.stop()
+                return
+            term.on_qms(QmsEvent(v=1, type="officer_login", counter="q01", officer="cb01", at=0)) if n == 0 else None
+            term.on_qms(QmsEvent(v=1, type="ticket_closed", counter="q01", officer="cb01", ticket=f"B-{n}",
+                                 at=time.time_ns() // 1_000_000))
+            st.update(phase="prompt", since=now)
+        elif phase == "prompt" and term.state == State.PROMPT and now - float(st["since"]) > PROMPT_SETTLE_S:
+            screen = app.current_screen()
+            tile = screen.tile(4 - int(st["n"]) % 2)  # top two levels: no reasons screen in between
+            x, y = tile.to_window(*tile.center)
+            if os.environ.get("BENCH_DEBUG"):
+                print("tap", x, y, tile.size, Window.size, app.screens.current, file=sys.__stderr__)
+            touch = UnitTestTouch(x, y)
+            st.update(phase="tapped", t0=time.perf_counter())
+            touch.touch_down()
+            touch.touch_up()
+        elif phase == "tapped" and time.perf_counter() - float(st["t0"]) > 2.0:
+            st.update(phase="prompt", since=now, missed=int(st.get("missed", 0)) + 1)  # tap lost: tap again
+        elif phase == "wait_idle" and term.state == State.IDLE:
+            st.update(phase="close", n=int(st["n"]) + 1)
+
+    def begin(_app: TerminalApp) -> None:
+        Window.bind(on_flip=on_flip)
+        Window.size = (800, 480)
+        # let the window settle (first frames, size) before the first citizen
+        Clock.schedule_once(lambda _dt: Clock.schedule_interval(step, 0.01), 1.0)
+
+    app.on_started = begin
+    rt.start()
+    try:
+        app.run()
+    finally:
+        rt.stop()
+        broker.stop()
+    result = {
+        "taps": len(taps),
+        "tap_to_thanks_ms": {"p50": round(statistics.median(taps), 1), "p99": round(pct(taps, 99), 1),
+                             "max": round(max(taps), 1)},
+        "outbox_commit_ms": {"p50": round(statistics.median(commits), 2), "p99": round(pct(commits, 99), 2)},
+        "maxfps": int(os.environ.get("HAILONG_KIVY_MAXFPS", "30")),
+        "missed_taps": st.get("missed", 0),
+        "ignored_presses": dict(term.stats.ignored),
+    }
+    print(json.dumps(result, indent=1), flush=True)
+    if xvfb is not None:  # last: Xlib exits the process when its server goes away
+        xvfb.terminate()
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except BaseException:
+        import traceback
+
+        traceback.print_exc(file=sys.__stderr__)  # Kivy replaces sys.stderr with its logger
+        raise
