@@ -95,6 +95,7 @@ class IngestService:
         # (messages to ack, points, started, best_effort) or None = no more batches
         self._to_write: queue.Queue[tuple[list[Inbound], list[Point], float, bool] | None] = queue.Queue(1)
         self._heartbeat = time.monotonic()
+        self._last_watchdog = 0.0
         self._health: HealthServer | None = None
         self._client = make_client(config.mqtt, config.client_id)
         self._client.manual_ack_set(True)
@@ -223,9 +224,10 @@ class IngestService:
 
     def _beat(self) -> None:
         now = time.monotonic()
-        if now - self._heartbeat >= WATCHDOG_EVERY_S:
-            sd_notify("WATCHDOG=1")
         self._heartbeat = now
+        if now - self._last_watchdog >= WATCHDOG_EVERY_S:
+            self._last_watchdog = now
+            sd_notify("WATCHDOG=1")
 
     # ------------------------------------------------------------------ worker
 

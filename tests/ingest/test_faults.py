@@ -276,3 +276,22 @@ def test_sigterm_flushes_and_healthz_and_stats(mqtt_settings: MqttSettings, infl
         assert len(stored) == len(set(stored)) == len(ids) and set(stored) == ids
     finally:
         proc.stop()
+
+
+def test_systemd_notify_ready_and_watchdog(mqtt_settings: MqttSettings, influx_db: InfluxQL, tmp_path: Path,
+                                           uid: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under systemd (Type=notify, WatchdogSec=) the service says READY=1, then WATCHDOG=1 while it runs."""
+    import socket
+
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(10)
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    svc = start_ingest(mqtt_settings, influx_db, uid)
+    try:
+        seen = {sock.recv(64).decode(), sock.recv(64).decode()}
+    finally:
+        svc.stop()
+        sock.close()
+    assert seen == {"READY=1", "WATCHDOG=1"}
