@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 
@@ -14,6 +15,11 @@ def prepare_kivy(width: int = 800, height: int = 480, fullscreen: bool = False, 
         os.environ.setdefault("KIVY_NO_FILELOG", "1")
     if home:
         os.environ["KIVY_HOME"] = home
+    if not os.environ.get("HAILONG_KIVY_LOG"):
+        # Kivy logs its start-up banner through `logging` before its own level applies
+        # (and resets the level when it loads): a filter survives that
+        logging.getLogger("kivy").addFilter(
+            lambda r: r.levelno >= logging.WARNING and not r.getMessage().startswith("Config:"))
     from kivy.config import Config
 
     Config.set("graphics", "width", str(width))
