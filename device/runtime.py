@@ -17,7 +17,7 @@ from broker.contract import DeviceConfigUpdate
 from .config import DeviceConfig
 from .link import DeviceLink
 from .outbox import Outbox
-from .state import Clock, RatingDraft, Terminal
+from .state import Clock, RatingDraft, State, Terminal
 
 log = logging.getLogger("hailong.device")
 
@@ -75,11 +75,22 @@ class DeviceRuntime:
             on_qms=self.terminal.on_qms, on_config=self.apply_update, state=lambda: self.terminal.state.value,
             dispatch=dispatch, heartbeat_s=config.heartbeat_s,
         )
+        self._reported: tuple[bool, bool] | None = None
+        self.terminal.listeners.append(lambda _v: self._report_if_changed())
+
+    def _report_if_changed(self) -> None:
+        # Technicians should not wait a heartbeat to see a terminal go out of service or its
+        # outbox pass the high-water mark: publish the status at once when either flips.
+        now = (self.terminal.state == State.OUT_OF_SERVICE, self.outbox.nearly_full)
+        if now != self._reported:
+            self._reported = now
+            self.link.publish_status()
 
     # RatingSink for the terminal: durable first, then hand to the drain thread
     def commit(self, draft: RatingDraft) -> object:
         event = self.outbox.commit(draft)
         self.link.kick()
+        self._report_if_changed()
         return event
 
     def has_room(self) -> bool:

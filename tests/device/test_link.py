@@ -85,6 +85,9 @@ def test_closed_ticket_prompt_touch_rating_arrives_once_with_sent_at(running: Ru
         now = running.rt.terminal.clock.wall_ms()
         qms(cfg, mqtt_settings, "officer_login", None, now)
         wait_until(lambda: running.rt.terminal.state == State.IDLE, 5, what="idle after login")
+        # leaving OUT_OF_SERVICE is reported at once, not at the next heartbeat
+        wait_until(lambda: any(s.state == "idle" for s in map(parse_status, col.payloads("/status"))), 2,
+                   what="status idle published on the state change (heartbeat is 5 s)")
         qms(cfg, mqtt_settings, "ticket_called", "A-1024", now)
         qms(cfg, mqtt_settings, "ticket_closed", "A-1024", now)
         wait_until(lambda: running.rt.terminal.state == State.PROMPT, 5, what="prompt after close")
