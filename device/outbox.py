@@ -5,8 +5,9 @@
 - ``seq`` is allocated in the same transaction as the insert and persisted in
   ``meta``, so it stays device-monotonic across restarts and is the drain order.
 - A rating leaves the outbox only when the broker acknowledged it (PUBACK), via
-  :meth:`Outbox.delete`. A rating the broker refuses (MQTT 5 reason code) is
-  moved to ``parked`` with the reason, never silently dropped.
+  :meth:`Outbox.delete` (not fsynced: a lost delete means a harmless re-send).
+  A rating the broker refuses (MQTT 5 reason code) is moved to ``parked`` with
+  the reason, never silently dropped.
 - Bounded: at ``max_ratings`` unsent ratings :meth:`commit` raises
   :class:`StorageFull` and the terminal goes out of service until the broker is
   reachable again. Queued ratings are never evicted: an officer's score must not
@@ -68,6 +69,12 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        # Deletes after PUBACK go through a second connection with synchronous=NORMAL: losing one
+        # (power cut before the next checkpoint) only re-sends that rating with the same event_id,
+        # which the ingest dedupes. Not fsyncing each ack keeps the disk free for the commits
+        # a citizen is waiting on, and lets the MQTT thread keep up with PUBACKs.
+        self._acks = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=10)
+        self._acks.execute("PRAGMA synchronous=NORMAL")
         self._depth = int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
 
     # ------------------------------------------------------------------ the UI side
@@ -112,7 +119,7 @@ class Outbox:
     def delete(self, seq: int) -> None:
         """The broker acknowledged this rating (PUBACK): it may leave the outbox."""
         with self._lock:
-            cur = self._db.execute("DELETE FROM outbox WHERE seq=?", (seq,))
+            cur = self._acks.execute("DELETE FROM outbox WHERE seq=?", (seq,))
             self._depth -= cur.rowcount
 
     def park(self, seq: int, reason: str) -> None:
@@ -147,4 +154,5 @@ class Outbox:
 
     def close(self) -> None:
         with self._lock:
+            self._acks.close()
             self._db.close()
