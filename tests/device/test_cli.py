@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
@@ -17,6 +16,7 @@ from gpiozero.pins.mock import MockFactory
 from broker.contract import QmsEvent, parse_qms, parse_rating, parse_status, qms_topic, rating_topic, status_topic
 from broker.mqtt import MqttSettings
 from device.config import DeviceConfig
+from device.demo import launch_demo_terminal
 from device.runner import run_headless
 from firmware_config.cli import main
 from tests.support.waiting import wait_until
@@ -75,21 +75,25 @@ def test_button_only_unit_rates_through_the_broker(mqtt_settings: MqttSettings, 
 
 
 def test_demo_opens_a_window_fed_by_the_simulated_queue(xvfb: str, mqtt_settings: MqttSettings, uid: str,
-                                                         tmp_path: Path) -> None:
+                                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     centre, device = f"demo-{uid}", f"demo-t-{uid}"
     col = Collector(mqtt_settings, f"col-{uid}", [qms_topic(centre, "q01"), status_topic(centre, device)]).start()
-    env = os.environ | {"DISPLAY": xvfb, "KIVY_HOME": str(tmp_path / "kivy"),
-                        "HAILONG_DEVICE_PASSWORD": mqtt_settings.secret() or ""}
-    proc = subprocess.Popen([sys.executable, "-m", "firmware_config.cli", "device", "run", "--demo",
-                             "--broker", mqtt_settings.url, "--username", mqtt_settings.username or "",
-                             "--device", device, "--centre", centre], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    monkeypatch.setenv("KIVY_HOME", str(tmp_path / "kivy"))
+    monkeypatch.chdir(tmp_path)  # the demo keeps its outbox under ./.hailong/device-demo
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert launch_demo_terminal(mqtt_settings.url, mqtt_settings.username, mqtt_settings.secret()) is None
+    monkeypatch.setenv("DISPLAY", xvfb)
+    proc = launch_demo_terminal(mqtt_settings.url, mqtt_settings.username, mqtt_settings.secret(),
+                                device=device, centre=centre, log_file=tmp_path / "demo.log")
+    assert proc is not None
     try:
         wait_until(lambda: any(parse_qms(p).type == "ticket_called" for p in col.payloads("/q01")), 30,
                    what="simulated queue calling a ticket")
         wait_until(lambda: any(parse_status(p).online for p in col.payloads("/status")), 10, what="demo online")
-        assert proc.poll() is None, "demo terminal exited"
+        assert proc.poll() is None, (tmp_path / "demo.log").read_text(errors="replace")
         assert (tmp_path / ".hailong" / "device-demo" / f"{device}-outbox.sqlite3").exists()
+        assert mqtt_settings.secret() not in " ".join(map(str, proc.args))  # type: ignore[arg-type]
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
