@@ -10,7 +10,7 @@ centre with zero complaints is common while one with zero satisfied is not.
 from __future__ import annotations
 
 from .grafana import Panel, PanelKind, Target, Transform, binary, merge, organize, sort_by
-from .rollup import RATING_1D, REASON_1D, TICKET_1D
+from .rollup import RATING_1D, RATING_CENTRE_1D, REASON_1D, TICKET_1D, TICKET_CENTRE_1D
 
 # The tags of `rating` and `ticket` that template variables filter on.
 RATING_KEYS: tuple[str, ...] = ("province", "centre", "counter", "officer", "service")
@@ -55,13 +55,18 @@ def count_query(measurement: str, field: str, alias: str, keys: tuple[str, ...],
             f"{tag_filters(keys)}{group_clause(group, time, tz, fill)}")
 
 
+def _centre_level(keys: tuple[str, ...], group: tuple[str, ...]) -> bool:
+    return not {"counter", "officer", "device"} & (set(keys) | set(group))
+
+
 def rated_query(keys: tuple[str, ...], group: tuple[str, ...] = (), alias: str = RATED, where: str = "",
                 time: str = "", tz: str = "", rollup: bool = False) -> str:
-    """Rated tickets; with ``rollup`` summed from the daily ``rating_1d`` counts (same tags)."""
+    """Rated tickets; with ``rollup`` summed from the daily counts (the centre-level ones when possible)."""
     cond = "\"walkup\" = 'false'" + (f" AND {where}" if where else "")
     fill = "none" if time else ""
     if rollup:
-        return count_query(RATING_1D, "n", alias, keys, cond, group, time, tz, fill, agg="sum")
+        table = RATING_CENTRE_1D if _centre_level(keys, group) else RATING_1D
+        return count_query(table, "n", alias, keys, cond, group, time, tz, fill, agg="sum")
     return count_query("rating", "score", alias, keys, cond, group, time, tz, fill)
 
 
@@ -72,7 +77,8 @@ def satisfied_query(keys: tuple[str, ...], group: tuple[str, ...] = (), alias: s
 
 def served_query(keys: tuple[str, ...], group: tuple[str, ...] = (), rollup: bool = False) -> str:
     if rollup:
-        return count_query(TICKET_1D, "n", SERVED, keys, "", group, agg="sum")
+        table = TICKET_CENTRE_1D if _centre_level(keys, group) else TICKET_1D
+        return count_query(table, "n", SERVED, keys, "", group, agg="sum")
     return count_query("ticket", "ticket", SERVED, keys, "", group)
 
 

@@ -30,6 +30,12 @@ from .settings import DashboardSettings
 RATING_1D = "rating_1d"
 TICKET_1D = "ticket_1d"
 REASON_1D = "reason_1d"
+# Centre-level copies without counter/officer/device: InfluxDB 1.x query time grows with the
+# number of series touched, and a province-wide panel on rating_1d still touches one series
+# per counter x officer x service x class (bench/RESULTS.md); these have ~50 per centre.
+RATING_CENTRE_1D = "rating_centre_1d"
+TICKET_CENTRE_1D = "ticket_centre_1d"
+CENTRE_TAGS = '"province", "centre", "service", "class", "walkup"'
 
 
 def day_offset(tz: str) -> str:
@@ -45,9 +51,14 @@ def day_offset(tz: str) -> str:
 def rollup_selects(s: DashboardSettings) -> dict[str, str]:
     """CQ name -> the SELECT ... INTO it runs (without a time condition)."""
     group = f"GROUP BY time(1d, {day_offset(s.timezone)}), *"
+    day = f"GROUP BY time(1d, {day_offset(s.timezone)})"
     out = {
         "hl_rating_1d": f'SELECT count("score") AS "n" INTO "{RATING_1D}" FROM "rating" {group}',
         "hl_ticket_1d": f'SELECT count("ticket") AS "n" INTO "{TICKET_1D}" FROM "ticket" {group}',
+        "hl_rating_centre_1d": f'SELECT count("score") AS "n" INTO "{RATING_CENTRE_1D}" FROM "rating" '
+                               f"{day}, {CENTRE_TAGS}",
+        "hl_ticket_centre_1d": f'SELECT count("ticket") AS "n" INTO "{TICKET_CENTRE_1D}" FROM "ticket" '
+                               f'{day}, "province", "centre", "service"',
     }
     for code in s.reasons:
         out[f"hl_reason_1d_{code}"] = (f'SELECT count("score") AS "{code}" INTO "{REASON_1D}" FROM "rating" '

@@ -41,6 +41,9 @@ def test_rollups_equal_raw_counts_per_day_and_officer(seeded: Seeded) -> None:
     reasons = db.rows(f'SELECT sum("thai_do") AS n FROM "{REASON_1D}" WHERE time >= 0 GROUP BY "centre"')
     assert {r["centre"]: r["n"] for r in reasons} == dict(
         Counter(r.centre for r in seed.ratings if "thai_do" in r.reasons))
+    by_centre = db.rows('SELECT sum("n") AS n FROM "rating_centre_1d" WHERE time >= 0 GROUP BY "centre", "class"')
+    assert {(r["centre"], r["class"]): r["n"] for r in by_centre} == dict(
+        Counter((r.centre, r.cls) for r in seed.ratings))
     served = db.rows('SELECT sum("n") AS n FROM "ticket_1d" WHERE time >= 0 GROUP BY "counter", "centre"')
     assert {(r["centre"], r["counter"]): r["n"] for r in served} == dict(
         Counter((t.centre, t.counter) for t in seed.tickets))
