@@ -5,7 +5,9 @@ Counting raw ratings over 90 days of a province takes seconds on InfluxDB 1.x
 per-day counts instead:
 - ``rating_1d``: ``n`` = ratings per local day, every tag kept (``GROUP BY *``);
 - ``ticket_1d``: ``n`` = served tickets per local day;
-- ``reason_1d``: one field per reason code = ratings carrying that code per day.
+- ``reason_1d``: one field per reason code = ratings carrying that code per day;
+- ``rating_centre_1d`` / ``ticket_centre_1d``: the same per centre (no counter,
+  officer or device tag) for the province-wide panels.
 Days are local days: ``time(1d, <offset>)`` puts bucket edges at 00:00 in the
 deployment's (fixed-offset) time zone, so ISO weeks are unions of whole days.
 
