@@ -68,8 +68,8 @@ username = "{mqtt_settings.username}"
         expected = res["expected"]
         got = wait_until(lambda: [parse_rating(p) for p in col.payloads("/rating")]
                          if len(col.payloads("/rating")) >= len(expected) else None, 10, what="ratings at broker")
-        assert [(e.ticket, e.score, list(e.reasons), e.input, e.officer) for e in got] == \
-               [(x["ticket"], x["score"], x["reasons"], "touch", "cb01") for x in expected]
+        assert [(e.ticket, e.score, e.scale, list(e.reasons), e.input, e.officer) for e in got] == \
+               [(x["ticket"], x["score"], x.get("scale", 4), x["reasons"], "touch", "cb01") for x in expected]
         assert all(e.closed_at is not None and e.sent_at >= e.rated_at for e in got)
 
         # every screen, both languages, both sizes, captured at the right size

@@ -31,7 +31,7 @@ from kivy.core.window import Window  # noqa: E402
 from kivy.tests.common import UnitTestTouch  # noqa: E402
 from kivy.uix.widget import Widget  # noqa: E402
 
-from broker.contract import QmsEvent, qms_topic  # noqa: E402
+from broker.contract import DeviceConfigUpdate, QmsEvent, config_topic, qms_topic  # noqa: E402
 from broker.mqtt import make_client  # noqa: E402
 from device.config import load_device_config  # noqa: E402
 from device.runtime import DeviceRuntime  # noqa: E402
@@ -206,6 +206,20 @@ class Driver:
             self.results["latency_ms"].append((time.perf_counter() - t0) * 1000)
             self.results["expected"].append({"ticket": ticket, "score": score, "reasons": []})
             yield self.state_is(State.IDLE)
+        # a supervisor switches this counter to a 5-level scale: retained config update, applied live
+        upd = DeviceConfigUpdate(v=1, issued_at=time.time_ns() // 1_000_000, scale=5)
+        self.qms.publish(config_topic(self.cfg.centre, self.cfg.device_id), upd.to_json(), qos=1, retain=True)
+        yield self.until("scale 5 applied", lambda: self.rt.terminal.view.scale == 5)
+        self.publish("ticket_called", "T-five")
+        self.publish("ticket_closed", "T-five")
+        yield self.state_is(State.PROMPT)
+        yield frame
+        self.shot("prompt_scale5")
+        self.measure_targets()
+        self.tap(self.app.current_screen().tile(5))
+        yield self.state_is(State.THANKS)
+        self.results["expected"].append({"ticket": "T-five", "score": 5, "reasons": [], "scale": 5})
+        self.qms.publish(config_topic(self.cfg.centre, self.cfg.device_id), b"", qos=1, retain=True)
         self.results["shown"] = sorted({s.value for s in self.app.shown})
 
 
