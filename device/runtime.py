@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 
 from broker.contract import DeviceConfigUpdate
@@ -46,19 +47,30 @@ class HeadlessLoop:
         self._thread.join(5)
 
     def _run(self) -> None:
+        next_tick = time.monotonic() + self._tick_s
         while True:
             try:
-                fn = self._q.get(timeout=self._tick_s)
+                fn = self._q.get(timeout=max(0.0, next_tick - time.monotonic()))
             except queue.Empty:
-                fn = self._tick
-                if fn is None:
-                    continue
+                fn = self._noop
             if fn is None:
                 return
-            try:
-                fn()
-            except Exception:
-                log.exception("terminal event failed")
+            self._call(fn)
+            if time.monotonic() >= next_tick:  # timeouts fire even under a steady stream of events
+                next_tick = time.monotonic() + self._tick_s
+                if self._tick is not None:
+                    self._call(self._tick)
+
+    @staticmethod
+    def _noop() -> None:
+        pass
+
+    @staticmethod
+    def _call(fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except Exception:
+            log.exception("terminal event failed")
 
 
 class DeviceRuntime:
