@@ -10,7 +10,7 @@ setup:
 
 ## the whole system locally: broker, InfluxDB, ingest, simulated counters (state in .hailong/)
 demo: setup
-	$(PYTHON) -m firmware_config.cli -v demo
+	$(PYTHON) -m firmware_config.cli demo $(DEMO_ARGS)
 
 ## the whole test suite against real Mosquitto and InfluxDB (Kivy under Xvfb)
 test: setup
