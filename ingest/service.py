@@ -90,6 +90,9 @@ class IngestService:
         self._connected = threading.Event()
         self._reload_requested = threading.Event()
         self._generation = 0
+        # held while bumping the generation (net thread) and while acking (writer thread): a PUBACK is
+        # only ever queued for a message of the connection that delivered it
+        self._generation_lock = threading.Lock()
         self._worker: threading.Thread | None = None
         self._writer: threading.Thread | None = None
         # (messages to ack, points, started, best_effort) or None = no more batches
@@ -111,7 +114,8 @@ class IngestService:
         if getattr(rc, "is_failure", False):
             log.error("broker refused connection: %s", rc)
             return
-        self._generation += 1
+        with self._generation_lock:
+            self._generation += 1
         group = self.config.share_group
         subs = [
             (subscription(TopicKind.RATING, share_group=group), 1),
@@ -124,6 +128,8 @@ class IngestService:
         self._connected.set()
 
     def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, rc: object, _p: object = None) -> None:
+        with self._generation_lock:
+            self._generation += 1  # from now on nothing of the dead connection is acked
         self._connected.clear()
         if not self._stop.is_set():
             log.warning("disconnected from broker (%s); paho reconnects", rc)
@@ -320,14 +326,15 @@ class IngestService:
                 log.exception("unexpected error writing a batch of %d points; not acked", len(points))
 
     def _ack(self, msgs: list[Inbound]) -> None:
-        generation = self._generation
-        for m in msgs:
-            if m.generation != generation:
-                self.stats.abandoned += 1  # its mid belongs to a dead connection; it was redelivered
-                continue
-            if m.qos > 0:
-                self._client.ack(m.mid, m.qos)
-            self.stats.acked += 1
+        with self._generation_lock:
+            generation = self._generation
+            for m in msgs:
+                if m.generation != generation:
+                    self.stats.abandoned += 1  # its mid belongs to a dead connection; the broker redelivers it
+                    continue
+                if m.qos > 0:
+                    self._client.ack(m.mid, m.qos)
+                self.stats.acked += 1
 
     def write_stats(self) -> None:
         """Write one ingest_stats point (best effort: a failure is logged, never retried)."""
