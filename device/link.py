@@ -4,8 +4,8 @@
   session expiry, or 3.1.1 clean_session=False), so QMS events and config
   updates published while the terminal was offline still reach it.
 - Reconnects by itself with exponential backoff (1 s .. 60 s).
-- Drains the outbox in seq order with a bounded window of in-flight messages;
-  a rating is deleted only in ``on_publish`` (PUBACK). paho re-sends in-flight
+- Drains the outbox in seq order with a bounded window of in-flight messages,
+  from one drain thread; a rating is deleted only once its PUBACK arrived. paho re-sends in-flight
   messages after a reconnect; after a crash the outbox re-sends everything not
   acknowledged, so delivery is at-least-once and the ingest dedupes by event_id
   (its InfluxDB writes are idempotent).
@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -91,8 +92,12 @@ class DeviceLink:
         self.started_mono = time.monotonic()
         self.connected = threading.Event()
         self.acked = 0
-        self._lock = threading.RLock()
-        self._inflight: dict[int, int] = {}  # mid -> seq
+        # Only the drain thread publishes ratings and touches _inflight. paho calls on_publish while
+        # holding its own message lock, so that callback must never wait for a lock of ours that
+        # is held around client.publish (lock-order deadlock): it only records and wakes the drain.
+        self._inflight: deque[tuple[mqtt.MQTTMessageInfo, int]] = deque()
+        self._refused: dict[int, str] = {}  # mid -> MQTT 5 reason code of a refused rating
+        self._refused_lock = threading.Lock()  # never held while calling paho
         self._published_upto = -1
         self._last_config_at = -1
         self._stop = threading.Event()
@@ -144,6 +149,7 @@ class DeviceLink:
             if self._stop.is_set():
                 return
             try:
+                self._collect_acks()
                 self._pump()
             except Exception:
                 log.exception("outbox drain failed")
@@ -176,30 +182,39 @@ class DeviceLink:
     def _pump(self) -> None:
         if not self.connected.is_set():
             return
-        with self._lock:
-            room = WINDOW - len(self._inflight)
-            if room <= 0:
-                return
-            for seq, event in self.outbox.pending(self._published_upto, room):
-                stamped = event.model_copy(update={"sent_at": time.time_ns() // 1_000_000})
-                # even if the socket just dropped, paho keeps the message queued under this mid and
-                # sends it after reconnecting, so it is tracked either way
-                info = self.client.publish(rating_topic(event.centre, event.device), stamped.to_json(), qos=1)
-                self._inflight[info.mid] = seq
-                self._published_upto = seq
+        room = WINDOW - len(self._inflight)
+        if room <= 0:
+            return
+        for seq, event in self.outbox.pending(self._published_upto, room):
+            stamped = event.model_copy(update={"sent_at": time.time_ns() // 1_000_000})
+            # even if the socket just dropped, paho keeps the message queued and sends it after
+            # reconnecting; its MQTTMessageInfo turns "published" at the PUBACK either way
+            info = self.client.publish(rating_topic(event.centre, event.device), stamped.to_json(), qos=1)
+            self._inflight.append((info, seq))
+            self._published_upto = seq
+
+    def _collect_acks(self) -> None:
+        """Delete (or park) every in-flight rating the broker has acknowledged."""
+        waiting: deque[tuple[mqtt.MQTTMessageInfo, int]] = deque()
+        for info, seq in self._inflight:
+            if not info.is_published():
+                waiting.append((info, seq))
+                continue
+            with self._refused_lock:
+                refused = self._refused.pop(info.mid, None)
+            if refused is not None:
+                log.error("broker refused rating seq %s: %s; parked in the outbox", seq, refused)
+                self.outbox.park(seq, refused)
+            else:
+                self.outbox.delete(seq)
+                self.acked += 1
+        self._inflight = waiting
 
     def _on_publish(self, _c: mqtt.Client, _u: object, mid: int, rc: Any, _p: object = None) -> None:
-        with self._lock:
-            seq = self._inflight.pop(mid, None)
-        if seq is None:
-            return  # a status message
         if getattr(rc, "is_failure", False):
-            log.error("broker refused rating seq %s: %s; parked in the outbox", seq, rc)
-            self.outbox.park(seq, str(rc))
-        else:
-            self.outbox.delete(seq)
-            self.acked += 1
-        self._pump()
+            with self._refused_lock:
+                self._refused[mid] = str(rc)
+        self._kick.set()
 
     # ------------------------------------------------------------------ connection
 
@@ -211,7 +226,7 @@ class DeviceLink:
         client.subscribe([(qms_topic(self.centre, self.counter), 1), (config_topic(self.centre, self.device), 1)])
         self.connected.set()
         self.publish_status()
-        self._pump()
+        self._kick.set()  # the drain thread publishes what waits in the outbox
 
     def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, rc: Any, _p: object = None) -> None:
         if self.connected.is_set():

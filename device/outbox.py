@@ -14,7 +14,7 @@
   depend on which ratings happened to be dropped. ``nearly_full`` turns on at
   the high-water mark and is published in the device status.
 
-Thread-safe: the UI thread commits, the MQTT thread reads and deletes.
+Thread-safe: the UI thread commits, the link's drain thread reads and deletes.
 """
 
 from __future__ import annotations
