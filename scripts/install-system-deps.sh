@@ -4,7 +4,7 @@
 # Only installs what is missing; never starts or enables the system services.
 set -euo pipefail
 PKGS=(mosquitto mosquitto-clients influxdb influxdb-client xvfb xauth systemd poppler-utils fonts-dejavu-core
-      libmtdev1 libgl1 libegl1 libgles2 libsdl2-2.0-0 libsdl2-image-2.0-0 libsdl2-mixer-2.0-0 libsdl2-ttf-2.0-0)
+      libmtdev1 libgl1 libgl1-mesa-dri libegl1 libgles2 libsdl2-2.0-0 libsdl2-image-2.0-0 libsdl2-mixer-2.0-0 libsdl2-ttf-2.0-0)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
