@@ -8,6 +8,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from broker.systemd import Watchdog
+
 from .config import DeviceConfig
 from .runtime import DeviceRuntime, HeadlessLoop
 from .state import RatingDraft, StorageFull, Terminal
@@ -43,7 +45,13 @@ def run_headless(cfg: DeviceConfig, pin_factory: Any = None, stop: threading.Eve
     loop = HeadlessLoop()
     rt = DeviceRuntime(cfg, loop.post)
     panel = _buttons(cfg, rt.terminal, loop.post, pin_factory)
-    loop.start(rt.terminal.tick)
+    watchdog = Watchdog()
+
+    def tick() -> None:
+        rt.terminal.tick()
+        watchdog.beat()
+
+    loop.start(tick)
     rt.start()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -67,7 +75,7 @@ def run_screen(cfg: DeviceConfig | None, *, width: int = 800, height: int = 480,
     from .ui.app import TerminalApp, kivy_dispatch
 
     if cfg is None:
-        TerminalApp(Terminal(None, _RefusingSink(), config_error=config_error)).run()
+        TerminalApp(Terminal(None, _RefusingSink(), config_error=config_error), on_tick=Watchdog().beat).run()
         return
     rt = DeviceRuntime(cfg, kivy_dispatch)
     panel = _buttons(cfg, rt.terminal, kivy_dispatch)
@@ -75,7 +83,7 @@ def run_screen(cfg: DeviceConfig | None, *, width: int = 800, height: int = 480,
         before_run(rt)
     rt.start()
     try:
-        TerminalApp(rt.terminal, cfg.device_id).run()
+        TerminalApp(rt.terminal, cfg.device_id, on_tick=Watchdog().beat).run()
     finally:
         if panel is not None:
             panel.close()

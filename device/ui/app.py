@@ -74,8 +74,10 @@ class TerminalApp(App):
     u = NumericProperty(1.0)  # layout unit: 1.0 at 480 px high (official 7" display), 1.5 at 720
 
     def __init__(self, terminal: Terminal, device_id: str = "", tick_s: float = 0.25,
-                 on_started: Callable[[TerminalApp], None] | None = None, **kw: Any) -> None:
+                 on_started: Callable[[TerminalApp], None] | None = None,
+                 on_tick: Callable[[], None] | None = None, **kw: Any) -> None:
         super().__init__(**kw)
+        self.on_tick = on_tick  # e.g. the systemd watchdog: proves the UI main loop turns
         self.terminal = terminal
         self.device_id = device_id
         self.tick_s = tick_s
@@ -83,6 +85,11 @@ class TerminalApp(App):
         self.title = "hailong"
         self.screens: Screens | None = None
         self.shown: list[State] = []  # every state rendered, for tests
+
+    def _tick(self) -> None:
+        self.terminal.tick()
+        if self.on_tick is not None:
+            self.on_tick()
 
     def build(self) -> Screens:
         load_kv()
@@ -94,7 +101,7 @@ class TerminalApp(App):
             self.screens.add_widget(cls())
         self.terminal.listeners.append(self.on_view)
         self.show(self.terminal.view)
-        Clock.schedule_interval(lambda _dt: self.terminal.tick(), self.tick_s)
+        Clock.schedule_interval(lambda _dt: self._tick(), self.tick_s)
         if self.on_started is not None:
             cb = self.on_started
             Clock.schedule_once(lambda _dt: cb(self), 0)

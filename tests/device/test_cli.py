@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -35,7 +36,14 @@ def test_bad_config_stops_with_file_key_and_problem(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "--config" in res.output
 
 
-def test_button_only_unit_rates_through_the_broker(mqtt_settings: MqttSettings, uid: str, tmp_path: Path) -> None:
+def test_button_only_unit_rates_through_the_broker(mqtt_settings: MqttSettings, uid: str, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # systemd's notify socket: the unit is Type=notify with WatchdogSec (firmware_config/osfiles.py)
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.settimeout(10)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify.sock"))
+    monkeypatch.setenv("WATCHDOG_USEC", "400000")
     cfg = DeviceConfig.model_validate({
         "device_id": f"b-{uid}", "centre": f"c-{uid}", "counter": "q07", "centre_name": "C", "counter_label": "Q7",
         "hardware": "buttons", "scale": 3, "gpio": {"buttons": {3: 5, 2: 6, 1: 13}, "debounce_ms": 20},
@@ -64,12 +72,16 @@ def test_button_only_unit_rates_through_the_broker(mqtt_settings: MqttSettings, 
         ev = parse_rating(col.payloads("/rating")[0])
         assert (ev.ticket, ev.score, ev.scale, ev.input, ev.officer) == ("B-7", 1, 3, "button", "cb07")
         assert len(col.payloads("/rating")) == 1
+        # READY=1 once the loop turns, then WATCHDOG=1 about every WatchdogSec/2 from the same loop
+        got = [notify.recv(64).decode() for _ in range(4)]
+        assert got[0] == "READY=1" and got[1:] == ["WATCHDOG=1"] * 3
     finally:
         stop.set()
         t.join(10)
         col.stop()
         factory.reset()
         Device.pin_factory = None
+        notify.close()
     offline = [parse_status(p) for p in col.payloads("/status")]
     assert offline and not t.is_alive()
 
