@@ -5,40 +5,21 @@ InfluxDB to come back: an InfluxDB outage is not a reason to restart the
 ingest, and restarting would not help). Whether the broker and InfluxDB are
 reachable is reported in the body for humans and monitoring, not in the status.
 
-systemd (see docs/ingest.md): ``Type=notify``, ``WatchdogSec=60``; we send
-``READY=1`` once subscribed and ``WATCHDOG=1`` from the worker loop, so a hung
-worker gets the service restarted. Nothing happens when NOTIFY_SOCKET is unset.
+systemd (see docs/ingest.md): ``Type=notify``, ``WatchdogSec=60``; the service
+sends ``READY=1`` once subscribed and ``WATCHDOG=1`` from the worker loop
+(broker/systemd.py), so a hung worker gets the service restarted.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 log = logging.getLogger("hailong.ingest")
-
-
-def sd_notify(message: str) -> bool:
-    """Send one sd_notify datagram (e.g. "READY=1", "WATCHDOG=1"); False when not under systemd."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return False
-    if address.startswith("@"):  # abstract namespace socket
-        address = "\0" + address[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            sock.connect(address)
-            sock.sendall(message.encode("ascii"))
-        return True
-    except OSError as exc:
-        log.debug("sd_notify %s failed: %s", message, exc)
-        return False
 
 
 class HealthServer:

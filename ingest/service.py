@@ -35,11 +35,12 @@ from paho.mqtt.properties import Properties
 
 from broker.contract import TopicKind, subscription
 from broker.mqtt import make_client
+from broker.systemd import sd_notify, watchdog_interval_s
 
 from .batching import BatchWriter
 from .config import IngestConfig
 from .handlers import Handled, MessageHandler
-from .health import HealthServer, sd_notify
+from .health import HealthServer
 from .influxql import InfluxQL, InfluxQueryError
 from .lineproto import Point
 from .registry import RegistryHolder
@@ -48,7 +49,6 @@ from .writer import Writer, make_writer
 
 log = logging.getLogger("hailong.ingest")
 HOLD_RECHECK_S = 0.2
-WATCHDOG_EVERY_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +99,7 @@ class IngestService:
         self._to_write: queue.Queue[tuple[list[Inbound], list[Point], float, bool] | None] = queue.Queue(1)
         self._heartbeat = time.monotonic()
         self._last_watchdog = 0.0
+        self._watchdog_every_s = min(5.0, watchdog_interval_s(5.0))  # at least twice per WatchdogSec
         self._health: HealthServer | None = None
         self._client = make_client(config.mqtt, config.client_id)
         self._client.manual_ack_set(True)
@@ -231,7 +232,7 @@ class IngestService:
     def _beat(self) -> None:
         now = time.monotonic()
         self._heartbeat = now
-        if now - self._last_watchdog >= WATCHDOG_EVERY_S:
+        if now - self._last_watchdog >= self._watchdog_every_s:
             self._last_watchdog = now
             sd_notify("WATCHDOG=1")
 
