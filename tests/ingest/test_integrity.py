@@ -280,3 +280,18 @@ def test_registry_reload_moves_a_device_without_restart(stack: Stack, tmp_path: 
         assert holder.reload() and holder.reloads == 1
     finally:
         stack.svc.registry.replace(original)
+
+
+def test_clock_ahead_is_corrected_and_a_redelivery_rewrites_the_same_point(stack: Stack) -> None:
+    ahead = now_ms() + 3_600_000  # the device clock runs an hour ahead
+    tk = t(stack, "ahead")
+    m, eid = r_msg(stack, stack.dev("a1"), "q1", tk, closed_at=ahead - 3000, rated_at=ahead, sent_at=ahead + 50)
+    stack.send([close(stack, "q1", tk), m])
+    first = wait_until(lambda: stack.ratings().get(eid), what="the corrected rating")
+    assert first["clock_corrected"] is True and abs(first["time"] - now_ms()) < 5000
+    before = stack.svc.stats.ratings
+    stack.send([m])  # redelivered later: its offset differs, its point must not
+    wait_until(lambda: stack.svc.stats.ratings > before and stack.svc.stats.in_flight == 0,
+               what="redelivery accepted and acked")
+    rows = stack.db.rows(f'SELECT * FROM "rating" WHERE "event_id" = \'{eid}\'')
+    assert [r["time"] for r in rows] == [first["time"]]
