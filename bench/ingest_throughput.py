@@ -33,6 +33,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -214,11 +215,11 @@ def healthz_acked(port: int) -> int:
 
 
 def ingest_proc(workdir: Path, broker: MosquittoServer, influx: InfluxServer, db: str, fleet: Path,
-                client_id: str, batch: int = 1000, in_flight: int = 5000, health_port: int = 0
-                ) -> subprocess.Popen[bytes]:
+                client_id: str, batch: int = 1000, in_flight: int = 5000, health_port: int = 0,
+                group: str = "bench") -> subprocess.Popen[bytes]:
     conf = workdir / f"{client_id}.toml"
     conf.write_text(f"""client_id = "{client_id}"
-share_group = "bench"
+share_group = "{group}"
 registry = "{fleet}"
 [mqtt]
 url = "mqtt://127.0.0.1:{broker.port}"
@@ -256,11 +257,14 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def run_ingest(workdir: Path, broker: MosquittoServer, influx: InfluxServer, fleet: Path,
                msgs: list[tuple[str, bytes]], timeout: float = 1800, instances: int = 1,
-               **kw: int) -> tuple[float, InfluxQL]:
+               **kw: Any) -> tuple[float, InfluxQL]:
     """Drain ``msgs`` from the persistent session(s) of ``instances`` ingest processes on one share group."""
     db = InfluxQL(influx.url, f"b_{uuid.uuid4().hex[:8]}")
     db.create_database()
     cids = [f"ingest-{uuid.uuid4().hex[:6]}" for _ in range(instances)]
+    # a fresh share group per run: the offline sessions of earlier runs are still members of theirs,
+    # and Mosquitto would route them a share of this run's messages
+    kw["group"] = f"bench{uuid.uuid4().hex[:6]}"
     for cid in cids:  # create the persistent session and its subscriptions, then go offline
         p = ingest_proc(workdir, broker, influx, db.database, fleet, cid, **kw)
         deadline = time.monotonic() + 30
