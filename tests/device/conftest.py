@@ -1,4 +1,4 @@
-"""Device test fixtures: a private X server (Xvfb) for the Kivy UI tests."""
+"""Device test fixtures: a private X server (Xvfb) for the Kivy UI tests, and the device tests' own broker."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from firmware_config.localstack import MosquittoServer
 
 
 def _free_display() -> int:
@@ -40,3 +42,16 @@ def xvfb() -> Iterator[str]:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(5)
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoServer]:
+    """The device tests' own broker (overrides the suite-wide one).
+
+    Terminals publish a retained status and leave a retained "offline" last will on
+    purpose; on a shared broker every later ingest test would receive those retained
+    messages of devices its registry does not know (and reject them, correctly).
+    """
+    server = MosquittoServer(tmp_path_factory.mktemp("mosquitto-device")).start()
+    yield server
+    server.stop()
