@@ -298,11 +298,21 @@ def _first_error(exc: ValidationError) -> tuple[str | None, str]:
 
 
 def parse_payload(model: type[M], payload: bytes | str) -> M:
-    """Decode and validate one payload. Raise ContractError with a stable reason."""
+    """Decode and validate one payload. Raise ContractError with a stable reason.
+
+    A valid payload (the common case, and the ingest's hot path) is parsed once,
+    straight from JSON bytes; only a failing one is decoded again step by step to
+    say precisely why: encoding, JSON syntax, shape, version, then the field.
+    """
     if isinstance(payload, str):
         payload = payload.encode("utf-8")
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise ContractError("payload_too_large", f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
+    try:
+        # validated from JSON: strict mode then accepts arrays for tuples
+        return model.model_validate_json(payload)
+    except ValidationError as exc:
+        invalid = exc
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -317,13 +327,9 @@ def parse_payload(model: type[M], payload: bytes | str) -> M:
         raise ContractError(
             "unsupported_version", f"schema version {data['v']!r} is not supported (want {SCHEMA_VERSION})", "v"
         )
-    try:
-        # validate from JSON text: strict mode then accepts arrays for tuples
-        return model.model_validate_json(text)
-    except ValidationError as exc:
-        field, msg = _first_error(exc)
-        where = f"{field}: " if field else ""
-        raise ContractError("invalid_field", f"{model.__name__}.{where}{msg}", field=field) from None
+    field, msg = _first_error(invalid)
+    where = f"{field}: " if field else ""
+    raise ContractError("invalid_field", f"{model.__name__}.{where}{msg}", field=field)
 
 
 def parse_rating(payload: bytes | str) -> RatingEvent:

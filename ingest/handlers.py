@@ -14,12 +14,8 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pydantic import ValidationError
-
 from broker.contract import (
-    MAX_PAYLOAD_BYTES,
     ContractError,
-    RatingEvent,
     Topic,
     TopicKind,
     parse_qms,
@@ -42,20 +38,6 @@ MAX_CALLED = 100_000
 # Topics repeat (one per device and kind): caching the parse saves ~20% of the per-message CPU.
 # Only valid topics are cached (a bad one raises), so garbage cannot fill the cache.
 cached_parse_topic = functools.lru_cache(maxsize=65_536)(parse_topic)
-
-
-def parse_rating_fast(payload: bytes) -> RatingEvent:
-    """The contract's parse_rating, minus its second JSON parse for the common (valid) case.
-
-    A valid payload validates straight from JSON; anything else goes through the contract's
-    parse_rating so the rejection reason and message are exactly the contract's.
-    """
-    if len(payload) <= MAX_PAYLOAD_BYTES:
-        try:
-            return RatingEvent.model_validate_json(payload)
-        except ValidationError:
-            pass
-    return parse_rating(payload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +116,7 @@ class MessageHandler:
                                centre=topic.centre, device=topic.device or "")
 
     def handle_rating(self, topic: Topic, payload: bytes, received_ns: int) -> Handled:
-        event = parse_rating_fast(payload)
+        event = parse_rating(payload)
         verdict = self.judge.judge(topic, event, received_ns // 1_000_000, self._clock_ns() // 1_000_000)
         if verdict is HOLD:
             return HELD
