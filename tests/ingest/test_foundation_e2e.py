@@ -14,7 +14,7 @@ from device.sim import plan_counters, run_counters
 from firmware_config.localstack import InfluxServer
 from ingest.influxql import InfluxQL
 from tests.support.golden import invalid_payloads, valid_payloads
-from tests.support.ingest import start_ingest
+from tests.support.ingest import publish_all, start_ingest
 from tests.support.v2proxy import V2Proxy
 from tests.support.waiting import wait_until
 
@@ -53,21 +53,6 @@ def test_ten_devices_hundred_ratings_each(mqtt_settings: MqttSettings, influx_db
         assert r["clock_corrected"] is False
 
 
-def _publish(mqtt_settings: MqttSettings, uid: str, items: list[tuple[str, bytes]]) -> None:
-    """Publish raw (topic, payload) pairs at QoS 1 and wait for every PUBACK."""
-    from device.publisher import RatingPublisher
-
-    pub = RatingPublisher(mqtt_settings, f"raw-{uid}")
-    assert pub.start()
-    try:
-        infos = [pub.publish_raw(topic, payload) for topic, payload in items]
-        for info in infos:
-            info.wait_for_publish(timeout=10)
-            assert info.is_published()
-    finally:
-        pub.stop()
-
-
 def _rating(uid: str, seq: int, **changes: object) -> RatingEvent:
     base = parse_rating(valid_payloads("rating")["rating__top_score_touch"])
     data = base.model_dump() | {"centre": f"c{uid}", "device": f"d{uid}", "seq": seq,
@@ -80,11 +65,11 @@ def test_same_event_twice_is_one_point(mqtt_settings: MqttSettings, influx_db: I
     try:
         event = _rating(uid, 7)
         topic = rating_topic(event.centre, event.device)
-        _publish(mqtt_settings, uid, [(topic, event.to_json())])
+        publish_all(mqtt_settings, f"raw-{uid}", [(topic, event.to_json())])
         wait_until(lambda: svc.stats.acked >= 1, what="first copy acked")
         # a redelivery (device retry after a lost PUBACK) with a new sent_at
         resent = RatingEvent.model_validate(event.model_dump() | {"sent_at": event.sent_at + 5000})
-        _publish(mqtt_settings, uid, [(topic, resent.to_json()), (topic, event.to_json())])
+        publish_all(mqtt_settings, f"raw-{uid}", [(topic, resent.to_json()), (topic, event.to_json())])
         wait_until(lambda: svc.stats.acked >= 3, what="both copies acked")
     finally:
         svc.stop()
@@ -101,7 +86,7 @@ def test_invalid_golden_payloads_become_rejected_points_and_ingest_continues(
     try:
         before = _rating(uid, 1)
         after = _rating(uid, 2)
-        _publish(mqtt_settings, uid, [(topic, before.to_json())] + [(topic, case.payload) for case in cases]
+        publish_all(mqtt_settings, f"raw-{uid}", [(topic, before.to_json())] + [(topic, case.payload) for case in cases]
                  + [(topic, after.to_json())])
         wait_until(lambda: svc.stats.acked >= len(cases) + 2, timeout=30, what="all messages acked")
     finally:
@@ -122,7 +107,7 @@ def test_topic_device_differs_from_payload_device(mqtt_settings: MqttSettings, i
     svc = start_ingest(mqtt_settings, influx_db, uid)
     try:
         event = _rating(uid, 3)
-        _publish(mqtt_settings, uid, [(rating_topic(event.centre, f"x{uid}"), event.to_json())])
+        publish_all(mqtt_settings, f"raw-{uid}", [(rating_topic(event.centre, f"x{uid}"), event.to_json())])
         wait_until(lambda: svc.stats.acked >= 1, what="mismatched rating acked")
     finally:
         svc.stop()
