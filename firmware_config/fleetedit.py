@@ -23,6 +23,8 @@ from pydantic import BaseModel
 from .registry import (
     DEVICES_FILE,
     OFFICERS_FILE,
+    Centre,
+    Counter,
     Device,
     Officer,
     Registry,
@@ -52,11 +54,13 @@ def toml_value(v: Any) -> str:
     raise TypeError(f"cannot write {type(v).__name__} to the registry")
 
 
-def dump_tables(section: str, entries: Iterable[BaseModel], skip_defaults: dict[str, Any]) -> str:
-    """``[section.<id>]`` tables, one per entry, in id order; default-valued keys left out."""
+def dump_tables(section: str, entries: Iterable[BaseModel], skip_defaults: dict[str, Any],
+                implied: tuple[str, ...] = ()) -> str:
+    """``[section.<id>]`` tables, one per entry, in id order; default-valued keys and the
+    ``implied`` keys (given by the table's place, e.g. a counter's centre) left out."""
     out: list[str] = []
     for entry in sorted(entries, key=lambda e: str(getattr(e, "id", ""))):
-        data = entry.model_dump()
+        data = entry.model_dump(exclude=set(implied))
         ident = data.pop("id")
         out += ["", f"[{section}.{ident}]"]
         for key, value in data.items():
@@ -64,6 +68,17 @@ def dump_tables(section: str, entries: Iterable[BaseModel], skip_defaults: dict[
                 continue
             out.append(f"{key} = {toml_value(value)}")
     return "\n".join(out) + "\n"
+
+
+def render_centres(centres: Iterable[Centre], counters: Iterable[Counter]) -> str:
+    """centres.toml: each centre's table followed by its ``[centre.<id>.counter.<id>]`` tables."""
+    counters = list(counters)
+    out = []
+    for centre in sorted(centres, key=lambda c: c.id):
+        out.append(dump_tables("centre", [centre], {}))
+        out.append(dump_tables(f"centre.{centre.id}.counter", [c for c in counters if c.centre == centre.id],
+                               {"services": (), "officer": None}, implied=("centre",)))
+    return "".join(out)
 
 
 def render_devices(devices: Iterable[Device]) -> str:

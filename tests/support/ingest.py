@@ -108,18 +108,18 @@ def write_fleet(root: Any, centre: str, devices: list[tuple[str, str]], *, has_q
     """A fleet directory in the fleet tool's format: one centre, ``devices`` = [(device, counter)]."""
     from pathlib import Path
 
+    from firmware_config.fleetedit import render_centres, render_devices, render_officers
+    from firmware_config.registry import Centre, Counter, Device
+
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    lines = [f"[centre.{centre}]", 'name = "Trung tâm Phục vụ hành chính công"', f'province = "{province}"',
-             f"has_qms = {str(has_qms).lower()}", f"walkup_allowed = {str(walkup_allowed).lower()}", ""]
-    for _, counter in devices:
-        lines += [f"[centre.{centre}.counter.{counter}]", f'label = "Quầy {counter}"', ""]
-    (root / "centres.toml").write_text("\n".join(lines), encoding="utf-8")
-    dev_lines = []
-    for device, counter in devices:
-        dev_lines += [f"[device.{device}]", f'centre = "{centre}"', f'counter = "{counter}"', ""]
-    (root / "devices.toml").write_text("\n".join(dev_lines), encoding="utf-8")
-    (root / "officers.toml").write_text("", encoding="utf-8")
+    c = Centre(id=centre, name="Trung tâm Phục vụ hành chính công", province=province, has_qms=has_qms,
+               walkup_allowed=walkup_allowed)
+    counters = [Counter(id=counter, centre=centre, label=f"Quầy {counter}") for _, counter in devices]
+    (root / "centres.toml").write_text(render_centres([c], counters), encoding="utf-8")
+    (root / "devices.toml").write_text(
+        render_devices(Device(id=d, centre=centre, counter=counter) for d, counter in devices), encoding="utf-8")
+    (root / "officers.toml").write_text(render_officers([]), encoding="utf-8")
     return root
 
 
