@@ -10,20 +10,20 @@ setup:
 
 ## the whole system locally: broker, InfluxDB, ingest, simulated counters (state in .hailong/)
 demo: setup
-	$(PYTHON) -m firmware_config.cli demo $(DEMO_ARGS)
+	$(PYTHON) -m hailong.cli demo $(DEMO_ARGS)
 
 ## the whole test suite against real Mosquitto and InfluxDB (Kivy under Xvfb)
 test: setup
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 lint:
-	$(PYTHON) -m ruff check broker device ingest dashboards firmware_config tests bench
+	$(PYTHON) -m ruff check broker device ingest dashboards firmware_config hailong tests bench
 
 typecheck:
 	$(PYTHON) -m mypy
 
 schema:
-	$(PYTHON) -m firmware_config.cli contract schema --out docs/schemas
+	$(PYTHON) -m hailong.cli contract schema --out docs/schemas
 
 clean:
 	rm -rf .hailong tests/artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -43,8 +43,8 @@ def main() -> None:
     ap.add_argument("--maxfps", type=int, default=30)
     args = ap.parse_args()
     from broker.contract import QmsEvent, qms_topic
-    from broker.mqtt import MqttSettings, make_client
-    from firmware_config.localstack import MosquittoServer
+    from broker.kernel.mqtt import MqttSettings, make_client
+    from hailong.localstack import MosquittoServer
 
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir(parents=True)
@@ -76,7 +76,7 @@ username = "{broker.username}"
 """, encoding="utf-8")
     env |= {"HAILONG_DEVICE__MQTT__PASSWORD": broker.password, "KIVY_HOME": str(OUT / "kivy"),
             "HAILONG_KIVY_MAXFPS": str(args.maxfps)}
-    proc = subprocess.Popen([sys.executable, "-m", "firmware_config.cli", "device", "run", "--config", str(cfg)],
+    proc = subprocess.Popen([sys.executable, "-m", "hailong.cli", "device", "run", "--config", str(cfg)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     settings = MqttSettings.model_validate({"url": f"mqtt://127.0.0.1:{broker.port}", "username": broker.username,
                                             "password": broker.password})

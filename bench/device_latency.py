@@ -66,7 +66,7 @@ def main() -> None:
     from device.runtime import DeviceRuntime
     from device.state import State
     from device.ui.app import TerminalApp, kivy_dispatch
-    from firmware_config.localstack import MosquittoServer
+    from hailong.localstack import MosquittoServer
 
     broker = MosquittoServer(OUT / "mosquitto").start()
     cfg = DeviceConfig.model_validate({

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from broker.render import RenderOptions, render_broker
-from firmware_config.credentials import FleetState
-from firmware_config.localstack import MosquittoServer, free_port
+from broker.fleet.credentials import FleetState
+from broker.fleet.registry import load_registry
+from broker.mosquitto.render import RenderOptions, render_broker
 from firmware_config.provision import ProvisionSettings, provision
-from firmware_config.registry import load_registry
+from hailong.localstack import MosquittoServer, free_port
 
 
 def synthetic_fleet(root: Path, centres: int, counters: int) -> Path:

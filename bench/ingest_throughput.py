@@ -41,8 +41,8 @@ from paho.mqtt.properties import Properties
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from broker.mqtt import MqttSettings, make_client
-from firmware_config.localstack import InfluxServer, MosquittoServer, free_port
+from broker.kernel.mqtt import MqttSettings, make_client
+from hailong.localstack import InfluxServer, MosquittoServer, free_port
 from ingest.influxql import InfluxQL
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -242,7 +242,7 @@ http_port = {health_port}
 """, encoding="utf-8")
     env = dict(os.environ, HAILONG_INGEST__MQTT__PASSWORD=broker.password)
     log = open(workdir / f"{client_id}.log", "ab")  # noqa: SIM115
-    return subprocess.Popen([sys.executable, "-m", "firmware_config.cli", "ingest", "run", "--config", str(conf)],
+    return subprocess.Popen([sys.executable, "-m", "hailong.cli", "ingest", "run", "--config", str(conf)],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
 
 

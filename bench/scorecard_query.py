@@ -2,7 +2,7 @@
 
     python bench/scorecard_query.py --ratings 20000000 --budget-s 900
 
-Starts a private InfluxDB 1.6.7 (firmware_config.localstack) in a temp dir,
+Starts a private InfluxDB 1.6.7 (hailong.localstack) in a temp dir,
 writes a province-year in time order as line protocol in big batches (rating
 points with the tags of the real schema and the fields the scorecard reads,
 plus one ``ticket`` point per served ticket), then times:
@@ -33,7 +33,7 @@ from dashboards.boards import all_dashboards
 from dashboards.rollup import backfill
 from dashboards.scorecard import IsoWeek, weekly_scorecard
 from dashboards.settings import DashboardSettings
-from firmware_config.localstack import InfluxServer
+from hailong.localstack import InfluxServer
 from ingest.influxql import InfluxQL
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

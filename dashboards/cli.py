@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from broker.configfile import ConfigError
+from broker.kernel.settings import ConfigError
 
 from .settings import DashboardSettings, load_settings
 

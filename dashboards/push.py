@@ -19,8 +19,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from broker.configfile import ConfigError, load_model, read_secret
 from broker.contract import ID_PATTERN
+from broker.kernel.settings import ConfigError, load_model, read_secret
 
 from .boards import CENTRE_SCOPED, all_dashboards, for_centre
 from .grafana import stable_uid

@@ -1,7 +1,7 @@
 """What a deployment may change about the dashboards, alerts and reports.
 
 Loaded from a TOML file (``[dashboards]`` keys at top level) plus
-``HAILONG_DASHBOARDS__KEY`` env overrides through broker.configfile, so a bad
+``HAILONG_DASHBOARDS__KEY`` env overrides through broker.kernel.settings, so a bad
 value stops ``hailong dashboards build`` with the file, key and problem.
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from broker.configfile import load_model
+from broker.kernel.settings import load_model
 
 DEFAULT_REASONS: dict[str, str] = {
     "thai_do": "Thái độ",

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from broker.mqtt import MqttSettings
+from broker.kernel.mqtt import MqttSettings
 
 if TYPE_CHECKING:
     from .runtime import DeviceRuntime
@@ -60,7 +60,7 @@ def device() -> None:
 def run(config_path: Path | None, demo: bool, url: str, username: str | None, password: str | None,
         device_id: str, centre: str, counter: str, size: str, on_config_error: str) -> None:
     """Run the terminal: `--config FILE` on a Pi, or `--demo` on a desktop."""
-    from broker.configfile import ConfigError
+    from broker.kernel.settings import ConfigError
 
     from .config import load_device_config
 
@@ -105,3 +105,7 @@ def run(config_path: Path | None, demo: bool, url: str, username: str | None, pa
         from .runner import run_screen
 
         run_screen(cfg, width=width, height=height)
+
+
+if __name__ == "__main__":  # pragma: no cover - launched by device/demo.py as python -m device.cli
+    device()

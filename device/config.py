@@ -1,6 +1,6 @@
 """The terminal's configuration: one TOML file per device, plus env overrides.
 
-Loaded with :func:`broker.configfile.load_model` (env prefix ``HAILONG_DEVICE``,
+Loaded with :func:`broker.kernel.settings.load_model` (env prefix ``HAILONG_DEVICE``,
 e.g. ``HAILONG_DEVICE__MQTT__PASSWORD``). The fleet provisioning tool generates
 these files, so this model is a contract too: add fields with defaults, never
 rename or remove one. Every key is documented in docs/device.md.
@@ -16,9 +16,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from broker.configfile import load_model
 from broker.contract import ID_PATTERN, REASON_PATTERN, DeviceConfigUpdate
-from broker.mqtt import MqttSettings
+from broker.kernel.mqtt import MqttSettings
+from broker.kernel.settings import load_model
 
 ENV_PREFIX = "HAILONG_DEVICE"
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from broker.contract import QmsEvent, qms_topic
-from broker.mqtt import MqttSettings, make_client
+from broker.kernel.mqtt import MqttSettings, make_client
 
 from .config import DeviceConfig
 
@@ -102,7 +102,7 @@ def launch_demo_terminal(url: str, username: str | None, password: str | None, *
     """
     if not display_available():
         return None
-    cmd = [sys.executable, "-m", "firmware_config.cli", "device", "run", "--demo", "--broker", url,
+    cmd = [sys.executable, "-m", "device.cli", "run", "--demo", "--broker", url,
            "--device", device, "--centre", centre, "--counter", counter]
     if username:
         cmd += ["--username", username]

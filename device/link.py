@@ -44,7 +44,7 @@ from broker.contract import (
     rating_topic,
     status_topic,
 )
-from broker.mqtt import MqttSettings, make_client
+from broker.kernel.mqtt import MqttSettings, make_client
 
 from .outbox import Outbox
 

@@ -14,7 +14,7 @@ import threading
 import paho.mqtt.client as mqtt
 
 from broker.contract import RatingEvent, rating_topic
-from broker.mqtt import MqttSettings, make_client
+from broker.kernel.mqtt import MqttSettings, make_client
 
 log = logging.getLogger("hailong.device")
 

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from broker.systemd import Watchdog
+from broker.kernel.systemd import Watchdog
 
 from .config import DeviceConfig
 from .runtime import DeviceRuntime, HeadlessLoop

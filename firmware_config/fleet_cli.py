@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 import click
 
-from .credentials import FleetState
-from .registry import Registry, RegistryError, load_registry
+from broker.fleet.credentials import FleetState
+from broker.fleet.registry import Registry, RegistryError, load_registry
 
 
 @dataclass
@@ -58,7 +58,7 @@ def _rerender(ctx: Ctx, out: Path | None) -> None:
     if out is None:
         click.echo("broker files not re-rendered: run `hailong broker render` and reload the broker (SIGHUP)")
         return
-    from broker.render import load_options, render_broker
+    from broker.mosquitto.render import load_options, render_broker
 
     render_broker(ctx.registry(), ctx.state, out, load_options(ctx.fleet))
     click.echo(f"broker files re-rendered in {out}; now reload the broker: kill -HUP <mosquitto pid> "
@@ -225,7 +225,7 @@ def provision(ctx: Ctx, devices: tuple[str, ...], centre: str | None, out: Path,
               broker_host: str | None, ssh_keys: tuple[Any, ...], wifi_ssid: str | None,
               wifi_password: str | None, pip_spec: str | None, watchdog: bool, broker_out: Path | None) -> None:
     """Generate credentials and the first-boot bundle for DEVICES (or a whole --centre)."""
-    from broker.render import load_options
+    from broker.mosquitto.render import load_options
 
     from .provision import DEFAULT_PIP_SPEC, ProvisionSettings
     from .provision import provision as make_bundle

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .registry import (
+from broker.fleet.registry import (
     DEVICES_FILE,
     OFFICERS_FILE,
     Centre,

@@ -25,11 +25,12 @@ from typing import Any, Literal
 
 import yaml
 
+from broker.fleet.credentials import FleetState
+from broker.fleet.pki import write_private
+from broker.fleet.registry import Device, Registry, RegistryError
+
 from . import osfiles
-from .credentials import FleetState
 from .fleetedit import toml_value
-from .pki import write_private
-from .registry import Device, Registry, RegistryError
 
 Mode = Literal["cert", "password"]
 DEFAULT_PIP_SPEC = "hailong[device]"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from broker.configfile import ConfigError
+from broker.kernel.settings import ConfigError
 
 from .config import load_config
 

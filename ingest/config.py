@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from broker.configfile import load_model
-from broker.mqtt import MqttSettings
+from broker.kernel.mqtt import MqttSettings
+from broker.kernel.settings import load_model
 
 
 class _Section(BaseModel):

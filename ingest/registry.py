@@ -1,6 +1,6 @@
 """The ingest's view of the fleet registry: is this device allowed to rate for this counter?
 
-The registry itself (files, validation) belongs to ``firmware_config.registry``;
+The registry itself (files, validation) belongs to ``broker.fleet.registry``;
 the ingest only needs a few lookups, described here as Protocols so tests can
 build a registry in Python and the service does not care where it came from.
 
@@ -44,7 +44,7 @@ class DeviceInfo(Protocol):
 
 
 class FleetRegistry(Protocol):
-    """What ``firmware_config.registry.Registry`` offers and the ingest reads."""
+    """What ``broker.fleet.registry.Registry`` offers and the ingest reads."""
 
     @property
     def centres(self) -> Mapping[str, CentreInfo]: ...
@@ -67,7 +67,7 @@ class Placement:
 
 def load_fleet_registry(path: Path) -> FleetRegistry:
     """Read the fleet directory with the fleet tool's loader (raises its RegistryError)."""
-    from firmware_config.registry import load_registry
+    from broker.fleet.registry import load_registry
 
     registry: FleetRegistry = load_registry(path)
     return registry

@@ -34,8 +34,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from broker.contract import TopicKind, subscription
-from broker.mqtt import make_client
-from broker.systemd import sd_notify, watchdog_interval_s
+from broker.kernel.mqtt import make_client
+from broker.kernel.systemd import sd_notify, watchdog_interval_s
 
 from .batching import BatchWriter
 from .config import IngestConfig

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.mqtt import MqttSettings
-from firmware_config.localstack import InfluxServer, MosquittoServer
+from broker.kernel.mqtt import MqttSettings
+from hailong.localstack import InfluxServer, MosquittoServer
 from ingest.influxql import InfluxQL
 from tests.support.v2proxy import V2Proxy
 

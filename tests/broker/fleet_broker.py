@@ -19,10 +19,10 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
-from broker.render import RenderOptions, render_broker
-from firmware_config.credentials import FleetState
-from firmware_config.localstack import MosquittoServer, free_port
-from firmware_config.registry import load_registry
+from broker.fleet.credentials import FleetState
+from broker.fleet.registry import load_registry
+from broker.mosquitto.render import RenderOptions, render_broker
+from hailong.localstack import MosquittoServer, free_port
 from tests.support.waiting import wait_until
 
 EXAMPLE_FLEET = Path(__file__).resolve().parents[2] / "deploy" / "example-fleet"

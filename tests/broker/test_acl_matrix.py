@@ -20,7 +20,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from firmware_config.credentials import FleetState
+from broker.fleet.credentials import FleetState
 from tests.broker.fleet_broker import FleetBroker, Probe, close, probe, start_fleet_broker
 from tests.support.waiting import wait_until
 

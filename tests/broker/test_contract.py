@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from broker import contract as c
-from firmware_config.cli import main
+from hailong.cli import main
 from tests.support.golden import invalid_payloads, valid_payloads
 
 PARSERS = {"rating": c.parse_rating, "status": c.parse_status, "qms": c.parse_qms, "config": c.parse_config_update}

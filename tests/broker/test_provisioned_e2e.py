@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from broker.mqtt import MqttSettings
+from broker.kernel.mqtt import MqttSettings
 from device.config import load_device_config
 from device.runtime import DeviceRuntime
 from device.state import RatingDraft
-from firmware_config.cli import main
+from hailong.cli import main
 from ingest.influxql import InfluxQL
 from tests.broker.fleet_broker import start_fleet_broker
 from tests.support.ingest import start_ingest

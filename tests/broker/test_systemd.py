@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.systemd import Watchdog, sd_notify, watchdog_interval_s
+from broker.kernel.systemd import Watchdog, sd_notify, watchdog_interval_s
 
 
 def test_sd_notify_without_systemd_is_a_no_op(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from dashboards.rollup import backfill
 from dashboards.settings import DashboardSettings
-from firmware_config.localstack import InfluxServer
+from hailong.localstack import InfluxServer
 from ingest.influxql import InfluxQL
 
 from .seed import FIRST_MONDAY, NOW, Seed, build_seed, write_points

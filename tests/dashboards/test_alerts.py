@@ -10,7 +10,7 @@ import yaml
 
 from dashboards.provisioning import render
 from dashboards.settings import DashboardSettings
-from firmware_config.localstack import InfluxServer
+from hailong.localstack import InfluxServer
 from ingest.influxql import InfluxQL
 from ingest.lineproto import Point
 

@@ -14,7 +14,7 @@ from dashboards.boards import CENTRE_SCOPED, all_dashboards, for_centre
 from dashboards.grafana import SCHEMA_VERSION
 from dashboards.provisioning import render
 from dashboards.settings import DashboardSettings
-from firmware_config.cli import main
+from hailong.cli import main
 
 GENERATED = Path(__file__).resolve().parents[2] / "dashboards" / "generated"
 MACROS = {"timeFilter", "__interval", "__interval_ms", "tag_device"}

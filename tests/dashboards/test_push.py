@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from dashboards.push import load_push_config, push_all
-from firmware_config.cli import main
+from hailong.cli import main
 
 from .grafana_standin import GrafanaStandIn
 

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from dashboards.report import pct
 from dashboards.scorecard import IsoWeek, weekly_scorecard
-from firmware_config.cli import main
+from hailong.cli import main
 
 from .conftest import Seeded
 from .seed import FIRST_MONDAY, NEW_OFFICER, Selection, in_range, ms

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from dashboards.rollup import REASON_1D, backfill, day_offset, install, installed, rollup_selects
 from dashboards.settings import DashboardSettings
-from firmware_config.cli import main
-from firmware_config.localstack import InfluxServer
+from hailong.cli import main
+from hailong.localstack import InfluxServer
 from ingest.influxql import InfluxQL
 from ingest.lineproto import Point
 from tests.support.waiting import wait_until

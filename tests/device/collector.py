@@ -7,7 +7,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from broker.mqtt import MqttSettings, make_client
+from broker.kernel.mqtt import MqttSettings, make_client
 from tests.support.waiting import wait_until
 
 

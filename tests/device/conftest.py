@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from firmware_config.localstack import MosquittoServer
+from hailong.localstack import MosquittoServer
 
 
 def _free_display() -> int:

@@ -15,11 +15,11 @@ from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
 from broker.contract import QmsEvent, parse_qms, parse_rating, parse_status, qms_topic, rating_topic, status_topic
-from broker.mqtt import MqttSettings
+from broker.kernel.mqtt import MqttSettings
 from device.config import DeviceConfig
 from device.demo import launch_demo_terminal
 from device.runner import run_headless
-from firmware_config.cli import main
+from hailong.cli import main
 from tests.support.waiting import wait_until
 
 from .collector import Collector, publish

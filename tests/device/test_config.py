@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.configfile import ConfigError
 from broker.contract import DeviceConfigUpdate
+from broker.kernel.settings import ConfigError
 from device.config import DeviceConfig, load_device_config
 
 EXAMPLE = Path(__file__).parents[2] / "device" / "examples" / "device.toml"

@@ -28,9 +28,9 @@ from pathlib import Path
 import pytest
 
 from broker.contract import parse_rating, parse_status, rating_topic, status_topic
-from broker.mqtt import MqttSettings
+from broker.kernel.mqtt import MqttSettings
 from device.link import WINDOW
-from firmware_config.localstack import MosquittoServer
+from hailong.localstack import MosquittoServer
 from tests.support.waiting import wait_until
 
 from .collector import Collector

@@ -20,11 +20,11 @@ from broker.contract import (
     rating_topic,
     status_topic,
 )
-from broker.mqtt import MqttSettings
+from broker.kernel.mqtt import MqttSettings
 from device.config import DeviceConfig
 from device.runtime import DeviceRuntime, HeadlessLoop
 from device.state import State
-from firmware_config.localstack import MosquittoServer
+from hailong.localstack import MosquittoServer
 from tests.support.waiting import wait_until
 
 from .collector import Collector, publish

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from broker.contract import parse_rating, rating_topic
-from broker.mqtt import MqttSettings
+from broker.kernel.mqtt import MqttSettings
 from tests.conftest import ARTIFACTS
 from tests.support.waiting import wait_until
 

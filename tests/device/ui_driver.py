@@ -32,7 +32,7 @@ from kivy.tests.common import UnitTestTouch  # noqa: E402
 from kivy.uix.widget import Widget  # noqa: E402
 
 from broker.contract import DeviceConfigUpdate, QmsEvent, config_topic, qms_topic  # noqa: E402
-from broker.mqtt import make_client  # noqa: E402
+from broker.kernel.mqtt import make_client  # noqa: E402
 from device.config import load_device_config  # noqa: E402
 from device.runtime import DeviceRuntime  # noqa: E402
 from device.state import State  # noqa: E402

@@ -13,7 +13,7 @@ from pathlib import Path
 def test_demo_runs_end_to_end_and_prints_the_summary(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
     proc = subprocess.run(
-        [sys.executable, "-m", "firmware_config.cli", "demo", "--state-dir", str(tmp_path / "demo"),
+        [sys.executable, "-m", "hailong.cli", "demo", "--state-dir", str(tmp_path / "demo"),
          "--ratings", "6", "--counters", "2", "--interval", "0"],
         capture_output=True, text=True, timeout=120, env=env, stdin=subprocess.DEVNULL,
     )

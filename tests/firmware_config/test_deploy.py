@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 from click.testing import CliRunner
 
-from firmware_config.cli import main
+from hailong.cli import main
 from ingest.config import load_config
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from broker.passwd import parse_passwd
-from firmware_config.cli import main
+from broker.fleet.passwd import parse_passwd
+from broker.fleet.registry import load_registry
 from firmware_config.fleetedit import render_devices, render_officers
-from firmware_config.registry import load_registry
+from hailong.cli import main
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "example-fleet"
 

@@ -14,9 +14,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from broker.fleet.credentials import FleetState
 from device.config import DeviceConfig, load_device_config
-from firmware_config.cli import main
-from firmware_config.credentials import FleetState
+from hailong.cli import main
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "example-fleet"
 UNIT = "etc/systemd/system/hailong-device.service"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from firmware_config.registry import RegistryError, load_registry
+from broker.fleet.registry import RegistryError, load_registry
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "example-fleet"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from broker.configfile import ConfigError
-from firmware_config.cli import main
+from broker.kernel.settings import ConfigError
+from hailong.cli import main
 from ingest.config import load_config
 
 

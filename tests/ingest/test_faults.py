@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from broker.contract import qms_topic, rating_topic, status_topic
-from broker.mqtt import MqttSettings
-from firmware_config.localstack import InfluxServer, free_port
+from broker.kernel.mqtt import MqttSettings
+from hailong.localstack import InfluxServer, free_port
 from ingest.influxql import InfluxQL
 from tests.support.ingest import (
     IngestProcess,

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from broker.contract import RatingEvent, new_event_id, parse_rating, rating_topic
-from broker.mqtt import MqttSettings
+from broker.kernel.mqtt import MqttSettings
 from device.sim import plan_counters, run_counters
-from firmware_config.localstack import InfluxServer
+from hailong.localstack import InfluxServer
 from ingest.influxql import InfluxQL
 from tests.support.golden import invalid_payloads, valid_payloads
 from tests.support.ingest import publish_all, start_ingest

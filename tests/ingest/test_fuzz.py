@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from broker.contract import new_event_id, qms_topic, rating_topic, status_topic
-from broker.mqtt import MqttSettings
+from broker.kernel.mqtt import MqttSettings
 from ingest.config import IngestConfig
 from ingest.handlers import MessageHandler
 from ingest.influxql import InfluxQL

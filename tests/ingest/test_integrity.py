@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from broker.contract import qms_topic, rating_topic, status_topic
-from broker.mqtt import MqttSettings
+from broker.kernel.mqtt import MqttSettings
 from device.publisher import RatingPublisher
-from firmware_config.localstack import InfluxServer, MosquittoServer
+from hailong.localstack import InfluxServer, MosquittoServer
 from ingest.influxql import InfluxQL
 from ingest.service import IngestService
 from tests.support.ingest import TCentre, TDevice, TFleet, now_ms, rating, start_ingest, ticket_closed

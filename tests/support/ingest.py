@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broker.contract import QmsEvent, RatingEvent, new_event_id
-from broker.mqtt import MqttSettings
+from broker.kernel.mqtt import MqttSettings
 from ingest.config import IngestConfig
 from ingest.influxql import InfluxQL
 from ingest.registry import FleetRegistry, RegistryHolder
@@ -108,8 +108,8 @@ def write_fleet(root: Any, centre: str, devices: list[tuple[str, str]], *, has_q
     """A fleet directory in the fleet tool's format: one centre, ``devices`` = [(device, counter)]."""
     from pathlib import Path
 
+    from broker.fleet.registry import Centre, Counter, Device
     from firmware_config.fleetedit import render_centres, render_devices, render_officers
-    from firmware_config.registry import Centre, Counter, Device
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -190,7 +190,7 @@ stats_interval_s = {cfg.health.stats_interval_s}
 
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "firmware_config.cli", "-v", "ingest", "run", "--config", str(self.config_path)],
+            [sys.executable, "-m", "hailong.cli", "-v", "ingest", "run", "--config", str(self.config_path)],
             env=self.env, stdout=log, stderr=subprocess.STDOUT)
         return self
 

@@ -39,9 +39,9 @@ def broker() -> None:
 def render(fleet: Path, state: Path | None, out: Path, target: str | None, conf_dir: str | None,
            data_dir: str | None, hostnames: tuple[str, ...], tls_port: int | None, cert_port: int | None) -> None:
     """Render the broker files; then reload the broker with SIGHUP."""
-    from broker.configfile import ConfigError
-    from firmware_config.credentials import FleetState
-    from firmware_config.registry import RegistryError, load_registry
+    from broker.fleet.credentials import FleetState
+    from broker.fleet.registry import RegistryError, load_registry
+    from broker.kernel.settings import ConfigError
 
     from .render import load_options, render_broker
 

@@ -22,7 +22,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from broker.passwd import check_username, hash_password, new_password, parse_passwd, render_passwd
+from broker.fleet.passwd import check_username, hash_password, new_password, parse_passwd, render_passwd
 
 from .pki import FleetCA, cert_serial, write_private
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from broker.contract import TOPIC_PREFIX, TopicKind, config_topic, qms_topic, rating_topic, status_topic, subscription
-from firmware_config.registry import Device, Registry
+from broker.fleet.registry import Device, Registry
 
 INGEST_USER = "svc.ingest"
 ADMIN_USER = "svc.admin"

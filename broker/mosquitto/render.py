@@ -20,12 +20,12 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from broker.acl import render_acl, service_users
-from broker.configfile import load_model
-from broker.passwd import render_passwd
-from firmware_config.credentials import FleetState
-from firmware_config.pki import write_private
-from firmware_config.registry import Registry
+from broker.fleet.credentials import FleetState
+from broker.fleet.passwd import render_passwd
+from broker.fleet.pki import write_private
+from broker.fleet.registry import Registry
+from broker.kernel.settings import load_model
+from broker.mosquitto.acl import render_acl, service_users
 
 BROKER_FILE = "broker.toml"
 

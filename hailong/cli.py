@@ -12,12 +12,12 @@ import click
 
 # name -> "module:attribute" of a click command or group
 SUBCOMMANDS: dict[str, str] = {
-    "contract": "broker.cli:contract",
+    "contract": "broker.contract_cli:contract",
     "ingest": "ingest.cli:ingest",
     "sim": "device.cli:sim",
     "device": "device.cli:device",
-    "demo": "firmware_config.demo:demo",
-    "broker": "broker.render_cli:broker",
+    "demo": "hailong.demo:demo",
+    "broker": "broker.mosquitto.cli:broker",
     "fleet": "firmware_config.fleet_cli:fleet",
     "dashboards": "dashboards.cli:dashboards",
     "report": "dashboards.cli:report",

@@ -36,10 +36,9 @@ CLASS_LABELS_VI = {
 def write_demo_fleet(fleet: Path, counters: list[SimCounter]) -> None:
     """A fleet registry matching the simulated counters and the demo terminal, so the
     ingest runs with its registry and ticket checks on, exactly as in production."""
+    from broker.fleet.registry import CENTRES_FILE, DEVICES_FILE, OFFICERS_FILE, Centre, Counter, Device, Officer
     from device.demo import DEMO_OFFICER
-
-    from .fleetedit import render_centres, render_devices, render_officers
-    from .registry import CENTRES_FILE, DEVICES_FILE, OFFICERS_FILE, Centre, Counter, Device, Officer
+    from firmware_config.fleetedit import render_centres, render_devices, render_officers
 
     t_centre, t_counter = TERMINAL["centre"], TERMINAL["counter"]
     centres = [Centre(id=t_centre, name="Trung tâm Phục vụ hành chính công (demo)", province="demo")]
@@ -68,7 +67,7 @@ def write_demo_fleet(fleet: Path, counters: list[SimCounter]) -> None:
               help="Open one counter terminal window when a display is present.")
 def demo(state_dir: Path, ratings: int, per_centre: int, interval: float, keep: bool, terminal: bool) -> None:
     """Run broker, InfluxDB, ingest, simulated counters and a terminal locally; print a summary."""
-    from broker.mqtt import MqttSettings
+    from broker.kernel.mqtt import MqttSettings
     from device.demo import launch_demo_terminal
     from device.sim import plan_counters, run_counters
     from ingest.config import IngestConfig

@@ -1,0 +1,1 @@
+"""How Mosquitto enforces the registry: mosquitto.conf, passwd, ACL and certificates, rendered from the fleet."""
