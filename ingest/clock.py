@@ -23,10 +23,11 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from broker.contract import ContractError, RatingEvent
+from broker.contract import RatingEvent
 
 from .config import ClockSettings
 from .influxql import InfluxQL
+from .rejection import RuleRejection
 
 SENT_BEFORE_RATED_TOLERANCE_MS = 2000
 
@@ -45,16 +46,16 @@ class ClockCorrector:
         self._known: OrderedDict[str, RatingTimes] = OrderedDict()
 
     def times(self, event: RatingEvent, received_ms: int) -> RatingTimes:
-        """The times to store for ``event``; raise ContractError("absurd_timestamp") when impossible."""
+        """The times to store for ``event``; raise RuleRejection("absurd_timestamp") when impossible."""
         known = self._known.get(event.event_id)
         if known is not None:
             return known
         s = self.settings
         if event.rated_at > event.sent_at + SENT_BEFORE_RATED_TOLERANCE_MS:
-            raise ContractError("absurd_timestamp",
+            raise RuleRejection("absurd_timestamp",
                                 f"rated_at {event.rated_at} is after sent_at {event.sent_at}", "rated_at")
         if event.sent_at - event.rated_at > s.max_outbox_age_s * 1000:
-            raise ContractError("absurd_timestamp", f"rated {(event.sent_at - event.rated_at) // 1000}s before it "
+            raise RuleRejection("absurd_timestamp", f"rated {(event.sent_at - event.rated_at) // 1000}s before it "
                                 f"was sent (max outbox age {s.max_outbox_age_s}s)", "rated_at")
         offset = received_ms - event.sent_at
         corrected = event.sent_at < s.min_plausible_ms or offset < -s.max_ahead_s * 1000
@@ -62,7 +63,7 @@ class ClockCorrector:
             offset = 0
         rated = event.rated_at + offset
         if received_ms - rated > s.max_age_s * 1000:
-            raise ContractError("absurd_timestamp",
+            raise RuleRejection("absurd_timestamp",
                                 f"rated_at {event.rated_at} is older than {s.max_age_s}s", "rated_at")
         closed = event.closed_at + offset if event.closed_at is not None else None
         result = RatingTimes(rated, closed, corrected)

@@ -30,6 +30,7 @@ from .lineproto import FieldValue, Point
 from .points import rejected_point, status_point
 from .ratings import HOLD, RatingJudge
 from .registry import RegistryHolder
+from .rejection import RuleRejection
 from .stats import IngestStats
 from .tickets import TicketIndex
 
@@ -107,7 +108,7 @@ class MessageHandler:
             if topic.kind is TopicKind.QMS:
                 return self.handle_qms(topic, payload)
             return Handled((), "ignored")
-        except ContractError as exc:
+        except (ContractError, RuleRejection) as exc:
             return self.reject(exc.reason, topic_name, payload, exc.message, received_ns,
                                centre=topic.centre, device=topic.device or "")
         except Exception as exc:  # a bug must not stop the stream: make it visible instead

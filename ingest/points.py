@@ -5,8 +5,7 @@ from __future__ import annotations
 from broker.contract import DeviceStatus, RatingEvent
 
 from .lineproto import FieldValue, Point
-
-MAX_REJECTED_PAYLOAD = 1024
+from .storage import MAX_REJECTED_PAYLOAD, WALKUP_FALSE, WALKUP_TRUE, Field, Measurement, Tag
 
 
 def rating_time_ns(event: RatingEvent, rated_at_ms: int | None = None) -> int:
@@ -27,30 +26,30 @@ def rating_point(
     rated = event.rated_at if rated_at_ms is None else rated_at_ms
     closed = event.closed_at if closed_at_ms is None else closed_at_ms
     fields: dict[str, FieldValue] = {
-        "score": event.score,
-        "scale": event.scale,
-        "reasons": ",".join(event.reasons),
-        "event_id": event.event_id,
-        "input": event.input,
-        "clock_corrected": clock_corrected,
+        Field.SCORE: event.score,
+        Field.SCALE: event.scale,
+        Field.REASONS: ",".join(event.reasons),
+        Field.EVENT_ID: event.event_id,
+        Field.INPUT: event.input,
+        Field.CLOCK_CORRECTED: clock_corrected,
     }
     if event.ticket is not None:
-        fields["ticket"] = event.ticket
+        fields[Field.TICKET] = event.ticket
     if event.dossier:
-        fields["dossier"] = event.dossier
+        fields[Field.DOSSIER] = event.dossier
     if closed is not None:
-        fields["response_ms"] = max(0, rated - closed)
+        fields[Field.RESPONSE_MS] = max(0, rated - closed)
     tags = {
-        "province": province,
-        "centre": event.centre,
-        "counter": event.counter,
-        "officer": event.officer,
-        "service": event.service or "",
-        "device": event.device,
-        "class": event.satisfaction.value,
-        "walkup": "true" if event.walkup else "false",
+        Tag.PROVINCE: province,
+        Tag.CENTRE: event.centre,
+        Tag.COUNTER: event.counter,
+        Tag.OFFICER: event.officer,
+        Tag.SERVICE: event.service or "",
+        Tag.DEVICE: event.device,
+        Tag.CLASS: event.satisfaction.value,
+        Tag.WALKUP: WALKUP_TRUE if event.walkup else WALKUP_FALSE,
     }
-    return Point("rating", tags, fields, rating_time_ns(event, rated))
+    return Point(Measurement.RATING, tags, fields, rating_time_ns(event, rated))
 
 
 def rejected_point(
@@ -59,23 +58,24 @@ def rejected_point(
     """A ``rejected`` point: nothing invalid vanishes silently."""
     text = payload[:MAX_REJECTED_PAYLOAD].decode("utf-8", errors="replace")
     return Point(
-        "rejected",
-        {"reason": reason, "centre": centre or "unknown"},
-        {"topic": topic[:256], "device": device, "payload": text, "detail": detail[:512]},
+        Measurement.REJECTED,
+        {Tag.REASON: reason, Tag.CENTRE: centre or "unknown"},
+        {Field.TOPIC: topic[:256], Tag.DEVICE: device, Field.PAYLOAD: text, Field.DETAIL: detail[:512]},
         at_ns,
     )
 
 
 def status_point(status: DeviceStatus, at_ms: int) -> Point:
     fields: dict[str, FieldValue] = {
-        "online": status.online,
-        "outbox_depth": status.outbox_depth,
-        "outbox_nearly_full": status.outbox_nearly_full,
-        "uptime_s": status.uptime_s,
-        "version": status.version,
+        Field.ONLINE: status.online,
+        Field.OUTBOX_DEPTH: status.outbox_depth,
+        Field.OUTBOX_NEARLY_FULL: status.outbox_nearly_full,
+        Field.UPTIME_S: status.uptime_s,
+        Field.VERSION: status.version,
     }
     if status.cpu_temp_c is not None:
-        fields["cpu_temp_c"] = float(status.cpu_temp_c)
+        fields[Field.CPU_TEMP_C] = float(status.cpu_temp_c)
     if status.state:
-        fields["state"] = status.state
-    return Point("device_status", {"centre": status.centre, "device": status.device}, fields, at_ms * 1_000_000)
+        fields[Field.STATE] = status.state
+    tags = {Tag.CENTRE: status.centre, Tag.DEVICE: status.device}
+    return Point(Measurement.DEVICE_STATUS, tags, fields, at_ms * 1_000_000)

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 from typing import Final
 
-from broker.contract import ContractError, RatingEvent, Topic, check_rating_topic
+from broker.contract import RatingEvent, Topic, check_rating_topic
 
 from .clock import ClockCorrector
 from .config import IntegritySettings
 from .lineproto import Point
 from .points import rating_point
 from .registry import RegistryHolder
+from .rejection import RuleRejection
 from .tickets import TicketIndex
 
 
@@ -50,7 +51,7 @@ class RatingJudge:
         self.clock = clock
 
     def judge(self, topic: Topic, event: RatingEvent, received_ms: int, now_ms: int) -> Point | _Hold:
-        """The ``rating`` point to store, HOLD, or raise ContractError with the rejection reason.
+        """The ``rating`` point to store, HOLD, or raise RuleRejection with the rejection reason.
 
         ``received_ms`` is when the message first arrived (held ratings keep it).
         """
@@ -63,33 +64,33 @@ class RatingJudge:
             return point
         if event.ticket is None:
             if not place.walkup_allowed:
-                raise ContractError("walkup_not_allowed",
+                raise RuleRejection("walkup_not_allowed",
                                     f"centre {event.centre!r} does not accept ratings without a ticket", "ticket")
             return point
         entry = self.index.get(event.centre, event.counter, event.ticket)
         if entry is not None and entry.rated_by is not None:
             if entry.rated_by == event.event_id:
                 return point  # redelivery: identical point, idempotent write
-            raise ContractError("duplicate_ticket",
+            raise RuleRejection("duplicate_ticket",
                                 f"ticket {event.ticket!r} at counter {event.counter!r} was already rated "
                                 f"(event {entry.rated_by})", "ticket")
         # both times come from the device clock, so the window is immune to its offset
         response_ms = event.rated_at - (event.closed_at or 0)
         s = self.settings
         if response_ms > s.rating_window_s * 1000 or response_ms < -s.early_tolerance_s * 1000:
-            raise ContractError("outside_window", f"rated {response_ms / 1000:.1f}s after ticket "
+            raise RuleRejection("outside_window", f"rated {response_ms / 1000:.1f}s after ticket "
                                 f"{event.ticket!r} closed (window {s.rating_window_s}s)", "rated_at")
         if entry is not None and entry.officer is not None:
             if entry.officer != event.officer:
-                raise ContractError("officer_mismatch", f"ticket {event.ticket!r} was closed by officer "
+                raise RuleRejection("officer_mismatch", f"ticket {event.ticket!r} was closed by officer "
                                     f"{entry.officer!r}, the rating names {event.officer!r}", "officer")
         elif not place.has_qms and place.counter_officer and place.counter_officer != event.officer:
-            raise ContractError("officer_mismatch", f"counter {event.counter!r} credits officer "
+            raise RuleRejection("officer_mismatch", f"counter {event.counter!r} credits officer "
                                 f"{place.counter_officer!r} (registry), the rating names {event.officer!r}", "officer")
         elif place.has_qms:
             if now_ms - received_ms < s.hold_grace_s * 1000:
                 return HOLD
-            raise ContractError("unknown_ticket", f"no ticket_closed for {event.ticket!r} at counter "
+            raise RuleRejection("unknown_ticket", f"no ticket_closed for {event.ticket!r} at counter "
                                 f"{event.counter!r} within {s.hold_grace_s:g}s", "ticket")
         self.index.rated(event.centre, event.counter, event.ticket, event.event_id)
         return point

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from broker.contract import ContractError
+from .rejection import RuleRejection
 
 log = logging.getLogger("hailong.ingest")
 
@@ -145,27 +145,27 @@ class RegistryHolder:
         return info.province if info is not None else self._default_province
 
     def check_device(self, device: str, centre: str, counter: str | None) -> Placement:
-        """Raise ContractError unless ``device`` may speak for ``centre`` (and ``counter``)."""
+        """Raise RuleRejection unless ``device`` may speak for ``centre`` (and ``counter``)."""
         reg = self._registry
         if reg is None:  # development mode: no registry configured
             return Placement(self._default_province, has_qms=False, walkup_allowed=True, enforce_tickets=False)
         dev = reg.devices.get(device)
         if dev is None:
-            raise ContractError("unknown_device", f"device {device!r} is not in the fleet registry", "device")
+            raise RuleRejection("unknown_device", f"device {device!r} is not in the fleet registry", "device")
         if dev.retired:
-            raise ContractError("retired_device", f"device {device!r} is retired in the fleet registry", "device")
+            raise RuleRejection("retired_device", f"device {device!r} is retired in the fleet registry", "device")
         if dev.centre != centre:
-            raise ContractError(
+            raise RuleRejection(
                 "wrong_centre", f"device {device!r} is registered at centre {dev.centre!r}, not {centre!r}", "centre"
             )
         if counter is not None and dev.counter != counter:
-            raise ContractError(
+            raise RuleRejection(
                 "wrong_counter", f"device {device!r} is registered at counter {dev.counter!r}, not {counter!r}",
                 "counter",
             )
         info = reg.centres.get(centre)
         if info is None:
-            raise ContractError("unknown_device", f"centre {centre!r} of device {device!r} is not registered", "centre")
+            raise RuleRejection("unknown_device", f"centre {centre!r} of device {device!r} is not registered", "centre")
         officer = getattr(reg.counters.get((centre, dev.counter)), "officer", None)
         return Placement(info.province, info.has_qms, info.walkup_allowed,
                          counter_officer=officer if isinstance(officer, str) else None)
@@ -173,7 +173,7 @@ class RegistryHolder:
     def check_qms_counter(self, centre: str, counter: str) -> None:
         reg = self._registry
         if reg is not None and (centre, counter) not in reg.counters:
-            raise ContractError("unknown_counter", f"counter {counter!r} of centre {centre!r} is not registered",
+            raise RuleRejection("unknown_counter", f"counter {counter!r} of centre {centre!r} is not registered",
                                 "counter")
 
 

@@ -1,0 +1,89 @@
+"""The InfluxDB storage schema: every measurement, tag key and field name, in one place.
+
+Writers (the ingest), queries (dashboards, rollups, alert rules) and reports (weekly
+scorecards) all name what is stored through this module, so a rename is one edit and a
+typo is an AttributeError instead of an empty panel. DESIGN.md "InfluxDB schema" is the
+specification; where we add to it (``rejected.detail``, ``device_status.state``, ...) the
+addition is listed here too.
+
+It lives in ``ingest`` because the ingest is the lowest layer that writes what it names;
+``dashboards`` sits above ``ingest`` and imports it. Nothing here imports anything but the
+contract's enums, so importing it costs nothing.
+
+Ticket numbers, dossier codes and event ids are fields, never tags (series cardinality).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from broker.contract import SatisfactionClass
+
+
+class Measurement:
+    """Measurement names."""
+
+    RATING: Final = "rating"
+    TICKET: Final = "ticket"
+    DEVICE_STATUS: Final = "device_status"
+    REJECTED: Final = "rejected"
+    INGEST_STATS: Final = "ingest_stats"
+
+
+class Tag:
+    """Tag keys (indexed, low cardinality)."""
+
+    PROVINCE: Final = "province"
+    CENTRE: Final = "centre"
+    COUNTER: Final = "counter"
+    OFFICER: Final = "officer"
+    SERVICE: Final = "service"
+    DEVICE: Final = "device"
+    CLASS: Final = "class"
+    WALKUP: Final = "walkup"
+    REASON: Final = "reason"
+    INSTANCE: Final = "instance"
+
+
+class Field:
+    """Field keys (not indexed)."""
+
+    SCORE: Final = "score"
+    SCALE: Final = "scale"
+    TICKET: Final = "ticket"
+    DOSSIER: Final = "dossier"
+    REASONS: Final = "reasons"
+    EVENT_ID: Final = "event_id"
+    RESPONSE_MS: Final = "response_ms"
+    INPUT: Final = "input"
+    CLOCK_CORRECTED: Final = "clock_corrected"
+    SERVE_S: Final = "serve_s"
+    # device_status
+    ONLINE: Final = "online"
+    OUTBOX_DEPTH: Final = "outbox_depth"
+    OUTBOX_NEARLY_FULL: Final = "outbox_nearly_full"
+    UPTIME_S: Final = "uptime_s"
+    CPU_TEMP_C: Final = "cpu_temp_c"
+    VERSION: Final = "version"
+    STATE: Final = "state"
+    # rejected
+    TOPIC: Final = "topic"
+    PAYLOAD: Final = "payload"
+    DETAIL: Final = "detail"
+
+
+# Values of the ``class`` tag, best first (the three legal classes of official reports).
+CLASS_VALUES: Final = tuple(c.value for c in SatisfactionClass)
+NOT_SATISFIED: Final = SatisfactionClass.NOT_SATISFIED.value
+
+# Values of the ``walkup`` tag.
+WALKUP_TRUE: Final = "true"
+WALKUP_FALSE: Final = "false"
+
+# Longest ``rejected.payload`` kept (bytes of the original message, decoded lossily).
+MAX_REJECTED_PAYLOAD: Final = 1024
+
+
+def rating_tag_keys() -> tuple[str, ...]:
+    """The rating measurement's tags in the order dashboards offer them as variables."""
+    return (Tag.PROVINCE, Tag.CENTRE, Tag.COUNTER, Tag.OFFICER, Tag.SERVICE, Tag.DEVICE, Tag.CLASS, Tag.WALKUP)
