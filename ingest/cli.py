@@ -11,7 +11,8 @@ import click
 
 from broker.kernel.settings import ConfigError
 
-from .config import load_config
+from .config import IngestConfig, load_config
+from .workers import Supervisor, resolve_workers
 
 log = logging.getLogger("hailong.ingest")
 
@@ -34,6 +35,13 @@ def run(config_path: Path) -> None:
         raise click.ClickException(str(exc)) from None
     logging.getLogger().setLevel(cfg.log_level)
     try:
+        workers = resolve_workers(cfg.workers)
+    except ValueError as exc:
+        raise click.ClickException(f"config error in {config_path}: workers: {exc}") from None
+    if workers > 1:
+        _supervise(config_path, cfg, workers)
+        return
+    try:
         svc = IngestService(cfg)
     except Exception as exc:  # a broken registry stops the service at start, naming file and key
         raise click.ClickException(f"cannot start ingest: {exc}") from None
@@ -52,3 +60,21 @@ def run(config_path: Path) -> None:
     log.info("ingest running (client_id=%s, influx=%s %s)", cfg.client_id, cfg.influx.api, cfg.influx.url)
     stop.wait()
     svc.stop()
+
+
+def _supervise(config_path: Path, cfg: IngestConfig, workers: int) -> None:
+    """Run ``workers`` ingest processes under one supervisor (the process systemd watches)."""
+    sup = Supervisor(config_path.resolve(), workers, cfg.client_id, cfg.health.http_port)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sup.request_stop())
+    signal.signal(signal.SIGHUP, lambda *_: sup.signal_all(signal.SIGHUP))
+    log.info("ingest supervisor: %d workers (client ids %s..)", workers, cfg.client_id)
+    sup.run()
+
+
+if __name__ == "__main__":  # pragma: no cover - how the supervisor starts each worker
+    import sys
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
+    ingest()

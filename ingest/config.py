@@ -139,6 +139,9 @@ class IngestConfig(_Section):
     clock: ClockSettings = Field(default_factory=ClockSettings, description="Clock correction")
     health: HealthSettings = Field(default_factory=HealthSettings, description="Liveness and self-metrics")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level")
+    workers: Literal["auto"] | int = Field(
+        default=1, description="Worker processes of one `hailong ingest run` (ingest/workers.py): 'auto' = one "
+        "per core; each judges a partition of the counters, so a ticket's ratings always meet one judge")
 
 
 def _resolve_relative(cfg: IngestConfig, base: Path) -> IngestConfig:
