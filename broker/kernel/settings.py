@@ -83,7 +83,9 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     secret_names: ClassVar[tuple[str, ...]] = ()
-    _secrets: dict[str, SecretStr] = PrivateAttr(default_factory=dict)
+    # name -> (file it came from, its first line); keyed by file too, so a model_copy that
+    # points ``x_file`` elsewhere reads the new file instead of reusing the old secret
+    _secrets: dict[str, tuple[Path, SecretStr]] = PrivateAttr(default_factory=dict)
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -102,12 +104,14 @@ class Settings(BaseModel):
         inline = getattr(self, name)
         if inline is not None:
             return inline.get_secret_value() if isinstance(inline, SecretStr) else str(inline)
-        if name not in self._secrets:
-            file: Path | None = getattr(self, f"{name}_file")
-            if file is None:
-                return None
-            self._secrets[name] = read_secret_file(file, path, f"{key_prefix}{name}_file")
-        return self._secrets[name].get_secret_value()
+        file: Path | None = getattr(self, f"{name}_file")
+        if file is None:
+            return None
+        cached = self._secrets.get(name)
+        if cached is None or cached[0] != file:
+            cached = (file, read_secret_file(file, path, f"{key_prefix}{name}_file"))
+            self._secrets[name] = cached
+        return cached[1].get_secret_value()
 
 
 def _sections(model: BaseModel, prefix: str = "") -> Iterator[tuple[str, Settings]]:
