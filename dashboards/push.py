@@ -17,10 +17,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, SecretStr
 
 from broker.contract import ID_PATTERN
-from broker.kernel.settings import ConfigError, load_model, read_secret
+from broker.kernel.settings import ConfigError, SecretFile, Settings, load_model
 
 from .boards import CENTRE_SCOPED, all_dashboards, for_centre
 from .grafana import stable_uid
@@ -35,29 +35,39 @@ class PushError(RuntimeError):
     pass
 
 
-class CentreSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CentreSpec(Settings):
+    """A centre that gets its own Grafana folder and team."""
 
     id: str = Field(pattern=ID_PATTERN, description="Centre id, as in the fleet registry")
     name: str = Field(min_length=1, max_length=100, description="Display name (Vietnamese), used in folder titles")
 
 
-class PushConfig(BaseModel):
+class PushConfig(Settings):
     """Where to push and which centres exist. The token comes from env or a file, never the TOML."""
 
-    model_config = ConfigDict(extra="forbid")
-
     grafana_url: str = Field(description="Grafana base URL, e.g. https://grafana.example.vn")
-    token: str | None = Field(default=None, description="Service account token (prefer env HAILONG_PUSH__TOKEN)")
-    token_file: Path | None = Field(default=None, description="File whose first line is the token")
+    token: SecretStr | None = Field(default=None,
+                                    description="Service account token (prefer env HAILONG_PUSH__TOKEN)")
+    token_file: SecretFile = Field(default=None, description="File whose first line is the token")
     province: str = Field(pattern=ID_PATTERN, description="Province id (the rating.province tag)")
     centres: list[CentreSpec] = Field(min_length=1, description="Centres that get their own folder and team")
     dashboards_config: Path | None = Field(default=None, description="Dashboard settings TOML (optional)")
     timeout_s: float = Field(default=10.0, gt=0, description="HTTP timeout per Grafana call")
 
 
-def load_push_config(path: Path) -> PushConfig:
-    return load_model(PushConfig, path, "HAILONG_PUSH")
+def load_push_config(path: Path, environ: dict[str, str] | None = None) -> PushConfig:
+    """Read the push TOML plus HAILONG_PUSH__* env; no token (env or file) is a config error here, at start."""
+    cfg = load_model(PushConfig, path, "HAILONG_PUSH", environ)
+    grafana_token(cfg, path)
+    return cfg
+
+
+def grafana_token(cfg: PushConfig, path: Path | None = None) -> str:
+    """The service account token (env or token_file); none at all is a config error."""
+    token = cfg.secret_of("token", path)
+    if not token:
+        raise ConfigError(path, "token", "no Grafana token: set HAILONG_PUSH__TOKEN or token_file")
+    return token
 
 
 def centre_team(centre: str) -> str:
@@ -152,9 +162,7 @@ def push_all(cfg: PushConfig, dry_run: bool = False, api: Any = None) -> list[st
     from grafana_client.client import GrafanaException
 
     settings = load_settings(cfg.dashboards_config)
-    token = read_secret(cfg.token, cfg.token_file, "token")
-    if not token:
-        raise ConfigError(None, "token", "no Grafana token: set HAILONG_PUSH__TOKEN or token_file")
+    token = grafana_token(cfg)
     api = api or GrafanaApi.from_url(cfg.grafana_url, credential=token, timeout=cfg.timeout_s)
     pusher = Pusher(api, dry_run)
     try:

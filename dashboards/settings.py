@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from broker.kernel.settings import load_model
+from broker.kernel.settings import Settings, load_model
 
 DEFAULT_REASONS: dict[str, str] = {
     "thai_do": "Thái độ",
@@ -23,10 +23,8 @@ DEFAULT_REASONS: dict[str, str] = {
 }
 
 
-class ContactPoints(BaseModel):
+class ContactPoints(Settings):
     """Where alerts go. Left empty they render as placeholders to fill in at deploy time."""
-
-    model_config = ConfigDict(extra="forbid")
 
     emails: list[str] = Field(default_factory=list, description="Supervisor e-mail addresses (province default)")
     webhook_url: str = Field(default="", description="Webhook (chat bot, SMS gateway) receiving every alert")
@@ -34,10 +32,8 @@ class ContactPoints(BaseModel):
         default_factory=dict, description="Centre id -> its supervisors' e-mails; alerts with that centre go there")
 
 
-class DashboardSettings(BaseModel):
+class DashboardSettings(Settings):
     """Settings that shape the generated Grafana JSON, provisioning YAML and reports."""
-
-    model_config = ConfigDict(extra="forbid")
 
     datasource_uid: str = Field(default="hailong-influxdb", description="uid of the provisioned InfluxDB datasource")
     datasource_name: str = Field(default="hailong InfluxDB", description="Display name of the datasource")

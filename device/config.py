@@ -14,11 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from broker.contract import ID_PATTERN, REASON_PATTERN, DeviceConfigUpdate
 from broker.kernel.mqtt import MqttSettings
-from broker.kernel.settings import load_model
+from broker.kernel.settings import SettingError, Settings, load_model
 
 ENV_PREFIX = "HAILONG_DEVICE"
 
@@ -30,11 +30,7 @@ BcmPin = Annotated[int, Field(ge=0, le=27)]
 DEFAULT_REASONS = ("thai_do", "thoi_gian_cho", "huong_dan", "thu_tuc", "di_lai", "co_so_vat_chat")
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class OutboxSettings(_Section):
+class OutboxSettings(Settings):
     """Where unsent ratings wait for the broker, and how many may wait."""
 
     path: Path = Field(default=Path("/var/lib/hailong/outbox.sqlite3"),
@@ -46,7 +42,7 @@ class OutboxSettings(_Section):
                               description="Fraction of max_ratings above which status.outbox_nearly_full is set")
 
 
-class GpioSettings(_Section):
+class GpioSettings(Settings):
     """Physical buttons and LEDs (BCM pin numbers)."""
 
     buttons: dict[int, BcmPin] = Field(default_factory=dict,
@@ -76,7 +72,7 @@ class GpioSettings(_Section):
         return self
 
 
-class DeviceConfig(_Section):
+class DeviceConfig(Settings):
     """Everything one counter terminal needs to know."""
 
     device_id: Id = Field(description="This terminal's id; also its MQTT client id and username")
@@ -130,13 +126,13 @@ class DeviceConfig(_Section):
         if self.hardware in ("buttons", "both"):
             missing = [s for s in range(1, self.scale + 1) if s not in self.gpio.buttons]
             if missing:
-                raise ValueError(f"gpio.buttons: hardware={self.hardware!r} needs a pin for every score "
-                                 f"1..{self.scale}; missing {missing}")
+                raise SettingError("gpio.buttons", f"hardware={self.hardware!r} needs a pin for every score "
+                                                   f"1..{self.scale}; missing {missing}")
         extra = [s for s in self.gpio.buttons if s > self.scale]
         if extra:
-            raise ValueError(f"gpio.buttons: scores {extra} exceed scale {self.scale}")
+            raise SettingError("gpio.buttons", f"scores {extra} exceed scale {self.scale}")
         if self.mode == "manual_served" and self.hardware == "buttons" and self.gpio.served_pin is None:
-            raise ValueError("gpio.served_pin: manual_served mode on a button-only unit needs a 'served' button")
+            raise SettingError("gpio.served_pin", "manual_served mode on a button-only unit needs a 'served' button")
         return self
 
     @property
@@ -163,7 +159,8 @@ class DeviceConfig(_Section):
             changes["officer_names"] = dict(update.officer_names)
         # re-validate so an update cannot produce a config the file could not
         # (e.g. scale 5 on a unit with four buttons)
-        data = self.model_dump() | changes
+        # (the mqtt section is passed as is: it keeps the secret read at load)
+        data = self.model_dump() | changes | {"mqtt": self.mqtt}
         return DeviceConfig.model_validate(data)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import click
+from pydantic import SecretStr
 
 from broker.fleet.credentials import FleetState
 from broker.fleet.registry import Registry, RegistryError, load_registry
@@ -225,6 +226,7 @@ def provision(ctx: Ctx, devices: tuple[str, ...], centre: str | None, out: Path,
               broker_host: str | None, ssh_keys: tuple[Any, ...], wifi_ssid: str | None,
               wifi_password: str | None, pip_spec: str | None, watchdog: bool, broker_out: Path | None) -> None:
     """Generate credentials and the first-boot bundle for DEVICES (or a whole --centre)."""
+    from broker.kernel.settings import ConfigError
     from broker.mosquitto.render import load_options
 
     from .provision import DEFAULT_PIP_SPEC, ProvisionSettings
@@ -241,7 +243,8 @@ def provision(ctx: Ctx, devices: tuple[str, ...], centre: str | None, out: Path,
     settings = ProvisionSettings(
         broker_host=broker_host or opt.hostnames[0], tls_port=opt.tls_port, cert_port=opt.cert_port,
         mode=_mode(mode), pip_spec=pip_spec or DEFAULT_PIP_SPEC,
-        ssh_keys=tuple(f.read().strip() for f in ssh_keys), wifi_ssid=wifi_ssid, wifi_password=wifi_password,
+        ssh_keys=tuple(f.read().strip() for f in ssh_keys), wifi_ssid=wifi_ssid,
+        wifi_password=SecretStr(wifi_password) if wifi_password else None,
         watchdog=watchdog)
     if settings.broker_host in ("localhost", "127.0.0.1"):
         click.echo(f"warning: terminals will connect to {settings.broker_host}; set hostnames in "
@@ -253,6 +256,9 @@ def provision(ctx: Ctx, devices: tuple[str, ...], centre: str | None, out: Path,
             target = make_bundle(reg, dev, ctx.state, out, settings)
         except RegistryError as exc:
             raise click.ClickException(f"[{i}/{len(devices)}] {exc}") from None
+        except ConfigError as exc:  # the terminal would refuse this config at first boot
+            raise click.ClickException(f"[{i}/{len(devices)}] {dev}: the terminal would stop with: {exc} "
+                                       f"(fix device.{dev} in {ctx.fleet / 'devices.toml'})") from None
         click.echo(f"[{i}/{len(devices)}] {dev:<20} {target}  ({(time.monotonic() - t) * 1000:.0f} ms)")
     total = time.monotonic() - t0
     click.echo(f"provisioned {len(devices)} terminal(s) in {total:.2f}s ({total / len(devices) * 1000:.0f} ms each)")

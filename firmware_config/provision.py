@@ -24,10 +24,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from pydantic import Field, SecretStr, ValidationError
 
 from broker.fleet.credentials import FleetState
 from broker.fleet.pki import write_private
 from broker.fleet.registry import Device, Registry, RegistryError
+from broker.kernel.settings import ConfigError, Settings, secret_files, validation_to_config_error
+from device.config import DeviceConfig
 
 from . import osfiles
 from .fleetedit import toml_value
@@ -45,22 +48,27 @@ class BundleFile:
     secret: bool = False
 
 
-@dataclass(frozen=True)
-class ProvisionSettings:
-    broker_host: str
-    tls_port: int = 8883
-    cert_port: int = 8884
-    mode: Mode = "cert"
-    pip_spec: str = DEFAULT_PIP_SPEC
-    ssh_keys: tuple[str, ...] = ()
-    wifi_ssid: str | None = None
-    wifi_password: str | None = None
-    wifi_country: str = "VN"
-    watchdog: bool = True
+class ProvisionSettings(Settings):
+    """How this fleet's terminals are provisioned (from ``hailong fleet provision`` flags and broker.toml)."""
+
+    broker_host: str = Field(min_length=1, description="Broker name the terminals connect to")
+    tls_port: int = Field(default=8883, ge=1, le=65535, description="TLS + username/password listener")
+    cert_port: int = Field(default=8884, ge=1, le=65535, description="TLS + client-certificate listener")
+    mode: Mode = Field(default="cert", description="cert: TLS client certificate; password: username/password")
+    pip_spec: str = Field(default=DEFAULT_PIP_SPEC, description="What pip installs on the Pi")
+    ssh_keys: tuple[str, ...] = Field(default=(), description="SSH public keys for the 'tech' user")
+    wifi_ssid: str | None = Field(default=None, description="Wi-Fi network the terminal joins (none: Ethernet)")
+    wifi_password: SecretStr | None = Field(default=None, description="Wi-Fi passphrase (never logged)")
+    wifi_country: str = Field(default="VN", pattern=r"^[A-Z]{2}$", description="Wi-Fi regulatory domain")
+    watchdog: bool = Field(default=True, description="systemd watchdog (Type=notify, WatchdogSec) on the terminal")
 
 
-def device_config(reg: Registry, dev: Device, s: ProvisionSettings) -> dict[str, Any]:
-    """The DeviceConfig document for ``dev`` (as plain data; written as TOML)."""
+def device_config(reg: Registry, dev: Device, s: ProvisionSettings) -> DeviceConfig:
+    """The terminal's config for ``dev``, validated by the model the Pi loads it with.
+
+    Whatever the Pi would refuse at first boot (a buttons unit without a pin for every
+    score, a pin used twice, ...) is refused here, as the ConfigError the Pi would raise.
+    """
     centre = reg.centres[dev.centre]
     counter = reg.counters[(dev.centre, dev.counter)]
     buttons = {int(k.split("_")[1]): v for k, v in dev.pins.items() if k.startswith("score_")}
@@ -72,8 +80,7 @@ def device_config(reg: Registry, dev: Device, s: ProvisionSettings) -> dict[str,
         mode = "manual_served"  # no queue system: the officer's "served" press (or on-screen) opens the prompt
     else:
         mode = "always_on"
-    gpio: dict[str, Any] = {"buttons": {str(k): v for k, v in sorted(buttons.items())},
-                            "leds": {str(k): v for k, v in sorted(leds.items())}}
+    gpio: dict[str, Any] = {"buttons": dict(sorted(buttons.items())), "leds": dict(sorted(leds.items()))}
     if served is not None:
         gpio["served_pin"] = served
     if s.mode == "cert":
@@ -86,16 +93,27 @@ def device_config(reg: Registry, dev: Device, s: ProvisionSettings) -> dict[str,
     if not centre.has_qms and counter.officer is None:
         raise RegistryError(reg.root / "centres.toml", f"centre.{dev.centre}.counter.{dev.counter}.officer",
                             "a centre without a queue system needs the officer credited at this counter")
-    cfg: dict[str, Any] = {
+    data: dict[str, Any] = {
         "device_id": dev.id, "centre": dev.centre, "counter": dev.counter,
         "centre_name": centre.name, "counter_label": counter.label,
         "officer_names": {o.id: o.name for o in reg.officers_of(dev.centre) if not o.retired},
         **({"officer_id": counter.officer} if counter.officer else {}),
         "mode": mode, "walkup_allowed": centre.walkup_allowed, "hardware": dev.hardware,
+        # the scale follows the buttons wired: 3 or 5 buttons, else the 4-level default
         "scale": max(buttons) if buttons and max(buttons) in (3, 5) else 4,
         "gpio": gpio, "outbox": {"path": f"{osfiles.STATE}/outbox.sqlite3"}, "mqtt": mqtt,
     }
-    return cfg
+    try:
+        # no base_dir context and no secret files read: those paths are the Pi's, not this machine's
+        return DeviceConfig.model_validate(data)
+    except ValidationError as exc:
+        raise validation_to_config_error(osfiles.CONFIG_PATH, exc) from None
+
+
+def config_document(cfg: DeviceConfig) -> dict[str, Any]:
+    """The keys provisioning set (defaults left out, so a later app version's defaults apply), as TOML data."""
+    doc: dict[str, Any] = cfg.model_dump(mode="json", exclude_unset=True)
+    return doc
 
 
 def to_toml(doc: dict[str, Any], header: str) -> str:
@@ -119,10 +137,11 @@ def bundle_files(reg: Registry, dev: Device, state: FleetState, s: ProvisionSett
     ca = state.ca().cert_path.read_bytes()
     header = (f"# hailong terminal {dev.id} -- generated by `hailong fleet provision`.\n"
               f"# Registry: {dev.centre} / {dev.counter}. Keys documented in docs/device.md.")
-    cfg = to_toml(device_config(reg, dev, s), header).encode()
+    cfg = device_config(reg, dev, s)
+    config_toml = to_toml(config_document(cfg), header).encode()
     etc = osfiles.ETC
     files = [
-        BundleFile(osfiles.CONFIG_PATH, cfg, 0o640),
+        BundleFile(osfiles.CONFIG_PATH, config_toml, 0o640),
         BundleFile(f"{etc}/ca.crt", ca, 0o644),
         BundleFile(f"{etc}/kiosk.env", osfiles.kiosk_env().encode(), 0o644),
         BundleFile(f"{etc}/kivy-config.ini", osfiles.kivy_config().encode(), 0o644),
@@ -139,6 +158,10 @@ def bundle_files(reg: Registry, dev: Device, state: FleetState, s: ProvisionSett
                   BundleFile(f"{etc}/device.key", cert.key_path.read_bytes(), 0o600, secret=True)]
     else:
         files.append(BundleFile(f"{etc}/mqtt.pass", (state.password(dev.id) + "\n").encode(), 0o600, secret=True))
+    shipped = {f.path for f in files}
+    for key, file in secret_files(cfg):  # the Pi reads these at start: each must be in the bundle
+        if str(file) not in shipped:
+            raise ConfigError(osfiles.CONFIG_PATH, key, f"secret file {file}: not in the provisioning bundle")
     return files
 
 
@@ -174,8 +197,9 @@ def user_data(dev: Device, files: list[BundleFile], s: ProvisionSettings) -> str
 def network_config(s: ProvisionSettings) -> str:
     doc: dict[str, Any] = {"network": {"version": 2, "ethernets": {"eth0": {"dhcp4": True, "optional": True}}}}
     if s.wifi_ssid:
+        wifi_password = s.wifi_password.get_secret_value() if s.wifi_password else ""
         doc["network"]["wifis"] = {"wlan0": {"dhcp4": True, "optional": True, "regulatory-domain": s.wifi_country,
-                                             "access-points": {s.wifi_ssid: {"password": s.wifi_password or ""}}}}
+                                             "access-points": {s.wifi_ssid: {"password": wifi_password}}}}
     return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
 
 

@@ -5,17 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from broker.kernel.mqtt import MqttSettings
-from broker.kernel.settings import load_model
+from broker.kernel.settings import SecretFile, SettingError, Settings, load_model
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class InfluxSettings(_Section):
+class InfluxSettings(Settings):
     """Where ratings are written."""
 
     url: str = Field(default="http://127.0.0.1:8086", description="InfluxDB base URL")
@@ -25,23 +21,22 @@ class InfluxSettings(_Section):
     database: str = Field(default="hailong", description="Database (1.x) or bucket (2.x/3.x)")
     org: str = Field(default="hailong", description="Organisation (2.x); ignored by 1.x")
     token: SecretStr | None = Field(default=None, description="API token (2.x/3.x); prefer env or token_file")
-    token_file: Path | None = Field(default=None, description="File whose first line is the token")
+    token_file: SecretFile = Field(default=None, description="File whose first line is the token")
     username: str | None = Field(default=None, description="1.x username")
     password: SecretStr | None = Field(default=None, description="1.x password; prefer env")
     timeout_s: float = Field(default=10.0, gt=0, le=120, description="HTTP timeout per write")
 
     def secret_token(self) -> str | None:
-        if self.token is not None:
-            return self.token.get_secret_value()
-        if self.token_file is not None:
-            lines = self.token_file.read_text(encoding="utf-8").splitlines()
-            return lines[0].strip() if lines else None
+        """The v2 token (inline or token_file, read at load), else ``username:password`` for 1.x auth."""
+        token = self.secret_of("token")
+        if token is not None:
+            return token
         if self.username:
             return f"{self.username}:{self.password.get_secret_value() if self.password else ''}"
         return None
 
 
-class BatchSettings(_Section):
+class BatchSettings(Settings):
     """Batching and back-pressure."""
 
     size: int = Field(default=500, ge=1, le=50_000, description="Flush when this many points are buffered")
@@ -58,11 +53,11 @@ class BatchSettings(_Section):
     @model_validator(mode="after")
     def _check(self) -> BatchSettings:
         if self.max_in_flight < self.size:
-            raise ValueError("batch.max_in_flight must be >= batch.size, or a batch can never fill")
+            raise SettingError("max_in_flight", "must be >= batch.size, or a batch can never fill")
         return self
 
 
-class IntegritySettings(_Section):
+class IntegritySettings(Settings):
     """Ticket integrity: which ratings count toward an officer's score."""
 
     rating_window_s: int = Field(
@@ -84,7 +79,7 @@ class IntegritySettings(_Section):
     )
 
 
-class ClockSettings(_Section):
+class ClockSettings(Settings):
     """Device clock correction (sent_at vs the time we received the message)."""
 
     max_ahead_s: int = Field(
@@ -101,7 +96,7 @@ class ClockSettings(_Section):
     )
 
 
-class HealthSettings(_Section):
+class HealthSettings(Settings):
     """Liveness and self-metrics."""
 
     http_port: int | None = Field(
@@ -115,7 +110,7 @@ class HealthSettings(_Section):
     )
 
 
-class IngestConfig(_Section):
+class IngestConfig(Settings):
     """Top level of ingest.toml."""
 
     mqtt: MqttSettings = Field(default_factory=MqttSettings, description="Broker connection")

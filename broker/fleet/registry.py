@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from broker.contract import ID_PATTERN, RESERVED_DEVICE_IDS
+from broker.kernel.settings import Settings
 
 CENTRES_FILE = "centres.toml"
 DEVICES_FILE = "devices.toml"
@@ -50,8 +51,8 @@ class RegistryError(ValueError):
         super().__init__(f"{where}: {key}: {problem}" if key else f"{where}: {problem}")
 
 
-class _Entry(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Entry(Settings):
+    """An entry of the fleet registry (centres.toml, devices.toml, officers.toml)."""
 
 
 class Centre(_Entry):

@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Literal
 
 import paho.mqtt.client as mqtt
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
+
+from broker.kernel.settings import SecretFile, Settings
 
 
-class MqttSettings(BaseModel):
+class MqttSettings(Settings):
     """How to reach the broker."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     url: str = Field(
         default="mqtts://localhost:8883",
@@ -22,7 +22,7 @@ class MqttSettings(BaseModel):
     )
     username: str | None = Field(default=None, description="MQTT username (device id for devices)")
     password: SecretStr | None = Field(default=None, description="MQTT password; prefer env or password_file")
-    password_file: Path | None = Field(default=None, description="File whose first line is the password")
+    password_file: SecretFile = Field(default=None, description="File whose first line is the password")
     ca_file: Path | None = Field(default=None, description="CA bundle to verify the broker (TLS)")
     cert_file: Path | None = Field(default=None, description="Client certificate (TLS client auth)")
     key_file: Path | None = Field(default=None, description="Client private key (TLS client auth)")
@@ -52,12 +52,8 @@ class MqttSettings(BaseModel):
         return urllib.parse.urlparse(self.url).scheme == "mqtts"
 
     def secret(self) -> str | None:
-        if self.password is not None:
-            return self.password.get_secret_value()
-        if self.password_file is not None:
-            lines = self.password_file.read_text(encoding="utf-8").splitlines()
-            return lines[0].strip() if lines else ""
-        return None
+        """The password: inline (env), else password_file's first line (read at load), else None."""
+        return self.secret_of("password")
 
 
 def make_client(settings: MqttSettings, client_id: str) -> mqtt.Client:

@@ -18,22 +18,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from broker.fleet.credentials import FleetState
 from broker.fleet.passwd import render_passwd
 from broker.fleet.pki import write_private
 from broker.fleet.registry import Registry
-from broker.kernel.settings import load_model
+from broker.kernel.settings import Settings, load_model
 from broker.mosquitto.acl import render_acl, service_users
 
 BROKER_FILE = "broker.toml"
 
 
-class RenderOptions(BaseModel):
+class RenderOptions(Settings):
     """How the broker of this fleet is deployed (``<fleet>/broker.toml``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     hostnames: list[str] = Field(default_factory=lambda: ["localhost", "127.0.0.1"], min_length=1,
                                  description="Names/IPs devices use to reach the broker (server cert SANs)")

@@ -109,3 +109,13 @@ def test_bad_token_and_missing_token_are_clear_errors(grafana: GrafanaStandIn, c
     config.write_text(text, encoding="utf-8")
     result = CliRunner().invoke(main, ["dashboards", "push", "--config", str(config)])
     assert result.exit_code != 0 and "token" in result.output
+
+
+def test_missing_token_file_is_a_config_error_at_load(grafana: GrafanaStandIn, config: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HAILONG_PUSH__TOKEN", raising=False)
+    (tmp_path / "token").unlink()
+    result = CliRunner().invoke(main, ["dashboards", "push", "--config", str(config)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"config error in {config}: token_file: secret file {tmp_path / 'token'}: does not exist" in result.output
+    assert grafana.calls == [], "nothing is sent to Grafana before the config is whole"

@@ -36,6 +36,17 @@ def test_bad_config_stops_with_file_key_and_problem(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "--config" in res.output
 
 
+def test_missing_password_file_is_a_config_error_not_a_traceback(tmp_path: Path) -> None:
+    f = tmp_path / "device.toml"
+    missing = tmp_path / "mqtt.pass"
+    f.write_text('device_id = "d1"\ncentre = "c1"\ncounter = "q1"\ncentre_name = "C"\ncounter_label = "Q"\n'
+                 f'[mqtt]\nurl = "mqtt://127.0.0.1:1"\nusername = "d1"\npassword_file = "{missing}"\n',
+                 encoding="utf-8")
+    res = CliRunner().invoke(main, ["device", "run", "--config", str(f)])
+    assert res.exit_code == 1 and "Traceback" not in res.output and not isinstance(res.exception, OSError)
+    assert f"config error in {f}: mqtt.password_file: secret file {missing}: does not exist" in res.output
+
+
 def test_button_only_unit_rates_through_the_broker(mqtt_settings: MqttSettings, uid: str, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     # systemd's notify socket: the unit is Type=notify with WatchdogSec (firmware_config/osfiles.py)

@@ -45,9 +45,13 @@ def test_compose_mounts_the_rendered_broker_files(tmp_path: Path) -> None:
     assert (fleet / "state" / "secrets" / "svc.ingest.password").is_file()
 
 
-def test_example_ingest_config_loads() -> None:
-    cfg = load_config(DEPLOY / "ingest.example.toml")
+def test_example_ingest_config_loads(tmp_path: Path) -> None:
+    # the example names the compose secret /run/secrets/ingest_mqtt_password; here env points at a real file
+    (tmp_path / "pw").write_text("from-the-secret-file\n", encoding="utf-8")
+    env = {"HAILONG_INGEST__MQTT__PASSWORD_FILE": str(tmp_path / "pw")}
+    cfg = load_config(DEPLOY / "ingest.example.toml", environ=env)
     assert cfg.mqtt.username == "svc.ingest" and cfg.mqtt.tls and cfg.share_group == "hl-ingest"
+    assert cfg.mqtt.secret() == "from-the-secret-file"
 
 
 def test_server_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:

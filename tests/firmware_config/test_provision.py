@@ -15,6 +15,7 @@ import yaml
 from click.testing import CliRunner
 
 from broker.fleet.credentials import FleetState
+from broker.kernel.settings import ConfigError
 from device.config import DeviceConfig, load_device_config
 from hailong.cli import main
 
@@ -77,10 +78,17 @@ def test_password_mode_and_centre_without_qms(fleet: Path, tmp_path: Path) -> No
     secret = FleetState.for_fleet(fleet).password("dn-q01")
     assert secret not in output
     assert (out / "dn-q01/rootfs/etc/hailong/mqtt.pass").read_text().strip() == secret
-    buttons = load_device_config(out / "dn-q01" / "device.toml")
-    touch = load_device_config(out / "dn-q02" / "device.toml")
+    # on the Pi the password file is /etc/hailong/mqtt.pass; here env points it at the bundle's copy
+    def on_this_machine(dev: str) -> dict[str, str]:
+        return {"HAILONG_DEVICE__MQTT__PASSWORD_FILE": str(out / dev / "rootfs/etc/hailong/mqtt.pass")}
+
+    buttons = load_device_config(out / "dn-q01" / "device.toml", environ=on_this_machine("dn-q01"))
+    touch = load_device_config(out / "dn-q02" / "device.toml", environ=on_this_machine("dn-q02"))
     assert buttons.mode == "manual_served" and buttons.walkup_allowed and buttons.hardware == "buttons"
-    assert touch.mode == "manual_served" and touch.mqtt.password_file == Path("/etc/hailong/mqtt.pass")
+    assert buttons.mqtt.secret() == secret
+    assert touch.mqtt.secret() == FleetState.for_fleet(fleet).password("dn-q02")
+    assert 'password_file = "/etc/hailong/mqtt.pass"' in (out / "dn-q02" / "device.toml").read_text()
+    assert touch.mode == "manual_served"
     assert touch.mqtt.url == "mqtts://localhost:8883"
     assert (buttons.officer_id, touch.officer_id) == ("le-thi-huong", "vo-quoc-bao")
     # without a queue system the terminal must know whom to credit, or it could never take a rating
@@ -168,3 +176,29 @@ def test_retired_or_unknown_device_is_not_provisioned(fleet: Path, tmp_path: Pat
         result = CliRunner().invoke(main, ["fleet", "--fleet", str(fleet), "provision", dev, "--out",
                                            str(tmp_path / "b")])
         assert result.exit_code == 1 and msg in result.output, result.output
+
+
+def test_provisioning_refuses_what_the_terminal_would_refuse(fleet: Path, tmp_path: Path) -> None:
+    """A buttons unit with too few pins passes the registry; the Pi's own DeviceConfig refuses it here."""
+    devices = fleet / "devices.toml"
+    devices.write_text(devices.read_text(encoding="utf-8").replace(
+        "pins = { score_1 = 5, score_2 = 6, score_3 = 13, score_4 = 19, served = 26 }\n\n[device.dn-q02]",
+        "pins = { score_1 = 5, score_2 = 6, served = 26 }\n\n[device.dn-q02]"), encoding="utf-8")
+    assert "score_1 = 5, score_2 = 6, served" in devices.read_text(encoding="utf-8")
+    assert _run("fleet", "--fleet", str(fleet), "list")  # the registry itself still loads
+    out = tmp_path / "b"
+    result = CliRunner().invoke(main, ["fleet", "--fleet", str(fleet), "provision", "dn-q01", "--out", str(out)])
+    assert result.exit_code == 1
+    # the message the terminal would give at first boot (same model, same loader error format)
+    pi_message = ("config error in /etc/hailong/device.toml: gpio.buttons: hardware='buttons' needs a pin for "
+                  "every score 1..4; missing [3, 4]")
+    assert pi_message in result.output and "dn-q01" in result.output and "devices.toml" in result.output
+    assert not (out / "dn-q01" / "device.toml").exists(), "nothing written for a refused terminal"
+    # the very same file on the terminal: the Pi's loader says the same
+    pi = tmp_path / "device.toml"
+    pi.write_text('device_id = "dn-q01"\ncentre = "dn-tthc"\ncounter = "q01"\ncentre_name = "C"\n'
+                  'counter_label = "Q"\nhardware = "buttons"\nmode = "always_on"\n'
+                  '[gpio.buttons]\n1 = 5\n2 = 6\n[mqtt]\nurl = "mqtt://127.0.0.1:1883"\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_device_config(pi, environ={})
+    assert str(err.value) == pi_message.replace("/etc/hailong/device.toml", str(pi))

@@ -52,3 +52,19 @@ def test_cli_refuses_a_broken_registry_at_start(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["ingest", "run", "--config", str(path)])
     assert result.exit_code != 0
     assert "centres.toml" in result.output and "cannot start ingest" in result.output
+
+
+@pytest.mark.parametrize(("section", "key"), [("mqtt", "password_file"), ("influx", "token_file")])
+def test_cli_stops_on_a_missing_secret_file_with_file_and_key(tmp_path: Path, section: str, key: str) -> None:
+    missing = tmp_path / "secret"
+    mqtt = 'url = "mqtt://127.0.0.1:1"\nusername = "svc.ingest"\n'
+    secret_line = f'{key} = "{missing}"\n'
+    path = write(tmp_path, f"[mqtt]\n{mqtt}{secret_line}" if section == "mqtt"
+                 else f"[mqtt]\n{mqtt}[{section}]\n{secret_line}")
+    result = CliRunner().invoke(main, ["ingest", "run", "--config", str(path)], env={})
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"config error in {path}: {section}.{key}: secret file {missing}: does not exist" in result.output
+    missing.write_text("\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="is empty") as err:
+        load_config(path, environ={})
+    assert err.value.key == f"{section}.{key}"
