@@ -26,12 +26,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ingest_throughput import OUT, publish, ratings, settings_for, write_fleet  # noqa: E402
+from ingest_throughput import OUT, publish, ratings, settings_for, write_fleet
 
-from hailong.localstack import InfluxServer, MosquittoServer  # noqa: E402
-from ingest.config import IngestConfig  # noqa: E402
-from ingest.influxql import InfluxQL  # noqa: E402
-from ingest.service import IngestService  # noqa: E402
+from hailong.localstack import InfluxServer, MosquittoServer
+from ingest.config import IngestConfig
+from ingest.influxql import InfluxQL
+from ingest.service import IngestService
 
 
 def cpu_s() -> float:
