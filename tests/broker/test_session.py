@@ -74,8 +74,8 @@ def test_credentials_from_password_file_connect_and_wrong_password_is_refused(
     bad = MqttSession(wrong, f"cred-bad-{uid}", reconnect_s=(5, 5))
     sessions.append(bad)
     bad.start()
-    rc = wait_until(lambda: bad.connect_rc, 10, what="CONNACK for the wrong password")
-    assert rc.is_failure and not bad.connected.is_set()
+    wait_until(lambda: bad.connect_rc is not None, 10, what="CONNACK for the wrong password")
+    assert bad.connect_rc is not None and bad.connect_rc.is_failure and not bad.connected.is_set()
 
 
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
