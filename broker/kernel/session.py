@@ -69,6 +69,7 @@ class MqttSession:
         on_connect: Callable[[], None] | None = None,
         on_disconnect: Callable[[ReasonCode], None] | None = None,  # an established connection ended
         on_publish: Callable[[int, ReasonCode], None] | None = None,
+        on_subscribe: Callable[[int, list[ReasonCode]], None] | None = None,
     ) -> None:
         self.settings = settings
         self.client_id = client_id
@@ -78,8 +79,10 @@ class MqttSession:
         self.connected = threading.Event()
         self.subscribed = threading.Event()  # the SUBACK of the on-connect subscriptions arrived
         self.connect_rc: ReasonCode | None = None  # the last CONNACK's reason code
+        self.connect_failed = threading.Event()  # an attempt ended without a session (socket, TLS, refused)
         self._hook_message, self._hook_connect = on_message, on_connect
         self._hook_disconnect, self._hook_publish = on_disconnect, on_publish
+        self._hook_subscribe = on_subscribe
         self._subscribe_mid: int | None = None
         self._v5 = settings.protocol == "5"
         # 3.1.1 has no session expiry: the session is kept (forever) only if asked for
@@ -113,6 +116,7 @@ class MqttSession:
         self.client.on_message = self._on_message
         self.client.on_publish = self._on_publish
         self.client.on_subscribe = self._on_subscribe
+        self.client.on_connect_fail = self._on_connect_fail
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -182,6 +186,8 @@ class MqttSession:
         # so a wrong password logs one error per attempt, not an error and a warning
         if was_connected:
             self._call("disconnect", self._hook_disconnect, rc)
+        else:
+            self.connect_failed.set()  # e.g. TLS 1.3 refuses a client certificate only after the handshake
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: Message) -> None:
         self._call("message", self._hook_message, msg)
@@ -189,6 +195,11 @@ class MqttSession:
     def _on_publish(self, _c: mqtt.Client, _u: object, mid: int, rc: ReasonCode, _p: object = None) -> None:
         self._call("publish", self._hook_publish, mid, rc)
 
-    def _on_subscribe(self, _c: mqtt.Client, _u: object, mid: int, _codes: object, _p: object = None) -> None:
+    def _on_subscribe(self, _c: mqtt.Client, _u: object, mid: int, codes: list[ReasonCode],
+                      _p: object = None) -> None:
         if mid == self._subscribe_mid:
             self.subscribed.set()
+        self._call("subscribe", self._hook_subscribe, mid, codes)
+
+    def _on_connect_fail(self, _c: mqtt.Client, _u: object) -> None:
+        self.connect_failed.set()
