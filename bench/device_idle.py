@@ -43,7 +43,8 @@ def main() -> None:
     ap.add_argument("--maxfps", type=int, default=30)
     args = ap.parse_args()
     from broker.contract import QmsEvent, qms_topic
-    from broker.kernel.mqtt import MqttSettings, make_client
+    from broker.kernel.mqtt import MqttSettings
+    from broker.kernel.session import MqttSession
     from hailong.localstack import MosquittoServer
 
     shutil.rmtree(OUT, ignore_errors=True)
@@ -80,9 +81,9 @@ username = "{broker.username}"
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     settings = MqttSettings.model_validate({"url": f"mqtt://127.0.0.1:{broker.port}", "username": broker.username,
                                             "password": broker.password})
-    qms = make_client(settings, "idle-qms")
-    qms.connect(settings.host, settings.port)
-    qms.loop_start()
+    qms = MqttSession(settings, "idle-qms").start()
+    if not qms.wait_connected(10):
+        raise SystemExit(f"could not connect to {settings.url}")
     try:
         time.sleep(4)  # start-up: imports, window, connect
         for kind, ticket in (("officer_login", None), ("ticket_called", "A-1024")):
@@ -107,8 +108,7 @@ username = "{broker.username}"
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
-        qms.disconnect()
-        qms.loop_stop()
+        qms.stop()
         broker.stop()
         if xvfb is not None:
             xvfb.terminate()

@@ -15,16 +15,15 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import ssl
 import tempfile
-import threading
 import time
 from pathlib import Path
-
-import paho.mqtt.client as mqtt
+from typing import Any
 
 from broker.fleet.credentials import FleetState
 from broker.fleet.registry import load_registry
+from broker.kernel.mqtt import MqttSettings
+from broker.kernel.session import MqttSession
 from broker.mosquitto.render import RenderOptions, render_broker
 from firmware_config.provision import ProvisionSettings, provision
 from hailong.localstack import MosquittoServer, free_port
@@ -54,16 +53,14 @@ def _opts(out: Path, **kw: object) -> RenderOptions:
         "run_as": "root" if os.geteuid() == 0 else None, **kw})
 
 
-def _client(name: str, out: Path, *, user: str | None = None, pw: str | None = None,
-            cert: tuple[Path, Path] | None = None, clean: bool = True) -> mqtt.Client:
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name, protocol=mqtt.MQTTv311, clean_session=clean)
-    if user:
-        c.username_pw_set(user, pw)
-    ctx = ssl.create_default_context(cafile=str(out / "ca.crt"))
-    if cert:
-        ctx.load_cert_chain(str(cert[0]), str(cert[1]))
-    c.tls_set_context(ctx)
-    return c
+def _session(name: str, out: Path, port: int, *, user: str | None = None, pw: str | None = None,
+             cert: tuple[Path, Path] | None = None, persistent: bool = False, **kw: Any) -> MqttSession:
+    settings = MqttSettings.model_validate({
+        "url": f"mqtts://127.0.0.1:{port}", "username": user, "password": pw, "protocol": "3.1.1",
+        "ca_file": str(out / "ca.crt"),
+        "cert_file": str(cert[0]) if cert else None, "key_file": str(cert[1]) if cert else None,
+    })
+    return MqttSession(settings, name, session_expiry_s=3600 if persistent else None, **kw)
 
 
 def queue_limit(fleet: Path, state: FleetState, tmp: Path, max_queued: int | None, n: int) -> int:
@@ -78,39 +75,29 @@ def queue_limit(fleet: Path, state: FleetState, tmp: Path, max_queued: int | Non
                              conf_text=(out / "mosquitto.conf").read_text()).start()
     try:
         got: list[bytes] = []
-        done = threading.Event()
-        ing = _client("bench-ingest", out, user="svc.ingest", pw=state.password("svc.ingest"), clean=False)
-        ing.on_message = lambda _c, _u, m: got.append(bytes(m.payload))
-        ing.connect("127.0.0.1", opt.tls_port)
-        ing.subscribe(f"hl/v1/{dev.centre}/{dev.id}/rating", qos=1)
-        ing.loop(1.0)
-        ing.loop(0.5)
-        ing.disconnect()
-        pub = _client("bench-dev", out, user=dev.id, pw=state.password(dev.id))
-        acked = 0
+        topic = f"hl/v1/{dev.centre}/{dev.id}/rating"
 
-        def on_publish(*_a: object) -> None:
-            nonlocal acked
-            acked += 1
-            if acked == n:
-                done.set()
+        def ingest(**kw: Any) -> MqttSession:
+            return _session("bench-ingest", out, opt.tls_port, user="svc.ingest", pw=state.password("svc.ingest"),
+                            persistent=True, on_message=lambda m: got.append(bytes(m.payload)), **kw).start()
 
-        pub.on_publish = on_publish
-        pub.connect("127.0.0.1", opt.tls_port)
-        pub.loop_start()
-        for i in range(n):
-            pub.publish(f"hl/v1/{dev.centre}/{dev.id}/rating", f"r{i}".encode(), qos=1)
-        done.wait(60)
-        pub.disconnect()
-        pub.loop_stop()
-        ing.connect("127.0.0.1", opt.tls_port)
+        ing = ingest(subscriptions=[(topic, 1)])
+        ing.subscribed.wait(10)
+        ing.stop()  # offline from here: the broker queues for the session
+        pub = _session("bench-dev", out, opt.tls_port, user=dev.id, pw=state.password(dev.id)).start()
+        pub.wait_connected(10)
+        infos = [pub.publish(topic, f"r{i}".encode()) for i in range(n)]
+        for info in infos:
+            info.wait_for_publish(60)
+        pub.stop()
+        ing = ingest()
         deadline = time.monotonic() + 20
         last, still = -1, 0
         while time.monotonic() < deadline and still < 10:
-            ing.loop(0.1)
+            time.sleep(0.1)
             still = still + 1 if len(got) == last else 0
             last = len(got)
-        ing.disconnect()
+        ing.stop()
         return len(got)
     finally:
         server.stop()
@@ -132,15 +119,12 @@ def login_rate(fleet: Path, state: FleetState, tmp: Path, n: int) -> tuple[float
         for kind in ("password", "cert"):
             t0 = time.monotonic()
             for i in range(n):
-                ok = threading.Event()
-                c = _client(f"login-{kind}-{i}", out, user=dev.id if kind == "password" else None,
-                            pw=pw if kind == "password" else None,
-                            cert=(cert.cert_path, cert.key_path) if kind == "cert" else None)
-                c.on_connect = lambda *a, ev=ok: ev.set() if not a[3].is_failure else None
-                c.connect("127.0.0.1", opt.tls_port if kind == "password" else opt.cert_port)
-                while not ok.is_set():
-                    c.loop(0.05)
-                c.disconnect()
+                c = _session(f"login-{kind}-{i}", out, opt.tls_port if kind == "password" else opt.cert_port,
+                             user=dev.id if kind == "password" else None, pw=pw if kind == "password" else None,
+                             cert=(cert.cert_path, cert.key_path) if kind == "cert" else None).start()
+                if not c.wait_connected(30):
+                    raise RuntimeError(f"login {kind} {i} failed: {c.connect_rc}")
+                c.stop()
             rates.append(n / (time.monotonic() - t0))
     finally:
         server.stop()

@@ -35,13 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from broker.kernel.mqtt import MqttSettings, make_client
+from broker.kernel.mqtt import MqttSettings
+from broker.kernel.session import MqttSession
 from hailong.localstack import InfluxServer, MosquittoServer, free_port
 from ingest.influxql import InfluxQL
 
@@ -62,8 +59,11 @@ class Broker(MosquittoServer):
 
 
 def settings_for(broker: MosquittoServer) -> MqttSettings:
-    return MqttSettings.model_validate({"url": f"mqtt://127.0.0.1:{broker.port}", "username": broker.username,
-                                        "password": broker.password})
+    return local_settings(broker.port, broker.username, broker.password)
+
+
+def local_settings(port: int, user: str, pw: str) -> MqttSettings:
+    return MqttSettings.model_validate({"url": f"mqtt://127.0.0.1:{port}", "username": user, "password": pw})
 
 
 def write_fleet(root: Path, centres: int, counters: int) -> list[tuple[str, str, str]]:
@@ -103,57 +103,44 @@ def publish(settings: MqttSettings, msgs: list[tuple[str, bytes]], clients: int 
     t0 = time.monotonic()
     pubs = []
     for i in range(clients):
-        c = make_client(settings, f"bench-pub-{i}-{uuid.uuid4().hex[:6]}")
-        c.max_inflight_messages_set(1000)
-        c.max_queued_messages_set(0)
-        c.connect(settings.host, settings.port)
-        c.loop_start()
+        c = MqttSession(settings, f"bench-pub-{i}-{uuid.uuid4().hex[:6]}", max_inflight=1000).start()
+        if not c.wait_connected(30):
+            raise RuntimeError(f"bench publisher could not connect to {settings.url}")
         pubs.append(c)
     # paho mids are 16-bit per client: never have more than ~60k un-acked publishes on one client
     chunk = 50_000 * clients
     for start in range(0, len(msgs), chunk):
         part = msgs[start:start + chunk]
-        infos = [pubs[i % clients].publish(t, p, qos=1) for i, (t, p) in enumerate(part)]
+        infos = [pubs[i % clients].publish(t, p) for i, (t, p) in enumerate(part)]
         for info in infos:
             info.wait_for_publish(timeout=600)
     for c in pubs:
-        c.disconnect()
-        c.loop_stop()
+        c.stop()
     return len(msgs) / (time.monotonic() - t0)
 
 
-# --------------------------------------------------------------------------- (a) raw paho
+# --------------------------------------------------------------------------- (a) raw paho (one MqttSession)
 
 def _raw_consumer(port: int, user: str, pw: str, client_id: str, n: int, result: mp.Queue) -> None:
     """n == 0: just create the persistent session and its subscription; else count n messages."""
     got = 0
     first = last = 0.0
-    subscribed = mp.Event()
 
-    def on_message(_c: object, _u: object, _m: object) -> None:
+    def on_message(_m: object) -> None:
         nonlocal got, first, last
         got += 1
         last = time.monotonic()
         if got == 1:
             first = last
 
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    c.username_pw_set(user, pw)
-    c.on_message = on_message
-    c.on_connect = lambda cl, *_: cl.subscribe("$share/raw/hl/v1/+/+/rating", qos=1)
-    c.on_subscribe = lambda *_: subscribed.set()
-    props = Properties(PacketTypes.CONNECT)
-    props.SessionExpiryInterval = 3600
-    props.ReceiveMaximum = 2000
-    c.connect("127.0.0.1", port, clean_start=False, properties=props)
-    c.loop_start()
+    c = MqttSession(local_settings(port, user, pw), client_id, subscriptions=[("$share/raw/hl/v1/+/+/rating", 1)],
+                    session_expiry_s=3600, receive_maximum=2000, on_message=on_message).start()
     deadline = time.monotonic() + 600
     if n == 0:
-        subscribed.wait(30)
+        c.subscribed.wait(30)
     while got < n and time.monotonic() < deadline:
         time.sleep(0.01)
-    c.disconnect()
-    c.loop_stop()
+    c.stop()
     result.put((got, first, last))
 
 

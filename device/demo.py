@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from broker.contract import QmsEvent, qms_topic
-from broker.kernel.mqtt import MqttSettings, make_client
+from broker.kernel.mqtt import MqttSettings
+from broker.kernel.session import MqttSession
 
 from .config import DeviceConfig
 
@@ -51,15 +52,14 @@ class SimulatedQueue:
         self.topic = qms_topic(centre, counter)
         self.counter = counter
         self.cycle_s, self.serve_s = cycle_s, serve_s
-        self.settings = settings
-        self.client = make_client(settings, f"{counter}-{centre}-qms-sim"[:64])
+        self.session = MqttSession(settings, f"{counter}-{centre}-qms-sim"[:64])
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hl-sim-qms", daemon=True)
 
     def _send(self, kind: str, ticket: str | None = None) -> None:
         ev = QmsEvent(v=1, type=kind, counter=self.counter, officer=DEMO_OFFICER, ticket=ticket,  # type: ignore[arg-type]
                       service="ho-tich" if ticket else None, at=time.time_ns() // 1_000_000)
-        self.client.publish(self.topic, ev.to_json(), qos=1)
+        self.session.publish(self.topic, ev.to_json())
 
     def _run(self) -> None:
         if self.wait_for is not None:
@@ -76,16 +76,14 @@ class SimulatedQueue:
             self._stop.wait(self.cycle_s)
 
     def start(self) -> SimulatedQueue:
-        self.client.connect_async(self.settings.host, self.settings.port, keepalive=30)
-        self.client.loop_start()
+        self.session.start()
         self._thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(5)
-        self.client.disconnect()
-        self.client.loop_stop()
+        self.session.stop()
 
 
 def display_available() -> bool:

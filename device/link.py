@@ -1,9 +1,8 @@
 """The terminal's MQTT link: drains the outbox, listens to its QMS and config topics, reports status.
 
-- paho-mqtt 2.x, QoS 1, persistent session (MQTT 5 clean_start=False with a
-  session expiry, or 3.1.1 clean_session=False), so QMS events and config
-  updates published while the terminal was offline still reach it.
-- Reconnects by itself with exponential backoff (1 s .. 60 s).
+- One :class:`broker.kernel.session.MqttSession`: QoS 1, persistent session (a week), so QMS
+  events and config updates published while the terminal was offline still reach it;
+  reconnects by itself with exponential backoff (1 s .. 60 s).
 - Drains the outbox in seq order with a bounded window of in-flight messages,
   from one drain thread; a rating is deleted only once its PUBACK arrived. paho re-sends in-flight
   messages after a reconnect; after a crash the outbox re-sends everything not
@@ -26,11 +25,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from broker.contract import (
     ContractError,
@@ -44,7 +38,8 @@ from broker.contract import (
     rating_topic,
     status_topic,
 )
-from broker.kernel.mqtt import MqttSettings, make_client
+from broker.kernel.mqtt import MqttSettings
+from broker.kernel.session import LastWill, Message, MessageInfo, MqttSession, ReasonCode
 
 from .outbox import Outbox
 
@@ -90,12 +85,11 @@ class DeviceLink:
         self.dispatch = dispatch
         self.heartbeat_s = heartbeat_s
         self.started_mono = time.monotonic()
-        self.connected = threading.Event()
         self.acked = 0
         # Only the drain thread publishes ratings and touches _inflight. paho calls on_publish while
         # holding its own message lock, so that callback must never wait for a lock of ours that
         # is held around client.publish (lock-order deadlock): it only records and wakes the drain.
-        self._inflight: deque[tuple[mqtt.MQTTMessageInfo, int]] = deque()
+        self._inflight: deque[tuple[MessageInfo, int]] = deque()
         self._refused: dict[int, str] = {}  # mid -> MQTT 5 reason code of a refused rating
         self._refused_lock = threading.Lock()  # never held while calling paho
         self._published_upto = -1
@@ -103,27 +97,20 @@ class DeviceLink:
         self._stop = threading.Event()
         self._kick = threading.Event()
         self._status_topic = status_topic(centre, device)
-        self.client = make_client(mqtt_settings, client_id=device)
-        self.client.max_inflight_messages_set(WINDOW)
-        self.client.max_queued_messages_set(0)
-        self.client.reconnect_delay_set(min_delay=1, max_delay=60)
-        self.client.will_set(self._status_topic, self._status(online=False).to_json(), qos=1, retain=True)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_publish = self._on_publish
-        self.client.on_message = self._on_message
+        self.session = MqttSession(
+            mqtt_settings, device,
+            subscriptions=[(qms_topic(centre, counter), 1), (config_topic(centre, device), 1)],
+            session_expiry_s=SESSION_EXPIRY_S, max_inflight=WINDOW, reconnect_s=(1, 60),
+            will=LastWill(self._status_topic, self._status(online=False).to_json()),
+            on_connect=self._on_connect, on_disconnect=self._on_disconnect,
+            on_publish=self._on_publish, on_message=self._on_message,
+        )
+        self.connected = self.session.connected
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> DeviceLink:
-        kwargs: dict[str, Any] = {}
-        if self.settings.protocol == "5":
-            props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = SESSION_EXPIRY_S
-            kwargs = {"clean_start": False, "properties": props}
-        self.client.connect_async(self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s,
-                                  **kwargs)
-        self.client.loop_start()
+        self.session.start()
         threading.Thread(target=self._heartbeat_loop, name="hl-heartbeat", daemon=True).start()
         threading.Thread(target=self._drain_loop, name="hl-drain", daemon=True).start()
         return self
@@ -133,10 +120,9 @@ class DeviceLink:
         self._stop.set()
         self._kick.set()
         if self.connected.is_set():
-            info = self.client.publish(self._status_topic, self._status(online=False).to_json(), qos=1, retain=True)
+            info = self.session.publish(self._status_topic, self._status(online=False).to_json(), retain=True)
             info.wait_for_publish(timeout)
-        self.client.disconnect()
-        self.client.loop_stop()
+        self.session.stop()
 
     def kick(self) -> None:
         """A rating was just committed: publish it soon, on the drain thread (never blocks the UI)."""
@@ -168,7 +154,7 @@ class DeviceLink:
 
     def publish_status(self) -> None:
         if self.connected.is_set():
-            self.client.publish(self._status_topic, self._status(online=True).to_json(), qos=1, retain=True)
+            self.session.publish(self._status_topic, self._status(online=True).to_json(), retain=True)
 
     def _heartbeat_loop(self) -> None:
         while not self._stop.wait(self.heartbeat_s):
@@ -189,13 +175,13 @@ class DeviceLink:
             stamped = event.model_copy(update={"sent_at": time.time_ns() // 1_000_000})
             # even if the socket just dropped, paho keeps the message queued and sends it after
             # reconnecting; its MQTTMessageInfo turns "published" at the PUBACK either way
-            info = self.client.publish(rating_topic(event.centre, event.device), stamped.to_json(), qos=1)
+            info = self.session.publish(rating_topic(event.centre, event.device), stamped.to_json())
             self._inflight.append((info, seq))
             self._published_upto = seq
 
     def _collect_acks(self) -> None:
         """Delete (or park) every in-flight rating the broker has acknowledged."""
-        waiting: deque[tuple[mqtt.MQTTMessageInfo, int]] = deque()
+        waiting: deque[tuple[MessageInfo, int]] = deque()
         for info, seq in self._inflight:
             if not info.is_published():
                 waiting.append((info, seq))
@@ -210,30 +196,22 @@ class DeviceLink:
                 self.acked += 1
         self._inflight = waiting
 
-    def _on_publish(self, _c: mqtt.Client, _u: object, mid: int, rc: Any, _p: object = None) -> None:
-        if getattr(rc, "is_failure", False):
+    def _on_publish(self, mid: int, rc: ReasonCode) -> None:
+        if rc.is_failure:
             with self._refused_lock:
                 self._refused[mid] = str(rc)
         self._kick.set()
 
     # ------------------------------------------------------------------ connection
 
-    def _on_connect(self, client: mqtt.Client, _u: object, _f: object, rc: Any, _p: object = None) -> None:
-        if getattr(rc, "is_failure", False):
-            log.error("broker refused connection: %s (check mqtt.username / password / TLS)", rc)
-            return
-        log.info("connected to %s", self.settings.url)
-        client.subscribe([(qms_topic(self.centre, self.counter), 1), (config_topic(self.centre, self.device), 1)])
-        self.connected.set()
+    def _on_connect(self) -> None:
         self.publish_status()
         self._kick.set()  # the drain thread publishes what waits in the outbox
 
-    def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, rc: Any, _p: object = None) -> None:
-        if self.connected.is_set():
-            log.warning("disconnected from broker: %s; %d ratings wait in the outbox", rc, self.outbox.depth)
-        self.connected.clear()
+    def _on_disconnect(self, rc: ReasonCode) -> None:
+        log.warning("disconnected from broker: %s; %d ratings wait in the outbox", rc, self.outbox.depth)
 
-    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, msg: Message) -> None:
         try:
             if msg.topic.endswith("/config"):
                 update = parse_config_update(bytes(msg.payload))

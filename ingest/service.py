@@ -29,12 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
 from broker.contract import TopicKind, subscription
-from broker.kernel.mqtt import make_client
+from broker.kernel.session import Message, MqttSession, ReasonCode
 from broker.kernel.systemd import sd_notify, watchdog_interval_s
 
 from .batching import BatchWriter
@@ -87,7 +83,6 @@ class IngestService:
         self._inbox: queue.Queue[Inbound] = queue.Queue()
         self._held: list[Inbound] = []
         self._stop = threading.Event()
-        self._connected = threading.Event()
         self._reload_requested = threading.Event()
         self._generation = 0
         # held while bumping the generation (net thread) and while acking (writer thread): a PUBACK is
@@ -101,41 +96,37 @@ class IngestService:
         self._last_watchdog = 0.0
         self._watchdog_every_s = min(5.0, watchdog_interval_s(5.0))  # at least twice per WatchdogSec
         self._health: HealthServer | None = None
-        self._client = make_client(config.mqtt, config.client_id)
-        self._client.manual_ack_set(True)
-        self._client.max_queued_messages_set(0)
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_message = self._on_message
-        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        group = config.share_group
+        self._session = MqttSession(
+            config.mqtt, config.client_id,
+            subscriptions=[
+                (subscription(TopicKind.RATING, share_group=group), 1),
+                (subscription(TopicKind.STATUS, share_group=group), 1),
+                # QMS is never shared: every instance must know every closed ticket.
+                (subscription(TopicKind.QMS), 1),
+            ],
+            # persistent session + receive maximum: what is not yet written stays on the broker,
+            # and at most max_in_flight un-acked messages are ever in our memory
+            session_expiry_s=config.session_expiry_s, receive_maximum=config.batch.max_in_flight,
+            manual_ack=True, reconnect_s=(1, 30),
+            on_connect=self._on_connect, on_disconnect=self._on_disconnect, on_message=self._on_message,
+        )
 
     # ------------------------------------------------------------------ MQTT callbacks (network thread)
 
-    def _on_connect(self, client: mqtt.Client, _u: object, _f: object, rc: object, _p: object = None) -> None:
-        if getattr(rc, "is_failure", False):
-            log.error("broker refused connection: %s", rc)
-            return
+    def _on_connect(self) -> None:
+        # a new connection: mids of the previous one must never be acked on this one
         with self._generation_lock:
             self._generation += 1
-        group = self.config.share_group
-        subs = [
-            (subscription(TopicKind.RATING, share_group=group), 1),
-            (subscription(TopicKind.STATUS, share_group=group), 1),
-            # QMS is never shared: every instance must know every closed ticket.
-            (subscription(TopicKind.QMS), 1),
-        ]
-        client.subscribe(subs)
-        log.info("connected to %s, subscribed %s", self.config.mqtt.url, [s for s, _ in subs])
-        self._connected.set()
+        log.info("subscribed %s", [s for s, _ in self._session.subscriptions])
 
-    def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, rc: object, _p: object = None) -> None:
+    def _on_disconnect(self, rc: ReasonCode) -> None:
         with self._generation_lock:
             self._generation += 1  # from now on nothing of the dead connection is acked
-        self._connected.clear()
         if not self._stop.is_set():
             log.warning("disconnected from broker (%s); paho reconnects", rc)
 
-    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, msg: Message) -> None:
         try:
             self._inbox.put_nowait(
                 Inbound(msg.mid, msg.qos, msg.topic, bytes(msg.payload), time.time_ns(), self._generation)
@@ -166,21 +157,12 @@ class IngestService:
         if self.config.health.http_port is not None:
             self._health = HealthServer(self.config.health.http_port, self.health).start()
         self.rebuild_index()
-        props = None
-        if self.config.mqtt.protocol == "5":
-            props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = self.config.session_expiry_s
-            props.ReceiveMaximum = self.config.batch.max_in_flight
-        kwargs: dict[str, object] = {"keepalive": self.config.mqtt.keepalive_s, "properties": props}
-        if self.config.mqtt.protocol == "5":
-            kwargs["clean_start"] = False
-        self._client.connect_async(self.config.mqtt.host, self.config.mqtt.port, **kwargs)  # type: ignore[arg-type]
-        self._client.loop_start()
+        self._session.start()
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
         self._writer.start()
         self._worker = threading.Thread(target=self._work, name="ingest-worker", daemon=True)
         self._worker.start()
-        if wait_connected and not self._connected.wait(wait_connected):
+        if wait_connected and not self._session.wait_connected(wait_connected):
             log.warning("not connected to %s after %.0fs; still trying", self.config.mqtt.url, wait_connected)
         sd_notify("READY=1")
         return self
@@ -193,8 +175,7 @@ class IngestService:
             self._worker.join(timeout)
         if self._writer is not None:
             self._writer.join(timeout)
-        self._client.disconnect()
-        self._client.loop_stop()
+        self._session.stop()
         self.batches.close()
         if self._health is not None:
             self._health.stop()
@@ -210,7 +191,7 @@ class IngestService:
 
     @property
     def connected(self) -> bool:
-        return self._connected.is_set()
+        return self._session.connected.is_set()
 
     @property
     def health_port(self) -> int | None:
@@ -334,7 +315,7 @@ class IngestService:
                     self.stats.abandoned += 1  # its mid belongs to a dead connection; the broker redelivers it
                     continue
                 if m.qos > 0:
-                    self._client.ack(m.mid, m.qos)
+                    self._session.ack(m.mid, m.qos)
                 self.stats.acked += 1
 
     def write_stats(self) -> None:

@@ -1,13 +1,11 @@
-"""MQTT connection settings and paho client construction, shared by device and ingest."""
+"""MQTT connection settings, shared by device and ingest (the client itself: broker.kernel.session)."""
 
 from __future__ import annotations
 
-import ssl
 import urllib.parse
 from pathlib import Path
 from typing import Literal
 
-import paho.mqtt.client as mqtt
 from pydantic import Field, SecretStr, field_validator
 
 from broker.kernel.settings import SecretFile, Settings
@@ -55,25 +53,3 @@ class MqttSettings(Settings):
         """The password: inline (env), else password_file's first line (read at load), else None."""
         return self.secret_of("password")
 
-
-def make_client(settings: MqttSettings, client_id: str) -> mqtt.Client:
-    """A paho 2.x client with credentials and TLS applied (not yet connected)."""
-    proto = mqtt.MQTTv5 if settings.protocol == "5" else mqtt.MQTTv311
-    kwargs: dict[str, object] = {}
-    if proto == mqtt.MQTTv311:
-        kwargs["clean_session"] = False
-    client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=proto, **kwargs  # type: ignore[arg-type]
-    )
-    if settings.username:
-        client.username_pw_set(settings.username, settings.secret())
-    if settings.tls:
-        client.tls_set(
-            ca_certs=str(settings.ca_file) if settings.ca_file else None,
-            certfile=str(settings.cert_file) if settings.cert_file else None,
-            keyfile=str(settings.key_file) if settings.key_file else None,
-            cert_reqs=ssl.CERT_REQUIRED,
-            tls_version=ssl.PROTOCOL_TLS_CLIENT,
-        )
-        client.tls_insecure_set(settings.tls_insecure)
-    return client

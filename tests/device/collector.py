@@ -3,42 +3,32 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
 
-import paho.mqtt.client as mqtt
-
-from broker.kernel.mqtt import MqttSettings, make_client
+from broker.kernel.mqtt import MqttSettings
+from broker.kernel.session import Message, MqttSession
 from tests.support.waiting import wait_until
 
 
 class Collector:
-    def __init__(self, settings: MqttSettings, client_id: str, topics: list[str]) -> None:
+    def __init__(self, settings: MqttSettings, client_id: str, topics: list[str], *,
+                 reconnect_s: tuple[float, float] = (1, 60)) -> None:
         self.messages: list[tuple[str, bytes, bool]] = []
         self._lock = threading.Lock()
-        self._subscribed = threading.Event()
-        self.topics = topics
-        self.client = make_client(settings, client_id)
-        self.client.on_connect = self._on_connect
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = lambda *a: self._subscribed.set()
-        self.settings = settings
+        # persistent, so nothing published while a broker restart separates us from it is missed
+        self.session = MqttSession(settings, client_id, subscriptions=[(t, 1) for t in topics],
+                                   session_expiry_s=3600, reconnect_s=reconnect_s, on_message=self._on_message)
 
-    def _on_connect(self, client: mqtt.Client, *_a: Any) -> None:
-        client.subscribe([(t, 1) for t in self.topics])
-
-    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, msg: Message) -> None:
         with self._lock:
             self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
 
     def start(self) -> Collector:
-        self.client.connect(self.settings.host, self.settings.port, keepalive=10)
-        self.client.loop_start()
-        wait_until(self._subscribed.is_set, 10, what="collector subscribed")
+        self.session.start()
+        wait_until(self.session.subscribed.is_set, 10, what="collector subscribed")
         return self
 
     def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        self.session.stop()
 
     def payloads(self, suffix: str) -> list[bytes]:
         with self._lock:
@@ -46,13 +36,11 @@ class Collector:
 
 
 def publish(settings: MqttSettings, client_id: str, topic: str, payload: bytes, retain: bool = False) -> None:
-    c = make_client(settings, client_id)
-    c.connect(settings.host, settings.port, keepalive=10)
-    c.loop_start()
+    session = MqttSession(settings, client_id).start()
     try:
-        info = c.publish(topic, payload, qos=1, retain=retain)
+        assert session.wait_connected(10), f"could not connect to {settings.url}"
+        info = session.publish(topic, payload, retain=retain)
         info.wait_for_publish(10)
         assert info.is_published()
     finally:
-        c.disconnect()
-        c.loop_stop()
+        session.stop()

@@ -80,8 +80,8 @@ keepalive_s = 5
     env = os.environ | {"HAILONG_DEVICE__MQTT__PASSWORD": broker.password}
     settings = MqttSettings.model_validate({"url": f"mqtt://127.0.0.1:{broker.port}", "username": broker.username,
                                             "password": broker.password, "protocol": "3.1.1"})
-    col = Collector(settings, f"col-{uid}", [rating_topic(centre, device), status_topic(centre, device)])
-    col.client.reconnect_delay_set(0.1, 0.5)
+    col = Collector(settings, f"col-{uid}", [rating_topic(centre, device), status_topic(centre, device)],
+                    reconnect_s=(0.1, 0.5))
     col.start()
 
     def spawn() -> subprocess.Popen[bytes]:

@@ -138,8 +138,7 @@ def test_outbox_drains_in_seq_order_after_broker_outage(tmp_path: Path, uid: str
         settings = MqttSettings.model_validate({"url": f"mqtt://127.0.0.1:{broker.port}",
                                                 "username": broker.username, "password": broker.password})
         cfg = device_config(settings, uid, tmp_path, officer_id="cb01", walkup_allowed=True, rating_window_s=5)
-        col = Collector(settings, f"col-{uid}", [rating_topic(cfg.centre, cfg.device_id)])
-        col.client.reconnect_delay_set(0.1, 0.5)
+        col = Collector(settings, f"col-{uid}", [rating_topic(cfg.centre, cfg.device_id)], reconnect_s=(0.1, 0.5))
         col.start()
         r = Running(cfg)
         try:

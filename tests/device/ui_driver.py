@@ -32,7 +32,7 @@ from kivy.tests.common import UnitTestTouch  # noqa: E402
 from kivy.uix.widget import Widget  # noqa: E402
 
 from broker.contract import DeviceConfigUpdate, QmsEvent, config_topic, qms_topic  # noqa: E402
-from broker.kernel.mqtt import make_client  # noqa: E402
+from broker.kernel.session import MqttSession  # noqa: E402
 from device.config import load_device_config  # noqa: E402
 from device.runtime import DeviceRuntime  # noqa: E402
 from device.state import State  # noqa: E402
@@ -49,7 +49,7 @@ class Driver:
         self.out, self.results_path = out, results
         self.rt = DeviceRuntime(self.cfg, kivy_dispatch)
         self.app = TerminalApp(self.rt.terminal, self.cfg.device_id, on_started=self._begin)
-        self.qms = make_client(self.cfg.mqtt, f"{self.cfg.device_id}-qms")
+        self.qms = MqttSession(self.cfg.mqtt, f"{self.cfg.device_id}-qms")
         self.results: dict[str, Any] = {"expected": [], "screens": [], "targets": [], "errors": [], "latency_ms": []}
         self._gen: Step | None = None
         self._wait: tuple[Callable[[], bool], float] | None = None
@@ -58,15 +58,14 @@ class Driver:
     # ------------------------------------------------------------------ plumbing
 
     def run(self) -> None:
-        self.qms.connect(self.cfg.mqtt.host, self.cfg.mqtt.port, keepalive=30)
-        self.qms.loop_start()
+        if not self.qms.start().wait_connected(10):
+            raise RuntimeError(f"QMS stand-in could not connect to {self.cfg.mqtt.url}")
         self.rt.start()
         try:
             self.app.run()
         finally:
             self.rt.stop()
-            self.qms.disconnect()
-            self.qms.loop_stop()
+            self.qms.stop()
             self.results_path.write_text(json.dumps(self.results, indent=1), encoding="utf-8")
 
     def _begin(self, _app: TerminalApp) -> None:

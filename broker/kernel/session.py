@@ -1,0 +1,205 @@
+"""One MQTT session over paho 2.x, used by every MQTT user (terminal link, ingest, simulator, demo, tests).
+
+Before this module each user wired paho by hand and each did it a little differently. Here,
+once: TLS and credentials from :class:`MqttSettings`, MQTT 5 vs 3.1.1, the persistent session,
+MQTT 5 receive-maximum, the last will, reconnect backoff, re-subscribing on every connect,
+manual ack, and a clean disconnect.
+
+Delivery rules the callers rely on:
+- ``session_expiry_s`` set = persistent session: the broker keeps subscriptions and queued QoS 1
+  messages while we are away (MQTT 5 clean_start=False + SessionExpiryInterval; 3.1.1
+  clean_session=False, which never expires). Unset = a throw-away session (publishers, probes).
+- ``manual_ack=True``: paho does not PUBACK a received message until :meth:`ack`; the ingest acks
+  only once InfluxDB confirmed, so a crash before that makes the broker redeliver.
+- :meth:`publish` returns paho's ``MQTTMessageInfo``; it turns "published" at the PUBACK, which is
+  what the terminal waits for before deleting a rating from its outbox.
+
+Hooks run on paho's network thread. They must not block; an exception in one is logged and
+swallowed here, because paho would otherwise re-raise it and end its network thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from .mqtt import MqttSettings
+
+log = logging.getLogger("hailong.mqtt")
+
+MessageInfo = mqtt.MQTTMessageInfo
+Message = mqtt.MQTTMessage
+
+
+@dataclass(frozen=True, slots=True)
+class LastWill:
+    """What the broker publishes for us when the connection dies without a DISCONNECT."""
+
+    topic: str
+    payload: bytes | str
+    qos: int = 1
+    retain: bool = True
+
+
+class MqttSession:
+    """A paho client owned for its whole life: :meth:`start`, publish / ack, :meth:`stop`."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        client_id: str,
+        *,
+        subscriptions: Sequence[tuple[str, int]] = (),
+        session_expiry_s: int | None = None,
+        receive_maximum: int | None = None,
+        will: LastWill | None = None,
+        manual_ack: bool = False,
+        max_inflight: int | None = None,
+        reconnect_s: tuple[float, float] = (1.0, 60.0),
+        on_message: Callable[[Message], None] | None = None,
+        on_connect: Callable[[], None] | None = None,
+        on_disconnect: Callable[[ReasonCode], None] | None = None,  # an established connection ended
+        on_publish: Callable[[int, ReasonCode], None] | None = None,
+        on_subscribe: Callable[[int, list[ReasonCode]], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.client_id = client_id
+        self.subscriptions = list(subscriptions)
+        self.session_expiry_s = session_expiry_s
+        self.receive_maximum = receive_maximum
+        self.connected = threading.Event()
+        self.subscribed = threading.Event()  # the SUBACK of the on-connect subscriptions arrived
+        self.connect_rc: ReasonCode | None = None  # the last CONNACK's reason code
+        self.connect_failed = threading.Event()  # an attempt ended without a session (socket, TLS, refused)
+        self._hook_message, self._hook_connect = on_message, on_connect
+        self._hook_disconnect, self._hook_publish = on_disconnect, on_publish
+        self._hook_subscribe = on_subscribe
+        self._subscribe_mid: int | None = None
+        self._v5 = settings.protocol == "5"
+        # 3.1.1 has no session expiry: the session is kept (forever) only if asked for
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+            protocol=mqtt.MQTTv5 if self._v5 else mqtt.MQTTv311,
+            clean_session=None if self._v5 else session_expiry_s is None,
+        )
+        if settings.username:
+            self.client.username_pw_set(settings.username, settings.secret())
+        if settings.tls:
+            self.client.tls_set(
+                ca_certs=str(settings.ca_file) if settings.ca_file else None,
+                certfile=str(settings.cert_file) if settings.cert_file else None,
+                keyfile=str(settings.key_file) if settings.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+            self.client.tls_insecure_set(settings.tls_insecure)
+        if will is not None:
+            self.client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+        if manual_ack:
+            self.client.manual_ack_set(True)
+        if max_inflight is not None:
+            self.client.max_inflight_messages_set(max_inflight)
+        # paho's default: the outgoing queue is unbounded (0), so a publish while offline is kept
+        self.client.max_queued_messages_set(0)
+        # paho hints int, but only compares and doubles the delay: sub-second backoff works (tests use it)
+        self.client.reconnect_delay_set(min_delay=reconnect_s[0], max_delay=reconnect_s[1])  # type: ignore[arg-type]
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.client.on_publish = self._on_publish
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_connect_fail = self._on_connect_fail
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> MqttSession:
+        """Connect in the background; paho keeps reconnecting with the backoff until :meth:`stop`."""
+        kwargs: dict[str, Any] = {"keepalive": self.settings.keepalive_s}
+        if self._v5:
+            props = Properties(PacketTypes.CONNECT)
+            if self.session_expiry_s is not None:
+                props.SessionExpiryInterval = self.session_expiry_s
+                kwargs["clean_start"] = False  # resume the broker's copy of our session, every time
+            if self.receive_maximum is not None:
+                # back-pressure: the broker hands us at most this many un-acked messages
+                props.ReceiveMaximum = self.receive_maximum
+            kwargs["properties"] = props
+        self.client.connect_async(self.settings.host, self.settings.port, **kwargs)
+        self.client.loop_start()
+        return self
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self.connected.wait(timeout)
+
+    def stop(self) -> None:
+        """DISCONNECT (so the broker does not send the will), then end the network thread."""
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.connected.clear()
+
+    # ------------------------------------------------------------------ traffic
+
+    def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False) -> MessageInfo:
+        """Queue a message; the returned info turns published at the PUBACK (QoS 1), even across a reconnect."""
+        return self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    def ack(self, mid: int, qos: int) -> None:
+        """Manual-ack mode: PUBACK one received message (only on the connection that delivered it)."""
+        self.client.ack(mid, qos)
+
+    # ------------------------------------------------------------------ paho callbacks (network thread)
+
+    def _call(self, what: str, fn: Callable[..., None] | None, *args: Any) -> None:
+        if fn is None:
+            return
+        try:
+            fn(*args)
+        except Exception:  # never raise into paho's thread: it would stop the session for good
+            log.exception("%s hook of %s failed", what, self.client_id)
+
+    def _on_connect(self, client: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: object = None) -> None:
+        self.connect_rc = rc
+        if rc.is_failure:
+            log.error("broker %s refused %s: %s (check mqtt.username / password / TLS)",
+                      self.settings.url, self.client_id, rc)
+            return
+        log.info("%s connected to %s", self.client_id, self.settings.url)
+        if self.subscriptions:
+            # subscribed again on every connect: a session the broker lost (expired, restarted
+            # without persistence) would otherwise stay silent
+            self._subscribe_mid = client.subscribe(self.subscriptions)[1]
+        self.connected.set()
+        self._call("connect", self._hook_connect)
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: object = None) -> None:
+        was_connected = self.connected.is_set()
+        self.connected.clear()
+        # a refused CONNACK also ends in a disconnect: the hook hears only of established connections lost,
+        # so a wrong password logs one error per attempt, not an error and a warning
+        if was_connected:
+            self._call("disconnect", self._hook_disconnect, rc)
+        else:
+            self.connect_failed.set()  # e.g. TLS 1.3 refuses a client certificate only after the handshake
+
+    def _on_message(self, _c: mqtt.Client, _u: object, msg: Message) -> None:
+        self._call("message", self._hook_message, msg)
+
+    def _on_publish(self, _c: mqtt.Client, _u: object, mid: int, rc: ReasonCode, _p: object = None) -> None:
+        self._call("publish", self._hook_publish, mid, rc)
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: object, mid: int, codes: list[ReasonCode],
+                      _p: object = None) -> None:
+        if mid == self._subscribe_mid:
+            self.subscribed.set()
+        self._call("subscribe", self._hook_subscribe, mid, codes)
+
+    def _on_connect_fail(self, _c: mqtt.Client, _u: object) -> None:
+        self.connect_failed.set()
