@@ -16,8 +16,6 @@ matplotlib.use("Agg")  # no display on servers; must precede pyplot
 import matplotlib.pyplot as plt
 from fpdf import FPDF
 
-from ingest.influxql import InfluxQL
-
 from .scorecard import CLASS_LABELS, CLASSES, CentreWeek, IsoWeek, OfficerWeek, weekly_scorecard
 from .settings import DashboardSettings
 
@@ -124,7 +122,7 @@ def render_pdf(card: CentreWeek, path: Path, reasons: dict[str, str]) -> None:
 
 def write_weekly(s: DashboardSettings, centre: str, week: IsoWeek, out_dir: Path,
                  weeks_back: int = 8) -> tuple[Path, Path]:
-    card = weekly_scorecard(InfluxQL(s.influx_url, s.database), centre, week, s.timezone, s.min_sample, weeks_back)
+    card = weekly_scorecard(s.influx.query_client(), centre, week, s.timezone, s.min_sample, weeks_back)
     out_dir.mkdir(parents=True, exist_ok=True)
     pdf_path = out_dir / f"scorecard-{centre}-{week}.pdf"
     csv_path = out_dir / f"scorecard-{centre}-{week}.csv"

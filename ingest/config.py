@@ -5,40 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from broker.kernel.mqtt import MqttSettings
 from broker.kernel.settings import load_model
 
+from .influx import InfluxConnection
+
+# The ingest's [influx] section is the shared connection model (ingest/influx.py).
+InfluxSettings = InfluxConnection
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class InfluxSettings(_Section):
-    """Where ratings are written."""
-
-    url: str = Field(default="http://127.0.0.1:8086", description="InfluxDB base URL")
-    api: Literal["v2", "v1"] = Field(
-        default="v2", description="v2: influxdb-client /api/v2/write (1.8+, 2.x, 3.x); v1: plain /write (<1.8)"
-    )
-    database: str = Field(default="hailong", description="Database (1.x) or bucket (2.x/3.x)")
-    org: str = Field(default="hailong", description="Organisation (2.x); ignored by 1.x")
-    token: SecretStr | None = Field(default=None, description="API token (2.x/3.x); prefer env or token_file")
-    token_file: Path | None = Field(default=None, description="File whose first line is the token")
-    username: str | None = Field(default=None, description="1.x username")
-    password: SecretStr | None = Field(default=None, description="1.x password; prefer env")
-    timeout_s: float = Field(default=10.0, gt=0, le=120, description="HTTP timeout per write")
-
-    def secret_token(self) -> str | None:
-        if self.token is not None:
-            return self.token.get_secret_value()
-        if self.token_file is not None:
-            lines = self.token_file.read_text(encoding="utf-8").splitlines()
-            return lines[0].strip() if lines else None
-        if self.username:
-            return f"{self.username}:{self.password.get_secret_value() if self.password else ''}"
-        return None
 
 
 class BatchSettings(_Section):
