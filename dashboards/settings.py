@@ -11,17 +11,12 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from broker.contract import REASON_LABELS_VI
 from broker.kernel.settings import load_model
 from ingest.influx import InfluxConnection
 
-DEFAULT_REASONS: dict[str, str] = {
-    "thai_do": "Thái độ",
-    "thoi_gian_cho": "Thời gian chờ",
-    "huong_dan": "Hướng dẫn chưa rõ",
-    "thu_tuc": "Thủ tục phức tạp",
-    "di_lai": "Phải đi lại nhiều lần",
-    "co_so_vat_chat": "Cơ sở vật chất",
-}
+# Reason labels as the terminal shows them (broker/contract.py is the one catalogue).
+DEFAULT_REASONS: dict[str, str] = dict(REASON_LABELS_VI)
 
 
 class ContactPoints(BaseModel):

@@ -106,11 +106,11 @@ def test_panel_queries_log_in_with_the_shared_model(secured: tuple[InfluxServer,
     js = board.to_json(s.datasource_uid)
     panel = next(p for spec, p in zip(board.panels, js["panels"], strict=True) if spec.key == "province.ratio")
     rng = TimeRange(ms(FIRST_MONDAY), ms(NOW))
-    value = stat_value(panel, run_panel(s.influx.query_client(), js, panel, rng, ms(NOW), {}))
+    value = stat_value(panel, run_panel(s.influx.query_client(), js, panel, rng, ms(NOW), {"province": ["hn"]}))
     assert value is not None and 0 < value < 1
     anonymous = s.model_copy(update={"influx": s.influx.model_copy(update={"username": None, "password_file": None})})
     with pytest.raises(InfluxQueryError, match="HTTP 401"):
-        run_panel(anonymous.influx.query_client(), js, panel, rng, ms(NOW), {})
+        run_panel(anonymous.influx.query_client(), js, panel, rng, ms(NOW), {"province": ["hn"]})
 
 
 def test_missing_secret_file_is_a_config_error(tmp_path: Path) -> None:
