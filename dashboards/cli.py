@@ -138,14 +138,31 @@ def report() -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
 @influx_options
 @click.option("--weeks-back", default=8, show_default=True, help="Previous weeks shown in the trend chart.")
+@click.option("--registry", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Fleet registry directory: centre and officer names; an unknown centre id is refused.")
 def weekly(centre: str, week: str, out_dir: Path, influx_url: str | None, database: str | None,
-           config: Path | None, weeks_back: int) -> None:
-    """Weekly officer scorecard for one centre: PDF (one page per officer) and CSV."""
+           config: Path | None, weeks_back: int, registry: Path | None) -> None:
+    """Weekly officer scorecard for one centre: PDF (summary page, one page per officer) and CSV."""
     from broker.contract import ContractError, validate_id
+    from broker.fleet.registry import RegistryError, load_registry
     from ingest.influxql import InfluxQueryError
 
     from .report import write_weekly
-    from .scorecard import IsoWeek
+    from .scorecard import IsoWeek, NoScorecardData
+
+    names: dict[str, str] = {}
+    centre_name = ""
+    if registry is not None:
+        try:
+            reg = load_registry(registry)
+        except RegistryError as exc:
+            raise click.ClickException(str(exc)) from None
+        if centre not in reg.centres:
+            known = ", ".join(sorted(reg.centres)) or "none"
+            raise click.BadParameter(f"unknown centre {centre!r}: the registry {registry} has {known}",
+                                     param_hint="--centre")
+        centre_name = reg.centres[centre].name
+        names = {o.id: o.name for o in reg.officers.values() if o.centre == centre}
 
     try:
         validate_id(centre, "centre")
@@ -157,8 +174,10 @@ def weekly(centre: str, week: str, out_dir: Path, influx_url: str | None, databa
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--week") from None
     try:
-        pdf, csv_path = write_weekly(s, centre, iso, out_dir, weeks_back)
+        pdf, csv_path = write_weekly(s, centre, iso, out_dir, weeks_back, names, centre_name)
     except InfluxQueryError as exc:
         raise click.ClickException(f"InfluxDB query failed: {exc}") from None
+    except NoScorecardData as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(str(pdf))
     click.echo(str(csv_path))
