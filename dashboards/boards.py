@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from ingest.storage import NOT_SATISFIED as NOT_SATISFIED_CLASS
+from ingest.storage import Field, Measurement, Tag
+
 from .grafana import (
     Dashboard,
     Panel,
@@ -15,11 +18,9 @@ from .grafana import (
     Transform,
     Variable,
     binary,
-    filter_at_least,
     group_by,
     merge,
     organize,
-    row_index,
     sort_by,
     stable_uid,
 )
@@ -29,11 +30,15 @@ from .queries import (
     RATED,
     RATING_KEYS,
     RATIO,
+    SATISFIED,
     count_query,
     group_clause,
+    null_safe,
+    ranking_table,
     rated_query,
     ratio_stat,
     ratio_table,
+    raw,
     reason_query,
     satisfied_query,
     tag_filters,
@@ -46,14 +51,18 @@ VAR_LABELS = {"province": "Tỉnh", "centre": "Trung tâm", "counter": "Quầy",
 WEEK = "1w, 4d"  # InfluxDB weeks start on Thursday (the epoch); +4d makes them ISO weeks (Monday)
 
 
-def tag_variables(measurement: str, keys: tuple[str, ...]) -> tuple[Variable, ...]:
-    """One SHOW TAG VALUES variable per key, each filtered by the ones before it."""
+def tag_variables(measurement: str, keys: tuple[str, ...], single: tuple[str, ...] = ()) -> tuple[Variable, ...]:
+    """One SHOW TAG VALUES variable per key, each filtered by the ones before it; ``single`` ones offer no All."""
     out = []
     for i, key in enumerate(keys):
         before = keys[:i]
         where = " WHERE " + " AND ".join(f'"{k}" =~ /^${k}$/' for k in before) if before else ""
-        out.append(Variable(key, VAR_LABELS[key], f'SHOW TAG VALUES FROM "{measurement}" WITH KEY = "{key}"{where}'))
+        out.append(Variable(key, VAR_LABELS[key], f'SHOW TAG VALUES FROM "{measurement}" WITH KEY = "{key}"{where}',
+                            single=key in single))
     return tuple(out)
+
+
+ONE_CENTRE = "Within the selected centre only (single-centre variable)."
 
 
 def centre_overview(s: DashboardSettings) -> Dashboard:
@@ -72,24 +81,26 @@ def centre_overview(s: DashboardSettings) -> Dashboard:
                                         "emptyValue": "null"}),
          organize({**WEEKDAYS, "gio\\thu": "Giờ"}, exclude=())),
         width=24, height=10)
+    fields = (Tag.COUNTER, Tag.OFFICER, Field.TICKET, Field.DOSSIER, Field.REASONS, Field.SCORE)
     live = Panel(
         "centre.live_not_satisfied", "table", "Không hài lòng — trực tiếp",
         "Latest 'not satisfied' ratings with ticket, dossier and reasons, newest first (walk-ups included).",
-        (Target("A", 'SELECT "counter", "officer", "ticket", "dossier", "reasons", "score" FROM "rating" '
-                     "WHERE $timeFilter AND \"class\" = 'not_satisfied'" + tag_filters(k)
+        (Target("A", "SELECT " + ", ".join(f'"{f}"' for f in fields) + f' FROM "{Measurement.RATING}" '
+                f"WHERE $timeFilter AND \"{Tag.CLASS}\" = '{NOT_SATISFIED_CLASS}'" + tag_filters(k)
                 + " ORDER BY time DESC LIMIT 100"),),
-        (organize({"counter": "Quầy", "officer": "Cán bộ", "ticket": "Vé", "dossier": "Hồ sơ",
-                   "reasons": "Lý do", "score": "Điểm", "Time": "Thời điểm"}, exclude=()),),
+        (organize({Tag.COUNTER: "Quầy", Tag.OFFICER: "Cán bộ", Field.TICKET: "Vé", Field.DOSSIER: "Hồ sơ",
+                   Field.REASONS: "Lý do", Field.SCORE: "Điểm", "Time": "Thời điểm"}, exclude=()),),
         width=12, height=9)
     devices = Panel(
         "centre.devices_online", "table", "Thiết bị trực tuyến",
         "Last reported online state of each terminal in the centre.",
-        (Target("A", 'SELECT last("online") AS "online" FROM "device_status" WHERE $timeFilter'
-                + tag_filters(("centre",)) + group_clause(("device",))),),
-        (organize({"device": "Thiết bị", "online": "Trực tuyến"}),), width=12, height=9)
+        (Target("A", f'SELECT last("{Field.ONLINE}") AS "{Field.ONLINE}" FROM "{Measurement.DEVICE_STATUS}" '
+                "WHERE $timeFilter" + tag_filters((Tag.CENTRE,)) + group_clause((Tag.DEVICE,))),),
+        (organize({Tag.DEVICE: "Thiết bị", Field.ONLINE: "Trực tuyến"}),), width=12, height=9)
     return Dashboard(
         "hl-centre", "Tổng quan trung tâm",
-        "Centre overview: 766-style satisfaction ratio and response rate, counts by class, counter and service.",
+        "Centre overview: 766-style satisfaction ratio and response rate, counts by class, counter and service. "
+        "One centre at a time: counters of different centres are never compared.",
         (
             ratio_stat("centre.ratio_today", "Tỷ lệ hài lòng hôm nay",
                        "Satisfaction ratio today: (rated - not satisfied) / rated tickets.", k, "now/d"),
@@ -100,48 +111,51 @@ def centre_overview(s: DashboardSettings) -> Dashboard:
                        response=True),
             Panel("centre.by_class", "barchart", "Số lượt theo mức hài lòng",
                   "Rated tickets per legal class (very satisfied, satisfied, not satisfied).",
-                  (Target("A", rated_query(k, ("class",), alias="n")),), (organize(LABELS),), width=8),
-            ratio_table("centre.by_counter", "Theo quầy", "Ratio, n and response rate per counter.", k,
-                        ("centre", "counter")),
-            ratio_table("centre.by_service", "Theo lĩnh vực", "Ratio, n and response rate per service area.", k,
-                        ("service",)),
+                  (Target("A", rated_query(k, (Tag.CLASS,), alias="n")),), (organize(LABELS),), width=8),
+            ratio_table("centre.by_counter", "Theo quầy",
+                        f"Ratio, n and response rate per counter, sorted by ratio (no rank). {ONE_CENTRE}", k,
+                        (Tag.COUNTER,)),
+            ratio_table("centre.by_service", "Theo lĩnh vực",
+                        f"Ratio, n and response rate per service area, sorted by ratio (no rank). {ONE_CENTRE}", k,
+                        (Tag.SERVICE,)),
             heat, live, devices,
         ),
-        tag_variables("rating", RATING_KEYS), timezone=tz)
+        tag_variables(Measurement.RATING, RATING_KEYS, single=(Tag.CENTRE,)), timezone=tz)
 
 
 def officer_scorecard(s: DashboardSettings) -> Dashboard:
     k, tz, r = RATING_KEYS, s.timezone, s.use_rollups
     trend = Panel(
         "officer.weekly_trend", "timeseries", "Tỷ lệ hài lòng theo tuần: cán bộ và trung tâm",
-        "Weekly satisfaction ratio of the selected officer(s) next to the whole centre (ISO weeks).",
-        (Target("A", rated_query(k, time=WEEK, tz=tz, rollup=r)),
-         Target("B", satisfied_query(k, time=WEEK, tz=tz, rollup=r)),
-         Target("C", rated_query(CENTRE_KEYS, alias="centre_rated", time=WEEK, tz=tz, rollup=r)),
-         Target("D", satisfied_query(CENTRE_KEYS, alias="centre_satisfied", time=WEEK, tz=tz, rollup=r))),
-        (merge(), binary("satisfied", "/", "rated", RATIO),
-         binary("centre_satisfied", "/", "centre_rated", "centre_ratio"),
+        "Weekly satisfaction ratio of the selected officer(s) next to their own centre (one centre: the centre "
+        "variable is single-valued), ISO weeks. A week without rated tickets is a gap.",
+        (Target("A", rated_query(k, alias=raw(RATED), time=WEEK, tz=tz, rollup=r)),
+         Target("B", satisfied_query(k, alias=raw(SATISFIED), time=WEEK, tz=tz, rollup=r)),
+         Target("C", rated_query(CENTRE_KEYS, alias="centre_rated_q", time=WEEK, tz=tz, rollup=r)),
+         Target("D", satisfied_query(CENTRE_KEYS, alias="centre_satisfied_q", time=WEEK, tz=tz, rollup=r))),
+        (merge(), *null_safe(RATED, SATISFIED, "centre_rated", "centre_satisfied"),
+         binary(SATISFIED, "/", RATED, RATIO), binary("centre_satisfied", "/", "centre_rated", "centre_ratio"),
          organize({RATIO: "Cán bộ", "centre_ratio": "Trung tâm"},
-                  exclude=("rated", "satisfied", "centre_rated", "centre_satisfied"))),
+                  exclude=(raw(RATED), raw(SATISFIED), "centre_rated_q", "centre_satisfied_q", RATED, SATISFIED,
+                           "centre_rated", "centre_satisfied"))),
         unit="percentunit", width=24)
     reasons = Panel(
-        "officer.reasons", "barchart", "Lý do chưa hài lòng",
-        "How often each reason code was given (a rating may carry several).",
-        tuple(Target(chr(ord("A") + i), reason_query(code, k, rollup=r)) for i, code in enumerate(s.reasons)),
+        "officer.reasons", "barchart", "Lý do — các lượt Không hài lòng",
+        "How often each reason code was given with a 'not satisfied' rating (a rating may carry several). "
+        "Reasons given with satisfied ratings (including 'Binh thuong', which counts as satisfied) are not "
+        "counted here. Labels are the terminal's own.",
+        tuple(Target(chr(ord("A") + i), reason_query(code, k, rollup=r, not_satisfied_only=True))
+              for i, code in enumerate(s.reasons)),
         (merge(), organize(dict(s.reasons))), width=12)
-    ranking = ratio_table(
+    ranking = ranking_table(
         "officer.ranking", f"Xếp hạng cán bộ trong trung tâm (n ≥ {s.min_sample})",
-        f"Officers of the centre ranked by ratio; officers with fewer than {s.min_sample} rated tickets "
-        "are not ranked (minimum-sample rule).", CENTRE_KEYS, ("officer",),
-        extra=(filter_at_least(RATED, s.min_sample),), rollup=r)
-    # rank = row number after sorting by ratio: insert after the sort, before renaming
-    ranked = (*ranking.transforms[:-1], row_index("rank0"), binary("rank0", "+", "1", "rank"),
-              organize({**LABELS, "rank": "Hạng"}, exclude=("Time", "rank0")))
-    ranking = dataclasses.replace(ranking, transforms=ranked)
+        f"Officers of the selected centre ranked by satisfaction ratio; officers with fewer than {s.min_sample} "
+        "rated tickets are not ranked (minimum-sample rule). Tied officers share one line.",
+        CENTRE_KEYS, Tag.OFFICER, s.min_sample, rollup=r)
     return Dashboard(
         "hl-officer", "Phiếu điểm cán bộ",
         "Officer scorecard: weekly ratio trend vs the centre, counts and n, reasons, response rate, rank. "
-        "Reads the daily rollups (rating_1d, ticket_1d, reason_1d): pick whole days.",
+        "Reads the daily rollups (rating_1d, ticket_1d, reason_1d): pick whole days. One centre at a time.",
         (
             trend,
             ratio_stat("officer.ratio", "Tỷ lệ hài lòng", "Satisfaction ratio over the selected range.", k,
@@ -150,28 +164,30 @@ def officer_scorecard(s: DashboardSettings) -> Dashboard:
                        response=True, rollup=r),
             Panel("officer.by_class", "table", "Số lượt theo mức và n",
                   "Rated tickets per class; walk-up ratings never count for an officer.",
-                  (Target("A", rated_query(k, ("class",), alias="n", rollup=r)),), (organize(LABELS),),
+                  (Target("A", rated_query(k, (Tag.CLASS,), alias="n", rollup=r)),), (organize(LABELS),),
                   width=12),
             reasons, ranking,
         ),
         # whole ISO weeks: the daily rollup is exact for ranges made of whole local days
-        tag_variables("rating", RATING_KEYS), time_from="now-12w/w", timezone=tz)
+        tag_variables(Measurement.RATING, RATING_KEYS, single=(Tag.CENTRE,)), time_from="now-12w/w", timezone=tz)
 
 
 def province_overview(s: DashboardSettings) -> Dashboard:
-    k, r = ("province", "service"), s.use_rollups
+    k, r = (Tag.PROVINCE, Tag.SERVICE), s.use_rollups
     return Dashboard(
         "hl-province", "Tổng quan tỉnh",
-        "Province overview: centres ranked by satisfaction ratio, with n and response rate. "
+        "Province overview: centres of one province ranked by satisfaction ratio, with n and response rate. "
         "Reads the daily rollups: pick whole days.",
         (
             ratio_stat("province.ratio", "Tỷ lệ hài lòng toàn tỉnh", "Province satisfaction ratio.", k, rollup=r),
             ratio_stat("province.response", "Tỷ lệ phản hồi toàn tỉnh", "Province response rate.", k, response=True,
                        rollup=r),
-            ratio_table("province.centres", "Xếp hạng trung tâm", "Centres ranked by satisfaction ratio.", k,
-                        ("centre",), rollup=r),
+            ranking_table("province.centres", "Xếp hạng trung tâm",
+                          "Centres of the selected province (single-valued variable) ranked by satisfaction ratio; "
+                          "each centre is one row (its officers are never mixed with another centre's).",
+                          k, Tag.CENTRE, rollup=r),
         ),
-        tag_variables("rating", k), time_from="now-30d/d", timezone=s.timezone)
+        tag_variables(Measurement.RATING, k, single=(Tag.PROVINCE,)), time_from="now-30d/d", timezone=s.timezone)
 
 
 def fleet_health(s: DashboardSettings) -> Dashboard:

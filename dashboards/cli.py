@@ -64,13 +64,16 @@ def rollup() -> None:
 
 
 def _influx_settings(config: Path | None, influx_url: str | None, database: str | None) -> DashboardSettings:
+    """The settings with --influx-url/--db applied; credentials only from the config file or env
+    (HAILONG_DASHBOARDS__INFLUX__USERNAME / __PASSWORD / __PASSWORD_FILE / __TOKEN / __TOKEN_FILE)."""
     s = _settings(config)
-    return s.model_copy(update={k: v for k, v in (("influx_url", influx_url), ("database", database)) if v})
+    update = {k: v for k, v in (("url", influx_url), ("database", database)) if v}
+    return s.model_copy(update={"influx": s.influx.model_copy(update=update)}) if update else s
 
 
 _influx_options = [
     click.option("--config", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                 help="TOML dashboard settings (influx_url, database, timezone, reasons)."),
+                 help="TOML dashboard settings ([influx] url, database, username, password_file, token_file)."),
     click.option("--influx-url", default=None, help="InfluxDB URL (overrides the config file)."),
     click.option("--db", "database", default=None, help="InfluxDB database (overrides the config file)."),
 ]
@@ -89,13 +92,13 @@ def influx_options(fn: Any) -> Any:
 def rollup_install(config: Path | None, influx_url: str | None, database: str | None, every: str,
                    resample_for: str) -> None:
     """Create (or recreate) the continuous queries in InfluxDB."""
-    from ingest.influxql import InfluxQL, InfluxQueryError
+    from ingest.influxql import InfluxQueryError
 
     from .rollup import install
 
     s = _influx_settings(config, influx_url, database)
     try:
-        for name in install(InfluxQL(s.influx_url, s.database), s, every, resample_for):
+        for name in install(s.influx.query_client(), s, every, resample_for):
             click.echo(name)
     except InfluxQueryError as exc:
         raise click.ClickException(f"InfluxDB refused: {exc}") from None
@@ -110,7 +113,7 @@ def rollup_backfill(config: Path | None, influx_url: str | None, database: str |
     """Recompute the rollups for whole local days (after late data or when first installing)."""
     from zoneinfo import ZoneInfo
 
-    from ingest.influxql import InfluxQL, InfluxQueryError
+    from ingest.influxql import InfluxQueryError
 
     from .rollup import backfill
 
@@ -118,7 +121,7 @@ def rollup_backfill(config: Path | None, influx_url: str | None, database: str |
     zone = ZoneInfo(s.timezone)
     start, end = since.replace(tzinfo=zone), until.replace(tzinfo=zone) + timedelta(days=1)
     try:
-        n = backfill(InfluxQL(s.influx_url, s.database, timeout=600), s, start, end)
+        n = backfill(s.influx.query_client(timeout_s=600), s, start, end)
     except InfluxQueryError as exc:
         raise click.ClickException(f"InfluxDB refused: {exc}") from None
     click.echo(f"rollups recomputed for {since:%Y-%m-%d}..{until:%Y-%m-%d}: {n} rollup points written")
@@ -135,14 +138,31 @@ def report() -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
 @influx_options
 @click.option("--weeks-back", default=8, show_default=True, help="Previous weeks shown in the trend chart.")
+@click.option("--registry", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Fleet registry directory: centre and officer names; an unknown centre id is refused.")
 def weekly(centre: str, week: str, out_dir: Path, influx_url: str | None, database: str | None,
-           config: Path | None, weeks_back: int) -> None:
-    """Weekly officer scorecard for one centre: PDF (one page per officer) and CSV."""
+           config: Path | None, weeks_back: int, registry: Path | None) -> None:
+    """Weekly officer scorecard for one centre: PDF (summary page, one page per officer) and CSV."""
     from broker.contract import ContractError, validate_id
+    from broker.fleet.registry import RegistryError, load_registry
     from ingest.influxql import InfluxQueryError
 
     from .report import write_weekly
-    from .scorecard import IsoWeek
+    from .scorecard import IsoWeek, NoScorecardData
+
+    names: dict[str, str] = {}
+    centre_name = ""
+    if registry is not None:
+        try:
+            reg = load_registry(registry)
+        except RegistryError as exc:
+            raise click.ClickException(str(exc)) from None
+        if centre not in reg.centres:
+            known = ", ".join(sorted(reg.centres)) or "none"
+            raise click.BadParameter(f"unknown centre {centre!r}: the registry {registry} has {known}",
+                                     param_hint="--centre")
+        centre_name = reg.centres[centre].name
+        names = {o.id: o.name for o in reg.officers.values() if o.centre == centre}
 
     try:
         validate_id(centre, "centre")
@@ -154,8 +174,10 @@ def weekly(centre: str, week: str, out_dir: Path, influx_url: str | None, databa
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--week") from None
     try:
-        pdf, csv_path = write_weekly(s, centre, iso, out_dir, weeks_back)
+        pdf, csv_path = write_weekly(s, centre, iso, out_dir, weeks_back, names, centre_name)
     except InfluxQueryError as exc:
         raise click.ClickException(f"InfluxDB query failed: {exc}") from None
+    except NoScorecardData as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(str(pdf))
     click.echo(str(csv_path))

@@ -70,9 +70,20 @@ def sort_by(column: str, desc: bool = True) -> Transform:
     return Transform("sortBy", {"fields": {}, "sort": [{"field": column, "desc": desc}]})
 
 
-def organize(rename: dict[str, str], exclude: tuple[str, ...] = ("Time",)) -> Transform:
-    return Transform("organize", {"excludeByName": {k: True for k in exclude}, "indexByName": {},
-                                  "renameByName": rename})
+def organize(rename: dict[str, str], exclude: tuple[str, ...] = ("Time",), order: tuple[str, ...] = ()) -> Transform:
+    return Transform("organize", {"excludeByName": {k: True for k in exclude},
+                                  "indexByName": {k: i for i, k in enumerate(order)}, "renameByName": rename})
+
+
+def reduce_row(column: str, alias: str) -> Transform:
+    """calculateField in reduceRow mode: ``alias`` = sum of ``column`` in the row, 0 where it is missing.
+
+    Grafana's doStandardCalcs starts ``sum`` at 0 and skips null/undefined, so this turns the
+    undefined cell that ``merge`` leaves for a count query without a row into 0 (not NaN).
+    """
+    return Transform("calculateField", {"mode": "reduceRow", "alias": alias, "replaceFields": False,
+                                        "reduce": {"reducer": "sum", "include": [column],
+                                                   "nullValueMode": "null as zero"}})
 
 
 def filter_at_least(column: str, minimum: float) -> Transform:
@@ -89,9 +100,12 @@ def row_index(alias: str) -> Transform:
                                         "index": {"asPercentile": False}})
 
 
-def group_by(keys: tuple[str, ...], count_field: str) -> Transform:
+def group_by(keys: tuple[str, ...], aggregate: str | dict[str, str]) -> Transform:
+    """groupBy: one row per value of ``keys``; ``aggregate`` = a field to count, or field -> calculation."""
     fields: Json = {k: {"aggregations": [], "operation": "groupby"} for k in keys}
-    fields[count_field] = {"aggregations": ["count"], "operation": "aggregate"}
+    calcs = {aggregate: "count"} if isinstance(aggregate, str) else aggregate
+    for name, calc in calcs.items():
+        fields[name] = {"aggregations": [calc], "operation": "aggregate"}
     return Transform("groupBy", {"fields": fields})
 
 
@@ -118,6 +132,9 @@ class Panel:
             defaults["unit"] = self.unit
         if self.decimals is not None:
             defaults["decimals"] = self.decimals
+        if self.unit == "percentunit" or self.kind == "table":
+            # a ratio of nothing (0 rated) is 0/0 = NaN: shown as "—", never "NaN"
+            defaults["mappings"] = [{"type": "special", "options": {"match": "nan", "result": {"text": "—"}}}]
         out: Json = {
             "id": panel_id, "type": self.kind, "title": self.title, "description": self.description,
             "gridPos": pos, "datasource": ds,
@@ -149,6 +166,7 @@ class Variable:
     label: str
     query: str = ""
     constant: str | None = None
+    single: bool = False  # one value only (no multi, no All): where rankings compare within one centre
 
     def to_json(self, ds: Json) -> Json:
         if self.constant is not None:
@@ -159,8 +177,8 @@ class Variable:
             "query": self.query, "definition": self.query, "refresh": 2, "sort": 1,
             # ".*" rather than a list of values for "All": also matches points without the tag
             # (a rating without a service), which a (a|b|c) list would silently drop.
-            "multi": True, "includeAll": True, "allValue": ".*",
-            "current": {"selected": True, "text": ["All"], "value": ["$__all"]}, "hide": 0,
+            "multi": not self.single, "includeAll": not self.single, "allValue": None if self.single else ".*",
+            "current": {} if self.single else {"selected": True, "text": ["All"], "value": ["$__all"]}, "hide": 0,
             "options": [], "regex": "", "skipUrlSync": False,
         }
 

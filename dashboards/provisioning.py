@@ -134,8 +134,8 @@ def contact_points_yaml(s: DashboardSettings) -> Json:
 def datasource_yaml(s: DashboardSettings) -> Json:
     return {"apiVersion": 1, "datasources": [{
         "name": s.datasource_name, "uid": s.datasource_uid, "type": "influxdb", "access": "proxy",
-        "url": s.influx_url, "database": s.database, "isDefault": True, "editable": False,
-        "jsonData": {"httpMode": "GET", "version": "InfluxQL", "timeInterval": "10s", "dbName": s.database},
+        "url": s.influx.url, "database": s.influx.database, "isDefault": True, "editable": False,
+        "jsonData": {"httpMode": "GET", "version": "InfluxQL", "timeInterval": "10s", "dbName": s.influx.database},
         # credentials come from the environment at Grafana start, never from this file
         "user": "${HAILONG_INFLUX_USER}", "secureJsonData": {"password": "${HAILONG_INFLUX_PASSWORD}"},
     }]}

@@ -2,19 +2,41 @@
 
 InfluxQL cannot divide two conditional counts, so every ratio is two or three
 queries joined by Grafana's ``merge`` transformation and finished with
-``calculateField``. The satisfied count is queried (not the "Không hài lòng"
-count) because a query that matches nothing returns no column at all, and a
-centre with zero complaints is common while one with zero satisfied is not.
+``calculateField``. A conditional count that matches nothing returns no row, and
+Grafana's merge then leaves that cell *undefined* (MutableDataFrame.add pushes
+MISSING_VALUE = undefined), which JavaScript arithmetic turns into NaN: a counter
+with no satisfied rating would show NaN instead of 0 %. So each count is queried
+under a ``*_q`` alias and turned into its shown column by a ``reduceRow`` sum
+(calculateField mode reduceRow: doStandardCalcs starts ``sum`` at 0 and adds only
+values that are not null/undefined), which yields 0 for a missing cell. See
+tests/dashboards/grafana_sim.py for the Grafana source this follows.
+
+Every measurement, tag and field name comes from ingest/storage.py.
 """
 
 from __future__ import annotations
 
-from .grafana import Panel, PanelKind, Target, Transform, binary, merge, organize, sort_by
-from .rollup import RATING_1D, RATING_CENTRE_1D, REASON_1D, TICKET_1D, TICKET_CENTRE_1D
+from ingest.storage import NOT_SATISFIED as NOT_SATISFIED_CLASS
+from ingest.storage import WALKUP_FALSE, Field, Measurement, Tag
+
+from .grafana import (
+    Panel,
+    PanelKind,
+    Target,
+    Transform,
+    binary,
+    filter_at_least,
+    group_by,
+    merge,
+    organize,
+    reduce_row,
+    row_index,
+    sort_by,
+)
 
 # The tags of `rating` and `ticket` that template variables filter on.
-RATING_KEYS: tuple[str, ...] = ("province", "centre", "counter", "officer", "service")
-CENTRE_KEYS: tuple[str, ...] = ("province", "centre", "service")  # whole centre: no counter/officer filter
+RATING_KEYS: tuple[str, ...] = (Tag.PROVINCE, Tag.CENTRE, Tag.COUNTER, Tag.OFFICER, Tag.SERVICE)
+CENTRE_KEYS: tuple[str, ...] = (Tag.PROVINCE, Tag.CENTRE, Tag.SERVICE)  # whole centre: no counter/officer filter
 
 # Column names produced by the queries and calculations below.
 RATED = "rated"  # rated tickets: non-walk-up ratings
@@ -23,12 +45,22 @@ NOT_SATISFIED = "not_satisfied"
 SERVED = "served"  # closed tickets (ticket points)
 RATIO = "ratio"  # (rated - Không hài lòng) / rated
 RESPONSE = "response_rate"  # rated / served
+RANK = "rank"
+RAW = "_q"  # suffix of the query aliases; the shown column is their null-safe sum
+
+
+def raw(column: str) -> str:
+    return column + RAW
+
 
 LABELS: dict[str, str] = {
     RATED: "Đã đánh giá (n)", SATISFIED: "Hài lòng trở lên", NOT_SATISFIED: "Không hài lòng",
-    SERVED: "Vé đã phục vụ", RATIO: "Tỷ lệ hài lòng", RESPONSE: "Tỷ lệ phản hồi",
-    "counter": "Quầy", "officer": "Cán bộ", "service": "Lĩnh vực", "centre": "Trung tâm", "class": "Mức",
+    SERVED: "Vé đã phục vụ", RATIO: "Tỷ lệ hài lòng", RESPONSE: "Tỷ lệ phản hồi", RANK: "Hạng",
+    Tag.COUNTER: "Quầy", Tag.OFFICER: "Cán bộ", Tag.SERVICE: "Lĩnh vực", Tag.CENTRE: "Trung tâm", Tag.CLASS: "Mức",
 }
+
+RANK_RULE = ("Ranking rule: shared rank (competition ranking 1, 1, 3): equal ratios share a rank and the next "
+             "rank skips; only within one centre")
 
 
 def tag_filters(keys: tuple[str, ...]) -> str:
@@ -56,48 +88,59 @@ def count_query(measurement: str, field: str, alias: str, keys: tuple[str, ...],
 
 
 def _centre_level(keys: tuple[str, ...], group: tuple[str, ...]) -> bool:
-    return not {"counter", "officer", "device"} & (set(keys) | set(group))
+    return not {Tag.COUNTER, Tag.OFFICER, Tag.DEVICE} & (set(keys) | set(group))
+
+
+NOT_WALKUP = f"\"{Tag.WALKUP}\" = '{WALKUP_FALSE}'"
 
 
 def rated_query(keys: tuple[str, ...], group: tuple[str, ...] = (), alias: str = RATED, where: str = "",
                 time: str = "", tz: str = "", rollup: bool = False) -> str:
     """Rated tickets; with ``rollup`` summed from the daily counts (the centre-level ones when possible)."""
-    cond = "\"walkup\" = 'false'" + (f" AND {where}" if where else "")
+    cond = NOT_WALKUP + (f" AND {where}" if where else "")
     fill = "none" if time else ""
     if rollup:
-        table = RATING_CENTRE_1D if _centre_level(keys, group) else RATING_1D
-        return count_query(table, "n", alias, keys, cond, group, time, tz, fill, agg="sum")
-    return count_query("rating", "score", alias, keys, cond, group, time, tz, fill)
+        table = Measurement.RATING_CENTRE_1D if _centre_level(keys, group) else Measurement.RATING_1D
+        return count_query(table, Field.N, alias, keys, cond, group, time, tz, fill, agg="sum")
+    return count_query(Measurement.RATING, Field.SCORE, alias, keys, cond, group, time, tz, fill)
 
 
 def satisfied_query(keys: tuple[str, ...], group: tuple[str, ...] = (), alias: str = SATISFIED,
                     time: str = "", tz: str = "", rollup: bool = False) -> str:
-    return rated_query(keys, group, alias, "\"class\" != 'not_satisfied'", time, tz, rollup)
+    return rated_query(keys, group, alias, f"\"{Tag.CLASS}\" != '{NOT_SATISFIED_CLASS}'", time, tz, rollup)
 
 
-def served_query(keys: tuple[str, ...], group: tuple[str, ...] = (), rollup: bool = False) -> str:
+def served_query(keys: tuple[str, ...], group: tuple[str, ...] = (), rollup: bool = False,
+                 alias: str = SERVED) -> str:
     if rollup:
-        table = TICKET_CENTRE_1D if _centre_level(keys, group) else TICKET_1D
-        return count_query(table, "n", SERVED, keys, "", group, agg="sum")
-    return count_query("ticket", "ticket", SERVED, keys, "", group)
+        table = Measurement.TICKET_CENTRE_1D if _centre_level(keys, group) else Measurement.TICKET_1D
+        return count_query(table, Field.N, alias, keys, "", group, agg="sum")
+    return count_query(Measurement.TICKET, Field.TICKET, alias, keys, "", group)
 
 
 def ratio_targets(keys: tuple[str, ...], group: tuple[str, ...] = (), served: bool = False,
                   rollup: bool = False) -> tuple[Target, ...]:
-    targets = [Target("A", rated_query(keys, group, rollup=rollup)),
-               Target("B", satisfied_query(keys, group, rollup=rollup))]
+    targets = [Target("A", rated_query(keys, group, alias=raw(RATED), rollup=rollup)),
+               Target("B", satisfied_query(keys, group, alias=raw(SATISFIED), rollup=rollup))]
     if served:
-        targets.append(Target("C", served_query(keys, group, rollup)))
+        targets.append(Target("C", served_query(keys, group, rollup, alias=raw(SERVED))))
     return tuple(targets)
 
 
+def null_safe(*columns: str) -> tuple[Transform, ...]:
+    """``col = sum(col_q)`` per row: 0 where the query returned no row for that cell."""
+    return tuple(reduce_row(raw(c), c) for c in columns)
+
+
 def ratio_transforms(served: bool = False) -> tuple[Transform, ...]:
-    # Grafana evaluates with JavaScript numbers: a row missing "satisfied" (null)
-    # counts as 0 in the subtraction and the division, which is the right answer.
-    out = [merge(), binary(SATISFIED, "/", RATED, RATIO), binary(RATED, "-", SATISFIED, NOT_SATISFIED)]
+    out = [merge(), *null_safe(RATED, SATISFIED, *((SERVED,) if served else ())),
+           binary(SATISFIED, "/", RATED, RATIO), binary(RATED, "-", SATISFIED, NOT_SATISFIED)]
     if served:
         out.append(binary(RATED, "/", SERVED, RESPONSE))
     return tuple(out)
+
+
+HIDDEN = ("Time", raw(RATED), raw(SATISFIED), raw(SERVED))
 
 
 def ratio_stat(key: str, title: str, description: str, keys: tuple[str, ...], time_from: str = "",
@@ -112,12 +155,38 @@ def ratio_table(key: str, title: str, description: str, keys: tuple[str, ...], g
                 kind: PanelKind = "table", extra: tuple[Transform, ...] = (), rollup: bool = False) -> Panel:
     """Rated, satisfied, not satisfied, served, ratio and response rate per ``group``, best first."""
     return Panel(key, kind, title, description, ratio_targets(keys, group, served=True, rollup=rollup),
-                 (*ratio_transforms(served=True), *extra, sort_by(RATIO),
-                  organize({k: v for k, v in LABELS.items()})), width=12, height=9)
+                 (*ratio_transforms(served=True), *extra, sort_by(RATIO), organize(LABELS, exclude=HIDDEN)),
+                 width=12, height=9)
 
 
-def reason_query(code: str, keys: tuple[str, ...], rollup: bool = False) -> str:
+def shared_rank(label: str, min_sample: int = 0) -> tuple[Transform, ...]:
+    """Rank rows by ratio with the shared-rank rule (1, 1, 3), after the minimum-sample filter.
+
+    Grafana has no rank transformation. After sorting by ratio, the row index is the number
+    of rows before this one; grouping the rows by ratio and taking the first index of each
+    group gives the number of rows with a strictly better ratio, i.e. rank - 1 for every row
+    of a tie. The group keeps its members (``allValues``), so a tie is one line naming all of
+    them: "Hạng 1 — Lan, Bình".
+    """
+    cols = (label, RATED, SERVED, RESPONSE)
+    return (*((filter_at_least(RATED, min_sample),) if min_sample else ()), sort_by(RATIO),
+            row_index("rank0"), group_by((RATIO,), {"rank0": "first", **dict.fromkeys(cols, "allValues")}),
+            binary("rank0 (first)", "+", "1", RANK),
+            organize({RANK: LABELS[RANK], RATIO: LABELS[RATIO], **{f"{c} (allValues)": LABELS[c] for c in cols}},
+                     exclude=("rank0 (first)",), order=(RANK, RATIO, *(f"{c} (allValues)" for c in cols))))
+
+
+def ranking_table(key: str, title: str, description: str, keys: tuple[str, ...], label: str,
+                  min_sample: int = 0, rollup: bool = False) -> Panel:
+    """Rows of ``label`` ranked by satisfaction ratio with the shared-rank rule."""
+    return Panel(key, "table", title, f"{description} {RANK_RULE}.",
+                 ratio_targets(keys, (label,), served=True, rollup=rollup),
+                 (*ratio_transforms(served=True), *shared_rank(label, min_sample)), width=12, height=9)
+
+
+def reason_query(code: str, keys: tuple[str, ...], rollup: bool = False, not_satisfied_only: bool = False) -> str:
+    cls = f" AND \"{Tag.CLASS}\" = '{NOT_SATISFIED_CLASS}'" if not_satisfied_only else ""
     if rollup:  # reason_1d has one per-day count field per reason code
-        return count_query(REASON_1D, code, code, keys, "\"walkup\" = 'false'", agg="sum")
+        return count_query(Measurement.REASON_1D, code, code, keys, NOT_WALKUP + cls, agg="sum")
     # reasons is a comma list in one string field: match the code as a whole item
-    return rated_query(keys, alias=code, where=f'"reasons" =~ /(^|,){code}(,|$)/')
+    return rated_query(keys, alias=code, where=f'"{Field.REASONS}" =~ /(^|,){code}(,|$)/{cls}')

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 from pathlib import Path
 
 import matplotlib
@@ -16,14 +17,17 @@ matplotlib.use("Agg")  # no display on servers; must precede pyplot
 import matplotlib.pyplot as plt
 from fpdf import FPDF
 
-from ingest.influxql import InfluxQL
-
 from .scorecard import CLASS_LABELS, CLASSES, CentreWeek, IsoWeek, OfficerWeek, weekly_scorecard
 from .settings import DashboardSettings
 
 FONT_DIR = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
-CSV_COLUMNS = ("week", "centre", "officer", "very_satisfied", "satisfied", "not_satisfied", "rated", "served",
-               "ratio", "response_rate", "rank", "top_reasons")
+CSV_COLUMNS = ("week", "week_start", "week_end", "centre", "centre_name", "officer", "officer_name",
+               "very_satisfied", "satisfied", "not_satisfied", "rated", "served", "ratio", "response_rate", "rank",
+               "reasons_not_satisfied", "reasons_satisfied")
+RULES = ("Tỷ lệ hài lòng = (số vé được đánh giá − số vé Không hài lòng) / số vé được đánh giá; "
+         "\"Bình thường\" được tính là hài lòng. Tỷ lệ phản hồi = số vé được đánh giá / số vé đã phục vụ. "
+         "Đánh giá không có vé (vãng lai) không tính cho cán bộ. Xếp hạng trong trung tâm, chỉ khi n ≥ {min_sample}; "
+         "cùng tỷ lệ thì cùng hạng, hạng sau bỏ qua (1, 1, 3).")
 
 
 def pct(v: float | None) -> str:
@@ -34,12 +38,15 @@ def write_csv(card: CentreWeek, path: Path) -> None:
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(CSV_COLUMNS)
+        first, last = card.week.dates()
         for o in card.officers:
-            w.writerow([str(card.week), card.centre, o.officer, *(o.counts[c] for c in CLASSES), o.rated, o.served,
+            w.writerow([str(card.week), first.isoformat(), last.isoformat(), card.centre, card.centre_name, o.officer,
+                        o.name, *(o.counts[c] for c in CLASSES), o.rated, o.served,
                         "" if o.ratio is None else f"{o.ratio:.6f}",
                         "" if o.response_rate is None else f"{o.response_rate:.6f}",
                         "" if o.rank is None else o.rank,
-                        ";".join(f"{code}:{n}" for code, n in o.reasons.most_common(3))])
+                        ";".join(f"{code}:{n}" for code, n in sorted(o.reasons.items())),
+                        ";".join(f"{code}:{n}" for code, n in sorted(o.reasons_satisfied.items()))])
 
 
 def trend_png(o: OfficerWeek, centre_ratio: float | None) -> bytes:
@@ -75,13 +82,54 @@ class ScorecardPdf(FPDF):
         self.cell(95, 7, label, border=1)
         self.cell(60, 7, value, border=1, new_x="LMARGIN", new_y="NEXT")
 
+    def cells(self, widths: tuple[int, ...], values: tuple[str, ...], bold: bool = False) -> None:
+        self.set_font("DejaVu", "B" if bold else "", 10)
+        for w, v in zip(widths, values, strict=True):
+            self.cell(w, 7, v, border=1)
+        self.ln(7)
+
+
+def rank_text(card: CentreWeek, o: OfficerWeek) -> str:
+    return f"{o.rank} / {card.ranked}" if o.rank is not None else f"Chưa xếp hạng (n < {card.min_sample})"
+
+
+def summary_page(pdf: ScorecardPdf, card: CentreWeek) -> None:
+    """Page 1: the centre's week at a glance, officers in rank order."""
+    pdf.add_page()
+    pdf.set_font("DejaVu", "B", 15)
+    pdf.cell(0, 9, f"Tổng hợp hài lòng tuần {card.week.label()}", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("DejaVu", "", 11)
+    pdf.cell(0, 7, f"Trung tâm: {card.centre_name}", new_x="LMARGIN", new_y="NEXT")
+    response = card.centre_rated / card.centre_served if card.centre_served else None
+    pdf.cell(0, 7, f"Toàn trung tâm: n = {card.centre_rated}, tỷ lệ hài lòng {pct(card.centre_ratio)}, "
+                   f"tỷ lệ phản hồi {pct(response)}", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(3)
+    widths = (38, 62, 16, 36, 36)
+    pdf.cells(widths, ("Hạng", "Cán bộ", "n", "Tỷ lệ hài lòng", "Tỷ lệ phản hồi"), bold=True)
+    for o in card.officers:
+        pdf.cells(widths, (rank_text(card, o) if o.rank is not None else f"— (n < {card.min_sample})", o.name,
+                           str(o.rated), pct(o.ratio), pct(o.response_rate)))
+    pdf.ln(3)
+    pdf.set_font("DejaVu", "", 8)
+    pdf.multi_cell(0, 4, RULES.format(min_sample=card.min_sample))
+
+
+def reason_list(pdf: ScorecardPdf, title: str, reasons: Counter[str], labels: dict[str, str]) -> None:
+    pdf.set_font("DejaVu", "B", 12)
+    pdf.cell(0, 7, title, new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("DejaVu", "", 11)
+    for code, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])):
+        pdf.cell(0, 6, f"• {labels.get(code, code)}: {n}", new_x="LMARGIN", new_y="NEXT")
+    if not reasons:
+        pdf.cell(0, 6, "Không có", new_x="LMARGIN", new_y="NEXT")
+
 
 def officer_page(pdf: ScorecardPdf, card: CentreWeek, o: OfficerWeek, reasons: dict[str, str]) -> None:
     pdf.add_page()
     pdf.set_font("DejaVu", "B", 15)
-    pdf.cell(0, 9, f"Phiếu điểm hài lòng tuần {card.week}", new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(0, 9, f"Phiếu điểm hài lòng tuần {card.week.label()}", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("DejaVu", "", 11)
-    pdf.cell(0, 7, f"Trung tâm: {card.centre} · Cán bộ: {o.officer}", new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(0, 7, f"Trung tâm: {card.centre_name} · Cán bộ: {o.name}", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(3)
     for cls in CLASSES:
         pdf.row(CLASS_LABELS[cls], str(o.counts[cls]))
@@ -90,41 +138,30 @@ def officer_page(pdf: ScorecardPdf, card: CentreWeek, o: OfficerWeek, reasons: d
     pdf.row("Tỷ lệ hài lòng", pct(o.ratio), bold=True)
     pdf.row("Tỷ lệ phản hồi", pct(o.response_rate))
     pdf.row("Tỷ lệ hài lòng của trung tâm", pct(card.centre_ratio))
-    rank = (f"{o.rank} / {sum(1 for p in card.officers if p.rank is not None)}" if o.rank is not None
-            else f"Chưa xếp hạng (n < {card.min_sample})")
-    pdf.row("Xếp hạng trong trung tâm", rank, bold=True)
+    pdf.row("Xếp hạng trong trung tâm", rank_text(card, o), bold=True)
     pdf.ln(4)
-    pdf.set_font("DejaVu", "B", 12)
-    pdf.cell(0, 7, "Lý do chưa hài lòng thường gặp", new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("DejaVu", "", 11)
-    top = o.reasons.most_common(3)
-    for code, n in top:
-        pdf.cell(0, 6, f"• {reasons.get(code, code)}: {n}", new_x="LMARGIN", new_y="NEXT")
-    if not top:
-        pdf.cell(0, 6, "Không có", new_x="LMARGIN", new_y="NEXT")
+    reason_list(pdf, "Lý do — các lượt Không hài lòng", o.reasons, reasons)
+    reason_list(pdf, "Lý do kèm lượt hài lòng (gồm Bình thường, tính là hài lòng)", o.reasons_satisfied, reasons)
     pdf.ln(3)
     pdf.image(io.BytesIO(trend_png(o, card.centre_ratio)), w=180)
     pdf.set_font("DejaVu", "", 8)
-    pdf.multi_cell(0, 4, "Tỷ lệ hài lòng = (số vé được đánh giá − số vé Không hài lòng) / số vé được đánh giá. "
-                         "Đánh giá không có vé (vãng lai) không tính cho cán bộ. "
-                         f"Chỉ xếp hạng khi n ≥ {card.min_sample}.")
+    pdf.multi_cell(0, 4, RULES.format(min_sample=card.min_sample))
 
 
 def render_pdf(card: CentreWeek, path: Path, reasons: dict[str, str]) -> None:
     pdf = ScorecardPdf()
-    pdf.set_title(f"Phiếu điểm {card.centre} {card.week}")
+    pdf.set_title(f"Phiếu điểm {card.centre_name} {card.week}")
+    summary_page(pdf, card)
     for o in card.officers:
         officer_page(pdf, card, o, reasons)
-    if not card.officers:
-        pdf.add_page()
-        pdf.set_font("DejaVu", "", 12)
-        pdf.cell(0, 8, f"Không có dữ liệu cho trung tâm {card.centre} tuần {card.week}.")
     pdf.output(str(path))
 
 
-def write_weekly(s: DashboardSettings, centre: str, week: IsoWeek, out_dir: Path,
-                 weeks_back: int = 8) -> tuple[Path, Path]:
-    card = weekly_scorecard(InfluxQL(s.influx_url, s.database), centre, week, s.timezone, s.min_sample, weeks_back)
+def write_weekly(s: DashboardSettings, centre: str, week: IsoWeek, out_dir: Path, weeks_back: int = 8,
+                 names: dict[str, str] | None = None, centre_name: str = "") -> tuple[Path, Path]:
+    """Raises NoScorecardData (nothing to report) before writing any file."""
+    card = weekly_scorecard(s.influx.query_client(), centre, week, s.timezone, s.min_sample, weeks_back, names,
+                            centre_name)
     out_dir.mkdir(parents=True, exist_ok=True)
     pdf_path = out_dir / f"scorecard-{centre}-{week}.pdf"
     csv_path = out_dir / f"scorecard-{centre}-{week}.csv"

@@ -26,18 +26,19 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from ingest.influxql import InfluxQL
+from ingest.storage import Field, Measurement, Tag
 
 from .settings import DashboardSettings
 
-RATING_1D = "rating_1d"
-TICKET_1D = "ticket_1d"
-REASON_1D = "reason_1d"
+RATING_1D = Measurement.RATING_1D
+TICKET_1D = Measurement.TICKET_1D
+REASON_1D = Measurement.REASON_1D
 # Centre-level copies without counter/officer/device: InfluxDB 1.x query time grows with the
 # number of series touched, and a province-wide panel on rating_1d still touches one series
 # per counter x officer x service x class (bench/RESULTS.md); these have ~50 per centre.
-RATING_CENTRE_1D = "rating_centre_1d"
-TICKET_CENTRE_1D = "ticket_centre_1d"
-CENTRE_TAGS = '"province", "centre", "service", "class", "walkup"'
+RATING_CENTRE_1D = Measurement.RATING_CENTRE_1D
+TICKET_CENTRE_1D = Measurement.TICKET_CENTRE_1D
+CENTRE_TAGS = ", ".join(f'"{t}"' for t in (Tag.PROVINCE, Tag.CENTRE, Tag.SERVICE, Tag.CLASS, Tag.WALKUP))
 
 
 def day_offset(tz: str) -> str:
@@ -54,17 +55,19 @@ def rollup_selects(s: DashboardSettings) -> dict[str, str]:
     """CQ name -> the SELECT ... INTO it runs (without a time condition)."""
     group = f"GROUP BY time(1d, {day_offset(s.timezone)}), *"
     day = f"GROUP BY time(1d, {day_offset(s.timezone)})"
+    rating, ticket, n = Measurement.RATING, Measurement.TICKET, Field.N
+    score, tno = Field.SCORE, Field.TICKET
     out = {
-        "hl_rating_1d": f'SELECT count("score") AS "n" INTO "{RATING_1D}" FROM "rating" {group}',
-        "hl_ticket_1d": f'SELECT count("ticket") AS "n" INTO "{TICKET_1D}" FROM "ticket" {group}',
-        "hl_rating_centre_1d": f'SELECT count("score") AS "n" INTO "{RATING_CENTRE_1D}" FROM "rating" '
+        "hl_rating_1d": f'SELECT count("{score}") AS "{n}" INTO "{RATING_1D}" FROM "{rating}" {group}',
+        "hl_ticket_1d": f'SELECT count("{tno}") AS "{n}" INTO "{TICKET_1D}" FROM "{ticket}" {group}',
+        "hl_rating_centre_1d": f'SELECT count("{score}") AS "{n}" INTO "{RATING_CENTRE_1D}" FROM "{rating}" '
                                f"{day}, {CENTRE_TAGS}",
-        "hl_ticket_centre_1d": f'SELECT count("ticket") AS "n" INTO "{TICKET_CENTRE_1D}" FROM "ticket" '
-                               f'{day}, "province", "centre", "service"',
+        "hl_ticket_centre_1d": f'SELECT count("{tno}") AS "{n}" INTO "{TICKET_CENTRE_1D}" FROM "{ticket}" '
+                               f'{day}, "{Tag.PROVINCE}", "{Tag.CENTRE}", "{Tag.SERVICE}"',
     }
     for code in s.reasons:
-        out[f"hl_reason_1d_{code}"] = (f'SELECT count("score") AS "{code}" INTO "{REASON_1D}" FROM "rating" '
-                                       f'WHERE "reasons" =~ /(^|,){code}(,|$)/ {group}')
+        out[f"hl_reason_1d_{code}"] = (f'SELECT count("{score}") AS "{code}" INTO "{REASON_1D}" FROM "{rating}" '
+                                       f'WHERE "{Field.REASONS}" =~ /(^|,){code}(,|$)/ {group}')
     return out
 
 

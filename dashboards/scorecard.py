@@ -16,6 +16,11 @@ from zoneinfo import ZoneInfo
 
 from broker.contract import validate_id
 from ingest.influxql import InfluxQL
+from ingest.storage import NOT_SATISFIED, Field, Measurement, Tag
+
+
+class NoScorecardData(ValueError):
+    """The centre has no rated or served ticket in that week (or is not a centre at all)."""
 
 CLASSES = ("very_satisfied", "satisfied", "not_satisfied")
 CLASS_LABELS = {"very_satisfied": "Rất hài lòng", "satisfied": "Hài lòng (gồm Bình thường)",
@@ -42,6 +47,16 @@ class IsoWeek:
     def __str__(self) -> str:
         return f"{self.year}-W{self.week:02d}"
 
+    def dates(self) -> tuple[date, date]:
+        """Monday and Sunday of the week."""
+        monday = date.fromisocalendar(self.year, self.week, 1)
+        return monday, monday + timedelta(days=6)
+
+    def label(self) -> str:
+        """'2026-W47 (16/11/2026 – 22/11/2026)'."""
+        first, last = self.dates()
+        return f"{self} ({first:%d/%m/%Y} – {last:%d/%m/%Y})"
+
     def start(self, tz: str) -> datetime:
         d = date.fromisocalendar(self.year, self.week, 1)
         return datetime(d.year, d.month, d.day, tzinfo=ZoneInfo(tz))
@@ -57,7 +72,9 @@ class OfficerWeek:
     officer: str
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CLASSES, 0))
     served: int = 0
-    reasons: Counter[str] = field(default_factory=Counter)
+    name: str = ""  # from the fleet registry; the id when the registry does not know the officer
+    reasons: Counter[str] = field(default_factory=Counter)  # given with "Không hài lòng" ratings
+    reasons_satisfied: Counter[str] = field(default_factory=Counter)  # given with satisfied ones (incl. Bình thường)
     trend: list[tuple[str, float | None, int]] = field(default_factory=list)  # (week, ratio, n), oldest first
     rank: int | None = None
 
@@ -82,6 +99,12 @@ class CentreWeek:
     officers: list[OfficerWeek]
     centre_ratio: float | None
     centre_rated: int
+    centre_name: str = ""
+    centre_served: int = 0
+
+    @property
+    def ranked(self) -> int:
+        return sum(1 for o in self.officers if o.rank is not None)
 
 
 def _ms(t: datetime) -> int:
@@ -92,32 +115,49 @@ def _window(start: datetime, end: datetime) -> str:
     return f"time >= {_ms(start)}ms AND time < {_ms(end)}ms"
 
 
+def shared_rank(officers: list[OfficerWeek], min_sample: int) -> None:
+    """The one ranking rule (as the dashboards): 1 + officers with a strictly better ratio (1, 1, 3),
+    among officers with at least ``min_sample`` rated tickets; the others get no rank."""
+    eligible = [o for o in officers if o.rated >= min_sample and o.ratio is not None]
+    for o in officers:
+        o.rank = (1 + sum(1 for p in eligible if (p.ratio or 0.0) > (o.ratio or 0.0))) if o in eligible else None
+
+
 def weekly_scorecard(db: InfluxQL, centre: str, week: IsoWeek, tz: str, min_sample: int,
-                     weeks_back: int = 8) -> CentreWeek:
+                     weeks_back: int = 8, names: dict[str, str] | None = None, centre_name: str = "") -> CentreWeek:
+    """The week's numbers; raises :class:`NoScorecardData` when nothing was rated or served."""
     validate_id(centre, "centre")  # it goes into a query: only [a-z0-9-]
     start = week.start(tz)
     end = week.shifted(1).start(tz)
-    where = f"{_window(start, end)} AND \"centre\" = '{centre}'"
-    rated = f"{where} AND \"walkup\" = 'false'"
+    where = f"{_window(start, end)} AND \"{Tag.CENTRE}\" = '{centre}'"
+    rated = f"{where} AND \"{Tag.WALKUP}\" = 'false'"
     officers: dict[str, OfficerWeek] = {}
+    names = names or {}
 
-    def get(name: str) -> OfficerWeek:
-        return officers.setdefault(name, OfficerWeek(name))
+    def get(officer: str) -> OfficerWeek:
+        return officers.setdefault(officer, OfficerWeek(officer, name=names.get(officer, officer)))
 
-    for row in db.rows(f'SELECT count("score") AS n FROM "rating" WHERE {rated} GROUP BY "officer", "class"'):
-        get(row["officer"]).counts[row["class"]] = int(row["n"])
-    for row in db.rows(f'SELECT count("ticket") AS n FROM "ticket" WHERE {where} GROUP BY "officer"'):
-        get(row["officer"]).served = int(row["n"])
-    for row in db.rows(f'SELECT "reasons" FROM "rating" WHERE {rated} AND "reasons" != \'\' GROUP BY "officer"'):
-        get(row["officer"]).reasons.update(c for c in str(row["reasons"]).split(",") if c)
+    rating, ticket = Measurement.RATING, Measurement.TICKET
+    for row in db.rows(f'SELECT count("{Field.SCORE}") AS n FROM "{rating}" WHERE {rated} '
+                       f'GROUP BY "{Tag.OFFICER}", "{Tag.CLASS}"'):
+        get(row[Tag.OFFICER]).counts[row[Tag.CLASS]] = int(row["n"])
+    for row in db.rows(f'SELECT count("{Field.TICKET}") AS n FROM "{ticket}" WHERE {where} GROUP BY "{Tag.OFFICER}"'):
+        get(row[Tag.OFFICER]).served = int(row["n"])
+    for row in db.rows(f'SELECT "{Field.REASONS}" FROM "{rating}" WHERE {rated} AND "{Field.REASONS}" != \'\' '
+                       f'GROUP BY "{Tag.OFFICER}", "{Tag.CLASS}"'):
+        o = get(row[Tag.OFFICER])
+        bucket = o.reasons if row[Tag.CLASS] == NOT_SATISFIED else o.reasons_satisfied
+        bucket.update(c for c in str(row[Field.REASONS]).split(",") if c)
+    if not officers:
+        raise NoScorecardData(f"no rated or served ticket for centre {centre!r} in {week.label()}: "
+                              "check the centre id and the week")
     _trend(db, centre, week, tz, weeks_back, officers)
-    ranked = sorted((o for o in officers.values() if o.rated >= min_sample), key=lambda o: -(o.ratio or 0.0))
-    for o in ranked:
-        o.rank = 1 + sum(1 for p in ranked if (p.ratio or 0.0) > (o.ratio or 0.0))
+    shared_rank(list(officers.values()), min_sample)
     n = sum(o.rated for o in officers.values())
-    ns = sum(o.counts["not_satisfied"] for o in officers.values())
-    ordered = sorted(officers.values(), key=lambda o: (o.rank is None, o.rank or 0, o.officer))
-    return CentreWeek(centre, week, min_sample, ordered, (n - ns) / n if n else None, n)
+    ns = sum(o.counts[NOT_SATISFIED] for o in officers.values())
+    ordered = sorted(officers.values(), key=lambda o: (o.rank is None, o.rank or 0, o.name, o.officer))
+    return CentreWeek(centre, week, min_sample, ordered, (n - ns) / n if n else None, n,
+                      centre_name or centre, sum(o.served for o in officers.values()))
 
 
 def _trend(db: InfluxQL, centre: str, week: IsoWeek, tz: str, weeks_back: int,

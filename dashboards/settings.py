@@ -11,16 +11,12 @@ from pathlib import Path
 
 from pydantic import Field
 
+from broker.contract import REASON_LABELS_VI
 from broker.kernel.settings import Settings, load_model
+from ingest.influx import InfluxConnection
 
-DEFAULT_REASONS: dict[str, str] = {
-    "thai_do": "Thái độ",
-    "thoi_gian_cho": "Thời gian chờ",
-    "huong_dan": "Hướng dẫn chưa rõ",
-    "thu_tuc": "Thủ tục phức tạp",
-    "di_lai": "Phải đi lại nhiều lần",
-    "co_so_vat_chat": "Cơ sở vật chất",
-}
+# Reason labels as the terminal shows them (broker/contract.py is the one catalogue).
+DEFAULT_REASONS: dict[str, str] = dict(REASON_LABELS_VI)
 
 
 class ContactPoints(Settings):
@@ -37,8 +33,9 @@ class DashboardSettings(Settings):
 
     datasource_uid: str = Field(default="hailong-influxdb", description="uid of the provisioned InfluxDB datasource")
     datasource_name: str = Field(default="hailong InfluxDB", description="Display name of the datasource")
-    influx_url: str = Field(default="http://127.0.0.1:8086", description="InfluxDB URL Grafana queries")
-    database: str = Field(default="hailong", description="InfluxDB database (1.x) or DBRP-mapped bucket")
+    influx: InfluxConnection = Field(
+        default_factory=InfluxConnection,
+        description="InfluxDB (url, database, credentials) that Grafana, the rollups and the reports query")
     timezone: str = Field(default="Asia/Ho_Chi_Minh", description="IANA zone for days, weeks and hour-of-day")
     min_sample: int = Field(default=30, ge=1, description="Minimum rated tickets before an officer is ranked")
     top_run_length: int = Field(default=15, ge=2, description="Unbroken top scores at one counter worth flagging")

@@ -183,11 +183,17 @@ class MosquittoServer:
 
 @dataclass
 class InfluxServer:
-    """InfluxDB 1.x (Debian's 1.6.7) in ``workdir``; HTTP API on 127.0.0.1:``port``."""
+    """InfluxDB 1.x (Debian's 1.6.7) in ``workdir``; HTTP API on 127.0.0.1:``port``.
+
+    ``auth=True`` turns on ``auth-enabled`` as deploy/ does: until the first admin user is
+    created (``CREATE USER ... WITH ALL PRIVILEGES``, allowed without credentials while no
+    user exists) every other query is refused.
+    """
 
     workdir: Path
     port: int = 0
     rpc_port: int = 0
+    auth: bool = False
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -220,7 +226,7 @@ bind-address = "127.0.0.1:{self.rpc_port}"
 [http]
   enabled = true
   bind-address = "127.0.0.1:{self.port}"
-  auth-enabled = false
+  auth-enabled = {"true" if self.auth else "false"}
   log-enabled = false
   max-body-size = 50000000
 [subscriber]

@@ -5,35 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, model_validator
 
 from broker.kernel.mqtt import MqttSettings
-from broker.kernel.settings import SecretFile, SettingError, Settings, load_model
+from broker.kernel.settings import SettingError, Settings, load_model
 
+from .influx import InfluxConnection
 
-class InfluxSettings(Settings):
-    """Where ratings are written."""
-
-    url: str = Field(default="http://127.0.0.1:8086", description="InfluxDB base URL")
-    api: Literal["v2", "v1"] = Field(
-        default="v2", description="v2: influxdb-client /api/v2/write (1.8+, 2.x, 3.x); v1: plain /write (<1.8)"
-    )
-    database: str = Field(default="hailong", description="Database (1.x) or bucket (2.x/3.x)")
-    org: str = Field(default="hailong", description="Organisation (2.x); ignored by 1.x")
-    token: SecretStr | None = Field(default=None, description="API token (2.x/3.x); prefer env or token_file")
-    token_file: SecretFile = Field(default=None, description="File whose first line is the token")
-    username: str | None = Field(default=None, description="1.x username")
-    password: SecretStr | None = Field(default=None, description="1.x password; prefer env")
-    timeout_s: float = Field(default=10.0, gt=0, le=120, description="HTTP timeout per write")
-
-    def secret_token(self) -> str | None:
-        """The v2 token (inline or token_file, read at load), else ``username:password`` for 1.x auth."""
-        token = self.secret_of("token")
-        if token is not None:
-            return token
-        if self.username:
-            return f"{self.username}:{self.password.get_secret_value() if self.password else ''}"
-        return None
+# The ingest's [influx] section is the shared connection model (ingest/influx.py).
+InfluxSettings = InfluxConnection
 
 
 class BatchSettings(Settings):

@@ -6,6 +6,7 @@ the demo summary. Raises :class:`InfluxQueryError` with the server's message.
 
 from __future__ import annotations
 
+import base64
 import json
 import urllib.error
 import urllib.parse
@@ -39,20 +40,27 @@ class InfluxQL:
     timeout: float = 30.0
 
     def _request(self, path: str, params: dict[str, str], post: bool) -> dict[str, Any]:
-        if self.username:
-            params = {**params, "u": self.username, "p": self.password or ""}
         data = urllib.parse.urlencode(params).encode()
         url = f"{self.url.rstrip('/')}{path}"
         req = urllib.request.Request(url if post else f"{url}?{data.decode()}", data=data if post else None)
         if post:
             req.add_header("Content-Type", "application/x-www-form-urlencoded")
-        if self.token:
+        if self.username:  # 1.x reads u/p only from the URL, never from a POST body: Basic auth works for both
+            basic = base64.b64encode(f"{self.username}:{self.password or ''}".encode()).decode()
+            req.add_header("Authorization", f"Basic {basic}")
+        elif self.token:
             req.add_header("Authorization", f"Token {self.token}")
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 body: dict[str, Any] = json.loads(resp.read() or b"{}")
         except urllib.error.HTTPError as exc:
-            raise InfluxQueryError(f"HTTP {exc.code}: {exc.read().decode(errors='replace')[:500]}") from None
+            text = exc.read().decode(errors="replace")[:500]
+            if exc.code in (401, 403):  # say what to configure, not only what the server said
+                how = "wrong username/password" if self.username else "wrong token" if self.token else (
+                    "no credentials given: set influx username + password(_file) (1.x) or token(_file) (2.x/3.x)")
+                raise InfluxQueryError(f"InfluxDB at {self.url} refused access (HTTP {exc.code}, {how}): {text}") \
+                    from None
+            raise InfluxQueryError(f"HTTP {exc.code}: {text}") from None
         except (urllib.error.URLError, OSError) as exc:
             raise InfluxQueryError(f"cannot reach InfluxDB at {self.url}: {exc}") from None
         for result in body.get("results", []):

@@ -58,10 +58,7 @@ class Inbound:
 
 
 def influxql_for(config: IngestConfig) -> InfluxQL:
-    s = config.influx
-    token = s.secret_token() if s.api == "v2" and not s.username else None
-    return InfluxQL(s.url, s.database, username=s.username,
-                    password=s.password.get_secret_value() if s.password else None, token=token)
+    return config.influx.query_client()
 
 
 class IngestService:

@@ -28,6 +28,12 @@ class Measurement:
     DEVICE_STATUS: Final = "device_status"
     REJECTED: Final = "rejected"
     INGEST_STATS: Final = "ingest_stats"
+    # daily rollups written by the dashboards' continuous queries (dashboards/rollup.py)
+    RATING_1D: Final = "rating_1d"
+    TICKET_1D: Final = "ticket_1d"
+    REASON_1D: Final = "reason_1d"
+    RATING_CENTRE_1D: Final = "rating_centre_1d"
+    TICKET_CENTRE_1D: Final = "ticket_centre_1d"
 
 
 class Tag:
@@ -70,6 +76,8 @@ class Field:
     TOPIC: Final = "topic"
     PAYLOAD: Final = "payload"
     DETAIL: Final = "detail"
+    # rollups: ratings (or tickets) per local day; reason_1d has one field per reason code instead
+    N: Final = "n"
 
 
 # Values of the ``class`` tag, best first (the three legal classes of official reports).
@@ -79,6 +87,9 @@ NOT_SATISFIED: Final = SatisfactionClass.NOT_SATISFIED.value
 # Values of the ``walkup`` tag.
 WALKUP_TRUE: Final = "true"
 WALKUP_FALSE: Final = "false"
+
+# ``rejected.reason`` values of ticket refusals (duplicate or unknown ticket), as one tuple for queries
+TICKET_REJECTIONS: Final = ("duplicate_ticket", "unknown_ticket")
 
 # Longest ``rejected.payload`` kept (bytes of the original message, decoded lossily).
 MAX_REJECTED_PAYLOAD: Final = 1024

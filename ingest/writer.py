@@ -53,7 +53,7 @@ class V1Writer:
         params = {"db": settings.database, "precision": "ns"}
         if settings.username:
             params["u"] = settings.username
-            params["p"] = settings.password.get_secret_value() if settings.password else ""
+            params["p"] = settings.secret_password() or ""
         self._url = f"{settings.url.rstrip('/')}/write?{urllib.parse.urlencode(params)}"
         self._http = urllib3.PoolManager(
             retries=False, timeout=urllib3.Timeout(total=settings.timeout_s), maxsize=2

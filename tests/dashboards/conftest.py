@@ -30,7 +30,8 @@ def seeded(influx_server: InfluxServer) -> Iterator[Seeded]:
     db.create_database()
     seed = build_seed()
     write_points(influx_server.url, db.database, seed.points)
-    settings = DashboardSettings(influx_url=influx_server.url, database=db.database, min_sample=30)
+    settings = DashboardSettings.model_validate({"influx": {"url": influx_server.url, "database": db.database},
+                                                 "min_sample": 30})
     # the daily rollups the long-range dashboards read, computed as the continuous queries would
     assert backfill(db, settings, FIRST_MONDAY, NOW) > 0
     yield Seeded(db, seed, settings)

@@ -5,9 +5,9 @@ Grafana cannot run here, so this module mimics the parts the dashboards use:
   $__interval_ms and template variables (multi-value -> ``(a|b)``, All -> allValue);
 - panel relative time (``now/d``, ``now/w`` with weekStart monday);
 - the table result format (Time, tag columns, value columns);
-- the transformations used (merge, calculateField binary/index with JavaScript
-  null arithmetic, sortBy, filterByValue, organize, formatTime, extractFields,
-  groupBy, groupingToMatrix);
+- the transformations used (merge, calculateField binary/index/reduceRow with
+  JavaScript null/undefined arithmetic, sortBy, filterByValue, organize, formatTime,
+  extractFields, groupBy, groupingToMatrix);
 - alert rule evaluation (reduce last, threshold, math) per label set.
 """
 
@@ -24,6 +24,21 @@ from zoneinfo import ZoneInfo
 from ingest.influxql import InfluxQL
 
 Row = dict[str, Any]
+
+
+class _Undefined:
+    """JavaScript ``undefined``: what Grafana leaves in a cell no frame filled (not ``null``)."""
+
+    def __repr__(self) -> str:
+        return "undefined"
+
+
+UNDEFINED: Any = _Undefined()
+
+
+def is_missing(v: Any) -> bool:
+    """``v == null`` in JavaScript: null or undefined."""
+    return v is None or v is UNDEFINED
 
 
 @dataclass
@@ -57,6 +72,10 @@ def variable_value(var: Row, selected: list[str] | None) -> str:
     """The text Grafana substitutes for one variable; ``None`` selects All."""
     if var["type"] == "constant":
         return str(var["query"])
+    if selected is not None and len(selected) > 1 and not var.get("multi"):
+        raise AssertionError(f"variable {var['name']} is single-valued: {selected} cannot be selected")
+    if selected is None and not var.get("includeAll"):
+        raise AssertionError(f"variable {var['name']} offers no All: select one value")
     if selected is None:
         return str(var.get("allValue") or ".*")
     if len(selected) == 1:
@@ -97,9 +116,16 @@ def panel_range(panel: Row, dashboard: Row, rng: TimeRange, now_ms: int) -> Time
 
 
 def to_table(db: InfluxQL, query: str) -> Table:
-    """The InfluxQL datasource's table format: Time, tag columns, then value columns."""
+    """The InfluxQL datasource's table format: Time, tag columns, then value columns.
+
+    A query without any series gives a frame without fields (``Table([])``), which Grafana's
+    merge drops (``dataFrames.filter((frame) => frame.fields.length > 0)``).
+    """
+    series_list = db.query(query)
+    if not series_list:
+        return Table([])
     table = Table(["Time"])
-    for series in db.query(query):
+    for series in series_list:
         for tag in series.tags:
             if tag not in table.columns:
                 table.columns.append(tag)
@@ -114,10 +140,14 @@ def to_table(db: InfluxQL, query: str) -> Table:
 
 
 def _js_num(v: Any) -> float:
+    """JavaScript ToNumber: null -> 0, undefined -> NaN."""
+    if v is UNDEFINED:
+        return math.nan
     return 0.0 if v is None else float(v)
 
 
 def _js_op(a: Any, op: str, b: Any) -> float:
+    # packages/grafana-data/src/utils/binaryOperators.ts: plain JS operators, e.g. (a, b) => a / b
     x, y = _js_num(a), _js_num(b)
     if op == "+":
         return x + y
@@ -125,6 +155,8 @@ def _js_op(a: Any, op: str, b: Any) -> float:
         return x - y
     if op == "*":
         return x * y
+    if math.isnan(x) or math.isnan(y):
+        return math.nan
     if y == 0:
         return math.nan if x == 0 else math.copysign(math.inf, x)
     return x / y
@@ -137,24 +169,43 @@ def _operand(table: Table, name: str, row: Row) -> Any:
 
 
 def merge(tables: list[Table]) -> Table:
-    """Rows that agree on every shared non-numeric column (time, tags) become one row."""
-    out = Table([])
-    index: dict[tuple[Any, ...], Row] = {}
-    for t in tables:
-        for c in t.columns:
-            if c not in out.columns:
-                out.columns.append(c)
-    keys = [c for c in out.columns if c == "Time" or all(
-        isinstance(r.get(c), str) for t in tables for r in t.rows if c in r)]
-    for t in tables:
+    """Grafana's ``mergeTransformer`` (packages/grafana-data/src/transformations/transformers/merge.ts).
+
+    - frames without fields are dropped; one frame or none is returned as it is;
+    - the key fields are those whose NAME exists in every frame (``fieldExistsInAllFrames``),
+      whatever their type; the row key is their values concatenated (``createKeyFactory``);
+    - a row joins an earlier one with the same key when no shared field disagrees, treating
+      undefined or null in the earlier row as "no opinion" (``isMergable``), else it is a new row;
+    - the output is built with ``MutableDataFrame.add``, which pushes ``MISSING_VALUE``
+      (= undefined, packages/grafana-data/src/dataframe/MutableDataFrame.ts) for every field
+      the row's object lacks. So a count query without a row for this key leaves the cell
+      undefined, NOT null: arithmetic on it gives NaN (see :func:`_js_num`).
+    """
+    if len(tables) <= 1:
+        return tables[0] if tables else Table([])
+    data = [t for t in tables if t.columns]
+    if not data:
+        return tables[0]
+    names: list[str] = []
+    for t in data:
+        names += [c for c in t.columns if c not in names]
+    keys = [c for c in names if all(c in t.columns for t in data)]
+    by_key: dict[str, list[Row]] = {}
+    in_order: list[Row] = []
+    for t in data:
         for r in t.rows:
-            k = tuple(r.get(c) for c in keys)
-            if k in index:
-                index[k].update({c: v for c, v in r.items() if c not in keys})
-            else:
-                index[k] = dict(r)
-                out.rows.append(index[k])
-    return out
+            value = {c: r.get(c) for c in t.columns}
+            key = "".join(str(value.get(c)) for c in keys)
+            merged = False
+            for existing in by_key.setdefault(key, []):
+                if all(existing.get(c, UNDEFINED) is UNDEFINED or existing.get(c) is None or existing[c] == v
+                       for c, v in value.items()):
+                    existing.update(value)
+                    merged = True
+            if not merged:
+                by_key[key].append(value)
+                in_order.append(value)
+    return Table(names, [{c: r.get(c, UNDEFINED) for c in names} for r in in_order])
 
 
 def _moment(fmt: str, t: datetime) -> str:
@@ -167,14 +218,26 @@ def _moment(fmt: str, t: datetime) -> str:
 def apply(tr: Row, table: Table, tz: str) -> Table:
     tid, o = tr["id"], tr["options"]
     if tid == "calculateField":
-        if o["mode"] == "index":
+        # packages/grafana-data/src/transformations/transformers/calculateField.ts (calculateFieldTransformer)
+        if o["mode"] == "reduceRow":
+            # getReduceRowCreator -> doStandardCalcs (fieldReducer.ts): ``sum`` starts at 0 and only
+            # values that are not null/undefined (nor NaN) are added, so a missing cell sums to 0;
+            # the included fields are matched by name (a field absent from the frame adds nothing).
+            red = o["reduce"]
+            assert red["reducer"] == "sum"
+            include = [c for c in red["include"] if c in table.columns]
+            for r in table.rows:
+                vals = [r.get(c) for c in include]
+                r[o["alias"]] = float(sum(v for v in vals if not is_missing(v) and not
+                                          (isinstance(v, float) and math.isnan(v))))
+        elif o["mode"] == "index":
             for i, r in enumerate(table.rows):
                 r[o["alias"]] = i
         else:
             b = o["binary"]
             missing = [n for n in (b["left"], b["right"]) if n not in table.columns
                        and not re.fullmatch(r"-?\d+(\.\d+)?", n)]
-            if missing:  # Grafana skips the calculation when a field does not exist
+            if missing:  # getBinaryCreator returns undefined when an operand field does not exist: no new field
                 return table
             for r in table.rows:
                 r[o["alias"]] = _js_op(_operand(table, b["left"], r), b["operator"], _operand(table, b["right"], r))
@@ -182,17 +245,25 @@ def apply(tr: Row, table: Table, tz: str) -> Table:
         return table
     if tid == "sortBy":
         s = o["sort"][0]
-        present = [r for r in table.rows if r.get(s["field"]) is not None]
-        absent = [r for r in table.rows if r.get(s["field"]) is None]
+
+        def comparable(v: Any) -> bool:
+            return not is_missing(v) and not (isinstance(v, float) and math.isnan(v))
+
+        present = [r for r in table.rows if comparable(r.get(s["field"]))]
+        absent = [r for r in table.rows if not comparable(r.get(s["field"]))]
         present.sort(key=lambda r: r[s["field"]], reverse=s.get("desc", False))
         return Table(table.columns, present + absent)
     if tid == "filterByValue":
         f = o["filters"][0]
         assert f["config"]["id"] == "greaterOrEqual" and o["type"] == "include"
         lim = f["config"]["options"]["value"]
-        return Table(table.columns, [r for r in table.rows if _js_num(r.get(f["fieldName"])) >= lim])
+        return Table(table.columns, [r for r in table.rows if _js_num(r.get(f["fieldName"])) >= lim])  # NaN: out
     if tid == "organize":
         keep = [c for c in table.columns if not o["excludeByName"].get(c)]
+        order = o.get("indexByName") or {}
+        if order:  # fields named in indexByName take those positions, the rest follow in their order
+            pos = {c: i for i, c in enumerate(keep)}
+            keep.sort(key=lambda c: order.get(c, len(order) + pos[c]))
         ren = o["renameByName"]
         return Table([ren.get(c, c) for c in keep], [{ren.get(c, c): r.get(c) for c in keep} for r in table.rows])
     if tid == "formatTime":
@@ -227,8 +298,16 @@ def apply(tr: Row, table: Table, tz: str) -> Table:
             row = dict(zip(keys, gk, strict=True))
             for f, al in aggs.items():
                 for a in al:
-                    vals = [r.get(f) for r in members if r.get(f) is not None]
-                    row[f"{f} ({a})"] = len(vals) if a == "count" else sum(vals)
+                    vals = [r.get(f) for r in members if not is_missing(r.get(f))]
+                    if a == "count":
+                        row[f"{f} ({a})"] = len(vals)
+                    elif a == "first":  # fieldReducer ``first``: the first row's value, null or not
+                        row[f"{f} ({a})"] = members[0].get(f)
+                    elif a == "allValues":  # fieldReducer ``allValues``: every value, in row order
+                        row[f"{f} ({a})"] = [r.get(f) for r in members]
+                    else:
+                        assert a == "sum", a
+                        row[f"{f} ({a})"] = sum(vals)
             out.rows.append(row)
         return out
     if tid == "groupingToMatrix":
@@ -267,7 +346,7 @@ def stat_value(panel: Row, table: Table) -> Any:
     cols = [c for c in table.columns if re.fullmatch(pattern, c)]
     if not cols:
         return None
-    vals = [v for v in table.col(cols[0]) if v is not None]
+    vals = [v for v in table.col(cols[0]) if not is_missing(v)]  # lastNotNull keeps NaN: it would show "NaN"
     return vals[-1] if vals else None
 
 

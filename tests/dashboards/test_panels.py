@@ -17,7 +17,7 @@ from dashboards.queries import LABELS
 from .conftest import Seeded
 from .grafana_sim import Table, TimeRange, panel_range, run_panel, stat_value
 from .seed import FIRST_MONDAY, NOW, TZ, Selection, in_range, ms
-from .truth import last_status, ratings, ratios, top_windows
+from .truth import last_status, ratings, ratios, shared_ranks, top_windows
 
 FULL = TimeRange(ms(FIRST_MONDAY), ms(NOW))
 ALL: Selection = {}
@@ -27,15 +27,34 @@ SELECTIONS = (ALL, ONE_OFFICER, TWO_CENTRES)
 L = LABELS
 
 
+def board_of(settings: Any, key: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    for board in all_dashboards(settings):
+        js = board.to_json(settings.datasource_uid)
+        for spec, panel in zip(board.panels, js["panels"], strict=True):
+            if spec.key == key:
+                return js, panel
+    raise KeyError(key)
+
+
+def per_single_value(seeded: Seeded, key: str, sel: Selection) -> list[Selection]:
+    """A selection as a person makes it on this panel's board: a single-valued variable (centre on the
+    centre/officer boards, province on the province board) takes one value at a time, so a multi or All
+    choice there becomes one selection per value (the per-centre repeat)."""
+    board, _ = board_of(seeded.settings, key)
+    out = [dict(sel)]
+    for var in board["templating"]["list"]:
+        if var["type"] == "query" and not var["multi"]:
+            name = var["name"]
+            values = sel.get(name) or sorted({r.tag(name) for r in seeded.seed.ratings})
+            out = [s | {name: [v]} for s in out for v in values]
+    return out
+
+
 class Shown:
     """A panel as Grafana would show it for one selection."""
 
     def __init__(self, seeded: Seeded, key: str, sel: Selection, interval_ms: int = 3_600_000) -> None:
-        for board in all_dashboards(seeded.settings):
-            js = board.to_json(seeded.settings.datasource_uid)
-            for spec, panel in zip(board.panels, js["panels"], strict=True):
-                if spec.key == key:
-                    self.board, self.panel = js, panel
+        self.board, self.panel = board_of(seeded.settings, key)
         # variables this dashboard does not define do not apply to its queries
         names = {v["name"] for v in self.board["templating"]["list"]}
         self.sel: Selection = {k: v for k, v in sel.items() if k in names}
@@ -49,6 +68,9 @@ class Shown:
 
 
 def close(a: float | None, b: float | None) -> bool:
+    """Shown value equals the hand count; a ratio of nothing is NaN in Grafana, shown as "—" (None here)."""
+    if isinstance(a, float) and math.isnan(a):
+        a = None
     if a is None or b is None:
         return a is b
     return math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12)
@@ -59,6 +81,8 @@ def check_ratio_stat(s: Seeded, key: str, sel: Selection) -> None:
     want = ratios(s.seed, shown.range.start_ms, shown.range.end_ms, shown.sel, ()).get(())
     got = stat_value(shown.panel, shown.table)
     expected = None if want is None else want.response if "response" in key else want.ratio
+    if want is not None and want.rated == 0 and "response" not in key:
+        expected = None  # served but nothing rated: 0/0, shown as "—"
     assert close(got, expected), (key, sel, got, expected)
     if key.endswith("_today"):
         assert shown.range.start_ms == ms(NOW.replace(hour=0, minute=0))
@@ -76,8 +100,27 @@ def check_ratio_table(s: Seeded, key: str, sel: Selection, group: tuple[str, ...
         assert row[L["rated"]] == w.rated and row[L["satisfied"]] == w.satisfied
         assert row[L["served"]] == w.served and row[L["not_satisfied"]] == w.not_satisfied
         assert close(row[L["ratio"]], w.ratio) and close(row[L["response_rate"]], w.response)
-    shown_ratios = [r[L["ratio"]] for r in shown.table.rows]
+    shown_ratios = [r[L["ratio"]] for r in shown.table.rows if not math.isnan(r[L["ratio"]])]
     assert shown_ratios == sorted(shown_ratios, reverse=True), "best first"
+
+
+def check_rank_table(s: Seeded, key: str, sel: Selection, label: str, min_sample: int) -> None:
+    """Shared rank (1, 1, 3) over the rows with n >= min_sample; a tie is one line listing its members."""
+    shown = Shown(s, key, sel)
+    centre_sel = {k: v for k, v in shown.sel.items() if k in ("province", "centre", "service")}
+    want = {k[0]: w for k, w in ratios(s.seed, FULL.start_ms, FULL.end_ms, centre_sel, (label,)).items()
+            if w.rated >= max(min_sample, 1)}
+    ranks = shared_ranks({k: w.ratio for k, w in want.items() if w.ratio is not None})
+    got = {}
+    for row in shown.table.rows:
+        members = row[L[label]]
+        for i, name in enumerate(members):
+            got[name] = (row["Hạng"], row[L["rated"]][i], row[L["served"]][i], row[L["ratio"]])
+    assert set(got) == set(want), (key, sel)
+    for name, w in want.items():
+        assert got[name][:3] == (ranks[name], w.rated, w.served), (name, got[name])
+        assert close(got[name][3], w.ratio)
+    assert [r["Hạng"] for r in shown.table.rows] == sorted(r["Hạng"] for r in shown.table.rows)
 
 
 def check_by_class(s: Seeded, key: str, sel: Selection) -> None:
@@ -117,35 +160,30 @@ def check_devices_online(s: Seeded, key: str, sel: Selection) -> None:
 def check_weekly_trend(s: Seeded, key: str, sel: Selection) -> None:
     shown = Shown(s, key, sel)
     centre_sel = {k: v for k, v in shown.sel.items() if k in ("province", "centre", "service")}
+    assert centre_sel.get("centre") and len(centre_sel["centre"]) == 1, "the centre line is one centre"
+    weeks = 0
     for week in range(4):
         start = FIRST_MONDAY + timedelta(days=7 * week)
         end_ms = min(ms(start + timedelta(days=7)) - 1, FULL.end_ms)
+        officer = ratios(s.seed, ms(start), end_ms, shown.sel, ()).get(())
+        centre = ratios(s.seed, ms(start), end_ms, centre_sel, ()).get(())
+        if centre is None or not centre.rated:
+            assert (ms(start),) not in shown.rows_by("Time")
+            continue
+        weeks += 1
         row = shown.rows_by("Time")[(ms(start),)]
-        officer = ratios(s.seed, ms(start), end_ms, shown.sel, ())[()]
-        centre = ratios(s.seed, ms(start), end_ms, centre_sel, ())[()]
-        assert close(row["Cán bộ"], officer.ratio) and close(row["Trung tâm"], centre.ratio)
-    assert len(shown.table.rows) == 4
+        assert close(row["Cán bộ"], officer.ratio if officer else None) and close(row["Trung tâm"], centre.ratio)
+    assert len(shown.table.rows) == weeks
 
 
 def check_reasons(s: Seeded, key: str, sel: Selection) -> None:
     shown = Shown(s, key, sel)
-    rs = ratings(s.seed, FULL.start_ms, FULL.end_ms, shown.sel)
-    assert len(shown.table.rows) == 1
+    rs = [r for r in ratings(s.seed, FULL.start_ms, FULL.end_ms, shown.sel) if r.cls == "not_satisfied"]
+    assert len(shown.table.rows) == (1 if any(r.reasons for r in rs) else 0)
     for code, label in s.settings.reasons.items():
+        if not shown.table.rows:
+            break
         assert shown.table.rows[0].get(label) == (sum(code in r.reasons for r in rs) or None), code
-
-
-def check_ranking(s: Seeded, key: str, sel: Selection) -> None:
-    shown = Shown(s, key, sel)
-    centre_sel = {k: v for k, v in shown.sel.items() if k in ("province", "centre", "service")}
-    want = ratios(s.seed, FULL.start_ms, FULL.end_ms, centre_sel, ("officer",))
-    eligible = sorted(((k[0], w) for k, w in want.items() if w.rated >= s.settings.min_sample),
-                      key=lambda kw: -kw[1].ratio)
-    got = [(r[L["officer"]], r["Hạng"], r[L["rated"]]) for r in shown.table.rows]
-    assert got == [(o, i + 1, w.rated) for i, (o, w) in enumerate(eligible)]
-    assert all(w.rated < s.settings.min_sample for k, w in want.items() if k[0] not in {g[0] for g in got})
-    if not sel.get("service"):
-        assert "o-moi" not in {g[0] for g in got}, "the officer under the minimum sample is not ranked"
 
 
 def check_online(s: Seeded, key: str, sel: Selection) -> None:
@@ -231,15 +269,15 @@ CHECKS: dict[str, Callable[[Seeded, str, Selection], None]] = {
     "centre.ratio_today": check_ratio_stat, "centre.ratio_week": check_ratio_stat,
     "centre.response_today": check_ratio_stat, "centre.response_week": check_ratio_stat,
     "centre.by_class": check_by_class,
-    "centre.by_counter": lambda s, k, sel: check_ratio_table(s, k, sel, ("centre", "counter")),
+    "centre.by_counter": lambda s, k, sel: check_ratio_table(s, k, sel, ("counter",)),
     "centre.by_service": lambda s, k, sel: check_ratio_table(s, k, sel, ("service",)),
     "centre.heatmap": check_heatmap, "centre.live_not_satisfied": check_live,
     "centre.devices_online": check_devices_online,
     "officer.weekly_trend": check_weekly_trend, "officer.ratio": check_ratio_stat,
     "officer.response": check_ratio_stat, "officer.by_class": check_by_class, "officer.reasons": check_reasons,
-    "officer.ranking": check_ranking,
+    "officer.ranking": lambda s, k, sel: check_rank_table(s, k, sel, "officer", s.settings.min_sample),
     "province.ratio": check_ratio_stat, "province.response": check_ratio_stat,
-    "province.centres": lambda s, k, sel: check_ratio_table(s, k, sel, ("centre",)),
+    "province.centres": lambda s, k, sel: check_rank_table(s, k, sel, "centre", 0),
     "fleet.online": check_online, "fleet.offline": check_online, "fleet.status": check_fleet_status,
     "fleet.last_seen": check_fleet_status, "fleet.outbox": check_outbox, "fleet.rejected": check_rejected,
     "integrity.walkup": check_walkup, "integrity.fast": check_fast, "integrity.top_runs": check_top_runs,
@@ -256,12 +294,13 @@ def test_every_panel_has_a_check(seeded: Seeded) -> None:
 @pytest.mark.parametrize("sel", SELECTIONS, ids=["all", "one-officer", "two-centres"])
 @pytest.mark.parametrize("key", sorted(CHECKS))
 def test_panel_number_equals_seed(seeded: Seeded, key: str, sel: Selection) -> None:
-    CHECKS[key](seeded, key, sel)
+    for one in per_single_value(seeded, key, sel):
+        CHECKS[key](seeded, key, one)
 
 
 def test_today_panels_cover_only_today(seeded: Seeded) -> None:
-    today = Shown(seeded, "centre.ratio_today", ALL)
-    week = Shown(seeded, "centre.ratio_week", ALL)
+    today = Shown(seeded, "centre.ratio_today", {"centre": ["c-ba"]})
+    week = Shown(seeded, "centre.ratio_week", {"centre": ["c-ba"]})
     n_today = stat_value(today.panel, Table(today.table.columns, today.table.rows))
     assert n_today is not None and today.table.rows[0]["rated"] < week.table.rows[0]["rated"]
 
@@ -272,7 +311,7 @@ def test_per_centre_copy_shows_only_its_centre(seeded: Seeded) -> None:
     panel = next(p for spec, p in zip(board.panels, locked["panels"], strict=True) if spec.key == "centre.by_counter")
     table = run_panel(seeded.db, locked, panel, FULL, ms(NOW), {})  # nothing selected: the constants still apply
     want = ratios(seeded.seed, FULL.start_ms, FULL.end_ms, {"centre": ["c-hk"]}, ("centre", "counter"))
-    assert {(r[L["centre"]], r[L["counter"]]): r[L["rated"]] for r in table.rows} == {
+    assert {("c-hk", r[L["counter"]]): r[L["rated"]] for r in table.rows} == {
         k: w.rated for k, w in want.items()}
 
 
@@ -284,7 +323,9 @@ ROLLUP_KEYS = sorted(k for k in CHECKS if k.split(".")[0] in ("officer", "provin
 def test_raw_mode_panels_equal_seed_too(seeded: Seeded, key: str, sel: Selection) -> None:
     """use_rollups = false (no continuous queries installed): the same numbers from the raw points."""
     raw = dataclasses.replace(seeded, settings=seeded.settings.model_copy(update={"use_rollups": False}))
-    shown = Shown(raw, key, sel)
+    one = per_single_value(raw, key, sel)[0]
+    shown = Shown(raw, key, one)
     assert not any("_1d" in t["query"] for t in shown.panel["targets"])
-    assert any("_1d" in t["query"] for t in Shown(seeded, key, sel).panel["targets"])
-    CHECKS[key](raw, key, sel)
+    assert any("_1d" in t["query"] for t in Shown(seeded, key, one).panel["targets"])
+    for one in per_single_value(raw, key, sel):
+        CHECKS[key](raw, key, one)

@@ -39,6 +39,7 @@ class Want:
     ratio: float | None
     response_rate: float
     reasons: Counter[str]
+    reasons_satisfied: Counter[str]
     rank: int | None = None
 
 
@@ -54,11 +55,26 @@ def expected(seeded: Seeded, centre: str) -> dict[str, Want]:
         mine = [r for r in rs if r.officer == officer]
         w = by_officer.get((officer,))
         out[officer] = Want(Counter(r.cls for r in mine), len(mine), served[officer], w.ratio if w else None,
-                            len(mine) / served[officer], Counter(c for r in mine for c in r.reasons))
+                            len(mine) / served[officer],
+                            Counter(c for r in mine if r.cls == "not_satisfied" for c in r.reasons),
+                            Counter(c for r in mine if r.cls != "not_satisfied" for c in r.reasons))
     eligible = {o: v.ratio or 0.0 for o, v in out.items() if v.rated >= MIN_SAMPLE}
     for o, v in out.items():
         v.rank = 1 + sum(r > eligible[o] for r in eligible.values()) if o in eligible else None
     return out
+
+
+NAMES = {"o-an": "Nguyễn Thị An", "o-binh": "Trần Văn Bình", "o-chi": "Lê Thị Chi", NEW_OFFICER: "Phạm Văn Mới"}
+
+
+def write_registry(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "centres.toml").write_text('[centre.c-ba]\nname = "Trung tâm PVHCC quận Ba Đình"\nprovince = "hn"\n'
+                                       '[centre.c-ba.counter.q1]\nlabel = "Quầy 1"\n', encoding="utf-8")
+    (root / "devices.toml").write_text("", encoding="utf-8")
+    (root / "officers.toml").write_text("".join(f'[officer.{o}]\nname = "{n}"\ncentre = "c-ba"\n'
+                                                for o, n in NAMES.items()), encoding="utf-8")
+    return root
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +84,7 @@ def report(seeded: Seeded, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
     cfg.write_text(f"min_sample = {MIN_SAMPLE}\n", encoding="utf-8")
     result = CliRunner().invoke(main, [
         "report", "weekly", "--centre", "c-ba", "--week", str(WEEK), "--out", str(out), "--config", str(cfg),
-        "--influx-url", seeded.db.url, "--db", seeded.db.database])
+        "--influx-url", seeded.db.url, "--db", seeded.db.database, "--registry", str(write_registry(out / "fleet"))])
     assert result.exit_code == 0, result.output
     pdf, csv_path = (Path(p) for p in result.output.split())
     return pdf, csv_path
@@ -87,9 +103,11 @@ def test_csv_numbers_equal_the_seed(seeded: Seeded, report: tuple[Path, Path]) -
         assert w.ratio is not None and abs(float(r["ratio"]) - w.ratio) < 1e-6
         assert abs(float(r["response_rate"]) - w.response_rate) < 1e-6
         assert (int(r["rank"]) if r["rank"] else None) == w.rank, officer
-        top = dict(item.split(":") for item in r["top_reasons"].split(";") if item)
-        assert top and all(w.reasons[c] == int(n) for c, n in top.items())
-        assert sorted(map(int, top.values()), reverse=True) == [n for _, n in w.reasons.most_common(3)]
+        for column, counts in (("reasons_not_satisfied", w.reasons), ("reasons_satisfied", w.reasons_satisfied)):
+            got = {c: int(n) for c, n in (item.split(":") for item in r[column].split(";") if item)}
+            assert got == dict(counts), (officer, column)
+        assert r["officer_name"] == NAMES[officer] and r["centre_name"] == "Trung tâm PVHCC quận Ba Đình"
+        assert (r["week_start"], r["week_end"]) == ("2026-11-16", "2026-11-22")
     assert rows[NEW_OFFICER]["rank"] == "", "below the minimum sample: not ranked"
     assert sorted(int(r["rank"]) for r in rows.values() if r["rank"])[0] == 1
 
@@ -110,17 +128,24 @@ def test_pdf_has_one_page_per_officer_with_diacritics(seeded: Seeded, report: tu
     pages = subprocess.run(["pdftotext", "-layout", str(report[0]), "-"], check=True, capture_output=True,
                            text=True).stdout.split("\f")
     pages = [p for p in pages if p.strip()]
-    assert len(pages) == len(want)
-    for text in pages:
-        assert "Phiếu điểm hài lòng tuần 2026-W47" in text and "Không hài lòng" in text
-        assert "Rất hài lòng" in text and "Tỷ lệ phản hồi" in text
-        officer = next(o for o in want if f"Cán bộ: {o}" in text)
+    assert len(pages) == len(want) + 1, "a summary page, then one page per officer"
+    summary = pages[0]
+    assert "Tổng hợp hài lòng tuần 2026-W47 (16/11/2026 – 22/11/2026)" in summary
+    assert "Trung tâm PVHCC quận Ba Đình" in summary and "n ≥ 15" in summary
+    order = sorted(want, key=lambda o: (want[o].rank is None, want[o].rank or 0, NAMES[o]))
+    positions = [summary.index(NAMES[o]) for o in order]
+    assert positions == sorted(positions), "officers in rank order"
+    for text in pages[1:]:
+        assert "Phiếu điểm hài lòng tuần 2026-W47 (16/11/2026 – 22/11/2026)" in text and "Không hài lòng" in text
+        assert "Rất hài lòng" in text and "Tỷ lệ phản hồi" in text and "gồm Bình thường" in text
+        officer = next(o for o in want if f"Cán bộ: {NAMES[o]}" in text)
         assert pct(want[officer].ratio) in text and f"{want[officer].rated}" in text
         assert ("Chưa xếp hạng (n < 15)" in text) == (want[officer].rank is None)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["pdftoppm", "-png", "-r", "70", "-f", "1", "-l", "1", "-singlefile", str(report[0]),
-                    str(ARTIFACTS / "scorecard-page1")], check=True)
-    assert (ARTIFACTS / "scorecard-page1.png").stat().st_size > 10_000
+    for page in (1, 2):
+        subprocess.run(["pdftoppm", "-png", "-r", "70", "-f", str(page), "-l", str(page), "-singlefile",
+                        str(report[0]), str(ARTIFACTS / f"scorecard-page{page}")], check=True)
+        assert (ARTIFACTS / f"scorecard-page{page}.png").stat().st_size > 10_000
     shutil.copy(report[0], ARTIFACTS / report[0].name)
 
 
@@ -133,3 +158,27 @@ def test_bad_week_and_unreachable_influx_are_clear_errors(tmp_path: Path) -> Non
     r = CliRunner().invoke(main, ["report", "weekly", "--centre", "C'; DROP", "--week", "2026-W47", "--out",
                                   str(tmp_path)])
     assert r.exit_code != 0 and "centre" in r.output
+
+
+def test_unknown_centre_or_empty_week_exit_non_zero(seeded: Seeded, tmp_path: Path) -> None:
+    base = ["report", "weekly", "--out", str(tmp_path / "out"), "--influx-url", seeded.db.url,
+            "--db", seeded.db.database]
+    r = CliRunner().invoke(main, [*base, "--centre", "c-bx", "--week", "2026-W47",
+                                  "--registry", str(write_registry(tmp_path / "fleet"))])
+    assert r.exit_code != 0 and "unknown centre 'c-bx'" in r.output and "c-ba" in r.output, r.output
+    r = CliRunner().invoke(main, [*base, "--centre", "c-bx", "--week", "2026-W47"])  # no registry: no data
+    assert r.exit_code != 0 and "no rated or served ticket for centre 'c-bx'" in r.output, r.output
+    r = CliRunner().invoke(main, [*base, "--centre", "c-ba", "--week", "2026-W30"])
+    assert r.exit_code != 0 and "2026-W30 (20/07/2026 – 26/07/2026)" in r.output, r.output
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir()), "no empty PDF written"
+
+
+def test_reason_labels_are_the_terminals_own() -> None:
+    """One catalogue: broker.contract.REASON_LABELS_VI equals what the terminal shows (device/i18n/vi.toml)."""
+    import tomllib
+
+    from broker.contract import REASON_LABELS_VI
+    from dashboards.settings import DashboardSettings
+
+    vi = tomllib.loads((Path(__file__).resolve().parents[2] / "device" / "i18n" / "vi.toml").read_text("utf-8"))
+    assert vi["reasons"]["codes"] == REASON_LABELS_VI == DashboardSettings().reasons

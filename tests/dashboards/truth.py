@@ -19,12 +19,12 @@ class Ratio:
         return self.rated - self.satisfied
 
     @property
-    def ratio(self) -> float:
-        return self.satisfied / self.rated
+    def ratio(self) -> float | None:
+        return self.satisfied / self.rated if self.rated else None
 
     @property
-    def response(self) -> float:
-        return self.rated / self.served
+    def response(self) -> float | None:
+        return self.rated / self.served if self.served else None
 
 
 def ratings(seed: Seed, start_ms: int, end_ms: int, sel: Selection, walkups: bool = False) -> list[Rating]:
@@ -44,7 +44,12 @@ def ratios(seed: Seed, start_ms: int, end_ms: int, sel: Selection,
     for t in seed.tickets:
         if in_range(t.time_ns, start_ms, end_ms) and selected(t, sel):
             served[tuple(t.tag(g) for g in group)] += 1
-    return {k: Ratio(rated[k], sat[k], served[k]) for k in rated}
+    return {k: Ratio(rated[k], sat[k], served[k]) for k in rated | served}
+
+
+def shared_ranks(values: dict[str, float]) -> dict[str, int]:
+    """The one ranking rule: 1 + the number with a strictly better value (1, 1, 3)."""
+    return {k: 1 + sum(other > v for other in values.values()) for k, v in values.items()}
 
 
 def top_windows(seed: Seed, start_ms: int, end_ms: int, sel: Selection, n: int) -> dict[tuple[str, str], int]:
