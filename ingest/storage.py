@@ -28,6 +28,8 @@ class Measurement:
     DEVICE_STATUS: Final = "device_status"
     REJECTED: Final = "rejected"
     INGEST_STATS: Final = "ingest_stats"
+    # one point per newly accepted "Không hài lòng" rating, at ingest arrival time (alerting keys on it)
+    ESCALATION: Final = "escalation"
 
 
 class Tag:
@@ -43,6 +45,13 @@ class Tag:
     WALKUP: Final = "walkup"
     REASON: Final = "reason"
     INSTANCE: Final = "instance"
+    # escalation only (low volume, so the ticket and display names may be tags there)
+    TICKET: Final = "ticket"
+    CENTRE_NAME: Final = "centre_name"
+    COUNTER_LABEL: Final = "counter_label"
+    OFFICER_NAME: Final = "officer_name"
+    RATED_LOCAL: Final = "rated_local"
+    REASONS: Final = "reasons"
 
 
 class Field:
@@ -57,6 +66,11 @@ class Field:
     RESPONSE_MS: Final = "response_ms"
     INPUT: Final = "input"
     CLOCK_CORRECTED: Final = "clock_corrected"
+    TERMINAL_OFFICER: Final = "terminal_officer"  # the terminal's claimed officer when the QMS's differs
+    TICKET_ID: Final = "ticket_id"  # vendor ticket identity when known
+    # escalation
+    RATED_AT_MS: Final = "rated_at_ms"
+    WALKUP: Final = "walkup"
     SERVE_S: Final = "serve_s"
     # device_status
     ONLINE: Final = "online"
@@ -70,6 +84,10 @@ class Field:
     TOPIC: Final = "topic"
     PAYLOAD: Final = "payload"
     DETAIL: Final = "detail"
+    # ingest_stats (gauges and counters of one ingest instance)
+    WRITTEN: Final = "written"
+    IN_FLIGHT: Final = "in_flight"
+    HELD: Final = "held"
 
 
 # Values of the ``class`` tag, best first (the three legal classes of official reports).
