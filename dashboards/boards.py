@@ -11,6 +11,8 @@ import dataclasses
 from ingest.storage import NOT_SATISFIED as NOT_SATISFIED_CLASS
 from ingest.storage import Field, Measurement, Tag
 
+from .boards_fleet import fleet_health
+from .boards_integrity import integrity
 from .grafana import (
     Dashboard,
     Panel,
@@ -18,10 +20,8 @@ from .grafana import (
     Transform,
     Variable,
     binary,
-    group_by,
     merge,
     organize,
-    sort_by,
     stable_uid,
 )
 from .queries import (
@@ -31,7 +31,6 @@ from .queries import (
     RATING_KEYS,
     RATIO,
     SATISFIED,
-    count_query,
     group_clause,
     null_safe,
     ranking_table,
@@ -44,22 +43,10 @@ from .queries import (
     tag_filters,
 )
 from .settings import DashboardSettings
+from .variables import tag_variables
 
 WEEKDAYS = {"1": "Thứ 2", "2": "Thứ 3", "3": "Thứ 4", "4": "Thứ 5", "5": "Thứ 6", "6": "Thứ 7", "7": "Chủ nhật"}
-VAR_LABELS = {"province": "Tỉnh", "centre": "Trung tâm", "counter": "Quầy", "officer": "Cán bộ",
-              "service": "Lĩnh vực", "device": "Thiết bị"}
 WEEK = "1w, 4d"  # InfluxDB weeks start on Thursday (the epoch); +4d makes them ISO weeks (Monday)
-
-
-def tag_variables(measurement: str, keys: tuple[str, ...], single: tuple[str, ...] = ()) -> tuple[Variable, ...]:
-    """One SHOW TAG VALUES variable per key, each filtered by the ones before it; ``single`` ones offer no All."""
-    out = []
-    for i, key in enumerate(keys):
-        before = keys[:i]
-        where = " WHERE " + " AND ".join(f'"{k}" =~ /^${k}$/' for k in before) if before else ""
-        out.append(Variable(key, VAR_LABELS[key], f'SHOW TAG VALUES FROM "{measurement}" WITH KEY = "{key}"{where}',
-                            single=key in single))
-    return tuple(out)
 
 
 ONE_CENTRE = "Within the selected centre only (single-centre variable)."
@@ -188,92 +175,6 @@ def province_overview(s: DashboardSettings) -> Dashboard:
                           k, Tag.CENTRE, rollup=r),
         ),
         tag_variables(Measurement.RATING, k, single=(Tag.PROVINCE,)), time_from="now-30d/d", timezone=s.timezone)
-
-
-def fleet_health(s: DashboardSettings) -> Dashboard:
-    k = ("centre", "device")
-    last_online = 'SELECT last("online") AS "online" FROM "device_status" WHERE $timeFilter' + tag_filters(k)
-
-    def online_count(key: str, title: str, state: str) -> Panel:
-        q = f'SELECT count("online") AS "devices" FROM ({last_online} GROUP BY "device") WHERE "online" = {state}'
-        return Panel(key, "stat", title, f"Terminals whose last status says online={state}.", (Target("A", q),),
-                     value_field="devices", width=6, height=5)
-
-    return Dashboard(
-        "hl-fleet", "Sức khỏe thiết bị",
-        "Fleet health: online/offline, last seen, outbox depth, version, rejected messages by reason.",
-        (
-            online_count("fleet.online", "Thiết bị trực tuyến", "true"),
-            online_count("fleet.offline", "Thiết bị ngoại tuyến", "false"),
-            Panel("fleet.status", "table", "Trạng thái thiết bị",
-                  "Latest online state, outbox depth, version and uptime per terminal.",
-                  (Target("A", 'SELECT last("online") AS "online", last("outbox_depth") AS "outbox_depth", '
-                               'last("version") AS "version", last("uptime_s") AS "uptime_s" FROM "device_status" '
-                               "WHERE $timeFilter" + tag_filters(k) + group_clause(("centre", "device"))),),
-                  (organize({"centre": "Trung tâm", "device": "Thiết bị", "online": "Trực tuyến",
-                             "outbox_depth": "Hàng đợi", "version": "Phiên bản", "uptime_s": "Thời gian chạy (s)"}),),
-                  width=12),
-            Panel("fleet.last_seen", "table", "Lần cuối thấy", "When each terminal last reported its status.",
-                  (Target("A", last_online + group_clause(("centre", "device"))),),
-                  (organize({"Time": "Lần cuối thấy", "centre": "Trung tâm", "device": "Thiết bị",
-                             "online": "Trực tuyến"}, exclude=()),), width=12),
-            Panel("fleet.outbox", "timeseries", "Độ sâu hàng đợi outbox",
-                  "Largest outbox depth per terminal per interval: ratings waiting to be sent.",
-                  (Target("A", 'SELECT max("outbox_depth") FROM "device_status" WHERE $timeFilter' + tag_filters(k)
-                          + ' GROUP BY time($__interval), "device" fill(none)', fmt="time_series",
-                          alias="$tag_device"),), width=12),
-            Panel("fleet.rejected", "barchart", "Bản tin bị từ chối theo lý do",
-                  "Messages the ingest rejected, by reason code (never silently dropped).",
-                  (Target("A", count_query("rejected", "topic", "n", ("centre",), group=("reason",))),),
-                  (organize({"reason": "Lý do", "n": "Số bản tin"}),), width=12),
-        ),
-        tag_variables("device_status", k), time_from="now-24h", timezone=s.timezone)
-
-
-def integrity(s: DashboardSettings) -> Dashboard:
-    k = RATING_KEYS
-    all_ratings = count_query("rating", "score", "all", k, group=("centre", "counter"))
-    top = f'SELECT "score" / "scale" AS "top" FROM "rating" WHERE $timeFilter{tag_filters(k)}'
-    runs = (f'SELECT count("moving_average") AS "runs" FROM (SELECT moving_average("top", {s.top_run_length}) '
-            f'FROM ({top}) GROUP BY "centre", "counter") WHERE "moving_average" = 1 GROUP BY "centre", "counter"')
-    return Dashboard(
-        "hl-integrity", "Tính toàn vẹn dữ liệu",
-        "Integrity: walk-up share, ratings within 1 s of ticket close, long top-score runs, "
-        "duplicate/unknown-ticket rejections.",
-        (
-            Panel("integrity.walkup", "table", "Tỷ lệ đánh giá không có vé theo quầy",
-                  "Share of walk-up ratings (no ticket) per counter; they never count in an officer's score.",
-                  (Target("A", all_ratings), Target("B", rated_query(k, ("centre", "counter")))),
-                  (merge(), binary("all", "-", RATED, "walkup"), binary("walkup", "/", "all", "walkup_share"),
-                   sort_by("walkup_share"),
-                   organize({"centre": "Trung tâm", "counter": "Quầy", "all": "Tất cả", "walkup": "Không vé",
-                             "walkup_share": "Tỷ lệ không vé"}, exclude=("Time", RATED))), width=12),
-            Panel("integrity.fast", "table", "Đánh giá trong vòng 1 giây sau khi đóng vé",
-                  "Ratings pressed less than 1 s after the ticket closed, per counter and officer.",
-                  (Target("A", rated_query(k, ("centre", "counter", "officer"))),
-                   Target("B", rated_query(k, ("centre", "counter", "officer"), alias="slow",
-                                           where='"response_ms" >= 1000'))),
-                  (merge(), binary(RATED, "-", "slow", "fast"), binary("fast", "/", RATED, "fast_share"),
-                   sort_by("fast_share"),
-                   organize({"centre": "Trung tâm", "counter": "Quầy", "officer": "Cán bộ", RATED: LABELS[RATED],
-                             "fast": "Dưới 1 giây", "fast_share": "Tỷ lệ dưới 1 giây"}, exclude=("Time", "slow"))),
-                  width=12),
-            Panel("integrity.top_runs", "table", f"Chuỗi ≥ {s.top_run_length} lượt Rất hài lòng liên tiếp",
-                  f"Per counter: windows of {s.top_run_length} consecutive ratings that are all the top score "
-                  "(a run of L top scores gives L - N + 1 windows).", (Target("A", runs),),
-                  (organize({"centre": "Trung tâm", "counter": "Quầy", "runs": "Số cửa sổ"}),), width=12),
-            Panel("integrity.ticket_rejections", "table", "Vé trùng / vé không rõ theo quầy",
-                  "duplicate_ticket and unknown_ticket rejections per counter (counter read from the payload).",
-                  (Target("A", 'SELECT "centre", "device", "reason", "payload" FROM "rejected" WHERE $timeFilter AND '
-                               '"reason" =~ /^(duplicate_ticket|unknown_ticket)$/' + tag_filters(("centre",))
-                          + " LIMIT 10000"),),
-                  (Transform("extractFields", {"source": "payload", "format": "json", "replace": False,
-                                               "keepTime": False, "jsonPaths": [{"path": "counter"}]}),
-                   group_by(("centre", "counter", "reason"), "device"),
-                   organize({"centre": "Trung tâm", "counter": "Quầy", "reason": "Lý do",
-                             "device (count)": "Số lần"})), width=12),
-        ),
-        tag_variables("rating", RATING_KEYS), timezone=s.timezone)
 
 
 def all_dashboards(s: DashboardSettings) -> list[Dashboard]:

@@ -13,45 +13,54 @@ from typing import Any
 
 import yaml
 
-from .boards import all_dashboards
+from ingest.storage import Field, Measurement, Tag
+
+from .boards import all_dashboards, centre_overview
+from .boards_fleet import fleet_health
 from .settings import DashboardSettings
 
 Json = dict[str, Any]
 EXPR = "__expr__"  # Grafana's server-side expressions datasource
-# Grafana templating of the alert's labels (the query's GROUP BY tags) for the notification
-LABEL_TEXT = ("Trung tâm {{ $labels.centre }} · quầy {{ $labels.counter }} · cán bộ {{ $labels.officer }} "
-              "· thiết bị {{ $labels.device }} · giá trị {{ $values.B }}")
 FOLDER = "hailong"
+M, T, F = Measurement, Tag, Field
 
 
 @dataclass(frozen=True)
 class AlertRule:
-    """One Grafana-managed alert rule: InfluxQL queries, then expressions, then a condition."""
+    """One Grafana-managed alert rule: InfluxQL queries, then expressions, then a condition.
+
+    ``summary`` and ``description`` are Grafana annotation templates; each may name only the
+    labels its queries GROUP BY (tests/dashboards/test_alerts.py renders every one of them).
+    """
 
     uid: str
     title: str
-    summary: str  # English, for the notification body
-    queries: dict[str, str]  # refId -> InfluxQL
-    window_s: int  # relativeTimeRange.from: what $timeFilter covers
+    summary: str
+    description: str
+    queries: dict[str, tuple[str, int]]  # refId -> (InfluxQL, relativeTimeRange.from in s: what $timeFilter covers)
     expressions: tuple[Json, ...]
     condition: str
     for_: str = "0s"
     no_data: str = "OK"  # NoData | Alerting | OK
     severity: str = "warning"
+    dashboard_uid: str = ""  # "Go to dashboard" link in Grafana's notifications
 
     def to_json(self, ds_uid: str) -> Json:
         data: list[Json] = [
-            {"refId": ref, "relativeTimeRange": {"from": self.window_s, "to": 0}, "datasourceUid": ds_uid,
+            {"refId": ref, "relativeTimeRange": {"from": window, "to": 0}, "datasourceUid": ds_uid,
              "model": {"refId": ref, "rawQuery": True, "query": q, "resultFormat": "time_series",
                        "intervalMs": 1000, "maxDataPoints": 43200}}
-            for ref, q in self.queries.items()
+            for ref, (q, window) in self.queries.items()
         ]
         data += [{"refId": e["refId"], "relativeTimeRange": {"from": 0, "to": 0}, "datasourceUid": EXPR,
                   "model": e} for e in self.expressions]
+        annotations = {"summary": self.summary, "description": self.description}
+        if self.dashboard_uid:
+            annotations["__dashboardUid__"] = self.dashboard_uid
         return {"uid": self.uid, "title": self.title, "condition": self.condition, "data": data,
                 "noDataState": self.no_data, "execErrState": "Error", "for": self.for_,
                 "labels": {"severity": self.severity, "app": "hailong"},
-                "annotations": {"summary": self.summary, "description": LABEL_TEXT}, "isPaused": False}
+                "annotations": annotations, "isPaused": False}
 
 
 def reduce(ref: str, source: str, reducer: str = "last") -> Json:
@@ -68,39 +77,159 @@ def math(ref: str, expression: str) -> Json:
     return {"refId": ref, "type": "math", "expression": expression}
 
 
-def not_satisfied_count(by: str) -> str:
-    return f"SELECT count(\"score\") FROM \"rating\" WHERE $timeFilter AND \"class\" = 'not_satisfied' GROUP BY {by}"
+def _group(*tags: str) -> str:
+    return " GROUP BY " + ", ".join(f'"{t}"' for t in tags)
+
+
+def _or(label: str, fallback: str) -> str:
+    """The label, or another label when it is empty (a display name the registry does not know)."""
+    return (f"{{{{ if $labels.{label} }}}}{{{{ $labels.{label} }}}}"
+            f"{{{{ else }}}}{{{{ $labels.{fallback} }}}}{{{{ end }}}}")
+
+
+def _link(uid: str, *variables: str) -> str:
+    """A link to a dashboard with its variables set from the alert's labels."""
+    query = "&".join(f"var-{v}={{{{ $labels.{v} }}}}" for v in variables)
+    return f"{{{{ externalURL }}}}/d/{uid}?orgId=1&{query}"
+
+
+def _silent_for(silence_s: int, bucket_s: int) -> int:
+    """Buckets to add up so that a zero sum means at least ``silence_s`` without a point.
+
+    The last bucket is the current, partial one, so k buckets cover between (k-1)*b and k*b seconds.
+    """
+    return -(-silence_s // bucket_s) + 1
+
+
+def _recent_count(measurement: str, field: str, by: tuple[str, ...], silence_s: int, bucket_s: int) -> str:
+    """Per series: the mean count of points over the last k buckets (0 = silent for >= silence_s).
+
+    Grafana's math drops series that one side lacks (pkg/expr/mathexp/exp.go, union), so "known
+    but silent" cannot be two queries; fill(0) makes the silent buckets of a known series 0.
+    """
+    k = _silent_for(silence_s, bucket_s)
+    return (f'SELECT moving_average(count("{field}"), {k}) AS "recent" FROM "{measurement}" WHERE $timeFilter'
+            f' GROUP BY time({bucket_s}s), ' + ", ".join(f'"{t}"' for t in by) + " fill(0)")
+
+
+ESCALATION_TAGS = (T.PROVINCE, T.CENTRE, T.COUNTER, T.OFFICER, T.DEVICE, T.SERVICE, T.TICKET, T.CENTRE_NAME,
+                   T.COUNTER_LABEL, T.OFFICER_NAME, T.RATED_LOCAL, T.REASONS)
+ESCALATION_WINDOW_S = 300  # longer than the 10 s interval: a late evaluation still sees the arrival
+DEVICE_SILENT_S = 600
+DEVICE_BUCKET_S = 300
+DEVICE_LOOKBACK_S = 86_400  # a terminal silent for longer than this drops out (the last-will rule keeps 7 days)
+INGEST_BUCKET_S = 60
+INGEST_LOOKBACK_S = 6 * 3600
+
+
+def _reasons(s: DashboardSettings) -> str:
+    """The chosen reason codes in Vietnamese (Go regexp replace, one code at a time)."""
+    pipe = "".join(f" | reReplaceAll `\\b{code}\\b` `{label}`" for code, label in s.reasons.items())
+    return f'{{{{ $labels.reasons{pipe} | reReplaceAll `,` `, ` }}}}'
+
+
+def escalation_text(s: DashboardSettings, centre_uid: str) -> tuple[str, str]:
+    centre, counter = _or(T.CENTRE_NAME, T.CENTRE), _or(T.COUNTER_LABEL, T.COUNTER)
+    ticket = "{{ if $labels.ticket }}vé {{ $labels.ticket }}{{ else }}không có vé{{ end }}"
+    summary = f"Không hài lòng: {centre} · {counter} · {ticket} · lúc {{{{ $labels.rated_local }}}}"
+    # the officer comes from the QMS close or the registry; an unverified walk-up claim is never shown
+    officer = ("{{ if $labels.officer_name }}{{ $labels.officer_name }} ({{ $labels.officer }})"
+               "{{ else if $labels.officer }}{{ $labels.officer }}"
+               "{{ else }}chưa xác định (đánh giá không có vé){{ end }}")
+    reasons = f"{{{{ if $labels.reasons }}}}{_reasons(s)}{{{{ else }}}}không chọn lý do{{{{ end }}}}"
+    description = (
+        f"Một công dân vừa đánh giá Không hài lòng (điểm {{{{ $values.B.Value }}}}) và có thể vẫn còn ở trung tâm.\n"
+        f"Trung tâm: {centre}\nQuầy: {counter}\nCán bộ: {officer}\n"
+        f"Vé: {{{{ if $labels.ticket }}}}{{{{ $labels.ticket }}}}{{{{ else }}}}không có vé{{{{ end }}}}\n"
+        f"Thời điểm đánh giá: {{{{ $labels.rated_local }}}} (giờ địa phương)\nLý do: {reasons}\n"
+        f"Xem quầy: {_link(centre_uid, T.PROVINCE, T.CENTRE, T.COUNTER)}")
+    return summary, description
 
 
 def alert_rules(s: DashboardSettings) -> dict[str, tuple[str, tuple[AlertRule, ...]]]:
     """group name -> (evaluation interval, rules)."""
+    centre_uid = centre_overview(s).uid
+    fleet_uid = fleet_health(s).uid
+    esc_summary, esc_description = escalation_text(s, centre_uid)
+    burst_by = (T.PROVINCE, T.CENTRE, T.COUNTER, T.CENTRE_NAME, T.COUNTER_LABEL)
+    centre, counter = _or(T.CENTRE_NAME, T.CENTRE), _or(T.COUNTER_LABEL, T.COUNTER)
     live = (
-        AlertRule("hl-not-satisfied", "Không hài lòng — báo ngay cho giám sát",
-                  "A citizen rated 'not satisfied' in the last minute; they may still be in the building.",
-                  {"A": not_satisfied_count('"centre", "counter", "officer"')}, 60,
-                  (reduce("B", "A"), threshold("C", "B", "gt", 0)), "C", severity="critical"),
+        # keyed on the ingest's arrival time (the escalation point), never the terminal's clock:
+        # a late or clock-skewed rating escalates at the first evaluation after it arrived
+        AlertRule("hl-not-satisfied", "Không hài lòng — báo ngay cho giám sát", esc_summary, esc_description,
+                  {"A": (f'SELECT last("{F.SCORE}") AS "score" FROM "{M.ESCALATION}" WHERE $timeFilter'
+                         + _group(*ESCALATION_TAGS), ESCALATION_WINDOW_S)},
+                  (reduce("B", "A"), threshold("C", "B", "gt", 0)), "C", severity="critical",
+                  dashboard_uid=centre_uid),
         AlertRule("hl-not-satisfied-3", "≥ 3 Không hài lòng tại một quầy trong 30 phút",
-                  "Three or more 'not satisfied' ratings at one counter within 30 minutes.",
-                  {"A": not_satisfied_count('"centre", "counter"')}, 1800,
-                  (reduce("B", "A"), threshold("C", "B", "gt", 2)), "C", severity="critical"),
+                  f"{{{{ $values.B.Value }}}} lượt Không hài lòng trong 30 phút: {centre} · {counter}",
+                  f"{{{{ $values.B.Value }}}} công dân đánh giá Không hài lòng tại {counter}, {centre}, trong 30 phút "
+                  f"qua.\nXem quầy: {_link(centre_uid, T.PROVINCE, T.CENTRE, T.COUNTER)}",
+                  {"A": (f'SELECT count("{F.SCORE}") AS "n" FROM "{M.ESCALATION}" WHERE $timeFilter'
+                         + _group(*burst_by), 1800)},
+                  (reduce("B", "A"), threshold("C", "B", "gt", 2)), "C", severity="critical",
+                  dashboard_uid=centre_uid),
     )
-    offline = ('SELECT count("online") FROM (SELECT last("online") AS "online" FROM "device_status" '
-               'WHERE $timeFilter GROUP BY "centre", "device") WHERE "online" = false GROUP BY "centre", "device"')
+    last_online = (f'SELECT last("{F.ONLINE}") AS "online" FROM "{M.DEVICE_STATUS}" WHERE $timeFilter'
+                   + _group(T.CENTRE, T.DEVICE))
+    offline = (f'SELECT count("online") FROM ({last_online}) WHERE "online" = false' + _group(T.CENTRE, T.DEVICE))
+    said_online = (f'SELECT count("online") FROM ({last_online}) WHERE "online" = true'
+                   + _group(T.CENTRE, T.DEVICE))
+    device = "thiết bị {{ $labels.device }} tại trung tâm {{ $labels.centre }}"
+    device_link = f"Xem thiết bị: {_link(fleet_uid, T.CENTRE, T.DEVICE)}"
+    waiting = (f'SELECT min("waiting") FROM (SELECT "{F.IN_FLIGHT}" - "{F.HELD}" AS "waiting" FROM '
+               f'"{M.INGEST_STATS}" WHERE $timeFilter' + _group(T.INSTANCE) + ")" + _group(T.INSTANCE))
+    stall_s = s.ingest_stall_s
     health = (
         AlertRule("hl-device-offline", "Thiết bị ngoại tuyến quá 10 phút",
-                  "A terminal's last status (or its last will) says offline, for more than 10 minutes.",
-                  {"A": offline}, 7 * 86400, (reduce("B", "A"), threshold("C", "B", "gt", 0)), "C", for_="10m"),
+                  f"Ngoại tuyến: {device}",
+                  f"Trạng thái cuối của {device} là ngoại tuyến (tắt hoặc mất kết nối, last will) từ hơn "
+                  f"10 phút.\n{device_link}",
+                  {"A": (offline, 7 * 86400)}, (reduce("B", "A"), threshold("C", "B", "gt", 0)), "C",
+                  for_="10m", dashboard_uid=fleet_uid),
+        AlertRule("hl-device-silent", "Thiết bị không gửi nhịp tim quá 10 phút",
+                  f"Mất nhịp tim: {device}",
+                  f"Thiết bị {{{{ $labels.device }}}} tại trung tâm {{{{ $labels.centre }}}} "
+                  f"không gửi trạng thái nào trong hơn 10 phút, dù trạng thái cuối "
+                  f"vẫn báo trực tuyến (treo hoặc mất mạng mà không có last will).\n{device_link}",
+                  {"A": (_recent_count(M.DEVICE_STATUS, F.ONLINE, (T.CENTRE, T.DEVICE), DEVICE_SILENT_S,
+                                       DEVICE_BUCKET_S), DEVICE_LOOKBACK_S),
+                   "B": (said_online, DEVICE_LOOKBACK_S)},
+                  (reduce("C", "A"), reduce("D", "B"), math("E", "$C == 0 && $D > 0")), "E", for_="1m",
+                  dashboard_uid=fleet_uid),
         AlertRule("hl-rejected-spike", "Tăng đột biến bản tin bị từ chối",
-                  f"{s.rejected_spike} or more messages rejected by the ingest for one centre in 5 minutes.",
-                  {"A": 'SELECT count("topic") FROM "rejected" WHERE $timeFilter GROUP BY "centre"'}, 300,
-                  (reduce("B", "A"), threshold("C", "B", "gt", s.rejected_spike - 1)), "C"),
+                  "{{ $values.B.Value }} bản tin bị từ chối trong 5 phút tại trung tâm {{ $labels.centre }}",
+                  f"Ingest đã từ chối {{{{ $values.B.Value }}}} bản tin của trung tâm {{{{ $labels.centre }}}} trong "
+                  f"5 phút (ngưỡng {s.rejected_spike}). Xem lý do trên bảng Sức khỏe thiết bị.\n"
+                  f"{_link(fleet_uid, T.CENTRE)}",
+                  {"A": (f'SELECT count("{F.TOPIC}") FROM "{M.REJECTED}" WHERE $timeFilter' + _group(T.CENTRE),
+                         300)},
+                  (reduce("B", "A"), threshold("C", "B", "gt", s.rejected_spike - 1)), "C",
+                  dashboard_uid=fleet_uid),
+        # stalled: alive (writes its stats) but nothing written for the whole window while messages
+        # that are not legitimately held (a rating waiting for its ticket_closed) wait; >= 2 samples
         AlertRule("hl-ingest-stalled", "Dịch vụ ingest ngừng ghi",
-                  "No ingest_stats for a while (ingest down), or messages in flight while nothing was written.",
-                  {"A": 'SELECT spread("written") FROM "ingest_stats" WHERE $timeFilter GROUP BY "instance"',
-                   "B": 'SELECT last("in_flight") FROM "ingest_stats" WHERE $timeFilter GROUP BY "instance"'},
-                  s.ingest_stall_s,
-                  (reduce("C", "A"), reduce("D", "B"), math("E", "$C == 0 && $D > 0")), "E",
-                  no_data="Alerting", severity="critical"),
+                  "Ingest {{ $labels.instance }} ngừng ghi",
+                  f"Ingest {{{{ $labels.instance }}}} không ghi được điểm nào trong {stall_s} giây dù còn ít nhất "
+                  f"{{{{ $values.G.Value }}}} bản tin chờ (không tính đánh giá đang giữ chờ vé). Kiểm tra InfluxDB và "
+                  f"nhật ký của ingest.",
+                  {"A": (f'SELECT spread("{F.WRITTEN}") FROM "{M.INGEST_STATS}" WHERE $timeFilter'
+                         + _group(T.INSTANCE), stall_s),
+                   "B": (waiting, stall_s),
+                   "C": (f'SELECT count("{F.WRITTEN}") FROM "{M.INGEST_STATS}" WHERE $timeFilter'
+                         + _group(T.INSTANCE), stall_s)},
+                  (reduce("F", "A"), reduce("G", "B"), reduce("H", "C"),
+                   math("E", "$F == 0 && $G > 0 && $H >= 2")), "E", for_="1m", severity="critical"),
+        AlertRule("hl-ingest-vanished", "Dịch vụ ingest mất tín hiệu",
+                  "{{ if $labels.instance }}Ingest {{ $labels.instance }} mất tín hiệu"
+                  "{{ else }}Không có ingest nào hoạt động{{ end }}",
+                  f"{{{{ if $labels.instance }}}}Ingest {{{{ $labels.instance }}}} không ghi số liệu ingest_stats "
+                  f"trong hơn {stall_s} giây: tiến trình đã dừng, treo hoặc mất InfluxDB; các đánh giá của nó "
+                  f"chờ trong phiên MQTT.{{{{ else }}}}Không có ingest nào ghi số liệu trong "
+                  f"{INGEST_LOOKBACK_S // 3600} giờ qua.{{{{ end }}}}",
+                  {"A": (_recent_count(M.INGEST_STATS, F.WRITTEN, (T.INSTANCE,), stall_s, INGEST_BUCKET_S),
+                         INGEST_LOOKBACK_S)},
+                  (reduce("B", "A"), threshold("C", "B", "eq", 0)), "C", no_data="Alerting", severity="critical"),
     )
     return {"hailong-live": ("10s", live), "hailong-health": ("1m", health)}
 
@@ -112,11 +241,22 @@ def alert_rules_yaml(s: DashboardSettings) -> Json:
     return {"apiVersion": 1, "groups": groups}
 
 
+# Notification templates (Grafana's Go templates over the alert group): what a supervisor's inbox shows.
+NOTIFY_SUBJECT = '{{ define "hailong.subject" }}[hailong] {{ .CommonLabels.alertname }}{{ end }}'
+NOTIFY_MESSAGE = (
+    '{{ define "hailong.message" }}{{ range .Alerts.Firing }}{{ .Annotations.summary }}\n'
+    '{{ .Annotations.description }}\n\n{{ end }}{{ range .Alerts.Resolved }}Đã hết: {{ .Annotations.summary }}\n'
+    '{{ end }}{{ end }}')
+
+
 def contact_points_yaml(s: DashboardSettings) -> Json:
     """Receivers and the routing: alerts carrying a centre label go to that centre's supervisors."""
     cp = s.contact_points
+    email_text = {"subject": '{{ template "hailong.subject" . }}', "message": '{{ template "hailong.message" . }}',
+                  "singleEmail": True}
     province: list[Json] = [{"uid": "hl-province-email", "type": "email",
-                             "settings": {"addresses": ";".join(cp.emails) or "${HAILONG_ALERT_EMAILS}"}}]
+                             "settings": {"addresses": ";".join(cp.emails) or "${HAILONG_ALERT_EMAILS}",
+                                          **email_text}}]
     if cp.webhook_url:
         province.append({"uid": "hl-province-webhook", "type": "webhook", "settings": {"url": cp.webhook_url}})
     points = [{"orgId": 1, "name": "hailong-province", "receivers": province}]
@@ -124,11 +264,13 @@ def contact_points_yaml(s: DashboardSettings) -> Json:
     for centre, emails in sorted(cp.centre_emails.items()):
         name = f"hailong-centre-{centre}"
         points.append({"orgId": 1, "name": name, "receivers": [
-            {"uid": f"hl-c-{centre}"[:40], "type": "email", "settings": {"addresses": ";".join(emails)}}]})
+            {"uid": f"hl-c-{centre}"[:40], "type": "email",
+             "settings": {"addresses": ";".join(emails), **email_text}}]})
         routes.append({"receiver": name, "object_matchers": [["centre", "=", centre]], "continue": True})
     policy = {"orgId": 1, "receiver": "hailong-province", "group_by": ["alertname", "centre", "counter"],
               "group_wait": "0s", "group_interval": "1m", "repeat_interval": "4h", "routes": routes}
-    return {"apiVersion": 1, "contactPoints": points, "policies": [policy]}
+    templates = [{"orgId": 1, "name": "hailong", "template": NOTIFY_SUBJECT + "\n" + NOTIFY_MESSAGE}]
+    return {"apiVersion": 1, "contactPoints": points, "policies": [policy], "templates": templates}
 
 
 def datasource_yaml(s: DashboardSettings) -> Json:

@@ -34,6 +34,8 @@ class Measurement:
     REASON_1D: Final = "reason_1d"
     RATING_CENTRE_1D: Final = "rating_centre_1d"
     TICKET_CENTRE_1D: Final = "ticket_centre_1d"
+    # one point per newly accepted "Không hài lòng" rating, at ingest arrival time (alerting keys on it)
+    ESCALATION: Final = "escalation"
 
 
 class Tag:
@@ -49,6 +51,13 @@ class Tag:
     WALKUP: Final = "walkup"
     REASON: Final = "reason"
     INSTANCE: Final = "instance"
+    # escalation only (low volume, so the ticket and display names may be tags there)
+    TICKET: Final = "ticket"
+    CENTRE_NAME: Final = "centre_name"
+    COUNTER_LABEL: Final = "counter_label"
+    OFFICER_NAME: Final = "officer_name"
+    RATED_LOCAL: Final = "rated_local"
+    REASONS: Final = "reasons"
 
 
 class Field:
@@ -63,6 +72,11 @@ class Field:
     RESPONSE_MS: Final = "response_ms"
     INPUT: Final = "input"
     CLOCK_CORRECTED: Final = "clock_corrected"
+    TERMINAL_OFFICER: Final = "terminal_officer"  # the terminal's claimed officer when the QMS's differs
+    TICKET_ID: Final = "ticket_id"  # vendor ticket identity when known
+    # escalation
+    RATED_AT_MS: Final = "rated_at_ms"
+    WALKUP: Final = "walkup"
     SERVE_S: Final = "serve_s"
     # device_status
     ONLINE: Final = "online"
@@ -78,6 +92,10 @@ class Field:
     DETAIL: Final = "detail"
     # rollups: ratings (or tickets) per local day; reason_1d has one field per reason code instead
     N: Final = "n"
+    # ingest_stats (gauges and counters of one ingest instance)
+    WRITTEN: Final = "written"
+    IN_FLIGHT: Final = "in_flight"
+    HELD: Final = "held"
 
 
 # Values of the ``class`` tag, best first (the three legal classes of official reports).

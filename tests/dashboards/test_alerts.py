@@ -1,38 +1,53 @@
-"""The provisioned alert rules' queries, run on real InfluxDB against data that should and should not fire."""
+"""The GENERATED alert rules, evaluated like Grafana's alerting (grafana_alerting.py) on real InfluxDB.
+
+Points are seeded in the agreed shapes (PREAMBLE: escalation, device_status, rejected,
+ingest_stats); each test drives one finding of issue 15 through the rules over time.
+"""
 
 from __future__ import annotations
 
+import re
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from dashboards.provisioning import render
+from dashboards.boards import centre_overview
+from dashboards.provisioning import NOTIFY_MESSAGE, NOTIFY_SUBJECT, render
 from dashboards.settings import DashboardSettings
 from hailong.localstack import InfluxServer
 from ingest.influxql import InfluxQL
 from ingest.lineproto import Point
 
-from .grafana_sim import evaluate_rule
+from .grafana_alerting import Rule, notification, rules_by_uid
 from .seed import write_points
 
 S = DashboardSettings()
-RULES = {r["uid"]: r for g in yaml.safe_load(render(S)["provisioning/alerting/hailong-rules.yaml"])["groups"]
-         for r in g["rules"]}
+RULES_YAML = yaml.safe_load(render(S)["provisioning/alerting/hailong-rules.yaml"])
 NOW_MS = int(time.time() * 1000)
+ARTIFACT = Path(__file__).resolve().parents[1] / "artifacts" / "escalation_email.txt"
 
 
-def rating(centre: str, counter: str, cls: str, ago_s: float, officer: str = "o1") -> Point:
-    tags = {"province": "p", "centre": centre, "counter": counter, "officer": officer, "service": "s",
-            "device": f"d-{counter}", "class": cls, "walkup": "false"}
-    return Point("rating", tags, {"score": 1 if cls == "not_satisfied" else 4, "ticket": "A-1"},
-                 int((NOW_MS - ago_s * 1000) * 1_000_000))
+def ns(ago_s: float) -> int:
+    return int((NOW_MS - ago_s * 1000) * 1_000_000)
 
 
-def firing(db: InfluxQL, uid: str) -> tuple[str, set[tuple[tuple[str, str], ...]]]:
-    state, result = evaluate_rule(db, RULES[uid], NOW_MS)
-    return state, {k for k, v in result.items() if v}
+def escalation(counter: str = "q1", arrived_ago_s: float = 3, *, centre: str = "c-ba", officer: str = "o-an",
+               officer_name: str = "Nguyễn Văn An", ticket: str = "A012", rated_local: str = "2026-11-20 09:14:03",
+               reasons: str = "thai_do,thoi_gian_cho", walkup: bool = False) -> Point:
+    """The escalation point exactly as the ingest writes it (empty tags are dropped by the writer)."""
+    tags = {"province": "hn", "centre": centre, "counter": counter, "officer": officer, "device": f"d-{counter}",
+            "service": "ho-tich", "ticket": ticket, "centre_name": "Ba Đình", "counter_label": f"Quầy {counter[1:]}",
+            "officer_name": officer_name, "rated_local": rated_local, "reasons": reasons}
+    return Point("escalation", tags, {"score": 1, "scale": 4, "event_id": f"e-{counter}-{ticket}-{arrived_ago_s}",
+                                      "rated_at_ms": NOW_MS - 90_000, "walkup": walkup}, ns(arrived_ago_s))
+
+
+@pytest.fixture
+def rules() -> dict[str, Rule]:
+    return rules_by_uid(RULES_YAML)
 
 
 @pytest.fixture
@@ -40,64 +55,200 @@ def write(influx_server: InfluxServer, influx_db: InfluxQL) -> Any:
     return lambda points: write_points(influx_server.url, influx_db.database, points)
 
 
-def test_single_not_satisfied_fires_at_once_for_its_counter(influx_db: InfluxQL, write: Any) -> None:
-    rule = RULES["hl-not-satisfied"]
-    assert rule["data"][0]["relativeTimeRange"]["from"] <= 60 and rule["for"] == "0s"
-    write([rating("c1", "q1", "not_satisfied", 20), rating("c1", "q2", "not_satisfied", 120),
-           rating("c1", "q3", "satisfied", 5), rating("c1", "q3", "very_satisfied", 5)])
-    assert firing(influx_db, "hl-not-satisfied") == (
-        "OK", {(("centre", "c1"), ("counter", "q1"), ("officer", "o1"))})
+def run(rule: Rule, db: InfluxQL, start_ago_s: float, end_ago_s: float = 0) -> list[Any]:
+    """Evaluate at every interval from ``start_ago_s`` to ``end_ago_s`` before now; all transitions to Alerting."""
+    fired = []
+    t = NOW_MS - int(start_ago_s * 1000)
+    while t <= NOW_MS - int(end_ago_s * 1000):
+        fired += rule.step(db, t)
+        t += rule.interval_ms
+    return fired
 
 
-def test_single_not_satisfied_quiet_without_complaints(influx_db: InfluxQL, write: Any) -> None:
-    write([rating("c1", "q3", "satisfied", 5)])
-    assert firing(influx_db, "hl-not-satisfied") == ("NoData", set())
-    assert RULES["hl-not-satisfied"]["noDataState"] == "OK"
+def keys(states: list[Any], *names: str) -> set[tuple[str, ...]]:
+    return {tuple(s.labels.get(n, "") for n in names) for s in states}
 
 
-def test_three_not_satisfied_at_one_counter_in_30_min(influx_db: InfluxQL, write: Any) -> None:
-    write([rating("c1", "q1", "not_satisfied", s) for s in (60, 600, 1700)]  # 3 within 30 min: fires
-          + [rating("c1", "q2", "not_satisfied", s) for s in (60, 600)]  # only 2
-          + [rating("c1", "q3", "not_satisfied", s) for s in (60, 600, 1900)]  # third is 31+ min old
-          + [rating("c2", "q1", "not_satisfied", 60, officer=o) for o in ("o1", "o2")]
-          + [rating("c2", "q1", "not_satisfied", 90, officer="o3")])  # 3 at one counter, several officers
-    assert firing(influx_db, "hl-not-satisfied-3")[1] == {
-        (("centre", "c1"), ("counter", "q1")), (("centre", "c2"), ("counter", "q1"))}
+def assert_readable(text: str) -> None:
+    assert "[no value]" not in text and "<no value>" not in text and "{{" not in text, text
 
 
-def test_device_offline(influx_db: InfluxQL, write: Any) -> None:
-    def status(device: str, online: bool, ago_s: float) -> Point:
-        return Point("device_status", {"centre": "c1", "device": device},
-                     {"online": online, "outbox_depth": 0}, int((NOW_MS - ago_s * 1000) * 1_000_000))
+# ---------------------------------------------------------------------------------------------- static
 
-    write([status("d1", True, 3600), status("d1", False, 900),  # went offline 15 min ago: fires
+def test_every_template_uses_only_grouped_labels() -> None:
+    for group in RULES_YAML["groups"]:
+        for rule in group["rules"]:
+            queries = [d["model"]["query"] for d in rule["data"] if d["datasourceUid"] != "__expr__"]
+            grouped = set.intersection(*({m for m in re.findall(r'"(\w+)"', q.rsplit("GROUP BY", 1)[1])}
+                                         for q in queries))
+            for name, text in rule["annotations"].items():
+                used = set(re.findall(r"\$labels\.(\w+)", text))
+                assert used <= grouped, (rule["uid"], name, used - grouped)
+            if rule["noDataState"] == "Alerting":  # a NoData alert carries no query labels: guarded by if
+                assert all(f"if $labels.{u}" in t for t in rule["annotations"].values()
+                           for u in re.findall(r"\$labels\.(\w+)", t))
+
+
+# ---------------------------------------------------------------------------------------------- escalation
+
+def test_single_not_satisfied_escalates_once_keyed_on_arrival(influx_db: InfluxQL, write: Any,
+                                                              rules: dict[str, Rule]) -> None:
+    rule = rules["hl-not-satisfied"]
+    assert rule.rule["for"] == "0s" and rule.interval_ms == 10_000
+    # rated 90 s before it arrived (clock behind or a reconnect): the arrival time is what counts
+    write([escalation("q1", arrived_ago_s=3, rated_local="2026-11-20 09:12:33")])
+    fired = run(rule, influx_db, start_ago_s=60)
+    assert keys(fired, "counter", "ticket") == {("q1", "A012")}, "once, at the first evaluation after arrival"
+    assert fired[0].started_at_ms >= NOW_MS - 3000 - rule.interval_ms
+    # still firing in later evaluations but never notified again; resolved after the window
+    later = run(rule, influx_db, start_ago_s=-10, end_ago_s=-400)
+    assert later == [] and rule.firing() == [] and fired[0].resolved_at_ms is not None
+
+
+def test_escalation_text_names_everything_a_supervisor_needs(influx_db: InfluxQL, write: Any,
+                                                             rules: dict[str, Rule]) -> None:
+    write([escalation("q1")])
+    (st,) = rules["hl-not-satisfied"].step(influx_db, NOW_MS)
+    summary, description = st.annotations["summary"], st.annotations["description"]
+    for text in (summary, description):
+        assert_readable(text)
+    for needed in ("Ba Đình", "Quầy 1", "Nguyễn Văn An", "A012", "2026-11-20 09:14:03", "Thái độ, Thời gian chờ lâu"):
+        assert needed in description, needed
+    uid = centre_overview(S).uid
+    assert f"/d/{uid}?orgId=1&var-province=hn&var-centre=c-ba&var-counter=q1" in description
+    subject, message = notification([st], NOTIFY_SUBJECT + NOTIFY_MESSAGE, '{{ template "hailong.subject" . }}',
+                                    '{{ template "hailong.message" . }}')
+    assert_readable(subject + message)
+    assert subject == "[hailong] Không hài lòng — báo ngay cho giám sát" and message.startswith(summary)
+    ARTIFACT.parent.mkdir(exist_ok=True)
+    ARTIFACT.write_text(f"Subject: {subject}\n\n{message}", encoding="utf-8")
+
+
+def test_walkup_escalation_never_names_an_unverified_officer(influx_db: InfluxQL, write: Any,
+                                                             rules: dict[str, Rule]) -> None:
+    # the ingest writes officer "" for an unverified walk-up claim and no ticket, no reasons
+    write([escalation("q2", officer="", officer_name="", ticket="", reasons="", walkup=True)])
+    (st,) = rules["hl-not-satisfied"].step(influx_db, NOW_MS)
+    d = st.annotations["description"]
+    assert_readable(d + st.annotations["summary"])
+    assert "Cán bộ: chưa xác định" in d and "Vé: không có vé" in d and "Lý do: không chọn lý do" in d
+
+
+def test_two_escalations_at_one_counter_are_two_alerts(influx_db: InfluxQL, write: Any,
+                                                       rules: dict[str, Rule]) -> None:
+    write([escalation("q1", 5, ticket="A012"), escalation("q1", 4, ticket="A013"), escalation("q3", 4, ticket="")])
+    fired = rules["hl-not-satisfied"].step(influx_db, NOW_MS)
+    assert keys(fired, "counter", "ticket") == {("q1", "A012"), ("q1", "A013"), ("q3", "")}
+
+
+def test_three_escalations_at_one_counter_in_30_min(influx_db: InfluxQL, write: Any, rules: dict[str, Rule]) -> None:
+    write([escalation("q1", s, ticket=f"A{s}") for s in (60, 600, 1700)]  # 3 within 30 min: fires
+          + [escalation("q2", s, ticket=f"B{s}") for s in (60, 600)]  # only 2
+          + [escalation("q3", s, ticket=f"C{s}") for s in (60, 600, 1900)]  # third is 31+ min old
+          + [escalation("q4", 60, officer=o, ticket=f"D{o}") for o in ("o1", "o2", "o3")])  # several officers
+    fired = rules["hl-not-satisfied-3"].step(influx_db, NOW_MS)
+    assert keys(fired, "counter") == {("q1",), ("q4",)}
+    for st in fired:
+        assert_readable(st.annotations["summary"] + st.annotations["description"])
+        assert st.annotations["summary"].startswith("3 lượt Không hài lòng") and "Ba Đình" in st.annotations["summary"]
+
+
+def test_no_escalation_no_alert(influx_db: InfluxQL, rules: dict[str, Rule]) -> None:
+    rule = rules["hl-not-satisfied"]
+    assert rule.step(influx_db, NOW_MS) == [] and rule.rule["noDataState"] == "OK"
+    assert [(s.state, s.labels["ref_id"]) for s in rule.states.values()] == [("Normal", "A")]
+
+
+# ---------------------------------------------------------------------------------------------- devices
+
+def status(device: str, online: bool, ago_s: float) -> Point:
+    return Point("device_status", {"centre": "c1", "device": device},
+                 {"online": online, "outbox_depth": 0, "uptime_s": 5}, ns(ago_s))
+
+
+def heartbeats(device: str, from_ago_s: float, to_ago_s: float, online: bool = True) -> list[Point]:
+    return [status(device, online, t) for t in range(int(from_ago_s), int(to_ago_s) - 1, -60)]
+
+
+def test_device_offline_by_last_will(influx_db: InfluxQL, write: Any, rules: dict[str, Rule]) -> None:
+    write([status("d1", True, 3600), status("d1", False, 900),  # last will 15 min ago: fires
            status("d2", True, 30),  # online
            status("d3", False, 3600), status("d3", True, 60)])  # came back
-    rule = RULES["hl-device-offline"]
-    assert rule["for"] == "10m"
-    assert firing(influx_db, "hl-device-offline")[1] == {(("centre", "c1"), ("device", "d1"))}
+    rule = rules["hl-device-offline"]
+    assert rule.rule["for"] == "10m"
+    fired = run(rule, influx_db, start_ago_s=660)
+    assert keys(fired, "device") == {("d1",)}
+    assert_readable(fired[0].annotations["summary"] + fired[0].annotations["description"])
 
 
-def test_rejected_spike(influx_db: InfluxQL, write: Any) -> None:
+def test_device_silent_without_last_will(influx_db: InfluxQL, write: Any, rules: dict[str, Rule]) -> None:
+    write(heartbeats("hung", 3600, 16 * 60)  # last said online 16 min ago, then nothing
+          + heartbeats("ok", 3600, 30)  # heartbeat every minute
+          + heartbeats("lwt", 3600, 20 * 60) + [status("lwt", False, 19 * 60)]  # reported by the last-will rule
+          + heartbeats("recent", 3600, 5 * 60))  # 5 min silent: not yet
+    rule = rules["hl-device-silent"]
+    fired = run(rule, influx_db, start_ago_s=120)
+    assert keys(fired, "device") == {("hung",)}
+    assert "không gửi trạng thái nào trong hơn 10 phút" in fired[0].annotations["description"]
+    assert_readable(fired[0].annotations["summary"] + fired[0].annotations["description"])
+
+
+# ---------------------------------------------------------------------------------------------- rejections
+
+def test_rejected_spike(influx_db: InfluxQL, write: Any, rules: dict[str, Rule]) -> None:
     def rejected(centre: str, n: int, ago_s: float) -> list[Point]:
-        return [Point("rejected", {"reason": "unknown_ticket", "centre": centre}, {"topic": "t", "device": "d"},
-                      int((NOW_MS - ago_s * 1000) * 1_000_000) + i) for i in range(n)]
+        return [Point("rejected", {"reason": "unknown_ticket", "centre": centre, "counter": "q1", "device": "d"},
+                      {"topic": "t", "payload": "{}"}, ns(ago_s) + i) for i in range(n)]
 
     write(rejected("c1", S.rejected_spike, 60) + rejected("c2", S.rejected_spike - 1, 60)
           + rejected("c3", S.rejected_spike + 5, 400))
-    assert firing(influx_db, "hl-rejected-spike")[1] == {(("centre", "c1"),)}
+    fired = rules["hl-rejected-spike"].step(influx_db, NOW_MS)
+    assert keys(fired, "centre") == {("c1",)}
+    assert fired[0].annotations["summary"] == f"{S.rejected_spike} bản tin bị từ chối trong 5 phút tại trung tâm c1"
 
 
-def test_ingest_stalled(influx_db: InfluxQL, write: Any) -> None:
-    rule = RULES["hl-ingest-stalled"]
-    assert firing(influx_db, "hl-ingest-stalled") == ("NoData", set()) and rule["noDataState"] == "Alerting"
+# ---------------------------------------------------------------------------------------------- ingest
 
-    def stats(instance: str, written: int, in_flight: int, ago_s: float) -> Point:
-        return Point("ingest_stats", {"instance": instance}, {"received": written + in_flight, "written": written,
-                                                               "in_flight": in_flight},
-                     int((NOW_MS - ago_s * 1000) * 1_000_000))
+def stats(instance: str, written: int, in_flight: int, held: int, ago_s: float) -> Point:
+    return Point("ingest_stats", {"instance": instance},
+                 {"received": written + in_flight, "written": written, "in_flight": in_flight, "held": held},
+                 ns(ago_s))
 
-    write([stats("i1", 100, 5, 90), stats("i1", 180, 5, 30),  # writing: fine
-           stats("i2", 100, 40, 90), stats("i2", 100, 80, 30),  # messages waiting, nothing written: stalled
-           stats("i3", 100, 0, 90), stats("i3", 100, 0, 30)])  # idle, nothing to write: fine
-    assert firing(influx_db, "hl-ingest-stalled") == ("OK", {(("instance", "i2"),)})
+
+def every_30s(instance: str, from_ago_s: int, to_ago_s: int, written: Any, in_flight: int, held: int) -> list[Point]:
+    return [stats(instance, written(t), in_flight, held, t) for t in range(from_ago_s, to_ago_s - 1, -30)]
+
+
+def test_ingest_stalled_per_instance_without_false_alarms(influx_db: InfluxQL, write: Any,
+                                                          rules: dict[str, Rule]) -> None:
+    write(every_30s("writing", 900, 0, lambda t: 10_000 - t, 5, 0)
+          + every_30s("stalled", 900, 0, lambda t: 100, 40, 0)  # messages wait, nothing written
+          + every_30s("quiet", 900, 0, lambda t: 100, 1, 1)  # holds one rating for its ticket_closed
+          + every_30s("idle", 900, 0, lambda t: 100, 0, 0))
+    rule = rules["hl-ingest-stalled"]
+    assert rule.rule["for"] != "0s"
+    fired = run(rule, influx_db, start_ago_s=180)
+    assert keys(fired, "instance") == {("stalled",)}
+    assert_readable(fired[0].annotations["description"])
+    assert "ít nhất 40 bản tin chờ" in fired[0].annotations["description"]
+    assert run(rules["hl-ingest-vanished"], influx_db, start_ago_s=180) == []
+
+
+def test_ingest_single_sample_is_not_a_stall(influx_db: InfluxQL, write: Any, rules: dict[str, Rule]) -> None:
+    write([stats("fresh", 0, 3, 0, 10)])  # one stats point so far: spread is 0 by definition
+    assert run(rules["hl-ingest-stalled"], influx_db, start_ago_s=120) == []
+
+
+def test_ingest_instance_that_vanished(influx_db: InfluxQL, write: Any, rules: dict[str, Rule]) -> None:
+    write(every_30s("alive", 3600, 0, lambda t: 10_000 - t, 0, 0)
+          + every_30s("dead", 3600, 240, lambda t: 10_000 - t, 0, 0))  # stats stopped 4 min ago
+    fired = run(rules["hl-ingest-vanished"], influx_db, start_ago_s=60)
+    assert keys(fired, "instance") == {("dead",)}
+    assert fired[0].annotations["summary"] == "Ingest dead mất tín hiệu"
+
+
+def test_no_ingest_at_all_is_an_alert(influx_db: InfluxQL, rules: dict[str, Rule]) -> None:
+    rule = rules["hl-ingest-vanished"]
+    (st,) = rule.step(influx_db, NOW_MS)
+    assert st.labels["ref_id"] == "A" and st.annotations["summary"] == "Không có ingest nào hoạt động"
+    assert_readable(st.annotations["description"])

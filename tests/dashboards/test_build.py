@@ -100,7 +100,7 @@ def test_alert_rules_intervals_and_contact_points(tmp_path: Path) -> None:
     groups = {g["name"]: g for g in rules["groups"]}
     assert groups["hailong-live"]["interval"] == "10s"
     titles = [r["title"] for g in rules["groups"] for r in g["rules"]]
-    assert titles[0].startswith("Không hài lòng") and len(titles) == 5
+    assert titles[0].startswith("Không hài lòng") and len(titles) == 7
     cp = yaml.safe_load((out / "provisioning/alerting/hailong-contact-points.yaml").read_text())
     names = [c["name"] for c in cp["contactPoints"]]
     assert names == ["hailong-province", "hailong-centre-c-ba"]

@@ -118,5 +118,6 @@ def test_missing_secret_file_is_a_config_error(tmp_path: Path) -> None:
     cfg.write_text(f'[influx]\nusername = "u"\npassword_file = "{tmp_path / "absent"}"\n', encoding="utf-8")
     from broker.kernel.settings import ConfigError
 
-    with pytest.raises(ConfigError, match=r"config error in .*ingest.toml: influx.password_file: secret file .*absent: does not exist"):
+    expected = r"config error in .*ingest.toml: influx.password_file: secret file .*absent: does not exist"
+    with pytest.raises(ConfigError, match=expected):
         load_config(cfg)

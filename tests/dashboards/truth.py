@@ -53,10 +53,10 @@ def shared_ranks(values: dict[str, float]) -> dict[str, int]:
 
 
 def top_windows(seed: Seed, start_ms: int, end_ms: int, sel: Selection, n: int) -> dict[tuple[str, str], int]:
-    """Windows of ``n`` consecutive ratings (walk-ups included) at one counter that are all top scores."""
+    """Windows of ``n`` consecutive ratings (walk-ups included) of one officer that are all top scores."""
     by_counter: dict[tuple[str, str], list[Rating]] = defaultdict(list)
     for r in sorted(ratings(seed, start_ms, end_ms, sel, walkups=True), key=lambda r: r.time_ns):
-        by_counter[(r.centre, r.counter)].append(r)
+        by_counter[(r.centre, r.officer)].append(r)
     out = {}
     for k, rs in by_counter.items():
         top = [r.score == r.scale for r in rs]

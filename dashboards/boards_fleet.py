@@ -1,0 +1,57 @@
+"""The fleet health board: which terminals are online, last seen, outbox depth, rejections.
+
+Moved out of boards.py (one board, one module); ``boards.all_dashboards`` imports it.
+"""
+
+from __future__ import annotations
+
+from ingest.storage import Field, Measurement, Tag
+
+from .grafana import Dashboard, Panel, Target, organize
+from .queries import count_query, group_clause, tag_filters
+from .settings import DashboardSettings
+from .variables import tag_variables
+
+M, T, F = Measurement, Tag, Field
+KEYS = (T.CENTRE, T.DEVICE)
+
+
+def fleet_health(s: DashboardSettings) -> Dashboard:
+    last_online = (f'SELECT last("{F.ONLINE}") AS "online" FROM "{M.DEVICE_STATUS}" WHERE $timeFilter'
+                   + tag_filters(KEYS))
+
+    def online_count(key: str, title: str, state: str) -> Panel:
+        q = f'SELECT count("online") AS "devices" FROM ({last_online} GROUP BY "device") WHERE "online" = {state}'
+        return Panel(key, "stat", title, f"Terminals whose last status says online={state}.", (Target("A", q),),
+                     value_field="devices", width=6, height=5)
+
+    return Dashboard(
+        "hl-fleet", "Sức khỏe thiết bị",
+        "Fleet health: online/offline, last seen, outbox depth, version, rejected messages by reason.",
+        (
+            online_count("fleet.online", "Thiết bị trực tuyến", "true"),
+            online_count("fleet.offline", "Thiết bị ngoại tuyến", "false"),
+            Panel("fleet.status", "table", "Trạng thái thiết bị",
+                  "Latest online state, outbox depth, version and uptime per terminal.",
+                  (Target("A", f'SELECT last("{F.ONLINE}") AS "online", last("{F.OUTBOX_DEPTH}") AS "outbox_depth", '
+                               f'last("{F.VERSION}") AS "version", last("{F.UPTIME_S}") AS "uptime_s" '
+                               f'FROM "{M.DEVICE_STATUS}" WHERE $timeFilter' + tag_filters(KEYS)
+                          + group_clause(KEYS)),),
+                  (organize({"centre": "Trung tâm", "device": "Thiết bị", "online": "Trực tuyến",
+                             "outbox_depth": "Hàng đợi", "version": "Phiên bản", "uptime_s": "Thời gian chạy (s)"}),),
+                  width=12),
+            Panel("fleet.last_seen", "table", "Lần cuối thấy", "When each terminal last reported its status.",
+                  (Target("A", last_online + group_clause(KEYS)),),
+                  (organize({"Time": "Lần cuối thấy", "centre": "Trung tâm", "device": "Thiết bị",
+                             "online": "Trực tuyến"}, exclude=()),), width=12),
+            Panel("fleet.outbox", "timeseries", "Độ sâu hàng đợi outbox",
+                  "Largest outbox depth per terminal per interval: ratings waiting to be sent.",
+                  (Target("A", f'SELECT max("{F.OUTBOX_DEPTH}") FROM "{M.DEVICE_STATUS}" WHERE $timeFilter'
+                          + tag_filters(KEYS) + ' GROUP BY time($__interval), "device" fill(none)',
+                          fmt="time_series", alias="$tag_device"),), width=12),
+            Panel("fleet.rejected", "barchart", "Bản tin bị từ chối theo lý do",
+                  "Messages the ingest rejected, by reason code (never silently dropped).",
+                  (Target("A", count_query(M.REJECTED, F.TOPIC, "n", (T.CENTRE,), group=(T.REASON,))),),
+                  (organize({"reason": "Lý do", "n": "Số bản tin"}),), width=12),
+        ),
+        tag_variables(M.DEVICE_STATUS, KEYS), time_from="now-24h", timezone=s.timezone)

@@ -1,0 +1,116 @@
+"""The integrity board: patterns worth a supervisor's look (DESIGN.md "Integrity rules").
+
+Every ratio here comes from ONE query whose counts are filled with 0 (``fill(0)`` in a daily
+subquery, then summed), never from a Grafana ``merge`` of two queries: a query that matches
+nothing for a row (no fast press, no ticket-bound rating) leaves the merged cell undefined and
+Grafana shows NaN. So 0 % shows as 0 % and a walk-up-only counter as 100 %.
+"""
+
+from __future__ import annotations
+
+from ingest.storage import WALKUP_FALSE, Field, Measurement, Tag
+
+from .grafana import Dashboard, Panel, Target, binary, filter_at_least, organize, sort_by
+from .queries import LABELS, RATED, RATING_KEYS, tag_filters
+from .settings import DashboardSettings
+from .variables import tag_variables
+
+M, T, F = Measurement, Tag, Field
+FAST_MS = 1000
+NOT_WALKUP = f"\"{T.WALKUP}\" = '{WALKUP_FALSE}'"
+
+
+def _tags(group: tuple[str, ...]) -> str:
+    return ", ".join(f'"{g}"' for g in group)
+
+
+def filled_counts(counts: dict[str, str], group: tuple[str, ...], where: str = "", source: str = "") -> str:
+    """``alias -> aggregate`` per ``group``, each 0 (not null) when nothing matched.
+
+    InfluxQL fills empty aggregates only under GROUP BY time, so the counts are taken per day
+    with fill(0) and summed; ``source`` replaces the measurement with a subquery.
+    """
+    cond = f" AND {where}" if where else ""
+    inner = ", ".join(f'{agg} AS "{alias}"' for alias, agg in counts.items())
+    outer = ", ".join(f'sum("{alias}") AS "{alias}"' for alias in counts)
+    src = source or f'"{M.RATING}" WHERE $timeFilter{cond}{tag_filters(RATING_KEYS)}'
+    return (f"SELECT {outer} FROM (SELECT {inner} FROM {src} GROUP BY time(1d), {_tags(group)} fill(0))"
+            f" GROUP BY {_tags(group)}")
+
+
+def walkup_panel() -> Panel:
+    # the ticket field exists exactly on ticket-bound ratings (walk-ups have none)
+    q = filled_counts({"all": f'count("{F.SCORE}")', "ticketed": f'count("{F.TICKET}")'}, (T.CENTRE, T.COUNTER))
+    return Panel(
+        "integrity.walkup", "table", "Tỷ lệ đánh giá không có vé theo quầy",
+        "Share of walk-up ratings (no ticket) per counter; they never count in an officer's score.",
+        (Target("A", q),),
+        (binary("all", "-", "ticketed", "walkup"), binary("walkup", "/", "all", "walkup_share"),
+         sort_by("walkup_share"),
+         organize({"centre": "Trung tâm", "counter": "Quầy", "all": "Tất cả", "walkup": "Không vé",
+                   "walkup_share": "Tỷ lệ không vé"}, exclude=("Time", "ticketed"))), unit="", width=12)
+
+
+def fast_panel() -> Panel:
+    group = (T.CENTRE, T.COUNTER, T.OFFICER)
+    # 1 when response_ms < 1000 (an integer >= 0), else 0: floor(2000 / (r + 1001))
+    raw = (f'(SELECT "{F.SCORE}", floor({2 * FAST_MS} / ("{F.RESPONSE_MS}" + {FAST_MS + 1})) AS "fast" '
+           f'FROM "{M.RATING}" WHERE $timeFilter AND {NOT_WALKUP}{tag_filters(RATING_KEYS)} GROUP BY {_tags(group)})')
+    q = filled_counts({RATED: f'count("{F.SCORE}")', "fast": 'sum("fast")'}, group, source=f"{raw} WHERE $timeFilter")
+    return Panel(
+        "integrity.fast", "table", "Đánh giá trong vòng 1 giây sau khi đóng vé",
+        "Ratings pressed less than 1 s after the ticket closed, per counter and officer.",
+        (Target("A", q),),
+        (binary("fast", "/", RATED, "fast_share"), sort_by("fast_share"),
+         organize({"centre": "Trung tâm", "counter": "Quầy", "officer": "Cán bộ", RATED: LABELS[RATED],
+                   "fast": "Dưới 1 giây", "fast_share": "Tỷ lệ dưới 1 giây"})), width=12)
+
+
+def top_runs_panel(s: DashboardSettings) -> Panel:
+    n = s.top_run_length
+    group = (T.CENTRE, T.OFFICER)  # an officer's own run: a shift change at the counter breaks it
+    top = f'SELECT "{F.SCORE}" / "{F.SCALE}" AS "top" FROM "{M.RATING}" WHERE $timeFilter{tag_filters(RATING_KEYS)}'
+    runs = (f'SELECT count("moving_average") AS "runs" FROM (SELECT moving_average("top", {n}) '
+            f'FROM ({top}) GROUP BY {_tags(group)}) WHERE "moving_average" = 1 GROUP BY {_tags(group)}')
+    return Panel(
+        "integrity.top_runs", "table", f"Chuỗi ≥ {n} lượt Rất hài lòng liên tiếp theo cán bộ",
+        f"Per officer: windows of {n} consecutive ratings that are all the top score "
+        f"(a run of L top scores gives L - {n} + 1 windows).", (Target("A", runs),),
+        (organize({"centre": "Trung tâm", "officer": "Cán bộ", "runs": "Số cửa sổ"}),), width=12)
+
+
+def disagreement_panel() -> Panel:
+    group = (T.CENTRE, T.COUNTER, T.OFFICER)
+    q = filled_counts({RATED: f'count("{F.SCORE}")', "disagree": f'count("{F.TERMINAL_OFFICER}")'}, group,
+                      where=NOT_WALKUP)
+    return Panel(
+        "integrity.disagreement", "table", "Cán bộ trên thiết bị khác với hệ thống xếp hàng",
+        "Ticket-bound ratings whose terminal named another officer than the queue system's close "
+        "(credited to the QMS officer, shown here per counter and credited officer).",
+        (Target("A", q),),
+        (filter_at_least("disagree", 1), binary("disagree", "/", RATED, "disagree_share"),
+         sort_by("disagree_share"),
+         organize({"centre": "Trung tâm", "counter": "Quầy", "officer": "Cán bộ (theo QMS)", RATED: LABELS[RATED],
+                   "disagree": "Khác cán bộ", "disagree_share": "Tỷ lệ khác"})), width=12)
+
+
+def ticket_rejections_panel() -> Panel:
+    # counter and device are tags of `rejected` (never parsed from the stored payload text)
+    group = (T.CENTRE, T.COUNTER, T.DEVICE, T.REASON)
+    q = (f'SELECT count("{F.TOPIC}") AS "n" FROM "{M.REJECTED}" WHERE $timeFilter AND '
+         f'"{T.REASON}" =~ /^(duplicate_ticket|unknown_ticket)$/{tag_filters(RATING_KEYS)} GROUP BY {_tags(group)}')
+    return Panel(
+        "integrity.ticket_rejections", "table", "Vé trùng / vé không rõ theo quầy",
+        "duplicate_ticket and unknown_ticket rejections per counter and terminal.",
+        (Target("A", q),),
+        (sort_by("n"), organize({"centre": "Trung tâm", "counter": "Quầy", "device": "Thiết bị", "reason": "Lý do",
+                                 "n": "Số lần"})), width=12)
+
+
+def integrity(s: DashboardSettings) -> Dashboard:
+    return Dashboard(
+        "hl-integrity", "Tính toàn vẹn dữ liệu",
+        "Integrity: walk-up share, ratings within 1 s of ticket close, long top-score runs per officer, "
+        "terminal/QMS officer disagreement, duplicate/unknown-ticket rejections.",
+        (walkup_panel(), fast_panel(), top_runs_panel(s), disagreement_panel(), ticket_rejections_panel()),
+        tag_variables(M.RATING, RATING_KEYS), timezone=s.timezone)
