@@ -9,10 +9,12 @@ Threads:
   batch order. One batch is judged while the previous one is being written
   (the handoff queue holds one batch, so memory stays bounded).
 
-Back-pressure comes from MQTT 5 "receive maximum": the broker hands us at most
-``batch.max_in_flight`` un-acked messages, so memory is bounded while InfluxDB
-is down and everything not yet written stays on the broker (persistent
-session). Nothing is acked before InfluxDB confirmed its points.
+Back-pressure: MQTT 5 "receive maximum" asks the broker for at most
+``batch.max_in_flight`` un-acked messages, and the ingest does not trust it: its
+own budget (budget.py, ``batch.max_unacked_messages`` / ``_bytes``) stops reading
+from the broker when spent, so memory is bounded while InfluxDB is down and
+everything not yet written stays on the broker (persistent session). Nothing is
+acked before InfluxDB confirmed its points. Retained ratings/QMS: retained.py.
 
 Before the first message is judged, the ticket index is rebuilt from InfluxDB
 (see tickets.py); while InfluxDB cannot answer, the service does not connect
@@ -33,17 +35,18 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from broker.contract import TopicKind, subscription
 from broker.kernel.mqtt import make_client
 from broker.kernel.systemd import sd_notify, watchdog_interval_s
 
 from .batching import BatchWriter
+from .budget import UnackedBudget
 from .config import IngestConfig
 from .handlers import Handled, MessageHandler
 from .health import HealthServer
 from .influxql import InfluxQL, InfluxQueryError
 from .lineproto import Point
 from .registry import RegistryHolder
+from .retained import ingest_subscriptions, reject_retained, retain_forbidden
 from .stats import IngestStats
 from .writer import Writer, make_writer
 
@@ -59,6 +62,7 @@ class Inbound:
     payload: bytes
     received_ns: int
     generation: int  # which broker connection delivered it: a mid is only valid on its own connection
+    retain: bool = False
 
 
 def influxql_for(config: IngestConfig) -> InfluxQL:
@@ -86,6 +90,7 @@ class IngestService:
                                    self.handler.dead_letter)
         self._inbox: queue.Queue[Inbound] = queue.Queue()
         self._held: list[Inbound] = []
+        self.budget = UnackedBudget(config.batch.max_unacked_messages, config.batch.max_unacked_bytes)
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._reload_requested = threading.Event()
@@ -101,6 +106,9 @@ class IngestService:
         self._last_watchdog = 0.0
         self._watchdog_every_s = min(5.0, watchdog_interval_s(5.0))  # at least twice per WatchdogSec
         self._health: HealthServer | None = None
+        if config.mqtt.username and config.client_id != config.mqtt.username:
+            log.warning("client_id %r differs from mqtt.username %r: a broker rendered by hailong names the "
+                        "session after the username", config.client_id, config.mqtt.username)
         self._client = make_client(config.mqtt, config.client_id)
         self._client.manual_ack_set(True)
         self._client.max_queued_messages_set(0)
@@ -117,13 +125,7 @@ class IngestService:
             return
         with self._generation_lock:
             self._generation += 1
-        group = self.config.share_group
-        subs = [
-            (subscription(TopicKind.RATING, share_group=group), 1),
-            (subscription(TopicKind.STATUS, share_group=group), 1),
-            # QMS is never shared: every instance must know every closed ticket.
-            (subscription(TopicKind.QMS), 1),
-        ]
+        subs = ingest_subscriptions(self.config.share_group, self.config.mqtt.protocol == "5")
         client.subscribe(subs)
         log.info("connected to %s, subscribed %s", self.config.mqtt.url, [s for s, _ in subs])
         self._connected.set()
@@ -137,9 +139,10 @@ class IngestService:
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         try:
-            self._inbox.put_nowait(
-                Inbound(msg.mid, msg.qos, msg.topic, bytes(msg.payload), time.time_ns(), self._generation)
-            )
+            payload = bytes(msg.payload)
+            self.budget.admit(len(payload), self._stop)  # waits here (paho stops reading) while spent
+            self._inbox.put_nowait(Inbound(msg.mid, msg.qos, msg.topic, payload, time.time_ns(), self._generation,
+                                           bool(msg.retain)))
             self.stats.received += 1
         except Exception:  # never raise into paho's thread
             log.exception("could not enqueue message on %s", getattr(msg, "topic", "?"))
@@ -225,6 +228,9 @@ class IngestService:
             "influx_ok": self.batches.last_write_ok,
             "in_flight": self.stats.in_flight,
             "held": len(self._held),
+            "unacked": self.budget.messages,
+            "unacked_bytes": self.budget.bytes,
+            "reading_paused": self.budget.paused,
             "received": self.stats.received,
             "acked": self.stats.acked,
         }
@@ -271,6 +277,7 @@ class IngestService:
                     self._process(batch, recheck)
                 except Exception:  # a bug must not kill the worker: messages stay un-acked
                     log.exception("unexpected error processing a batch of %d; not acked", len(batch))
+                    self._forget(batch)
                     self._stop.wait(1)
                 last_recheck = now
             if stopping:
@@ -297,8 +304,7 @@ class IngestService:
 
     def _process(self, batch: list[Inbound], recheck_held: bool) -> None:
         started = time.monotonic()
-        todo: list[tuple[Inbound, Handled]] = [(m, self.handler.handle(m.topic, m.payload, m.received_ns))
-                                               for m in batch]
+        todo: list[tuple[Inbound, Handled]] = [(m, self._judge(m)) for m in batch]
         if recheck_held:
             # after this batch's QMS events: a held rating may now find its ticket
             held, self._held = self._held, []
@@ -308,6 +314,15 @@ class IngestService:
         self.stats.held = len(self._held)
         points = [p for _, h in done for p in h.points]
         self._to_write.put(([m for m, _ in done], points, started, False))
+
+    def _judge(self, m: Inbound) -> Handled:
+        if m.retain and retain_forbidden(m.topic):
+            return reject_retained(self.handler, m.topic, m.payload, m.received_ns)
+        return self.handler.handle(m.topic, m.payload, m.received_ns)
+
+    def _forget(self, msgs: list[Inbound]) -> None:
+        """Give back the budget of messages that leave memory (acked, or left to the broker to redeliver)."""
+        self.budget.release(len(msgs), sum(len(m.payload) for m in msgs))
 
     def _write_loop(self) -> None:
         while True:
@@ -325,6 +340,8 @@ class IngestService:
                 self.stats.record_batch(len(points), time.monotonic() - started)
             except Exception:  # a bug must not kill the writer: these messages stay un-acked
                 log.exception("unexpected error writing a batch of %d points; not acked", len(points))
+            finally:
+                self._forget(msgs)  # acked, abandoned or left to the broker: no longer held here
 
     def _ack(self, msgs: list[Inbound]) -> None:
         with self._generation_lock:

@@ -77,6 +77,8 @@ class Probe:
     received: list[tuple[str, bytes]] = field(default_factory=list)
     suback: dict[int, list[ReasonCode]] = field(default_factory=dict)
     puback: dict[int, ReasonCode] = field(default_factory=dict)
+    disconnects: list[ReasonCode] = field(default_factory=list)
+    retained: list[tuple[str, bytes]] = field(default_factory=list)  # messages that arrived with retain=1
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def payloads(self, topic: str | None = None) -> list[bytes]:
@@ -85,9 +87,15 @@ class Probe:
 
 
 def probe(broker: FleetBroker, name: str, *, user: str | None = None, password: str | None = None,
-          cert: tuple[Path, Path] | None = None, ca: Path | None = None, clean: bool = True) -> Probe:
-    """Connect a client (bounded wait) and return it, whether or not the broker accepted it."""
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"probe-{name}", protocol=mqtt.MQTTv5)
+          cert: tuple[Path, Path] | None = None, ca: Path | None = None, clean: bool = True,
+          client_id: str | None = None, protocol: int = mqtt.MQTTv5) -> Probe:
+    """Connect a client (bounded wait) and return it, whether or not the broker accepted it.
+
+    ``client_id`` defaults to ``probe-<name>``; the rendered broker replaces it by the username.
+    """
+    v5 = protocol == mqtt.MQTTv5
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"probe-{name}",
+                         protocol=protocol, **({} if v5 else {"clean_session": clean}))
     p = Probe(name, client)
     if user is not None:
         client.username_pw_set(user, password)
@@ -102,6 +110,12 @@ def probe(broker: FleetBroker, name: str, *, user: str | None = None, password: 
     def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         with p.lock:
             p.received.append((msg.topic, bytes(msg.payload)))
+            if msg.retain:
+                p.retained.append((msg.topic, bytes(msg.payload)))
+
+    def on_disconnect(_c: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: object = None) -> None:
+        with p.lock:
+            p.disconnects.append(rc)
 
     def on_subscribe(_c: mqtt.Client, _u: object, mid: int, codes: list[ReasonCode], _p: object) -> None:
         p.suback[mid] = codes
@@ -111,13 +125,17 @@ def probe(broker: FleetBroker, name: str, *, user: str | None = None, password: 
 
     client.on_connect, client.on_message = on_connect, on_message
     client.on_subscribe, client.on_publish = on_subscribe, on_publish
+    client.on_disconnect = on_disconnect
     port = broker.options.cert_port if cert else broker.options.tls_port
     props = None
-    if not clean:
+    if not clean and v5:
         props = mqtt.Properties(mqtt.PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600
     try:
-        client.connect("127.0.0.1", port, keepalive=30, clean_start=clean, properties=props)
+        if v5:
+            client.connect("127.0.0.1", port, keepalive=30, clean_start=clean, properties=props)
+        else:
+            client.connect("127.0.0.1", port, keepalive=30)
     except (ssl.SSLError, OSError) as exc:
         p.connect_rc = ReasonCode(mqtt.PacketTypes.CONNACK, "Not authorized")
         p.received.append(("$error", str(exc).encode()))
