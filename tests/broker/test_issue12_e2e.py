@@ -183,3 +183,37 @@ def test_oversize_and_deep_payloads_leave_the_ingest_healthy(fb: FleetBroker, in
         assert "internal_error" not in svc.stats.rejected and svc.stats.received == 4
     finally:
         svc.stop()
+
+
+def test_each_ingest_instance_has_its_own_user_and_session(fb: FleetBroker) -> None:
+    """ingest_instances = 3 renders svc.ingest, svc.ingest.2, svc.ingest.3 (passwd + acl); the three run at
+    once on one $share group without taking over each other, and split the ratings."""
+    from broker.mosquitto.render import render_conf
+
+    fb.options = fb.options.model_copy(update={"ingest_instances": 3})
+    fb.render()
+    fb.reload()
+    users = ["svc.ingest", "svc.ingest.2", "svc.ingest.3"]
+    acl = (fb.out / "acl").read_text()
+    assert all(f"user {u}\n" in acl for u in users) and "user svc.ingest.4" not in acl
+    passwd = (fb.out / "passwd").read_text()
+    assert all(f"{u}:$7$" in passwd for u in users)
+    local = render_conf(fb.options.model_copy(update={"local_port": 1883}))
+    assert local.count("use_username_as_clientid true") == 3, "password, certificate and local listeners"
+    time.sleep(0.5)  # SIGHUP is asynchronous; the first CONNECT below retries anyway
+    instances = [probe(fb, f"inst-{i}", user=u, password=fb.password(u), client_id="hl-ingest-1")
+                 for i, u in enumerate(users)]
+    dev = _device(fb, "spread")
+    try:
+        for p in instances:
+            assert p.connect_rc is not None and not p.connect_rc.is_failure, (p.name, p.connect_rc)
+            mid = p.client.subscribe("$share/hl-ingest/hl/v1/+/+/rating", qos=1)[1]
+            wait_until(functools.partial(dict.__contains__, p.suback, mid), 10, what="SUBACK")
+        bodies = [f"r{i}".encode() for i in range(30)]
+        _publish(dev, bodies)
+        wait_until(lambda: sum(len(p.payloads()) for p in instances) == 30, 10, what="30 deliveries")
+        assert sorted(b for p in instances for b in p.payloads()) == sorted(bodies)
+        assert all(p.payloads() for p in instances), "every instance got a share"
+        assert all(p.disconnects == [] for p in instances), "no instance took over another"
+    finally:
+        close(dev, *instances)
