@@ -321,6 +321,9 @@ def parse_payload(model: type[M], payload: bytes | str) -> M:
         data: Any = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ContractError("malformed_json", f"payload is not JSON: {exc.msg} at char {exc.pos}") from None
+    except RecursionError:
+        # thousands of nested [ or { fit in 8 KiB; no contract payload nests more than 2 levels
+        raise ContractError("malformed_json", "payload is not JSON we accept: nested too deeply") from None
     if not isinstance(data, dict):
         raise ContractError("malformed_json", f"payload must be a JSON object, got {type(data).__name__}")
     if "v" in data and data["v"] != SCHEMA_VERSION:

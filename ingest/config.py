@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -27,6 +27,13 @@ class BatchSettings(Settings):
         le=65_535,
         description="Un-acked messages the broker may hand us (MQTT5 receive-maximum); bounds memory",
     )
+    max_unacked_messages: int = Field(
+        default=2000, ge=1, le=1_000_000,
+        description="Our own bound on messages received and not yet acked (queued, judged, written, held); "
+                    "when reached, the ingest stops reading from the broker until acks free it")
+    max_unacked_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=64 * 1024,
+        description="The same bound in payload bytes (the broker caps one payload at the contract's limit)")
     retry_initial_ms: int = Field(default=200, ge=10, description="First retry delay after a failed write")
     retry_max_ms: int = Field(default=5000, ge=100, description="Longest retry delay")
 
@@ -34,6 +41,8 @@ class BatchSettings(Settings):
     def _check(self) -> BatchSettings:
         if self.max_in_flight < self.size:
             raise SettingError("max_in_flight", "must be >= batch.size, or a batch can never fill")
+        if self.max_unacked_messages < self.size:
+            raise SettingError("max_unacked_messages", "must be >= batch.size, or a batch can never fill")
         return self
 
 
@@ -90,13 +99,19 @@ class HealthSettings(Settings):
     )
 
 
+DEFAULT_CLIENT_ID = "hl-ingest-1"  # only when there is no mqtt.username (development broker)
+
+
 class IngestConfig(Settings):
     """Top level of ingest.toml."""
 
     mqtt: MqttSettings = Field(default_factory=MqttSettings, description="Broker connection")
     influx: InfluxSettings = Field(default_factory=InfluxSettings, description="InfluxDB connection")
     batch: BatchSettings = Field(default_factory=BatchSettings, description="Batching")
-    client_id: str = Field(default="hl-ingest-1", description="Stable MQTT client id (persistent session)")
+    client_id: str = Field(
+        default=DEFAULT_CLIENT_ID,
+        description="Stable MQTT client id (names the persistent session); defaults to mqtt.username, "
+                    "because the rendered broker forces client id = username (issue 12)")
     share_group: str | None = Field(
         default="hl-ingest", description="$share group for ratings/status; null subscribes directly"
     )
@@ -117,6 +132,17 @@ class IngestConfig(Settings):
     workers: Literal["auto"] | int = Field(
         default=1, description="Worker processes of one `hailong ingest run` (ingest/workers.py): 'auto' = one "
         "per core; each judges a partition of the counters, so a ticket's ratings always meet one judge")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _client_id_is_username(cls, data: Any) -> Any:
+        # the broker names our session after the username anyway; the same name in ingest_stats
+        if isinstance(data, dict) and not data.get("client_id"):
+            mqtt = data.get("mqtt")
+            user = mqtt.get("username") if isinstance(mqtt, dict) else getattr(mqtt, "username", None)
+            if user:
+                return {**data, "client_id": user}
+        return data
 
 
 def _resolve_relative(cfg: IngestConfig, base: Path) -> IngestConfig:

@@ -76,10 +76,12 @@ class MessageHandler:
             return self._last_reject_ns
 
     def reject(self, reason: str, topic: str, payload: bytes, detail: str, received_ns: int,
-               centre: str = "", device: str = "") -> Handled:
+               centre: str = "", device: str = "", exact_ns: int | None = None) -> Handled:
+        """``exact_ns``: a time that must not be made unique (a replayed message rewrites its point)."""
         self.stats.count_rejected(reason)
         log.warning("rejected %s on %s (device=%s): %s", reason, topic, device or "?", detail)
-        point = rejected_point(reason, centre, topic, device, payload, detail, self._unique_ns(received_ns))
+        at_ns = self._unique_ns(received_ns) if exact_ns is None else exact_ns
+        point = rejected_point(reason, centre, topic, device, payload, detail, at_ns)
         return Handled((point,), f"rejected:{reason}")
 
     def dead_letter(self, point: Point, server_message: str) -> Point:

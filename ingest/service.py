@@ -9,10 +9,12 @@ Threads:
   batch order. One batch is judged while the previous one is being written
   (the handoff queue holds one batch, so memory stays bounded).
 
-Back-pressure comes from MQTT 5 "receive maximum": the broker hands us at most
-``batch.max_in_flight`` un-acked messages, so memory is bounded while InfluxDB
-is down and everything not yet written stays on the broker (persistent
-session). Nothing is acked before InfluxDB confirmed its points.
+Back-pressure: MQTT 5 "receive maximum" asks the broker for at most
+``batch.max_in_flight`` un-acked messages, and the ingest does not trust it: its
+own budget (budget.py, ``batch.max_unacked_messages`` / ``_bytes``) stops reading
+from the broker when spent, so memory is bounded while InfluxDB is down and
+everything not yet written stays on the broker (persistent session). Nothing is
+acked before InfluxDB confirmed its points. Retained ratings/QMS: retained.py.
 
 Before the first message is judged, the ticket index is rebuilt from InfluxDB
 (see tickets.py); while InfluxDB cannot answer, the service does not connect
@@ -29,17 +31,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from broker.contract import TopicKind, subscription
 from broker.kernel.session import Message, MqttSession, ReasonCode
 from broker.kernel.systemd import sd_notify, watchdog_interval_s
 
 from .batching import BatchWriter
+from .budget import UnackedBudget
 from .config import IngestConfig
 from .handlers import Handled, MessageHandler
 from .health import HealthServer
 from .influxql import InfluxQL, InfluxQueryError
 from .lineproto import Point
 from .registry import RegistryHolder
+from .retained import ingest_subscriptions, reject_retained, retain_forbidden
 from .stats import IngestStats
 from .writer import Writer, make_writer
 
@@ -55,6 +58,7 @@ class Inbound:
     payload: bytes
     received_ns: int
     generation: int  # which broker connection delivered it: a mid is only valid on its own connection
+    retain: bool = False
 
 
 def influxql_for(config: IngestConfig) -> InfluxQL:
@@ -79,6 +83,7 @@ class IngestService:
                                    self.handler.dead_letter)
         self._inbox: queue.Queue[Inbound] = queue.Queue()
         self._held: list[Inbound] = []
+        self.budget = UnackedBudget(config.batch.max_unacked_messages, config.batch.max_unacked_bytes)
         self._stop = threading.Event()
         self._reload_requested = threading.Event()
         self._generation = 0
@@ -93,15 +98,14 @@ class IngestService:
         self._last_watchdog = 0.0
         self._watchdog_every_s = min(5.0, watchdog_interval_s(5.0))  # at least twice per WatchdogSec
         self._health: HealthServer | None = None
-        group = config.share_group
+        if config.mqtt.username and config.client_id != config.mqtt.username:
+            log.warning("client_id %r differs from mqtt.username %r: a broker rendered by hailong names the "
+                        "session after the username", config.client_id, config.mqtt.username)
         self._session = MqttSession(
             config.mqtt, config.client_id,
-            subscriptions=[
-                (subscription(TopicKind.RATING, share_group=group), 1),
-                (subscription(TopicKind.STATUS, share_group=group), 1),
-                # QMS is never shared: every instance must know every closed ticket.
-                (subscription(TopicKind.QMS), 1),
-            ],
+            # ratings and QMS without retained replay (retained.py); QMS unshared: every instance
+            # must know every closed ticket
+            subscriptions=ingest_subscriptions(config.share_group, config.mqtt.protocol == "5"),
             # persistent session + receive maximum: what is not yet written stays on the broker,
             # and at most max_in_flight un-acked messages are ever in our memory
             session_expiry_s=config.session_expiry_s, receive_maximum=config.batch.max_in_flight,
@@ -125,9 +129,10 @@ class IngestService:
 
     def _on_message(self, msg: Message) -> None:
         try:
-            self._inbox.put_nowait(
-                Inbound(msg.mid, msg.qos, msg.topic, bytes(msg.payload), time.time_ns(), self._generation)
-            )
+            payload = bytes(msg.payload)
+            self.budget.admit(len(payload), self._stop)  # waits here (paho stops reading) while spent
+            self._inbox.put_nowait(Inbound(msg.mid, msg.qos, msg.topic, payload, time.time_ns(), self._generation,
+                                           bool(msg.retain)))
             self.stats.received += 1
         except Exception:  # never raise into paho's thread
             log.exception("could not enqueue message on %s", getattr(msg, "topic", "?"))
@@ -203,6 +208,9 @@ class IngestService:
             "influx_ok": self.batches.last_write_ok,
             "in_flight": self.stats.in_flight,
             "held": len(self._held),
+            "unacked": self.budget.messages,
+            "unacked_bytes": self.budget.bytes,
+            "reading_paused": self.budget.paused,
             "received": self.stats.received,
             "acked": self.stats.acked,
         }
@@ -249,6 +257,7 @@ class IngestService:
                     self._process(batch, recheck)
                 except Exception:  # a bug must not kill the worker: messages stay un-acked
                     log.exception("unexpected error processing a batch of %d; not acked", len(batch))
+                    self._forget(batch)
                     self._stop.wait(1)
                 last_recheck = now
             if stopping:
@@ -275,8 +284,7 @@ class IngestService:
 
     def _process(self, batch: list[Inbound], recheck_held: bool) -> None:
         started = time.monotonic()
-        todo: list[tuple[Inbound, Handled]] = [(m, self.handler.handle(m.topic, m.payload, m.received_ns))
-                                               for m in batch]
+        todo: list[tuple[Inbound, Handled]] = [(m, self._judge(m)) for m in batch]
         if recheck_held:
             # after this batch's QMS events: a held rating may now find its ticket
             held, self._held = self._held, []
@@ -286,6 +294,15 @@ class IngestService:
         self.stats.held = len(self._held)
         points = [p for _, h in done for p in h.points]
         self._to_write.put(([m for m, _ in done], points, started, False))
+
+    def _judge(self, m: Inbound) -> Handled:
+        if m.retain and retain_forbidden(m.topic):
+            return reject_retained(self.handler, m.topic, m.payload, m.received_ns)
+        return self.handler.handle(m.topic, m.payload, m.received_ns)
+
+    def _forget(self, msgs: list[Inbound]) -> None:
+        """Give back the budget of messages that leave memory (acked, or left to the broker to redeliver)."""
+        self.budget.release(len(msgs), sum(len(m.payload) for m in msgs))
 
     def _write_loop(self) -> None:
         while True:
@@ -303,6 +320,8 @@ class IngestService:
                 self.stats.record_batch(len(points), time.monotonic() - started)
             except Exception:  # a bug must not kill the writer: these messages stay un-acked
                 log.exception("unexpected error writing a batch of %d points; not acked", len(points))
+            finally:
+                self._forget(msgs)  # acked, abandoned or left to the broker: no longer held here
 
     def _ack(self, msgs: list[Inbound]) -> None:
         with self._generation_lock:

@@ -4,7 +4,8 @@
 
     mosquitto.conf  two TLS listeners (password / client certificate), no anonymous access,
                     persistence, queue limits sized so an offline ingest loses nothing
-    passwd          service users + provisioned, non-retired, non-revoked devices ($7$ hashes)
+    passwd          service users (svc.ingest[.N], one per ingest instance) + provisioned,
+                    non-retired, non-revoked devices ($7$ hashes)
     acl             least-privilege rules (broker/acl.py)
     ca.crt server.crt server.key crl.pem
 
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from broker.contract import MAX_PAYLOAD_BYTES
 from broker.fleet.credentials import FleetState
 from broker.fleet.passwd import render_passwd
 from broker.fleet.pki import write_private
@@ -28,6 +30,10 @@ from broker.kernel.settings import Settings, load_model
 from broker.mosquitto.acl import render_acl, service_users
 
 BROKER_FILE = "broker.toml"
+# Room for the rest of a PUBLISH around a contract payload: fixed header (5), topic (2 + ~80),
+# packet id (2), MQTT 5 properties. CONNECT (credentials, a status LWT) fits in it as well.
+PACKET_OVERHEAD_BYTES = 1024
+MAX_PACKET_BYTES = MAX_PAYLOAD_BYTES + PACKET_OVERHEAD_BYTES
 
 
 class RenderOptions(Settings):
@@ -54,6 +60,10 @@ class RenderOptions(Settings):
     persistent_client_expiration: str = Field(default="30d", pattern=r"^\d+[hdwmy]$",
                                               description="Forget sessions of clients gone this long")
     autosave_interval_s: int = Field(default=60, ge=0, description="Persistence snapshot interval")
+    ingest_instances: int = Field(
+        default=1, ge=1, le=32,
+        description="Ingest instances sharing $share/hl-ingest; each gets its own broker user "
+                    "(svc.ingest, svc.ingest.2, ...) because the broker sets client id = username")
 
 
 def load_options(fleet: Path, **overrides: object) -> RenderOptions:
@@ -88,6 +98,11 @@ def render_conf(opt: RenderOptions) -> str:
         f"max_inflight_messages {opt.max_inflight_messages}",
         "set_tcp_nodelay true",
         "",
+        "# Payload limits at the broker (the contract's limit): a bigger payload is refused with an",
+        "# error PUBACK and never queued; a bigger packet disconnects its sender before it is read.",
+        f"message_size_limit {MAX_PAYLOAD_BYTES}",
+        f"max_packet_size {MAX_PACKET_BYTES}",
+        "",
         f"log_dest {opt.log_dest}",
         "log_type error",
         "log_type warning",
@@ -95,10 +110,13 @@ def render_conf(opt: RenderOptions) -> str:
         "connection_messages true",
         "log_timestamp_format %Y-%m-%dT%H:%M:%S",
         "",
-        "# Username/password over TLS: service users, and terminals in password mode.",
+        "# Username/password over TLS: service users, and terminals in password mode. The client id",
+        "# is forced to the username (client ids are global across listeners), so no credential can",
+        "# take over or discard another identity's session: not the ingest's, not a terminal's.",
         f"listener {opt.tls_port}{bind}",
         *tls,
         "require_certificate false",
+        "use_username_as_clientid true",
         "",
         "# Client certificates (production): CN = device id is the username the ACL checks,",
         "# and the client id is forced to it, so no one can take over another terminal's session.",
@@ -111,7 +129,7 @@ def render_conf(opt: RenderOptions) -> str:
     ]
     if opt.local_port:
         lines += ["", "# Plain MQTT for services on this host only (ingest, QMS adapter).",
-                  f"listener {opt.local_port} 127.0.0.1"]
+                  f"listener {opt.local_port} 127.0.0.1", "use_username_as_clientid true"]
     return "\n".join(lines) + "\n"
 
 
@@ -120,16 +138,17 @@ def render_broker(registry: Registry, state: FleetState, out: Path, opt: RenderO
     state.ensure()
     revoked = {d for d in registry.devices if state.is_revoked(d)}
     devices = [d for d in registry.active_devices() if d.id not in revoked]
-    for user in service_users(registry):
+    users = service_users(registry, opt.ingest_instances)
+    for user in users:
         state.password(user)  # generated on first render, kept afterwards
     hashes = state.hashes()
-    wanted = set(service_users(registry)) | {d.id for d in devices}
+    wanted = set(users) | {d.id for d in devices}
     out.mkdir(parents=True, exist_ok=True)
     ca = state.ca()
     key, crt = state.server_cert(opt.hostnames)
     files = {
         "mosquitto.conf": render_conf(opt).encode(),
-        "acl": render_acl(registry, devices).encode(),
+        "acl": render_acl(registry, devices, opt.ingest_instances).encode(),
         "ca.crt": ca.cert_path.read_bytes(),
         "server.crt": crt.read_bytes(),
         "crl.pem": ca.crl(state.revoked_serials()),

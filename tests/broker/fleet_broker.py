@@ -10,19 +10,17 @@ import contextlib
 import os
 import shutil
 import signal
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
 from broker.fleet.credentials import FleetState
 from broker.fleet.registry import load_registry
-from broker.kernel.mqtt import MqttSettings
-from broker.kernel.session import Message, MqttSession
 from broker.mosquitto.render import RenderOptions, render_broker
 from hailong.localstack import MosquittoServer, free_port
 from tests.support.waiting import wait_until
@@ -71,23 +69,17 @@ def start_fleet_broker(tmp: Path, prepare: Callable[[Path, FleetState], None] | 
 
 @dataclass
 class Probe:
-    """One MQTT v5 session with its connect result, SUBACK codes and received messages."""
+    """One MQTT v5 client with its connect result, SUBACK codes and received messages."""
 
     name: str
+    client: mqtt.Client
     connect_rc: ReasonCode | None = None
     received: list[tuple[str, bytes]] = field(default_factory=list)
     suback: dict[int, list[ReasonCode]] = field(default_factory=dict)
     puback: dict[int, ReasonCode] = field(default_factory=dict)
+    disconnects: list[ReasonCode] = field(default_factory=list)
+    retained: list[tuple[str, bytes]] = field(default_factory=list)  # messages that arrived with retain=1
     lock: threading.Lock = field(default_factory=threading.Lock)
-    session: MqttSession = field(init=False)
-
-    @property
-    def client(self) -> mqtt.Client:
-        return self.session.client
-
-    def on_message(self, msg: Message) -> None:
-        with self.lock:
-            self.received.append((msg.topic, bytes(msg.payload)))
 
     def payloads(self, topic: str | None = None) -> list[bytes]:
         with self.lock:
@@ -96,28 +88,75 @@ class Probe:
 
 def probe(broker: FleetBroker, name: str, *, user: str | None = None, password: str | None = None,
           cert: tuple[Path, Path] | None = None, ca: Path | None = None, clean: bool = True,
-          port: int | None = None) -> Probe:
+          client_id: str | None = None, protocol: int = mqtt.MQTTv5, port: int | None = None) -> Probe:
     """Connect a client (bounded wait) and return it, whether or not the broker accepted it.
 
-    ``port`` defaults to the listener that matches the credentials (certificate or password)."""
+    ``client_id`` defaults to ``probe-<name>``; the rendered broker replaces it by the username.
+    ``port`` defaults to the listener that matches the credentials (certificate or password).
+    A raw paho client on purpose: these probes set client ids, protocol versions and clean-start
+    flags that no production client of ours (broker.kernel.session) ever would.
+    """
+    v5 = protocol == mqtt.MQTTv5
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"probe-{name}",
+                         protocol=protocol, **({} if v5 else {"clean_session": clean}))
+    p = Probe(name, client)
+    if user is not None:
+        client.username_pw_set(user, password)
+    ctx = ssl.create_default_context(cafile=str(ca or broker.out / "ca.crt"))
+    if cert:
+        ctx.load_cert_chain(str(cert[0]), str(cert[1]))
+    client.tls_set_context(ctx)
+
+    def on_connect(_c: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: object = None) -> None:
+        p.connect_rc = rc
+
+    def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        with p.lock:
+            p.received.append((msg.topic, bytes(msg.payload)))
+            if msg.retain:
+                p.retained.append((msg.topic, bytes(msg.payload)))
+
+    def on_disconnect(_c: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: object = None) -> None:
+        with p.lock:
+            p.disconnects.append(rc)
+
+    def on_subscribe(_c: mqtt.Client, _u: object, mid: int, codes: list[ReasonCode], _p: object) -> None:
+        p.suback[mid] = codes
+
+    def on_publish(_c: mqtt.Client, _u: object, mid: int, rc: ReasonCode, _p: object) -> None:
+        p.puback[mid] = rc
+
+    client.on_connect, client.on_message = on_connect, on_message
+    client.on_subscribe, client.on_publish = on_subscribe, on_publish
+    client.on_disconnect = on_disconnect
     port = port or (broker.options.cert_port if cert else broker.options.tls_port)
-    settings = MqttSettings.model_validate({
-        "url": f"mqtts://127.0.0.1:{port}", "username": user, "password": password,
-        "ca_file": str(ca or broker.out / "ca.crt"),
-        "cert_file": str(cert[0]) if cert else None, "key_file": str(cert[1]) if cert else None,
-    })
-    p = Probe(name)
-    p.session = MqttSession(settings, f"probe-{name}", session_expiry_s=None if clean else 3600,
-                            on_message=p.on_message, on_subscribe=p.suback.__setitem__,
-                            on_publish=p.puback.__setitem__).start()
+    props = None
+    if not clean and v5:
+        props = mqtt.Properties(mqtt.PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600
+    try:
+        if v5:
+            client.connect("127.0.0.1", port, keepalive=30, clean_start=clean, properties=props)
+        else:
+            client.connect("127.0.0.1", port, keepalive=30)
+    except (ssl.SSLError, OSError) as exc:
+        p.connect_rc = ReasonCode(mqtt.PacketTypes.CONNACK, "Not authorized")
+        p.received.append(("$error", str(exc).encode()))
+        return p
+    client.loop_start()
     with contextlib.suppress(AssertionError):  # no CONNACK at all counts as refused
-        # a TLS handshake the broker refuses ends before any CONNACK: connect_failed
-        wait_until(lambda: p.session.connect_rc is not None or p.session.connect_failed.is_set(), 10,
-                   what=f"{name} CONNACK")
-    p.connect_rc = p.session.connect_rc or ReasonCode(PacketTypes.CONNACK, "Not authorized")
+        wait_until(lambda: p.connect_rc is not None or _closed(client), 10, what=f"{name} CONNACK")
+    if p.connect_rc is None:
+        p.connect_rc = ReasonCode(mqtt.PacketTypes.CONNACK, "Not authorized")
     return p
+
+
+def _closed(client: mqtt.Client) -> bool:
+    # a TLS handshake refused by the broker ends with the socket closed and no CONNACK
+    return client.socket() is None
 
 
 def close(*probes: Probe) -> None:
     for p in probes:
-        p.session.stop()
+        p.client.disconnect()
+        p.client.loop_stop()

@@ -208,3 +208,158 @@ def test_ingest_shared_subscription_is_checked_against_the_underlying_topic(brok
         assert dev_b.payloads() == [b"config-2"]
     finally:
         close(ingest, dev_b, admin, dev_a)
+
+
+# --------------------------------------------------------------------------- issue 12: sessions, retain, size
+
+def _creds(fb: FleetBroker, device: str, listener: str) -> dict[str, object]:
+    """A device's credentials for one listener: its certificate, or its username/password."""
+    if listener == "certificate":
+        d = fb.state.pki_dir / "devices"
+        return {"cert": (d / f"{device}.crt", d / f"{device}.key")}
+    return {"user": device, "password": fb.password(device)}
+
+
+def _acked(p: Probe, infos: list[mqtt.MQTTMessageInfo]) -> None:
+    wait_until(lambda: all(i.mid in p.puback for i in infos), 10, what=f"{p.name} PUBACKs")
+
+
+# victim -> (its credentials, the topic it reads, the role that writes there, the ids an attacker would try)
+VICTIMS = {
+    "ingest": ("svc.ingest", "$share/hl-ingest/hl/v1/+/+/rating", TOPICS["B.rating"], ("svc.ingest", "hl-ingest-1")),
+    "terminal": (B, TOPICS["qms.B-counter"], TOPICS["qms.B-counter"], (B,)),
+}
+
+
+@pytest.mark.parametrize("listener", ["password", "certificate"])
+@pytest.mark.parametrize("victim", sorted(VICTIMS))
+def test_a_device_cannot_discard_another_identity_s_session(broker: FleetBroker, victim: str,
+                                                            listener: str) -> None:
+    """Issue 12.1: device A connects with the victim's client id and clean start while the victim is
+    offline; its queued messages must survive (the broker names A's session after A's username)."""
+    user, sub_topic, pub_topic, stolen_ids = VICTIMS[victim]
+    writer_user, writer_pw = (B, broker.password(B)) if victim == "ingest" else (
+        f"svc.qms.{X}", broker.password(f"svc.qms.{X}"))
+    v = probe(broker, f"{victim}-{listener}", user=user, password=broker.password(user), clean=False,
+              client_id=stolen_ids[-1])
+    mid = v.client.subscribe(sub_topic, qos=1)[1]
+    wait_until(lambda: mid in v.suback, 10, what="victim SUBACK")
+    assert not v.suback[mid][0].is_failure
+    close(v)  # offline, session kept (expiry 3600 s)
+    w = probe(broker, f"writer-{victim}-{listener}", user=writer_user, password=writer_pw)
+    bodies = [f"queued|{victim}|{listener}|{i}".encode() for i in range(20)]
+    _acked(w, [w.client.publish(pub_topic, b, qos=1) for b in bodies])
+    attackers = [probe(broker, f"thief-{listener}-{cid}", client_id=cid, clean=True, **_creds(broker, A, listener))
+                 for cid in stolen_ids]
+    try:
+        for a in attackers:  # accepted: A is a valid device, only its id is not what it asked for
+            assert a.connect_rc is not None and not a.connect_rc.is_failure, a.connect_rc
+        close(*attackers)
+        back = probe(broker, f"{victim}-{listener}-back", user=user, password=broker.password(user), clean=False)
+        wait_until(lambda: all(b in back.payloads() for b in bodies), 10, what="queued messages after the thief")
+        assert sorted(back.payloads()) == sorted(bodies)
+        close(back)
+    finally:
+        close(w)
+
+
+@pytest.mark.parametrize("listener", ["password", "certificate"])
+def test_a_device_cannot_kick_a_terminal_but_its_owner_can_reconnect(broker: FleetBroker, listener: str) -> None:
+    """Client ids are global across listeners: A asking for B's id gets its own; B's own second
+    connection (the other listener) still takes over, which proves the check can see a kick."""
+    victim = probe(broker, f"victim-{listener}", user=B, password=broker.password(B), client_id=B)
+    thief = probe(broker, f"kick-{listener}", client_id=B, **_creds(broker, A, listener))
+    try:
+        assert thief.connect_rc is not None and not thief.connect_rc.is_failure
+        _acked(victim, [victim.client.publish(TOPICS["B.status"], b"still-here", qos=1)])  # a round trip after
+        assert victim.disconnects == [] and victim.client.is_connected()
+        owner = probe(broker, f"owner-{listener}", client_id="anything",
+                      **_creds(broker, B, "certificate" if listener == "password" else "password"))
+        wait_until(lambda: bool(victim.disconnects), 10, what="B's own new connection takes its session over")
+        close(owner)
+    finally:
+        close(victim, thief)
+
+
+def test_retained_ratings_and_qms_are_not_replayed_to_the_ingest(broker: FleetBroker) -> None:
+    """Issue 12.2: the broker cannot refuse the retain flag (acl has no retain control, retain_available is
+    global); the ingest's subscription options (retain handling 2, retain as published) are what holds."""
+    from ingest.retained import ingest_subscriptions
+
+    retained = {TOPICS["A.rating"]: b"retained-rating", TOPICS["qms.A-counter"]: b"retained-qms"}
+    ing = probe(broker, "ret-ingest", user="svc.ingest", password=broker.password("svc.ingest"))
+    dev_a = probe(broker, "ret-devA", user=A, password=broker.password(A))
+    qms = probe(broker, "ret-qms", user=f"svc.qms.{X}", password=broker.password(f"svc.qms.{X}"))
+    try:
+        subs = ingest_subscriptions("hl-ingest", mqtt5=True)
+        mid = ing.client.subscribe(subs)[1]
+        wait_until(lambda: mid in ing.suback, 10, what="ingest SUBACK")
+        _acked(dev_a, [dev_a.client.publish(TOPICS["A.rating"], retained[TOPICS["A.rating"]], qos=1, retain=True)])
+        _acked(qms, [qms.client.publish(TOPICS["qms.A-counter"], retained[TOPICS["qms.A-counter"]], qos=1,
+                                        retain=True)])
+        # live: delivered once WITH its retain flag, so the ingest can reject it
+        wait_until(lambda: len(ing.retained) == 2, 10, what="live retained messages flagged")
+        assert sorted(ing.retained) == sorted(retained.items())
+        close(ing)
+        # the broker stored them: a plain subscriber gets both replayed ...
+        plain = probe(broker, "ret-plain", user="svc.ingest", password=broker.password("svc.ingest"))
+        plain.client.subscribe([(TOPICS["A.rating"], 1), (TOPICS["qms.A-counter"], 1)])
+        wait_until(lambda: len(plain.retained) == 2, 10, what="retained replay to a plain subscription")
+        close(plain)
+        # ... the ingest's subscriptions never do (sentinel: a fresh live message arrives after any replay)
+        again = probe(broker, "ret-again", user="svc.ingest", password=broker.password("svc.ingest"))
+        mid = again.client.subscribe(subs)[1]
+        wait_until(lambda: mid in again.suback, 10, what="ingest SUBACK again")
+        _acked(dev_a, [dev_a.client.publish(TOPICS["A.rating"], b"sentinel-live", qos=1)])
+        wait_until(lambda: b"sentinel-live" in again.payloads(), 10, what="live sentinel")
+        assert again.payloads() == [b"sentinel-live"] and again.retained == []
+        close(again)
+    finally:
+        # clear what this test retained (an empty retained publish), for the other tests of the module
+        _acked(dev_a, [dev_a.client.publish(TOPICS["A.rating"], b"", qos=1, retain=True)])
+        _acked(qms, [qms.client.publish(TOPICS["qms.A-counter"], b"", qos=1, retain=True)])
+        close(dev_a, qms)
+
+
+@pytest.mark.parametrize("protocol", [mqtt.MQTTv5, mqtt.MQTTv311])
+def test_oversize_packets_are_refused_by_the_broker(broker: FleetBroker, protocol: int) -> None:
+    """Issue 12.6: message_size_limit / max_packet_size rendered from the contract's limit."""
+    from broker.contract import MAX_PAYLOAD_BYTES
+    from broker.mosquitto.render import MAX_PACKET_BYTES
+
+    conf = (broker.out / "mosquitto.conf").read_text()
+    assert f"message_size_limit {MAX_PAYLOAD_BYTES}\n" in conf and f"max_packet_size {MAX_PACKET_BYTES}\n" in conf
+    ing = probe(broker, f"big-ingest-{protocol}", user="svc.ingest", password=broker.password("svc.ingest"))
+    sender: list[Probe] = []
+
+    def device_b(step: str) -> Probe:
+        sender.append(probe(broker, f"big-{step}-{protocol}", user=B, password=broker.password(B), protocol=protocol))
+        return sender[-1]
+
+    try:
+        mid = ing.client.subscribe(TOPICS["B.rating"], qos=1)[1]
+        wait_until(lambda: mid in ing.suback, 10, what="SUBACK")
+        limit = b"L" * MAX_PAYLOAD_BYTES          # exactly the contract's limit: delivered
+        over = b"O" * (MAX_PAYLOAD_BYTES + 1)     # one byte more: refused, never forwarded
+        ok = device_b("limit")
+        _acked(ok, [ok.client.publish(TOPICS["B.rating"], limit, qos=1)])
+        wait_until(lambda: limit in ing.payloads(), 10, what="payload at the limit")
+        close(ok)
+        refused = device_b("over")
+        info = refused.client.publish(TOPICS["B.rating"], over, qos=1)
+        # 3.1.1: a plain PUBACK (the QoS flow completes, nothing is forwarded). v5: Mosquitto 2.0.11 answers
+        # with reason 0x95 "packet too large", which paho cannot parse in a PUBACK: the sender drops the
+        # connection. Either way the payload is not forwarded (the sentinel below proves it).
+        wait_until(lambda: info.mid in refused.puback or bool(refused.disconnects), 10, what="refusal")
+        close(refused)
+        # 10 MB: the broker disconnects the sender on the packet header, before reading the body
+        huge = device_b("huge")
+        huge.client.publish(TOPICS["B.rating"], b"X" * 10_000_000, qos=1)
+        wait_until(lambda: bool(huge.disconnects), 20, what="oversize sender disconnected")
+        close(huge)
+        late = device_b("after")
+        _acked(late, [late.client.publish(TOPICS["B.rating"], b"after", qos=1)])
+        wait_until(lambda: b"after" in ing.payloads(), 10, what="the broker still serves the ingest")
+        assert ing.payloads() == [limit, b"after"] and ing.disconnects == []
+    finally:
+        close(ing, *sender)

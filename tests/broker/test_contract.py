@@ -151,3 +151,16 @@ def test_validate_cli_reports_reason(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["contract", "validate", "qms_event", str(bad)])
     assert result.exit_code == 1
     assert "invalid_field" in result.output
+
+
+@pytest.mark.parametrize("payload", [
+    b'{"v": 1, "x": ' + b"[" * 3900 + b"]" * 3900 + b"}",   # issue 12: 3,900 levels inside 8 KiB
+    b"{" + b'"a":{' * 1300 + b"}" * 1301,
+    b"[" * 8000,                                           # unterminated and deep
+])
+def test_deep_json_is_malformed_not_a_crash(payload: bytes) -> None:
+    assert len(payload) <= c.MAX_PAYLOAD_BYTES
+    for parse in (c.parse_rating, c.parse_status, c.parse_qms, c.parse_config_update):
+        with pytest.raises(c.ContractError) as err:
+            parse(payload)
+        assert err.value.reason == "malformed_json", err.value.message

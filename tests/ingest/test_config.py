@@ -68,3 +68,23 @@ def test_cli_stops_on_a_missing_secret_file_with_file_and_key(tmp_path: Path, se
     with pytest.raises(ConfigError, match="is empty") as err:
         load_config(path, environ={})
     assert err.value.key == f"{section}.{key}"
+
+
+def test_client_id_defaults_to_the_mqtt_username() -> None:
+    """The rendered broker forces client id = username (issue 12): the ingest names itself the same way."""
+    from ingest.config import IngestConfig
+
+    assert IngestConfig().client_id == "hl-ingest-1"  # no username: a development broker
+    assert IngestConfig.model_validate({"mqtt": {"username": "svc.ingest.2"}}).client_id == "svc.ingest.2"
+    assert load_config(None, {"HAILONG_INGEST__MQTT__USERNAME": "svc.ingest.3"}).client_id == "svc.ingest.3"
+    explicit = IngestConfig.model_validate({"mqtt": {"username": "svc.ingest"}, "client_id": "lab-1"})
+    assert explicit.client_id == "lab-1"
+
+
+def test_unacked_budget_must_hold_a_batch() -> None:
+    import pydantic
+
+    from ingest.config import BatchSettings
+
+    with pytest.raises(pydantic.ValidationError, match="max_unacked_messages"):
+        BatchSettings(size=100, max_unacked_messages=50)
