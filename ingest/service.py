@@ -33,7 +33,6 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from broker.contract import TopicKind, subscription
 from broker.kernel.mqtt import make_client
 from broker.kernel.systemd import sd_notify, watchdog_interval_s
 
@@ -43,6 +42,7 @@ from .handlers import Handled, MessageHandler
 from .health import HealthServer
 from .influxql import InfluxQL, InfluxQueryError
 from .lineproto import Point
+from .partition import subscriptions
 from .registry import RegistryHolder
 from .stats import IngestStats
 from .writer import Writer, make_writer
@@ -101,6 +101,7 @@ class IngestService:
         self._last_watchdog = 0.0
         self._watchdog_every_s = min(5.0, watchdog_interval_s(5.0))  # at least twice per WatchdogSec
         self._health: HealthServer | None = None
+        self._subs: list[tuple[str, int]] = []
         self._client = make_client(config.mqtt, config.client_id)
         self._client.manual_ack_set(True)
         self._client.max_queued_messages_set(0)
@@ -117,13 +118,7 @@ class IngestService:
             return
         with self._generation_lock:
             self._generation += 1
-        group = self.config.share_group
-        subs = [
-            (subscription(TopicKind.RATING, share_group=group), 1),
-            (subscription(TopicKind.STATUS, share_group=group), 1),
-            # QMS is never shared: every instance must know every closed ticket.
-            (subscription(TopicKind.QMS), 1),
-        ]
+        subs = self._subs = subscriptions(self.config, self.registry.centre_ids())  # partition.py
         client.subscribe(subs)
         log.info("connected to %s, subscribed %s", self.config.mqtt.url, [s for s, _ in subs])
         self._connected.set()
@@ -153,8 +148,7 @@ class IngestService:
         delay = self.config.batch.retry_initial_ms / 1000
         while not self._stop.is_set():
             try:
-                self.handler.index.rebuild(db, lookback)
-                self.handler.clock.rebuild(db, lookback)
+                self.handler.rebuild(db, lookback)
                 return
             except InfluxQueryError as exc:
                 log.warning("cannot rebuild the ticket index yet (retry in %.1fs): %s", delay, exc)
@@ -280,12 +274,26 @@ class IngestService:
                     self.config.registry_poll_s > 0 and now - last_poll >= self.config.registry_poll_s
                     and self.registry.changed_on_disk()):
                 self._reload_requested.clear()
-                self.registry.reload()
+                if self.registry.reload():
+                    self._resubscribe()
             if now - last_poll >= self.config.registry_poll_s:
                 last_poll = now
             if now - last_stats >= self.config.health.stats_interval_s:
                 last_stats = now
                 self.write_stats()
+
+    def _resubscribe(self) -> None:
+        """After a registry reload: a partitioned instance takes new centres and drops removed ones."""
+        fresh = subscriptions(self.config, self.registry.centre_ids())
+        gone = [f for f, _ in self._subs if (f, 1) not in fresh]
+        added = [s for s in fresh if s not in self._subs]
+        self._subs = fresh
+        if gone:
+            self._client.unsubscribe(gone)
+        if added:
+            self._client.subscribe(added)
+        if gone or added:
+            log.info("resubscribed after registry reload: +%s -%s", [f for f, _ in added], gone)
 
     def _drain(self) -> list[Inbound]:
         out: list[Inbound] = []

@@ -28,6 +28,8 @@ class Measurement:
     DEVICE_STATUS: Final = "device_status"
     REJECTED: Final = "rejected"
     INGEST_STATS: Final = "ingest_stats"
+    # one point per newly accepted "Không hài lòng" rating, timestamped at its arrival (alerts key on it)
+    ESCALATION: Final = "escalation"
 
 
 class Tag:
@@ -43,6 +45,13 @@ class Tag:
     WALKUP: Final = "walkup"
     REASON: Final = "reason"
     INSTANCE: Final = "instance"
+    # escalation only (low volume: one point per unhappy citizen, so the ticket may be a tag there)
+    TICKET: Final = "ticket"
+    CENTRE_NAME: Final = "centre_name"
+    COUNTER_LABEL: Final = "counter_label"
+    OFFICER_NAME: Final = "officer_name"
+    RATED_LOCAL: Final = "rated_local"
+    REASONS: Final = "reasons"
 
 
 class Field:
@@ -58,6 +67,17 @@ class Field:
     INPUT: Final = "input"
     CLOCK_CORRECTED: Final = "clock_corrected"
     SERVE_S: Final = "serve_s"
+    # vendor ticket identity (rating and ticket) when the QMS sends one
+    TICKET_ID: Final = "ticket_id"
+    # rating: the terminal's claimed officer when the QMS close names another (the tag is the QMS's)
+    TERMINAL_OFFICER: Final = "terminal_officer"
+    # rating: the QMS close time (ms) the rating was bound to, so a restart rebinds it to the same instance
+    CLOSED_AT_MS: Final = "closed_at_ms"
+    # rating: hash of the event's content (all but sent_at): a resend with other content is a conflict
+    DIGEST: Final = "digest"
+    # escalation
+    RATED_AT_MS: Final = "rated_at_ms"
+    WALKUP: Final = "walkup"
     # device_status
     ONLINE: Final = "online"
     OUTBOX_DEPTH: Final = "outbox_depth"
