@@ -102,7 +102,7 @@ class IntegritySettings(_Section):
                     "of that ticket (served once); later it is a new ticket (the numbering wrapped)",
     )
     events_remembered: int = Field(
-        default=200_000, ge=1000, le=5_000_000,
+        default=100_000, ge=1000, le=5_000_000,
         description="Rating event_ids remembered with their content hash (conflicting resends, idempotent redelivery)",
     )
     max_held_per_device: int = Field(

@@ -186,8 +186,10 @@ class RatingJudge:
                                     f"{place.counter_officer!r} (registry), the rating names {event.officer!r}",
                                     "officer")
             inst.rated_by = event.event_id
+        # the terminal's officer stands for the score; an escalation names it only if the registry knows it here
+        verified = place.enforce_tickets and self.registry.officer_of_centre(event.officer, event.centre)
         return Attribution(event.officer, event.service or "", event.ticket_id, None, None, response_ms,
-                           times.rated_at_ms, times.corrected, place.enforce_tickets)
+                           times.rated_at_ms, times.corrected, verified)
 
     def _qms_ticket(self, event: RatingEvent, place: Placement, times: RatingTimes, received_ms: int,
                     now_ms: int) -> Attribution | _Hold:
