@@ -132,9 +132,13 @@ class TicketIndex:
 
     def closes_at(self, centre: str, counter: str, number: str,
                   ticket_id: str | None = None) -> list[tuple[TicketInstance, Close]]:
-        """Every remembered close of ``number`` (or vendor ``ticket_id``) at ``counter``, oldest first."""
-        if ticket_id is not None and (centre, ticket_id) in self._vendor:
-            instances = [self._vendor[(centre, ticket_id)]]
+        """Every remembered close of ``number`` (or vendor ``ticket_id``) at ``counter``, oldest first.
+
+        A rating naming a vendor id binds only to that ticket (none yet: its close has not arrived).
+        """
+        if ticket_id is not None:
+            inst = self._vendor.get((centre, ticket_id))
+            instances = [inst] if inst is not None and inst.number == number else []
         else:
             instances = self._numbers.get((centre, number), [])
         found = [(inst, c) for inst in instances for c in inst.closes if c.counter == counter]

@@ -83,6 +83,11 @@ CASES: dict[str, Case] = {
         Rate("V001", D2 + 104 * S, "rating", ticket_id="vid-1"), Rate("V001", D2 + 224 * S, "rating"),
         Rate("V001", D2 + 230 * S, "duplicate_ticket", ticket_id="vid-2"),
     ], {"V001": 2}),
+    "a rating naming a vendor id waits for that ticket's close": Case([
+        Close("V002", D2 + 300 * S, ticket_id="vb-1"), Rate("V002", D2 + 304 * S, "rating"),
+        Rate("V002", D2 + 330 * S, "rating", ticket_id="vb-2", bound_to=D2 + 328 * S),  # overtakes its close
+        Close("V002", D2 + 328 * S, ticket_id="vb-2"),
+    ], {"V002": 2}),
     "recall/re-close is served once and rated once": Case([
         Close("R001", D1 + 300 * S), Close("R001", D1 + 600 * S, counter="q2", officer="cb2"),
         Close("R001", D1 + 600 * S, counter="q2", officer="cb2"),  # the re-close redelivered
