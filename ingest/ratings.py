@@ -48,7 +48,7 @@ from .points import rating_point
 from .registry import Placement, RegistryHolder
 from .rejection import RuleRejection
 from .storage import WALKUP_FALSE, Field, Measurement, Tag
-from .tickets import TicketIndex
+from .tickets import TicketIndex, counter_scoped
 
 log = logging.getLogger("hailong.ingest")
 
@@ -176,8 +176,8 @@ class RatingJudge:
         s = self.settings
         response_ms = event.rated_at - (event.closed_at or 0)  # both from the device: immune to its offset
         if place.enforce_tickets:
-            inst, _ = self.index.closed(event.centre, event.counter, event.ticket, event.officer,
-                                        event.service or "", times.closed_at_ms, event.ticket_id)
+            inst, _ = self.index.closed(event.centre, event.counter, counter_scoped(event.counter, event.ticket),
+                                        event.officer, event.service or "", times.closed_at_ms, event.ticket_id)
             self._check_not_rated(event, inst.rated_by)
             if response_ms > s.rating_window_s * 1000 or response_ms < -s.early_tolerance_s * 1000:
                 raise self._outside(event, response_ms)
@@ -290,11 +290,14 @@ class RatingJudge:
             rated = int(row["time"])
             response = int(row[Field.RESPONSE_MS]) if row.get(Field.RESPONSE_MS) is not None else None
             if number and row.get(Tag.WALKUP) == WALKUP_FALSE:
-                inst = self.index.find(centre, counter, str(number), tid, bound, rated)
-                if inst is None and bound is None and response is not None and not self.registry.has_qms(centre):
-                    # a no-QMS centre: the instance is the terminal's own close
-                    inst, _ = self.index.closed(centre, counter, str(number), str(row.get(Tag.OFFICER) or ""),
-                                                str(row.get(Tag.SERVICE) or ""), rated - response, tid)
+                if self.registry.has_qms(centre):
+                    inst = self.index.find(centre, counter, str(number), tid, bound, rated)
+                elif response is not None:  # no QMS: the instance is the terminal's own close
+                    inst, _ = self.index.closed(centre, counter, counter_scoped(counter, str(number)),
+                                                str(row.get(Tag.OFFICER) or ""), str(row.get(Tag.SERVICE) or ""),
+                                                rated - response, tid)
+                else:
+                    inst = None
                 if inst is not None:
                     inst.rated_by = str(event_id)
             if row.get(Field.DIGEST):

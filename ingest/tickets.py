@@ -64,6 +64,12 @@ class TicketInstance:
         return self.closes[0]
 
 
+def counter_scoped(counter: str, number: str) -> str:
+    """The index key of a ticket number in a centre WITHOUT a QMS: the terminal numbers its own tickets,
+    so the same number at two counters is two tickets ("/" cannot start a ticket number)."""
+    return f"{counter}//{number}"
+
+
 class CloseKind(Enum):
     FIRST = "first"  # a new ticket instance: write its ticket point
     REPEAT = "repeat"  # the first close again (redelivery): rewrite the identical point

@@ -33,7 +33,7 @@ def j(mosquitto: MosquittoServer, influx_server: InfluxServer) -> Iterator[Judge
     qc, oc = f"qc{uid}", f"oc{uid}"
     fleet = TFleet().add(TCentre(qc, province="hue", walkup_allowed=True, name="Trung tâm Hành chính công Huế"),
                          *[TDevice(f"d{i}{uid}", qc, f"q{i}") for i in range(1, 10)])
-    fleet.add(TCentre(oc, province="hue", has_qms=False), TDevice(f"o1{uid}", oc, "q1"))
+    fleet.add(TCentre(oc, province="hue", has_qms=False), TDevice(f"o1{uid}", oc, "q1"), TDevice(f"o2{uid}", oc, "q2"))
     fleet.officer("cb1", "Nguyễn Thị Lan", qc).officer("cb2", "Trần Văn Bình", qc).officer("cx", "Lê Văn Xa", oc)
     svc = start_ingest(mqtt, db, uid, fleet=fleet, integrity={
         "hold_grace_s": 1.5, "max_held_per_device": MAX_HELD, "hold_burst": BURST, "hold_rate_per_s": 0.01})
@@ -158,3 +158,16 @@ def test_one_device_cannot_hold_more_than_its_budget(j: Judged) -> None:
     rows = j.db.rows(f'SELECT * FROM "rejected" WHERE "reason" = \'hold_budget_exceeded\' '
                      f'AND "device" = \'{dev(j, 7)}\' AND "counter" = \'q7\'')
     assert len(rows) == 12 - MAX_HELD + MAX_HELD - (BURST - MAX_HELD)
+
+
+def test_without_qms_a_ticket_is_the_terminals_own_per_counter_and_day(j: Judged) -> None:
+    """No QMS: the terminal numbers its tickets, so N-1 at two counters is two tickets; a second press is not."""
+    oc, now = f"oc{j.uid}", now_ms()
+    yesterday = now - 86_400_000
+    cases = [("o1", "q1", now - 1000, now - 4000, "rating"), ("o2", "q2", now - 1000, now - 4000, "rating"),
+             ("o1", "q1", now - 500, now - 4000, "duplicate_ticket"),
+             ("o1", "q1", yesterday, yesterday - 3000, "rating")]
+    sent = [j.rating(oc, f"{d}{j.uid}", q, "N-1", rated=rated, closed=closed, sent=now)
+            for d, q, rated, closed, _ in cases]
+    j.send([m for m, _ in sent])
+    assert j.outcomes([e for _, e in sent]) == {e: c[-1] for (_, e), c in zip(sent, cases, strict=True)}
