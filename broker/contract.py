@@ -146,6 +146,7 @@ Id = Annotated[str, Field(pattern=ID_PATTERN, description="Identifier [a-z0-9-]{
 TicketNo = Annotated[str, Field(pattern=TICKET_PATTERN, description="Queue ticket number, e.g. A-1024")]
 EpochMs = Annotated[int, Field(ge=0, le=MAX_EPOCH_MS, description="UTC epoch milliseconds")]
 ShortText = Annotated[str, Field(min_length=1, max_length=64)]
+VendorTicketId = Annotated[str, Field(min_length=1, max_length=64)]
 ReasonCode = Annotated[str, Field(pattern=REASON_PATTERN)]
 
 
@@ -194,6 +195,8 @@ class RatingEvent(_Message):
     counter: Id = Field(description="Counter (quầy) id the device is assigned to")
     officer: Id = Field(description="Officer (cán bộ) logged in at the counter")
     ticket: TicketNo | None = Field(description="Queue ticket number, null for a walk-up rating")
+    ticket_id: VendorTicketId | None = Field(
+        default=None, description="The QMS vendor's unique ticket id, when the queue system has one")
     service: Id | None = Field(default=None, description="Service area / procedure code (lĩnh vực)")
     dossier: Annotated[str, Field(max_length=64)] | None = Field(default=None, description="Dossier code (mã hồ sơ)")
     scale: Literal[3, 4, 5] = Field(description="Number of levels on the device's scale")
@@ -256,6 +259,8 @@ class QmsEvent(_Message):
     counter: Id = Field(description="Counter id; must equal the counter in the topic")
     officer: Id = Field(description="Officer at the counter")
     ticket: TicketNo | None = Field(default=None, description="Ticket; required for ticket_* events")
+    ticket_id: VendorTicketId | None = Field(
+        default=None, description="The vendor's unique ticket id (numbers restart daily; this does not)")
     service: Id | None = Field(default=None, description="Service area / procedure code")
     dossier: Annotated[str, Field(max_length=64)] | None = Field(default=None, description="Dossier code")
     at: EpochMs = Field(description="QMS clock, UTC epoch ms")

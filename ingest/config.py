@@ -46,6 +46,20 @@ class BatchSettings(Settings):
         return self
 
 
+class PartitionSettings(Settings):
+    """Which centres' ratings this instance judges: a ticket's ratings must meet one judge."""
+
+    index: int = Field(default=0, ge=0, le=255, description="This instance's partition, 0 <= index < count")
+    count: int = Field(default=1, ge=1, le=256,
+                       description="Number of partitions; centre crc32 mod count picks the partition")
+
+    @model_validator(mode="after")
+    def _check(self) -> PartitionSettings:
+        if self.index >= self.count:
+            raise SettingError("index", f"{self.index} must be < count {self.count}")
+        return self
+
+
 class IntegritySettings(Settings):
     """Ticket integrity: which ratings count toward an officer's score."""
 
@@ -65,6 +79,28 @@ class IntegritySettings(Settings):
     index_lookback_s: int = Field(
         default=24 * 3600, ge=60, le=31 * 24 * 3600,
         description="At start, rebuild the ticket index from ticket and rating points this recent",
+    )
+    reclose_window_s: int = Field(
+        default=3600, ge=60, le=86_400,
+        description="A close of the same number, same service day, this soon after the first is a recall/re-close "
+                    "of that ticket (served once); later it is a new ticket (the numbering wrapped)",
+    )
+    events_remembered: int = Field(
+        default=100_000, ge=1000, le=5_000_000,
+        description="Rating event_ids remembered with their content hash (conflicting resends, idempotent redelivery)",
+    )
+    max_held_per_device: int = Field(
+        default=20, ge=1, le=10_000,
+        description="Ratings one device may have waiting for their ticket_closed; more is hold_budget_exceeded",
+    )
+    hold_rate_per_s: float = Field(
+        default=1.0, gt=0, le=1000,
+        description="New holds per second a device may start (token bucket refill); more is hold_budget_exceeded",
+    )
+    hold_burst: int = Field(default=20, ge=1, le=10_000, description="Token bucket size for new holds per device")
+    partition: PartitionSettings = Field(
+        default_factory=PartitionSettings,
+        description="Partitioned rating subscriptions across ingest instances (duplicate_ticket holds across them)",
     )
 
 

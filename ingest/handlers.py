@@ -10,12 +10,12 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from broker.contract import (
     ContractError,
+    RatingEvent,
     Topic,
     TopicKind,
     parse_qms,
@@ -26,13 +26,15 @@ from broker.contract import (
 
 from .clock import ClockCorrector
 from .config import IngestConfig
-from .lineproto import FieldValue, Point
-from .points import rejected_point, status_point
-from .ratings import HOLD, RatingJudge
-from .registry import RegistryHolder
+from .influxql import InfluxQL
+from .lineproto import Point
+from .points import escalation_point, rejected_point, status_point, ticket_point
+from .ratings import Accepted, RatingJudge
+from .registry import RegistryHolder, local_time
 from .rejection import RuleRejection
 from .stats import IngestStats
-from .tickets import TicketIndex
+from .storage import NOT_SATISFIED, Tag
+from .tickets import CloseKind, TicketIndex
 
 log = logging.getLogger("hailong.ingest")
 MAX_CALLED = 100_000
@@ -44,7 +46,7 @@ cached_parse_topic = functools.lru_cache(maxsize=65_536)(parse_topic)
 @dataclass(frozen=True, slots=True)
 class Handled:
     points: tuple[Point, ...]
-    outcome: str  # "rating", "ticket", "status", "ignored", "held" or "rejected:<reason>"
+    outcome: str  # "rating", "ticket", "reclosed", "status", "ignored", "held" or "rejected:<reason>"
 
     @property
     def held(self) -> bool:
@@ -63,11 +65,19 @@ class MessageHandler:
         self._last_reject_ns = 0
         self._lock = threading.Lock()
         self.registry = registry or RegistryHolder(None, config.province)
-        self.index = TicketIndex(config.integrity.tickets_per_counter)
+        s = config.integrity
+        self.index = TicketIndex(s.tickets_per_counter, s.reclose_window_s, self.registry.service_day)
         self.clock = ClockCorrector(config.clock)
-        self.judge = RatingJudge(config.integrity, self.registry, self.index, self.clock)
+        self.judge = RatingJudge(s, self.registry, self.index, self.clock)
         # ticket_called times, to compute serve_s of the ticket point (bounded)
         self._called_at: dict[tuple[str, str, str], int] = {}
+        self.escalations = 0
+
+    def rebuild(self, db: InfluxQL, lookback_s: int) -> None:
+        """At start: ticket instances first, then the ratings that took them, then corrected clocks."""
+        self.index.rebuild(db, lookback_s)
+        self.judge.rebuild(db, lookback_s)
+        self.clock.rebuild(db, lookback_s)
 
     def _unique_ns(self, at_ns: int) -> int:
         # two rejections in the same nanosecond with the same tags would overwrite each other
@@ -76,24 +86,25 @@ class MessageHandler:
             return self._last_reject_ns
 
     def reject(self, reason: str, topic: str, payload: bytes, detail: str, received_ns: int,
-               centre: str = "", device: str = "", exact_ns: int | None = None) -> Handled:
+               centre: str = "", device: str = "", counter: str = "", exact_ns: int | None = None) -> Handled:
         """``exact_ns``: a time that must not be made unique (a replayed message rewrites its point)."""
         self.stats.count_rejected(reason)
         log.warning("rejected %s on %s (device=%s): %s", reason, topic, device or "?", detail)
         at_ns = self._unique_ns(received_ns) if exact_ns is None else exact_ns
-        point = rejected_point(reason, centre, topic, device, payload, detail, at_ns)
+        point = rejected_point(reason, centre, topic, device, payload, detail, at_ns, counter=counter)
         return Handled((point,), f"rejected:{reason}")
 
     def dead_letter(self, point: Point, server_message: str) -> Point:
         """A point InfluxDB refused forever becomes a ``rejected`` point carrying it."""
         return rejected_point(
             "write_rejected",
-            str(point.tags.get("centre", "")),
+            str(point.tags.get(Tag.CENTRE, "")),
             point.measurement,
-            str(point.tags.get("device", "")),
+            str(point.tags.get(Tag.DEVICE, "")),
             point.to_line().encode("utf-8"),
             server_message,
             self._unique_ns(self._clock_ns()),
+            counter=str(point.tags.get(Tag.COUNTER, "")),
         )
 
     def handle(self, topic_name: str, payload: bytes, received_ns: int) -> Handled:
@@ -102,9 +113,12 @@ class MessageHandler:
             topic = cached_parse_topic(topic_name)
         except ContractError as exc:
             return self.reject(exc.reason, topic_name, payload, exc.message, received_ns)
+        counter = topic.counter or ""
         try:
             if topic.kind is TopicKind.RATING:
-                return self.handle_rating(topic, payload, received_ns)
+                event = parse_rating(payload)
+                counter = event.counter
+                return self.handle_rating(topic, event, received_ns)
             if topic.kind is TopicKind.STATUS:
                 return self.handle_status(topic, payload, received_ns)
             if topic.kind is TopicKind.QMS:
@@ -112,20 +126,28 @@ class MessageHandler:
             return Handled((), "ignored")
         except (ContractError, RuleRejection) as exc:
             return self.reject(exc.reason, topic_name, payload, exc.message, received_ns,
-                               centre=topic.centre, device=topic.device or "")
+                               centre=topic.centre, device=topic.device or "", counter=counter)
         except Exception as exc:  # a bug must not stop the stream: make it visible instead
             log.exception("internal error handling %s", topic_name)
             return self.reject("internal_error", topic_name, payload, repr(exc), received_ns,
-                               centre=topic.centre, device=topic.device or "")
+                               centre=topic.centre, device=topic.device or "", counter=counter)
 
-    def handle_rating(self, topic: Topic, payload: bytes, received_ns: int) -> Handled:
-        event = parse_rating(payload)
+    def handle_rating(self, topic: Topic, event: RatingEvent, received_ns: int) -> Handled:
         verdict = self.judge.judge(topic, event, received_ns // 1_000_000, self._clock_ns() // 1_000_000)
-        if verdict is HOLD:
+        if not isinstance(verdict, Accepted):
             return HELD
-        assert isinstance(verdict, Point)
         self.stats.ratings += 1
-        return Handled((verdict,), "rating")
+        if not verdict.new or event.satisfaction.value != NOT_SATISFIED:
+            return Handled((verdict.point,), "rating")
+        # a newly accepted "Không hài lòng": escalate once, stamped at arrival (not the terminal's clock)
+        a = verdict.attribution
+        officer = a.officer if a.officer_verified else ""
+        escalation = escalation_point(
+            verdict.point, event, officer=officer, names=self.registry.names(event.centre, event.counter, officer),
+            rated_local=local_time(a.rated_ms, self.registry.timezone_of(event.centre)), rated_at_ms=a.rated_ms,
+            at_ns=self._unique_ns(received_ns))
+        self.escalations += 1
+        return Handled((verdict.point, escalation), "rating")
 
     def handle_status(self, topic: Topic, payload: bytes, received_ns: int) -> Handled:
         status = parse_status(payload)
@@ -149,17 +171,14 @@ class MessageHandler:
             return Handled((), "ignored")
         if event.type != "ticket_closed" or event.ticket is None:
             return Handled((), "ignored")
-        self.index.closed(topic.centre, event.counter, event.ticket, event.officer, event.at)
-        fields: dict[str, FieldValue] = {"ticket": event.ticket}
-        if event.dossier:
-            fields["dossier"] = event.dossier
+        inst, kind = self.index.closed(topic.centre, event.counter, event.ticket, event.officer,
+                                       event.service or "", event.at, event.ticket_id)
         called = self._called_at.pop(key, None)
-        if called is not None:
-            fields["serve_s"] = max(0.0, (event.at - called) / 1000)
-        tags = {"province": self.registry.province_of(topic.centre), "centre": topic.centre,
-                "counter": event.counter, "officer": event.officer, "service": event.service or ""}
+        if kind is CloseKind.RECLOSE:
+            # a recall/re-close: the ticket was served once (its first close's point); ratings may bind here
+            return Handled((), "reclosed")
         self.stats.tickets += 1
-        # + a ticket-derived ns offset: two tickets closed at one counter in the same ms (a no-show closed
-        # right after) must stay two points; deterministic, so a replayed close rewrites its own point
-        offset_ns = zlib.crc32(event.ticket.encode()) % 1_000_000
-        return Handled((Point("ticket", tags, fields, event.at * 1_000_000 + offset_ns),), "ticket")
+        serve_s = max(0.0, (event.at - called) / 1000) if called is not None else None
+        point = ticket_point(self.registry.province_of(topic.centre), topic.centre, inst.first, event.ticket,
+                             inst.ticket_id, event.dossier, serve_s)
+        return Handled((point,), "ticket")

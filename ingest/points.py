@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import zlib
+
 from broker.contract import DeviceStatus, RatingEvent
 
 from .lineproto import FieldValue, Point
+from .registry import Names
 from .storage import MAX_REJECTED_PAYLOAD, WALKUP_FALSE, WALKUP_TRUE, Field, Measurement, Tag
+from .tickets import Close
 
 
 def rating_time_ns(event: RatingEvent, rated_at_ms: int | None = None) -> int:
@@ -21,8 +25,19 @@ def rating_point(
     rated_at_ms: int | None = None,
     closed_at_ms: int | None = None,
     clock_corrected: bool = False,
+    officer: str | None = None,
+    service: str | None = None,
+    response_ms: int | None = None,
+    terminal_officer: str | None = None,
+    ticket_id: str | None = None,
+    bound_close_ms: int | None = None,
+    digest: str | None = None,
 ) -> Point:
-    """The ``rating`` point. Ticket, dossier and event_id are fields (cardinality)."""
+    """The ``rating`` point. Ticket, dossier and event_id are fields (cardinality).
+
+    ``officer``/``service`` are the attributed ones (the QMS close's in a QMS centre); the
+    terminal's own officer is kept in ``terminal_officer`` when it differs.
+    """
     rated = event.rated_at if rated_at_ms is None else rated_at_ms
     closed = event.closed_at if closed_at_ms is None else closed_at_ms
     fields: dict[str, FieldValue] = {
@@ -37,14 +52,25 @@ def rating_point(
         fields[Field.TICKET] = event.ticket
     if event.dossier:
         fields[Field.DOSSIER] = event.dossier
-    if closed is not None:
+    if response_ms is not None:
+        fields[Field.RESPONSE_MS] = max(0, response_ms)
+    elif closed is not None:
         fields[Field.RESPONSE_MS] = max(0, rated - closed)
+    tid = ticket_id if ticket_id is not None else event.ticket_id
+    if tid:
+        fields[Field.TICKET_ID] = tid
+    if terminal_officer:
+        fields[Field.TERMINAL_OFFICER] = terminal_officer
+    if bound_close_ms is not None:
+        fields[Field.CLOSED_AT_MS] = bound_close_ms
+    if digest:
+        fields[Field.DIGEST] = digest
     tags = {
         Tag.PROVINCE: province,
         Tag.CENTRE: event.centre,
         Tag.COUNTER: event.counter,
-        Tag.OFFICER: event.officer,
-        Tag.SERVICE: event.service or "",
+        Tag.OFFICER: event.officer if officer is None else officer,
+        Tag.SERVICE: (event.service or "") if service is None else service,
         Tag.DEVICE: event.device,
         Tag.CLASS: event.satisfaction.value,
         Tag.WALKUP: WALKUP_TRUE if event.walkup else WALKUP_FALSE,
@@ -52,17 +78,68 @@ def rating_point(
     return Point(Measurement.RATING, tags, fields, rating_time_ns(event, rated))
 
 
+def escalation_point(rating: Point, event: RatingEvent, *, officer: str, names: Names, rated_local: str,
+                     rated_at_ms: int, at_ns: int) -> Point:
+    """The ``escalation`` point of a newly accepted "Không hài lòng" rating (preamble's agreed shape).
+
+    Timestamped at the ingest's arrival time, so a late or clock-skewed rating still falls in the
+    alert's evaluation window; ``officer`` is "" for an unverified walk-up claim.
+    """
+    tags = {
+        Tag.PROVINCE: str(rating.tags[Tag.PROVINCE]),
+        Tag.CENTRE: event.centre,
+        Tag.COUNTER: event.counter,
+        Tag.OFFICER: officer,
+        Tag.DEVICE: event.device,
+        Tag.SERVICE: str(rating.tags[Tag.SERVICE]),
+        Tag.TICKET: event.ticket or "",
+        Tag.CENTRE_NAME: names.centre,
+        Tag.COUNTER_LABEL: names.counter,
+        Tag.OFFICER_NAME: names.officer if officer else "",
+        Tag.RATED_LOCAL: rated_local,
+        Tag.REASONS: ",".join(event.reasons),
+    }
+    fields: dict[str, FieldValue] = {
+        Field.SCORE: event.score,
+        Field.SCALE: event.scale,
+        Field.EVENT_ID: event.event_id,
+        Field.RATED_AT_MS: rated_at_ms,
+        Field.WALKUP: event.walkup,
+    }
+    return Point(Measurement.ESCALATION, tags, fields, at_ns)
+
+
 def rejected_point(
-    reason: str, centre: str, topic: str, device: str, payload: bytes, detail: str, at_ns: int
+    reason: str, centre: str, topic: str, device: str, payload: bytes, detail: str, at_ns: int, counter: str = ""
 ) -> Point:
-    """A ``rejected`` point: nothing invalid vanishes silently."""
+    """A ``rejected`` point: nothing invalid vanishes silently. Counter and device are tags (panels filter)."""
     text = payload[:MAX_REJECTED_PAYLOAD].decode("utf-8", errors="replace")
     return Point(
         Measurement.REJECTED,
-        {Tag.REASON: reason, Tag.CENTRE: centre or "unknown"},
-        {Field.TOPIC: topic[:256], Tag.DEVICE: device, Field.PAYLOAD: text, Field.DETAIL: detail[:512]},
+        {Tag.REASON: reason, Tag.CENTRE: centre or "unknown", Tag.COUNTER: counter, Tag.DEVICE: device},
+        {Field.TOPIC: topic[:256], Field.PAYLOAD: text, Field.DETAIL: detail[:512]},
         at_ns,
     )
+
+
+def ticket_point(province: str, centre: str, close: Close, number: str, ticket_id: str | None,
+                 dossier: str | None, serve_s: float | None) -> Point:
+    """One ``ticket`` point per ticket instance, at its first close (a re-close adds none).
+
+    + a ticket-derived ns offset: two tickets closed at one counter in the same ms (a no-show closed right
+    after) must stay two points; deterministic, so a replayed close rewrites its own point.
+    """
+    fields: dict[str, FieldValue] = {Field.TICKET: number}
+    if ticket_id:
+        fields[Field.TICKET_ID] = ticket_id
+    if dossier:
+        fields[Field.DOSSIER] = dossier
+    if serve_s is not None:
+        fields[Field.SERVE_S] = serve_s
+    tags = {Tag.PROVINCE: province, Tag.CENTRE: centre, Tag.COUNTER: close.counter, Tag.OFFICER: close.officer,
+            Tag.SERVICE: close.service}
+    offset_ns = zlib.crc32((ticket_id or number).encode()) % 1_000_000
+    return Point(Measurement.TICKET, tags, fields, close.at_ms * 1_000_000 + offset_ns)
 
 
 def status_point(status: DeviceStatus, at_ms: int) -> Point:

@@ -12,17 +12,30 @@ in devices.toml must not make every rating ``unknown_device``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 from .rejection import RuleRejection
 
 log = logging.getLogger("hailong.ingest")
+DEFAULT_TIMEZONE = "Asia/Ho_Chi_Minh"
+
+
+@functools.lru_cache(maxsize=64)
+def zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def local_time(ms: int, timezone: str, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    return datetime.fromtimestamp(ms / 1000, zone(timezone)).strftime(fmt)
 
 
 class CentreInfo(Protocol):
@@ -63,6 +76,16 @@ class Placement:
     walkup_allowed: bool
     enforce_tickets: bool = True  # False only without a registry (development): no ticket rules at all
     counter_officer: str | None = None  # officer credited at a counter of a centre without QMS
+    timezone: str = DEFAULT_TIMEZONE  # the centre's zone: its service day and local times
+
+
+@dataclass(frozen=True)
+class Names:
+    """Display names for an escalation ("" when the registry does not know)."""
+
+    centre: str = ""
+    counter: str = ""
+    officer: str = ""
 
 
 def load_fleet_registry(path: Path) -> FleetRegistry:
@@ -168,7 +191,43 @@ class RegistryHolder:
             raise RuleRejection("unknown_device", f"centre {centre!r} of device {device!r} is not registered", "centre")
         officer = getattr(reg.counters.get((centre, dev.counter)), "officer", None)
         return Placement(info.province, info.has_qms, info.walkup_allowed,
-                         counter_officer=officer if isinstance(officer, str) else None)
+                         counter_officer=officer if isinstance(officer, str) else None,
+                         timezone=self.timezone_of(centre))
+
+    def has_qms(self, centre: str) -> bool:
+        reg = self._registry
+        info = reg.centres.get(centre) if reg is not None else None
+        return info is not None and info.has_qms
+
+    def timezone_of(self, centre: str) -> str:
+        reg = self._registry
+        info = reg.centres.get(centre) if reg is not None else None
+        tz = getattr(info, "timezone", None)
+        return tz if isinstance(tz, str) and tz else DEFAULT_TIMEZONE
+
+    def service_day(self, centre: str, at_ms: int) -> str:
+        """The centre's service day of an instant: ticket numbers restart every local morning."""
+        return local_time(at_ms, self.timezone_of(centre), "%Y-%m-%d")
+
+    def officer_of_centre(self, officer: str, centre: str) -> bool:
+        """The registry knows ``officer`` as an active officer of ``centre`` (a walk-up claim is verifiable)."""
+        reg = self._registry
+        info = getattr(reg, "officers", {}).get(officer) if reg is not None else None
+        return info is not None and getattr(info, "centre", None) == centre and not getattr(info, "retired", False)
+
+    def names(self, centre: str, counter: str, officer: str) -> Names:
+        reg = self._registry
+        if reg is None:
+            return Names()
+        c, q = reg.centres.get(centre), reg.counters.get((centre, counter))
+        o = getattr(reg, "officers", {}).get(officer) if officer else None
+        return Names(str(getattr(c, "name", "") or ""), str(getattr(q, "label", "") or ""),
+                     str(getattr(o, "name", "") or ""))
+
+    def centre_ids(self) -> list[str] | None:
+        """The registered centres, sorted; None without a registry (development mode)."""
+        reg = self._registry
+        return sorted(reg.centres) if reg is not None else None
 
     def check_qms_counter(self, centre: str, counter: str) -> None:
         reg = self._registry

@@ -22,11 +22,8 @@ from __future__ import annotations
 
 import json
 import zlib
-from typing import Any
 
-from paho.mqtt.subscribeoptions import SubscribeOptions
-
-from broker.contract import MAX_EPOCH_MS, ContractError, TopicKind, parse_topic, subscription
+from broker.contract import MAX_EPOCH_MS, ContractError, TopicKind, parse_topic
 
 from .handlers import Handled, MessageHandler
 
@@ -35,19 +32,6 @@ RETAINED_NOT_ALLOWED = "retained_not_allowed"
 NO_RETAIN_KINDS = frozenset({TopicKind.RATING, TopicKind.QMS})
 # Fields that carry the event's own time, in the order they are tried.
 _TIME_FIELDS = ("rated_at", "at", "sent_at")
-
-
-def ingest_subscriptions(share_group: str | None, mqtt5: bool) -> list[tuple[str, Any]]:
-    """(topic filter, qos or SubscribeOptions) for the ingest's SUBSCRIBE."""
-    no_replay: Any = SubscribeOptions(qos=1, retainAsPublished=True,
-                                      retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND) if mqtt5 else 1
-    return [
-        (subscription(TopicKind.RATING, share_group=share_group), no_replay),
-        # a retained status is the device's last word (online/offline): replaying it is wanted
-        (subscription(TopicKind.STATUS, share_group=share_group), 1),
-        # QMS is never shared: every instance must know every closed ticket.
-        (subscription(TopicKind.QMS), no_replay),
-    ]
 
 
 def retain_forbidden(topic_name: str) -> bool:

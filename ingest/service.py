@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from broker.kernel.session import Message, MqttSession, ReasonCode
 from broker.kernel.systemd import sd_notify, watchdog_interval_s
@@ -41,8 +41,9 @@ from .handlers import Handled, MessageHandler
 from .health import HealthServer
 from .influxql import InfluxQL, InfluxQueryError
 from .lineproto import Point
+from .partition import subscriptions
 from .registry import RegistryHolder
-from .retained import ingest_subscriptions, reject_retained, retain_forbidden
+from .retained import reject_retained, retain_forbidden
 from .stats import IngestStats
 from .writer import Writer, make_writer
 
@@ -103,9 +104,8 @@ class IngestService:
                         "session after the username", config.client_id, config.mqtt.username)
         self._session = MqttSession(
             config.mqtt, config.client_id,
-            # ratings and QMS without retained replay (retained.py); QMS unshared: every instance
-            # must know every closed ticket
-            subscriptions=ingest_subscriptions(config.share_group, config.mqtt.protocol == "5"),
+            # partition.py: this instance's ratings and QMS (without retained replay, retained.py)
+            subscriptions=subscriptions(config, self.registry.centre_ids()),
             # persistent session + receive maximum: what is not yet written stays on the broker,
             # and at most max_in_flight un-acked messages are ever in our memory
             session_expiry_s=config.session_expiry_s, receive_maximum=config.batch.max_in_flight,
@@ -146,8 +146,7 @@ class IngestService:
         delay = self.config.batch.retry_initial_ms / 1000
         while not self._stop.is_set():
             try:
-                self.handler.index.rebuild(db, lookback)
-                self.handler.clock.rebuild(db, lookback)
+                self.handler.rebuild(db, lookback)
                 return
             except InfluxQueryError as exc:
                 log.warning("cannot rebuild the ticket index yet (retry in %.1fs): %s", delay, exc)
@@ -267,12 +266,27 @@ class IngestService:
                     self.config.registry_poll_s > 0 and now - last_poll >= self.config.registry_poll_s
                     and self.registry.changed_on_disk()):
                 self._reload_requested.clear()
-                self.registry.reload()
+                if self.registry.reload():
+                    self._resubscribe()
             if now - last_poll >= self.config.registry_poll_s:
                 last_poll = now
             if now - last_stats >= self.config.health.stats_interval_s:
                 last_stats = now
                 self.write_stats()
+
+    def _resubscribe(self) -> None:
+        """After a registry reload: a partitioned instance takes new centres and drops removed ones."""
+        old = dict(self._session.subscriptions)
+        fresh = subscriptions(self.config, self.registry.centre_ids())
+        gone = [f for f in old if f not in dict(fresh)]
+        added = [(f, o) for f, o in fresh if f not in old]
+        self._session.subscriptions = fresh  # what the next (re)connect subscribes
+        if gone:
+            self._session.client.unsubscribe(gone)
+        if added:
+            self._session.client.subscribe(cast(Any, added))
+        if gone or added:
+            log.info("resubscribed after registry reload: +%s -%s", [f for f, _ in added], gone)
 
     def _drain(self) -> list[Inbound]:
         out: list[Inbound] = []

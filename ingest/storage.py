@@ -72,12 +72,18 @@ class Field:
     RESPONSE_MS: Final = "response_ms"
     INPUT: Final = "input"
     CLOCK_CORRECTED: Final = "clock_corrected"
-    TERMINAL_OFFICER: Final = "terminal_officer"  # the terminal's claimed officer when the QMS's differs
-    TICKET_ID: Final = "ticket_id"  # vendor ticket identity when known
+    SERVE_S: Final = "serve_s"
+    # vendor ticket identity (rating and ticket) when the QMS sends one
+    TICKET_ID: Final = "ticket_id"
+    # rating: the terminal's claimed officer when the QMS close names another (the tag is the QMS's)
+    TERMINAL_OFFICER: Final = "terminal_officer"
+    # rating: the QMS close time (ms) the rating was bound to, so a restart rebinds it to the same instance
+    CLOSED_AT_MS: Final = "closed_at_ms"
+    # rating: hash of the event's content (all but sent_at): a resend with other content is a conflict
+    DIGEST: Final = "digest"
     # escalation
     RATED_AT_MS: Final = "rated_at_ms"
     WALKUP: Final = "walkup"
-    SERVE_S: Final = "serve_s"
     # device_status
     ONLINE: Final = "online"
     OUTBOX_DEPTH: Final = "outbox_depth"

@@ -1,86 +1,181 @@
-"""The recent-ticket index: which tickets were closed at a counter, by whom, and which rating took them.
+"""The recent-ticket index: ticket INSTANCES closed at a centre, by whom, and which rating took them.
 
-One bounded ordered map per (centre, counter): a counter serves a few hundred
-citizens a day, so the last ``tickets_per_counter`` tickets cover every rating
-that can still be inside its window, and memory stays bounded however long the
-service runs. Eviction is by count, not wall-clock age, so replaying an old
-backlog after an outage judges it against the tickets of that time.
+Ticket numbers are not unique (DESIGN.md, integrity rules): queue machines restart at
+A001 every morning, some per queue prefix, some wrap within a day. A ticket instance is
 
-Every ingest instance subscribes to the QMS topics WITHOUT ``$share``: ratings
-are spread over the instances, so each instance must know every closed ticket.
-After a restart the index is rebuilt from InfluxDB: recent ``ticket`` points
-(closed tickets) AND recent ``rating`` points (tickets already rated), so that
-a second rating for a ticket rated before the restart is still a duplicate and
-a redelivered rating (same event_id) is still recognised as itself.
+- the vendor's ticket id, when the QMS sends one (``ticket_id``), else
+- (centre, number, service day in the centre's time zone, generation): a close of the
+  same number on the same service day within ``reclose_window_s`` of the instance's
+  first close is a recall/re-close of that ticket; a later one is a new ticket (the
+  numbering wrapped).
+
+A recall/re-close is served once (only an instance's first close writes a ``ticket``
+point; a redelivered first close rewrites its identical point) and rated at most once.
+A rating binds to one close of an instance: same counter, same number, the latest close
+at or before the rating (ratings.py), never to an earlier day's ticket.
+
+Memory is bounded per centre (``tickets_per_counter`` x counters seen). Eviction is by
+count, not wall-clock age, so replaying an old backlog judges it against the tickets of
+that time. Every instance subscribes to the QMS topics WITHOUT ``$share``, so each
+knows every closed ticket. After a restart the index is rebuilt from InfluxDB ``ticket``
+points through the same :meth:`TicketIndex.closed` (so the same identities), and the
+rating judge marks the instances already rated (ratings.py).
 """
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
 
 from .influxql import InfluxQL
+from .storage import Field, Measurement, Tag
 
 log = logging.getLogger("hailong.ingest")
 
-CounterKey = tuple[str, str]
+MAX_CLOSES = 8  # re-closes remembered per instance (a recall loop must not grow memory)
+DayOf = Callable[[str, int], str]  # (centre, epoch ms) -> service day "YYYY-MM-DD" in the centre's zone
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """One ticket_closed of an instance: where, by whom, for which service, when (QMS clock)."""
+
+    counter: str
+    officer: str
+    service: str
+    at_ms: int
 
 
 @dataclass(slots=True)
-class TicketEntry:
-    officer: str | None = None  # None: we only know it was rated (no ticket_closed seen)
-    closed_at_ms: int | None = None
+class TicketInstance:
+    centre: str
+    number: str
+    day: str
+    ticket_id: str | None
+    first_at_ms: int
+    closes: list[Close] = field(default_factory=list)
     rated_by: str | None = None  # event_id of the rating that counts for this ticket
+
+    @property
+    def first(self) -> Close:
+        return self.closes[0]
+
+
+def counter_scoped(counter: str, number: str) -> str:
+    """The index key of a ticket number in a centre WITHOUT a QMS: the terminal numbers its own tickets,
+    so the same number at two counters is two tickets ("/" cannot start a ticket number)."""
+    return f"{counter}//{number}"
+
+
+class CloseKind(Enum):
+    FIRST = "first"  # a new ticket instance: write its ticket point
+    REPEAT = "repeat"  # the first close again (redelivery): rewrite the identical point
+    RECLOSE = "reclose"  # a recall/re-close of a served ticket: no second ticket point
 
 
 class TicketIndex:
-    def __init__(self, per_counter: int) -> None:
+    def __init__(self, per_counter: int, reclose_window_s: int, day_of: DayOf) -> None:
         self.per_counter = per_counter
-        self._counters: dict[CounterKey, OrderedDict[str, TicketEntry]] = {}
+        self.reclose_window_ms = reclose_window_s * 1000
+        self.day_of = day_of
+        self._numbers: dict[tuple[str, str], list[TicketInstance]] = {}  # (centre, number) -> instances
+        self._vendor: dict[tuple[str, str], TicketInstance] = {}  # (centre, ticket_id) -> instance
+        self._order: dict[str, OrderedDict[int, TicketInstance]] = {}  # per centre, oldest first
+        self._counters: dict[str, set[str]] = {}
 
     def __len__(self) -> int:
-        return sum(len(t) for t in self._counters.values())
+        return sum(len(o) for o in self._order.values())
 
-    def _entry(self, centre: str, counter: str, ticket: str) -> TicketEntry:
-        tickets = self._counters.setdefault((centre, counter), OrderedDict())
-        entry = tickets.get(ticket)
-        if entry is None:
-            entry = tickets[ticket] = TicketEntry()
-            while len(tickets) > self.per_counter:
-                tickets.popitem(last=False)
-        return entry
+    # ------------------------------------------------------------------ closes
 
-    def get(self, centre: str, counter: str, ticket: str) -> TicketEntry | None:
-        tickets = self._counters.get((centre, counter))
-        return tickets.get(ticket) if tickets is not None else None
+    def _identify(self, centre: str, number: str, day: str, at_ms: int,
+                  ticket_id: str | None) -> TicketInstance | None:
+        if ticket_id is not None:
+            return self._vendor.get((centre, ticket_id))
+        for inst in reversed(self._numbers.get((centre, number), ())):
+            if inst.ticket_id is None and inst.day == day and abs(at_ms - inst.first_at_ms) <= self.reclose_window_ms:
+                return inst
+        return None
 
-    def closed(self, centre: str, counter: str, ticket: str, officer: str, closed_at_ms: int) -> None:
-        entry = self._entry(centre, counter, ticket)
-        entry.officer = officer
-        entry.closed_at_ms = closed_at_ms
+    def closed(self, centre: str, counter: str, number: str, officer: str, service: str, at_ms: int,
+               ticket_id: str | None = None) -> tuple[TicketInstance, CloseKind]:
+        """Record a ticket_closed; say whether it is a new instance, its first close again, or a re-close."""
+        close = Close(counter, officer, service, at_ms)
+        inst = self._identify(centre, number, self.day_of(centre, at_ms), at_ms, ticket_id)
+        if inst is None:
+            inst = TicketInstance(centre, number, self.day_of(centre, at_ms), ticket_id, at_ms, [close])
+            self._add(inst, counter)
+            return inst, CloseKind.FIRST
+        if close == inst.first:
+            return inst, CloseKind.REPEAT
+        if close not in inst.closes:
+            inst.closes.append(close)  # closes[0] stays the first (the served one, with the ticket point)
+            del inst.closes[MAX_CLOSES:]
+        return inst, CloseKind.RECLOSE
 
-    def rated(self, centre: str, counter: str, ticket: str, event_id: str) -> None:
-        self._entry(centre, counter, ticket).rated_by = event_id
+    def _add(self, inst: TicketInstance, counter: str) -> None:
+        self._numbers.setdefault((inst.centre, inst.number), []).append(inst)
+        if inst.ticket_id is not None:
+            self._vendor[(inst.centre, inst.ticket_id)] = inst
+        counters = self._counters.setdefault(inst.centre, set())
+        counters.add(counter)
+        order = self._order.setdefault(inst.centre, OrderedDict())
+        order[id(inst)] = inst
+        while len(order) > self.per_counter * len(counters):
+            _, old = order.popitem(last=False)
+            same = self._numbers.get((old.centre, old.number), [])
+            if old in same:
+                same.remove(old)
+            if not same:
+                self._numbers.pop((old.centre, old.number), None)
+            if old.ticket_id is not None and self._vendor.get((old.centre, old.ticket_id)) is old:
+                del self._vendor[(old.centre, old.ticket_id)]
 
-    def rebuild(self, db: InfluxQL, lookback_s: int) -> tuple[int, int]:
-        """Load recent ticket and rating points (oldest first); return (tickets, rated) loaded.
+    # ------------------------------------------------------------------ lookups for ratings
+
+    def closes_at(self, centre: str, counter: str, number: str,
+                  ticket_id: str | None = None) -> list[tuple[TicketInstance, Close]]:
+        """Every remembered close of ``number`` (or vendor ``ticket_id``) at ``counter``, oldest first.
+
+        A rating naming a vendor id binds only to that ticket (none yet: its close has not arrived).
+        """
+        if ticket_id is not None:
+            inst = self._vendor.get((centre, ticket_id))
+            instances = [inst] if inst is not None and inst.number == number else []
+        else:
+            instances = self._numbers.get((centre, number), [])
+        found = [(inst, c) for inst in instances for c in inst.closes if c.counter == counter]
+        return sorted(found, key=lambda ic: ic[1].at_ms)
+
+    def find(self, centre: str, counter: str, number: str, ticket_id: str | None,
+             closed_at_ms: int | None, rated_ms: int) -> TicketInstance | None:
+        """The instance a stored rating was bound to (index rebuild): its close time, else the latest before."""
+        closes = self.closes_at(centre, counter, number, ticket_id)
+        for inst, c in closes:
+            if closed_at_ms is not None and c.at_ms == closed_at_ms:
+                return inst
+        before = [inst for inst, c in closes if c.at_ms <= rated_ms]
+        return before[-1] if before else None
+
+    # ------------------------------------------------------------------ restart
+
+    def rebuild(self, db: InfluxQL, lookback_s: int) -> int:
+        """Load recent ticket points (oldest first) through :meth:`closed`; return how many.
 
         Raises InfluxQueryError when InfluxDB cannot answer: the caller must not
         judge ratings with an empty index, or valid ratings would be rejected.
         """
-        since = f"time > now() - {int(lookback_s)}s"
-        tickets = db.rows(f'SELECT "ticket", "officer", "centre", "counter" FROM "ticket" WHERE {since}')
-        for row in tickets:
-            if row.get("ticket") and row.get("centre") and row.get("counter"):
-                self.closed(row["centre"], row["counter"], str(row["ticket"]), str(row.get("officer") or ""),
-                            int(row["time"]))
-        rated = db.rows(
-            f'SELECT "ticket", "event_id", "centre", "counter" FROM "rating" WHERE {since} AND "walkup" = \'false\''
-        )
-        for row in rated:
-            if row.get("ticket") and row.get("event_id") and row.get("centre") and row.get("counter"):
-                self.rated(row["centre"], row["counter"], str(row["ticket"]), str(row["event_id"]))
-        log.info("ticket index rebuilt: %d ticket points, %d rated tickets (last %ds)",
-                 len(tickets), len(rated), lookback_s)
-        return len(tickets), len(rated)
+        rows = db.rows(f'SELECT "{Field.TICKET}", "{Field.TICKET_ID}", "{Tag.OFFICER}", "{Tag.SERVICE}", '
+                       f'"{Tag.CENTRE}", "{Tag.COUNTER}" FROM "{Measurement.TICKET}" '
+                       f'WHERE time > now() - {int(lookback_s)}s', epoch="ms")
+        for row in rows:
+            if row.get(Field.TICKET) and row.get(Tag.CENTRE) and row.get(Tag.COUNTER):
+                tid = row.get(Field.TICKET_ID)
+                self.closed(row[Tag.CENTRE], row[Tag.COUNTER], str(row[Field.TICKET]),
+                            str(row.get(Tag.OFFICER) or ""), str(row.get(Tag.SERVICE) or ""), int(row["time"]),
+                            str(tid) if tid else None)
+        log.info("ticket index rebuilt: %d ticket points (last %ds)", len(rows), lookback_s)
+        return len(rows)

@@ -63,6 +63,19 @@ class Centre(_Entry):
     province: str = Field(pattern=ID_PATTERN, description="Province id, e.g. thua-thien-hue (a tag in InfluxDB)")
     has_qms: bool = Field(default=True, description="A queue system adapter publishes this centre's QMS events")
     walkup_allowed: bool = Field(default=False, description="Ratings without a ticket are accepted (never scored)")
+    timezone: str = Field(default="Asia/Ho_Chi_Minh",
+                          description="IANA time zone of the centre: its service day (ticket numbers restart daily)")
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (IANA name, e.g. Asia/Ho_Chi_Minh)") from None
+        return v
 
 
 class Counter(_Entry):

@@ -25,14 +25,18 @@ import ssl
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from .mqtt import MqttSettings
+
+# (topic filter, QoS or MQTT 5 SubscribeOptions) as paho's subscribe() takes them
+Subscription = tuple[str, int | SubscribeOptions]
 
 log = logging.getLogger("hailong.mqtt")
 
@@ -58,7 +62,7 @@ class MqttSession:
         settings: MqttSettings,
         client_id: str,
         *,
-        subscriptions: Sequence[tuple[str, int]] = (),
+        subscriptions: Sequence[Subscription] = (),
         session_expiry_s: int | None = None,
         receive_maximum: int | None = None,
         will: LastWill | None = None,
@@ -175,7 +179,7 @@ class MqttSession:
         if self.subscriptions:
             # subscribed again on every connect: a session the broker lost (expired, restarted
             # without persistence) would otherwise stay silent
-            self._subscribe_mid = client.subscribe(self.subscriptions)[1]
+            self._subscribe_mid = client.subscribe(cast(Any, self.subscriptions))[1]
         self.connected.set()
         self._call("connect", self._hook_connect)
 

@@ -20,6 +20,7 @@ def test_example_fleet_loads_with_vietnamese_names() -> None:
     assert reg.devices["qn-q02"].pins["score_4"] == 19
     assert reg.officers["pham-minh-duc"].name == "Phạm Minh Đức"
     assert [d.id for d in reg.active_devices("dn-tthc")] == ["dn-q01", "dn-q02"]
+    assert reg.centres["dn-tthc"].timezone == "Asia/Ho_Chi_Minh", "the service day's zone defaults to Vietnam"
 
 
 # (file, text appended to / replacing it, exact error message); "{f}" is the fleet directory.
@@ -72,6 +73,9 @@ BROKEN: list[tuple[str, str, str, str]] = [
      "{f}/centres.toml:41: centre.hue.counter.q1.officer: officer 'le-thi-huong' works at centre 'dn-tthc'"),
     ("officers.toml", "replace", "",
      "{f}/officers.toml: file not found"),
+    ("centres.toml", "append", '\n[centre.hue]\nname = "Huế"\nprovince = "hue"\ntimezone = "Asia/Hue"\n'
+     '[centre.hue.counter.q1]\nlabel = "Q1"\n',
+     "{f}/centres.toml:38: centre.hue.timezone: unknown time zone 'Asia/Hue' (IANA name, e.g. Asia/Ho_Chi_Minh)"),
 ]
 
 

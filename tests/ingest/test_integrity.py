@@ -132,17 +132,21 @@ def case_ticket_closed_elsewhere(s: Stack) -> tuple[list[Msg], str]:
     return [close(s, "q2", tk), m], eid
 
 
-def case_officer_mismatch(s: Stack) -> tuple[list[Msg], str]:
-    tk = t(s, "off")
-    m, eid = r_msg(s, s.dev("a1"), "q1", tk, officer="cb-khac")
-    return [close(s, "q1", tk, officer="cb1"), m], eid
+def case_conflicting_event(s: Stack) -> tuple[list[Msg], str]:
+    # refused as a walk-up, then "fixed" under the same event_id: one event_id is one rating
+    (topic, payload), eid = r_msg(s, s.dev("a1"), "q1", None)
+    tk = t(s, "conf")
+    fixed = payload.replace(b'"ticket":null', f'"ticket":"{tk}"'.encode()).replace(
+        b'"closed_at":null', f'"closed_at":{now_ms() - 1000}'.encode())
+    return [close(s, "q1", tk), (topic, payload), (topic, fixed)], eid
 
 
 def case_outside_window(s: Stack) -> tuple[list[Msg], str]:
     tk = t(s, "win")
     now = now_ms()
-    m, eid = r_msg(s, s.dev("a1"), "q1", tk, closed_at=now - 600_000)
-    return [close(s, "q1", tk), m], eid
+    # the QMS closed it 10 min ago; the device's claim (closed 1 s ago) is not what the window measures
+    m, eid = r_msg(s, s.dev("a1"), "q1", tk, closed_at=now - 1000)
+    return [(qms_topic(s.qa, "q1"), ticket_closed("q1", "cb1", tk, at=now - 600_000).to_json()), m], eid
 
 
 def case_walkup_not_allowed(s: Stack) -> tuple[list[Msg], str]:
@@ -170,7 +174,7 @@ CASES: dict[str, tuple[Callable[[Stack], tuple[list[Msg], str]], str]] = {
     "duplicate_ticket": (case_duplicate_ticket, "duplicate_ticket"),
     "unknown_ticket": (case_unknown_ticket, "unknown_ticket"),
     "ticket_closed_at_another_counter": (case_ticket_closed_elsewhere, "unknown_ticket"),
-    "officer_mismatch": (case_officer_mismatch, "officer_mismatch"),
+    "conflicting_event": (case_conflicting_event, "conflicting_event"),
     "outside_window": (case_outside_window, "outside_window"),
     "walkup_not_allowed": (case_walkup_not_allowed, "walkup_not_allowed"),
     "absurd_timestamp": (case_absurd_timestamp, "absurd_timestamp"),
@@ -228,11 +232,13 @@ def test_clock_at_1970_is_corrected(stack: Stack) -> None:
     tk = t(stack, "clk")
     m, eid = r_msg(stack, stack.dev("a1"), "q1", tk, closed_at=boot - 2000, rated_at=boot, sent_at=boot + 100)
     before = now_ms()
-    stack.send([close(stack, "q1", tk), m])
+    closed = before - 1000
+    stack.send([(qms_topic(stack.qa, "q1"), ticket_closed("q1", "cb1", tk, at=closed).to_json()), m])
     row = wait_until(lambda: stack.ratings().get(eid), what="the corrected rating")
     assert row["clock_corrected"] is True
     assert before - 2000 <= row["time"] <= now_ms() + 1000, "rated_at shifted to our clock"
-    assert row["response_ms"] == 2000
+    # measured from the QMS close the ingest holds, not from the device's closed_at
+    assert row["response_ms"] == row["time"] - closed and row["closed_at_ms"] == closed
 
 
 def test_status_from_registered_device_and_unknown_device(stack: Stack) -> None:

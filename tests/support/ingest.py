@@ -55,6 +55,23 @@ class TCentre:
     province: str = "thua-thien-hue"
     has_qms: bool = True
     walkup_allowed: bool = False
+    name: str = "Trung tâm Phục vụ hành chính công"
+    timezone: str = "Asia/Ho_Chi_Minh"
+
+
+@dataclass(frozen=True)
+class TCounter:
+    id: str
+    label: str
+    officer: str | None = None
+
+
+@dataclass(frozen=True)
+class TOfficer:
+    id: str
+    name: str
+    centre: str
+    retired: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,12 +89,17 @@ class TFleet:
     centres: dict[str, TCentre] = field(default_factory=dict)
     counters: dict[tuple[str, str], object] = field(default_factory=dict)
     devices: dict[str, TDevice] = field(default_factory=dict)
+    officers: dict[str, TOfficer] = field(default_factory=dict)
 
     def add(self, centre: TCentre, *devices: TDevice) -> TFleet:
         self.centres[centre.id] = centre
         for d in devices:
             self.devices[d.id] = d
-            self.counters[(d.centre, d.counter)] = d.counter
+            self.counters[(d.centre, d.counter)] = TCounter(d.counter, f"Quầy {d.counter}")
+        return self
+
+    def officer(self, officer: str, name: str, centre: str) -> TFleet:
+        self.officers[officer] = TOfficer(officer, name, centre)
         return self
 
 

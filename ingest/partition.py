@@ -1,0 +1,67 @@
+"""Which rating topics this ingest instance subscribes to: a ticket's ratings must meet one judge.
+
+``duplicate_ticket`` is decided by an in-memory index, so two ratings of one ticket must
+reach the same instance. With ``integrity.partition.count = n`` > 1, instance ``k`` takes
+the centres whose crc32(centre id) mod n == k, one shared subscription per centre,
+``$share/{share_group}-p{k}/hl/v1/{centre}/+/rating``: several processes with the same k
+share that partition's load (and take over from each other), and no two partitions ever
+see one centre. Status topics stay on the one shared group (no state behind them), and
+QMS topics stay unshared: every instance knows every closed ticket.
+
+The broker's ACL is rendered from the same registry, so no device can publish for a
+centre outside it; after a registry reload the service resubscribes (a new centre is
+picked up, a removed one dropped). Without a registry (development) or with one
+partition, the single wildcard subscription of before is used.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from broker.contract import TOPIC_PREFIX, TopicKind, subscription
+
+from .config import IngestConfig
+
+
+def partition_of(centre: str, count: int) -> int:
+    """Stable across processes and Python versions (unlike hash())."""
+    return zlib.crc32(centre.encode("utf-8")) % count
+
+
+def _no_replay(mqtt5: bool) -> int | SubscribeOptions:
+    """QoS 1 without retained replay on (re)subscribe, keeping the live retain flag (see retained.py)."""
+    if not mqtt5:
+        return 1  # 3.1.1 cannot opt out: retained.py rejects the replays idempotently
+    return SubscribeOptions(qos=1, retainAsPublished=True, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
+
+
+def my_centres(config: IngestConfig, centres: list[str] | None) -> list[str] | None:
+    """This instance's centres, or None for "all of them" (one partition, or no registry)."""
+    part = config.integrity.partition
+    if part.count == 1 or centres is None:
+        return None
+    return [c for c in centres if partition_of(c, part.count) == part.index]
+
+
+def subscriptions(config: IngestConfig, centres: list[str] | None) -> list[tuple[str, int | SubscribeOptions]]:
+    """Every (filter, options) of this instance.
+
+    Ratings of its centres (shared with the other members of its partition), all statuses
+    (shared: no state behind them), the QMS events of its centres (never shared: every
+    member of the partition must know every closed ticket of those centres; ratings of other
+    centres never reach this instance, so their QMS events are not needed here either).
+    """
+    group, mqtt5 = config.share_group, config.mqtt.protocol == "5"
+    no_replay = _no_replay(mqtt5)
+    status: list[tuple[str, int | SubscribeOptions]] = [(subscription(TopicKind.STATUS, share_group=group), 1)]
+    mine = my_centres(config, centres)
+    if mine is None:
+        return [(subscription(TopicKind.RATING, share_group=group), no_replay), *status,
+                (subscription(TopicKind.QMS), no_replay)]
+    # every filter names one centre, so a device of another partition is never delivered here
+    prefix = f"$share/{group}-p{config.integrity.partition.index}/" if group else ""
+    ratings = [(f"{prefix}{TOPIC_PREFIX}/{c}/+/{TopicKind.RATING.value}", no_replay) for c in mine]
+    qms = [(f"{TOPIC_PREFIX}/{c}/{TopicKind.QMS.value}/+", no_replay) for c in mine]
+    return [*ratings, *status, *qms]

@@ -1,0 +1,109 @@
+"""duplicate_ticket across ingest instances (issue 15.7): partitioned rating subscriptions, real broker.
+
+Two ingest instances (partition 0/2 and 1/2) on one share group: the two ratings of a ticket always meet
+the same judge, so 10 doubly-rated tickets over two centres give exactly 10 ratings and 10 duplicate_ticket.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hailong.localstack import InfluxServer, MosquittoServer
+from ingest.config import IngestConfig
+from ingest.influxql import InfluxQL
+from ingest.partition import partition_of, subscriptions
+from ingest.registry import RegistryHolder
+from ingest.service import IngestService
+from tests.support.ingest import TCentre, TDevice, TFleet, ingest_config, now_ms
+from tests.support.judging import Judged, Msg, mqtt_settings, new_uid
+from tests.support.waiting import wait_until
+
+
+def centre_in(partition: int, uid: str, taken: set[str]) -> str:
+    """A centre id of the given partition (of 2), by trying ids in order: deterministic for a uid."""
+    return next(c for c in (f"p{i}{uid}" for i in range(64)) if partition_of(c, 2) == partition and c not in taken)
+
+
+def start(cfg: IngestConfig, holder: RegistryHolder) -> IngestService:
+    svc = IngestService(cfg, registry=holder).start()
+    assert svc.connected
+    return svc
+
+
+def test_two_instances_judge_each_ticket_once(mosquitto: MosquittoServer, influx_server: InfluxServer,
+                                              tmp_path: Path) -> None:
+    from device.publisher import RatingPublisher
+
+    uid = new_uid()
+    mqtt = mqtt_settings(mosquitto)
+    db = InfluxQL(influx_server.url, f"t_partition_{uid}")
+    db.create_database()
+    c0 = centre_in(0, uid, set())
+    c1 = centre_in(1, uid, {c0})
+    fleet = TFleet().add(TCentre(c0), TDevice(f"a{uid}", c0, "q1")).add(TCentre(c1), TDevice(f"b{uid}", c1, "q1"))
+    current: dict[str, Any] = {"fleet": fleet}
+    (tmp_path / "devices.toml").write_text("1")
+    services: list[IngestService] = []
+    pub = RatingPublisher(mqtt, f"pub-{uid}")
+    try:
+        for k in (0, 1):
+            cfg = ingest_config(mqtt, db, f"{uid}{k}", share_group=f"g{uid}",
+                                integrity={"hold_grace_s": 1.5, "partition": {"index": k, "count": 2}})
+            holder = RegistryHolder.from_path(tmp_path, cfg.province, loader=lambda _p: current["fleet"])
+            services.append(start(cfg, holder))
+        assert pub.start()
+        j = Judged(uid, db, pub, services)
+        now = now_ms()
+        closes: list[Msg] = []
+        ratings: list[Msg] = []
+        eids: list[str] = []
+        for n in range(10):
+            centre, device = (c0, f"a{uid}") if n % 2 == 0 else (c1, f"b{uid}")
+            closes.append(j.close(centre, "q1", f"T{n:03d}", now - 5000 + n))
+            for press in range(2):  # the citizen pressed twice (two event_ids)
+                m, eid = j.rating(centre, device, "q1", f"T{n:03d}", rated=now - 1000 + press, score=4 - press)
+                ratings.append(m)
+                eids.append(eid)
+        j.send(closes)
+        j.send(ratings)
+        got = j.outcomes(eids)
+        assert sorted(got.values()) == ["duplicate_ticket"] * 10 + ["rating"] * 10
+        assert len(db.rows('SELECT * FROM "rating"')) == 10
+        # each centre met exactly one judge: instance k stored the 5 ratings of its centre
+        assert [s.stats.ratings for s in services] == [5, 5]
+        assert [s.stats.rejected.get("duplicate_ticket", 0) for s in services] == [5, 5]
+
+        # a centre added to the registry is picked up by its partition after a reload (resubscribe)
+        c2 = centre_in(0, uid, {c0, c1})
+        current["fleet"] = TFleet(dict(fleet.centres), dict(fleet.counters), dict(fleet.devices)).add(
+            TCentre(c2), TDevice(f"c{uid}", c2, "q1"))
+        (tmp_path / "devices.toml").write_text("22")
+        for s in services:
+            s.request_registry_reload()
+        wait_until(lambda: all(s.registry.reloads == 1 for s in services), what="both instances reloaded")
+        m, eid = j.rating(c2, f"c{uid}", "q1", "N001", rated=now_ms())
+        wait_until(lambda: any(c2 in f for f, _ in services[0]._session.subscriptions),
+                   what="partition 0 subscribed the new centre")
+        j.send([j.close(c2, "q1", "N001", now_ms() - 2000), m])
+        assert j.outcomes([eid]) == {eid: "rating"}
+        assert services[0].stats.ratings == 6 and services[1].stats.ratings == 5
+    finally:
+        pub.stop()
+        for s in services:
+            s.stop()
+        db.drop_database()
+
+
+def test_subscription_lists() -> None:
+    """Without a registry or with one partition: the single wildcard of before; else one filter per centre."""
+    base = IngestConfig.model_validate({"share_group": "g"})
+    assert subscriptions(base, None)[0] == ("$share/g/hl/v1/+/+/rating", 1)
+    assert subscriptions(base, ["x1", "x2"])[0] == ("$share/g/hl/v1/+/+/rating", 1)
+    split = IngestConfig.model_validate({"share_group": "g", "integrity": {"partition": {"index": 1, "count": 3}}})
+    centres = [f"c{i}" for i in range(30)]
+    subs = [f for f, _ in subscriptions(split, centres)]
+    mine = [c for c in centres if partition_of(c, 3) == 1]
+    assert subs[:-2] == [f"$share/g-p1/hl/v1/{c}/+/rating" for c in mine] and 0 < len(mine) < 30
+    assert subs[-2:] == ["$share/g/hl/v1/+/+/status", "hl/v1/+/qms/+"], "status shared, QMS never shared"
+    assert subscriptions(split, None)[0] == ("$share/g/hl/v1/+/+/rating", 1), "dev mode: one wildcard"
