@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
 from hailong.localstack import InfluxServer, MosquittoServer
 from ingest.config import IngestConfig
 from ingest.influxql import InfluxQL
@@ -98,12 +100,28 @@ def test_two_instances_judge_each_ticket_once(mosquitto: MosquittoServer, influx
 def test_subscription_lists() -> None:
     """Without a registry or with one partition: the single wildcard of before; else one filter per centre."""
     base = IngestConfig.model_validate({"share_group": "g"})
-    assert subscriptions(base, None)[0] == ("$share/g/hl/v1/+/+/rating", 1)
-    assert subscriptions(base, ["x1", "x2"])[0] == ("$share/g/hl/v1/+/+/rating", 1)
+    assert [f for f, _ in subscriptions(base, None)] == \
+        ["$share/g/hl/v1/+/+/rating", "$share/g/hl/v1/+/+/status", "hl/v1/+/qms/+"]
+    assert subscriptions(base, ["x1", "x2"])[0][0] == "$share/g/hl/v1/+/+/rating"
     split = IngestConfig.model_validate({"share_group": "g", "integrity": {"partition": {"index": 1, "count": 3}}})
     centres = [f"c{i}" for i in range(30)]
     subs = [f for f, _ in subscriptions(split, centres)]
     mine = [c for c in centres if partition_of(c, 3) == 1]
-    assert subs[:-2] == [f"$share/g-p1/hl/v1/{c}/+/rating" for c in mine] and 0 < len(mine) < 30
-    assert subs[-2:] == ["$share/g/hl/v1/+/+/status", "hl/v1/+/qms/+"], "status shared, QMS never shared"
-    assert subscriptions(split, None)[0] == ("$share/g/hl/v1/+/+/rating", 1), "dev mode: one wildcard"
+    assert 0 < len(mine) < 30
+    assert subs == ([f"$share/g-p1/hl/v1/{c}/+/rating" for c in mine] + ["$share/g/hl/v1/+/+/status"]
+                    + [f"hl/v1/{c}/qms/+" for c in mine]), "status shared; QMS never shared, only the partition's"
+    assert subscriptions(split, None)[0][0] == "$share/g/hl/v1/+/+/rating", "dev mode: one wildcard"
+
+
+def test_ratings_and_qms_are_subscribed_without_retained_replay() -> None:
+    """MQTT 5: retain handling 2 (no replay on subscribe) + retain as published on ratings and QMS (issue 12.2)."""
+    split = {"share_group": "g", "integrity": {"partition": {"index": 0, "count": 2}}}
+    for cfg in (IngestConfig.model_validate({"share_group": "g"}), IngestConfig.model_validate(split)):
+        for topic, opts in subscriptions(cfg, ["c1", "c2", "c3"]):
+            if topic.endswith("/status"):
+                assert opts == 1, "a retained status (last will) is wanted on subscribe"
+                continue
+            assert isinstance(opts, SubscribeOptions), topic
+            assert opts.retainHandling == SubscribeOptions.RETAIN_DO_NOT_SEND and opts.retainAsPublished
+    v311 = IngestConfig.model_validate({"mqtt": {"protocol": "3.1.1"}})
+    assert all(o == 1 for _, o in subscriptions(v311, None)), "3.1.1 has no options; retained.py handles replays"
