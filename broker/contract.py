@@ -112,6 +112,16 @@ def qms_topic(centre: str, counter: str) -> str:
     return str(Topic(TopicKind.QMS, validate_id(centre, "centre"), counter=validate_id(counter, "counter")))
 
 
+# The QMS bridge's retained status: a DeviceStatus whose device is "qms-bridge", one level
+# below the QMS topics so that neither hl/v1/+/qms/+ (terminals, ingest) nor
+# hl/v1/+/+/status (device statuses) matches it.
+QMS_BRIDGE_DEVICE = "qms-bridge"
+
+
+def qms_bridge_status_topic(centre: str) -> str:
+    return f"{TOPIC_PREFIX}/{validate_id(centre, 'centre')}/qms/bridge/status"
+
+
 def subscription(kind: TopicKind, centre: str = "+", share_group: str | None = None) -> str:
     """Wildcard filter for one topic kind, optionally as a ``$share`` subscription."""
     if centre != "+":
