@@ -10,6 +10,7 @@ Anything wrong gets a 4xx whose JSON names the problem, and nothing is queued::
     401 bad_secret / bad_signature     415 not_json (Content-Type)
     413 body_too_large                 400 malformed_json
     422 unknown_counter, missing_ticket, unknown_type, bad_time, ... (the mapping's reason)
+    503 not_queued (the outbox could not be written: retry later)
 """
 
 from __future__ import annotations
@@ -110,6 +111,10 @@ class _Handler(BaseHTTPRequestHandler):
             srv.on_rejected()
             log.warning("webhook rejected (%s): %s", exc.reason, exc.detail)
             self._send(exc.status, {"error": exc.reason, "detail": exc.detail})
+            return
+        except Exception as exc:  # outbox unwritable (disk full...): not queued, the vendor must retry
+            log.exception("webhook event could not be queued")
+            self._send(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "not_queued", "detail": repr(exc)[:300]})
             return
         self._send(HTTPStatus.OK, {"queued": list(queued.new), "duplicates": list(queued.duplicates)})
 
