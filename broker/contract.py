@@ -28,6 +28,13 @@ _ID_RE = re.compile(ID_PATTERN)
 # Queue tickets look like "A-1024", "B012", "KT.15": printable, short, no spaces.
 TICKET_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,31}$"
 REASON_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+# Canonical UUID text (what str(uuid.UUID) prints, any case). The parser accepts
+# exactly this and nothing looser (no braces, no urn:, no bare 32 hex), so the
+# exported JSON Schema can say the same rule with a pattern.
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+# The queue system's own ticket identity (a row id, a UUID, "20251122-A001"):
+# printable ASCII without spaces, so it survives every log, CSV and InfluxDB field.
+VENDOR_TICKET_ID_PATTERN = r"^[!-~]{1,64}$"
 # A device may not be called "qms": hl/v1/{centre}/qms/{counter} would then be
 # ambiguous with hl/v1/{centre}/{device}/rating for a counter named "rating".
 RESERVED_DEVICE_IDS = frozenset({"qms"})
@@ -105,6 +112,16 @@ def qms_topic(centre: str, counter: str) -> str:
     return str(Topic(TopicKind.QMS, validate_id(centre, "centre"), counter=validate_id(counter, "counter")))
 
 
+# The QMS bridge's retained status: a DeviceStatus whose device is "qms-bridge", one level
+# below the QMS topics so that neither hl/v1/+/qms/+ (terminals, ingest) nor
+# hl/v1/+/+/status (device statuses) matches it.
+QMS_BRIDGE_DEVICE = "qms-bridge"
+
+
+def qms_bridge_status_topic(centre: str) -> str:
+    return f"{TOPIC_PREFIX}/{validate_id(centre, 'centre')}/qms/bridge/status"
+
+
 def subscription(kind: TopicKind, centre: str = "+", share_group: str | None = None) -> str:
     """Wildcard filter for one topic kind, optionally as a ``$share`` subscription."""
     if centre != "+":
@@ -146,8 +163,11 @@ Id = Annotated[str, Field(pattern=ID_PATTERN, description="Identifier [a-z0-9-]{
 TicketNo = Annotated[str, Field(pattern=TICKET_PATTERN, description="Queue ticket number, e.g. A-1024")]
 EpochMs = Annotated[int, Field(ge=0, le=MAX_EPOCH_MS, description="UTC epoch milliseconds")]
 ShortText = Annotated[str, Field(min_length=1, max_length=64)]
-VendorTicketId = Annotated[str, Field(min_length=1, max_length=64)]
 ReasonCode = Annotated[str, Field(pattern=REASON_PATTERN)]
+Uuid = Annotated[str, Field(pattern=UUID_PATTERN, description="UUID, canonical 8-4-4-4-12 hex form")]
+VendorTicketId = Annotated[
+    str, Field(pattern=VENDOR_TICKET_ID_PATTERN, description="The QMS's own ticket identity (printable, <= 64)")
+]
 
 
 class _Message(BaseModel):
@@ -188,7 +208,7 @@ def satisfaction_class(score: int, scale: int) -> SatisfactionClass:
 class RatingEvent(_Message):
     """One citizen's rating of the ticket just served at a counter."""
 
-    event_id: str = Field(description="UUID (v7 preferred), unique per rating")
+    event_id: Uuid = Field(description="UUID (v7 preferred), unique per rating")
     seq: int = Field(ge=0, description="Device-monotonic sequence number")
     device: Id = Field(description="Device id; must equal the device in the topic")
     centre: Id = Field(description="Centre id; must equal the centre in the topic")
@@ -196,7 +216,8 @@ class RatingEvent(_Message):
     officer: Id = Field(description="Officer (cán bộ) logged in at the counter")
     ticket: TicketNo | None = Field(description="Queue ticket number, null for a walk-up rating")
     ticket_id: VendorTicketId | None = Field(
-        default=None, description="The QMS vendor's unique ticket id, when the queue system has one")
+        default=None, description="The QMS's ticket identity from the close this rating answers (optional)"
+    )
     service: Id | None = Field(default=None, description="Service area / procedure code (lĩnh vực)")
     dossier: Annotated[str, Field(max_length=64)] | None = Field(default=None, description="Dossier code (mã hồ sơ)")
     scale: Literal[3, 4, 5] = Field(description="Number of levels on the device's scale")
@@ -211,16 +232,14 @@ class RatingEvent(_Message):
 
     @model_validator(mode="after")
     def _check(self) -> RatingEvent:
-        try:
-            uuid.UUID(self.event_id)
-        except ValueError:
-            raise ValueError("event_id: must be a UUID") from None
         if self.score > self.scale:
             raise ValueError(f"score: {self.score} exceeds scale {self.scale}")
         if self.ticket is None and self.closed_at is not None:
             raise ValueError("closed_at: must be null for a walk-up rating (ticket is null)")
         if self.ticket is not None and self.closed_at is None:
             raise ValueError("closed_at: required when ticket is set")
+        if self.ticket is None and self.ticket_id is not None:
+            raise ValueError("ticket_id: must be null for a walk-up rating (ticket is null)")
         if len(set(self.reasons)) != len(self.reasons):
             raise ValueError("reasons: duplicate reason code")
         return self
@@ -260,7 +279,11 @@ class QmsEvent(_Message):
     officer: Id = Field(description="Officer at the counter")
     ticket: TicketNo | None = Field(default=None, description="Ticket; required for ticket_* events")
     ticket_id: VendorTicketId | None = Field(
-        default=None, description="The vendor's unique ticket id (numbers restart daily; this does not)")
+        default=None, description="The QMS's own ticket identity (unique across days), when it has one"
+    )
+    event_id: Uuid | None = Field(
+        default=None, description="Event identity; a bridge derives it deterministically, so a replay keeps it"
+    )
     service: Id | None = Field(default=None, description="Service area / procedure code")
     dossier: Annotated[str, Field(max_length=64)] | None = Field(default=None, description="Dossier code")
     at: EpochMs = Field(description="QMS clock, UTC epoch ms")
@@ -269,6 +292,8 @@ class QmsEvent(_Message):
     def _check(self) -> QmsEvent:
         if self.type.startswith("ticket_") and self.ticket is None:
             raise ValueError(f"ticket: required for {self.type}")
+        if self.ticket is None and self.ticket_id is not None:
+            raise ValueError("ticket_id: only with a ticket")
         return self
 
 
@@ -378,11 +403,52 @@ SCHEMA_MODELS: dict[str, type[_Message]] = {
 }
 
 
+def _when(field: str, condition: dict[str, Any], then: dict[str, dict[str, Any]],
+          require: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``if <field> matches condition then <properties> must match``, as one allOf member."""
+    then_schema: dict[str, Any] = {"properties": then}
+    if require:
+        then_schema["required"] = list(require)
+    return {"if": {"properties": {field: condition}, "required": [field]}, "then": then_schema}
+
+
+_NULL: dict[str, Any] = {"type": "null"}
+# Cross-field rules the parser enforces in model validators, said in JSON Schema so a
+# vendor's generic validator reaches the same verdict (tests/broker/test_contract_schema.py).
+_CROSS_FIELD_RULES: dict[str, list[dict[str, Any]]] = {
+    "rating_event": [
+        *(_when("scale", {"const": n}, {"score": {"maximum": n}}) for n in (3, 4, 5)),
+        _when("ticket", _NULL, {"closed_at": _NULL, "ticket_id": _NULL}),
+        _when("ticket", {"type": "string"}, {"closed_at": {"type": "integer"}}),
+    ],
+    "qms_event": [
+        _when("type", {"enum": ["ticket_called", "ticket_closed"]}, {"ticket": {"type": "string"}}, ("ticket",)),
+        {"if": {"not": {"properties": {"ticket": {"type": "string"}}, "required": ["ticket"]}},
+         "then": {"properties": {"ticket_id": _NULL}}},
+    ],
+}
+
+
 def json_schemas() -> dict[str, dict[str, Any]]:
-    """JSON Schema per payload, for vendors validating without Python."""
+    """JSON Schema per payload, for vendors validating without Python.
+
+    It states every rule the parser enforces that JSON Schema can state. What it
+    cannot: the 8 KiB size limit, UTF-8 and JSON syntax (a validator only sees parsed
+    JSON), and strict integers (JSON Schema counts 1.0 as an integer, the parser not).
+    """
     out: dict[str, dict[str, Any]] = {}
     for name, model in SCHEMA_MODELS.items():
         schema = model.model_json_schema(mode="validation")
+        props = schema["properties"]
+        if "reasons" in props and name == "rating_event":
+            props["reasons"]["uniqueItems"] = True
+        if name == "device_config_update":
+            # pydantic emits patternProperties, which lets other keys through: name the keys' rule
+            names = props["officer_names"]["anyOf"][0]
+            names["propertyNames"] = {"pattern": ID_PATTERN}
+            names["additionalProperties"] = False
+        if name in _CROSS_FIELD_RULES:
+            schema["allOf"] = _CROSS_FIELD_RULES[name]
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
         schema["$id"] = f"https://hailong.invalid/schemas/v{SCHEMA_VERSION}/{name}.json"
         out[name] = schema

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # System packages hailong needs on Debian 12 (and Raspberry Pi OS): the real broker and
-# database the tests and demo start privately, Xvfb for Kivy tests, and report tools.
+# databases the tests and demo start privately (PostgreSQL and MariaDB: the QMS bridge tests), Xvfb for Kivy tests, and report tools.
 # Only installs what is missing; never starts or enables the system services.
 set -euo pipefail
-PKGS=(mosquitto mosquitto-clients influxdb influxdb-client xvfb xauth systemd poppler-utils fonts-dejavu-core
+PKGS=(mosquitto mosquitto-clients influxdb influxdb-client postgresql mariadb-server xvfb xauth systemd poppler-utils fonts-dejavu-core
       libmtdev1 libgl1 libgl1-mesa-dri libegl1 libgles2 libsdl2-2.0-0 libsdl2-image-2.0-0 libsdl2-mixer-2.0-0 libsdl2-ttf-2.0-0)
 missing=()
 for p in "${PKGS[@]}"; do

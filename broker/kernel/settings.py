@@ -197,8 +197,12 @@ T = TypeVar("T", bound=BaseModel)
 
 
 def load_model(model: type[T], path: Path | str | None, env_prefix: str,
-               environ: dict[str, str] | None = None) -> T:
-    """Read ``path`` (TOML) plus env overrides into ``model``, then its secret files; raise ConfigError."""
+               environ: dict[str, str] | None = None, *, read_secrets: bool = True) -> T:
+    """Read ``path`` (TOML) plus env overrides into ``model``, then its secret files; raise ConfigError.
+
+    ``read_secrets=False`` is for tools that only check a config's shape (``--check`` modes): a
+    secret is then read when first used, with the same ConfigError if its file is missing.
+    """
     data: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
@@ -219,5 +223,6 @@ def load_model(model: type[T], path: Path | str | None, env_prefix: str,
         raise
     except ValueError as exc:
         raise ConfigError(path, None, str(exc)) from None
-    resolve_secrets(cfg, path)
+    if read_secrets:
+        resolve_secrets(cfg, path)
     return cfg

@@ -6,9 +6,9 @@ Who may do what (topics from broker.contract)::
                                       read  hl/v1/C/D/config, hl/v1/C/qms/Q
     svc.ingest, svc.ingest.2 .. N     read  ratings, statuses, QMS of every centre
                                       (one user per ingest instance: client id = username)
-    svc.qms.<C> (one per QMS centre)  write hl/v1/C/qms/+
+    svc.qms.<C> (one per QMS centre)  write hl/v1/C/qms/+, hl/v1/C/qms/bridge/status (retained bridge status)
     svc.admin                         readwrite every active device's config topic,
-                                      read statuses and $SYS (fleet health)
+                                      read statuses, QMS bridge statuses and $SYS (fleet health)
 
 Every rule names concrete topics except the ingest's and the QMS adapter's
 wildcards, so a device can neither publish under another device's id nor read
@@ -26,7 +26,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from broker.contract import TOPIC_PREFIX, TopicKind, config_topic, qms_topic, rating_topic, status_topic, subscription
+from broker.contract import (
+    TOPIC_PREFIX,
+    TopicKind,
+    config_topic,
+    qms_bridge_status_topic,
+    qms_topic,
+    rating_topic,
+    status_topic,
+    subscription,
+)
 from broker.fleet.registry import Device, Registry
 
 INGEST_USER = "svc.ingest"
@@ -78,13 +87,15 @@ def render_acl(registry: Registry, devices: Iterable[Device], ingest_instances: 
         "",
         f"user {ADMIN_USER}",
         f"topic read {subscription(TopicKind.STATUS)}",
+        f"topic read {TOPIC_PREFIX}/+/qms/bridge/status",
         "topic read $SYS/#",
     ]
     out += [f"topic readwrite {config_topic(d.centre, d.id)}" for d in devices]
     for user in service_users(registry, ingest_instances):
         if user.startswith(QMS_USER_PREFIX):
             centre = user.removeprefix(QMS_USER_PREFIX)
-            out += ["", f"user {user}", f"topic write {TOPIC_PREFIX}/{centre}/qms/+"]
+            out += ["", f"user {user}", f"topic write {TOPIC_PREFIX}/{centre}/qms/+",
+                    f"topic write {qms_bridge_status_topic(centre)}"]
     for dev in devices:
         counter = registry.counters[(dev.centre, dev.counter)]
         out += ["", f"# {dev.id}: {registry.centres[dev.centre].name} / {counter.label}", f"user {dev.id}"]
