@@ -111,7 +111,7 @@ def test_revoke_and_rotate_take_effect_on_sighup(broker: FleetBroker) -> None:
         assert _delivered(dev_c, f"hl/v1/{X}/{C}/rating", b"c-before", ing, dev_b, f"hl/v1/{X}/{B}/rating")
         # `hailong fleet revoke` = revoke credentials, re-render, SIGHUP
         assert broker.state.revoke_device(C)
-        broker.mosquitto.render()
+        broker.render()
         broker.reload()
         # mosquitto 2.0 re-checks connected clients on reload: the terminal is disconnected ...
         wait_until(lambda: not dev_c.client.is_connected(), 10, what="revoked terminal disconnected")
@@ -122,7 +122,7 @@ def test_revoke_and_rotate_take_effect_on_sighup(broker: FleetBroker) -> None:
         # rotation: a new password for B; the old one stops working after the reload
         old_b = broker.password(B)
         new_b = broker.state.rotate_password(B)
-        broker.mosquitto.render()
+        broker.render()
         broker.reload()
         wait_until(lambda: _login(broker, B, new_b), 10, interval=0.2, what="new password accepted")
         assert not _login(broker, B, old_b)
