@@ -60,7 +60,8 @@ def _rerender(ctx: Ctx, out: Path | None) -> None:
         return
     from broker.mosquitto.render import load_options, render_broker
 
-    render_broker(ctx.registry(), ctx.state, out, load_options(ctx.fleet))
+    # options (host names above all) from <fleet>/broker.toml or the issued certificate: never the defaults
+    render_broker(ctx.registry(), ctx.state, out, load_options(ctx.fleet, ctx.state))
     click.echo(f"broker files re-rendered in {out}; now reload the broker: kill -HUP <mosquitto pid> "
                "(systemctl reload mosquitto / docker compose kill -s HUP mosquitto)")
 
@@ -209,8 +210,8 @@ def retire_officer(ctx: Ctx, officer_id: str) -> None:
               help="Bundles are written to OUT/<device>/ (they contain secrets: keep private).")
 @click.option("--mode", type=click.Choice(["cert", "password"]), default="cert", show_default=True,
               help="cert: TLS client certificate (production); password: username/password over TLS.")
-@click.option("--broker-host", default=None, help="Broker name the terminals connect to (default: first "
-              "hostname in <fleet>/broker.toml).")
+@click.option("--broker-host", default=None, help="Broker name the terminals connect to (default: the first "
+              "hostname recorded by `hailong broker render --hostname`, in <fleet>/broker.toml).")
 @click.option("--ssh-key", "ssh_keys", type=click.File("r"), multiple=True,
               help="Technician's SSH public key file for the 'tech' user (repeatable).")
 @click.option("--wifi-ssid", default=None, help="Wi-Fi network (password from env HAILONG_WIFI_PASSWORD).")
@@ -237,15 +238,15 @@ def provision(ctx: Ctx, devices: tuple[str, ...], centre: str | None, out: Path,
         devices = devices + tuple(d.id for d in reg.active_devices(centre))
     if not devices:
         raise click.UsageError("name at least one DEVICE or --centre")
-    opt = load_options(ctx.fleet)
+    opt = load_options(ctx.fleet, ctx.state)
     settings = ProvisionSettings(
         broker_host=broker_host or opt.hostnames[0], tls_port=opt.tls_port, cert_port=opt.cert_port,
         mode=_mode(mode), pip_spec=pip_spec or DEFAULT_PIP_SPEC,
         ssh_keys=tuple(f.read().strip() for f in ssh_keys), wifi_ssid=wifi_ssid, wifi_password=wifi_password,
         watchdog=watchdog)
     if settings.broker_host in ("localhost", "127.0.0.1"):
-        click.echo(f"warning: terminals will connect to {settings.broker_host}; set hostnames in "
-                   f"{ctx.fleet}/broker.toml or pass --broker-host", err=True)
+        click.echo(f"warning: terminals will connect to {settings.broker_host}; record the broker's name once "
+                   f"with `hailong broker render --fleet {ctx.fleet} --hostname NAME --out DIR`", err=True)
     t0 = time.monotonic()
     for i, dev in enumerate(devices, 1):
         t = time.monotonic()
