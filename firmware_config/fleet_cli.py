@@ -216,20 +216,24 @@ def retire_officer(ctx: Ctx, officer_id: str) -> None:
               help="Technician's SSH public key file for the 'tech' user (repeatable).")
 @click.option("--wifi-ssid", default=None, help="Wi-Fi network (password from env HAILONG_WIFI_PASSWORD).")
 @click.option("--wifi-password", envvar="HAILONG_WIFI_PASSWORD", default=None, hidden=True)
-@click.option("--pip-spec", default=None, help="What pip installs on the Pi (default hailong[device]; "
-              "e.g. a wheel URL on the centre server).")
+@click.option("--wheel", "wheel", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="The hailong wheel to put in the bundles (default: built from this checkout).")
+@click.option("--pip-spec", default=None, help="Override what pip installs on the Pi instead of the bundled "
+              "wheel (e.g. a wheel URL on the centre server).")
 @click.option("--watchdog/--no-watchdog", default=True, show_default=True,
               help="systemd watchdog (Type=notify, WatchdogSec); --no-watchdog for app builds without sd_notify.")
 @BROKER_OUT
 @pass_ctx
 def provision(ctx: Ctx, devices: tuple[str, ...], centre: str | None, out: Path, mode: str,
               broker_host: str | None, ssh_keys: tuple[Any, ...], wifi_ssid: str | None,
-              wifi_password: str | None, pip_spec: str | None, watchdog: bool, broker_out: Path | None) -> None:
+              wifi_password: str | None, wheel: Path | None, pip_spec: str | None, watchdog: bool,
+              broker_out: Path | None) -> None:
     """Generate credentials and the first-boot bundle for DEVICES (or a whole --centre)."""
     from broker.mosquitto.render import load_options
 
-    from .provision import DEFAULT_PIP_SPEC, ProvisionSettings
+    from .provision import ProvisionSettings
     from .provision import provision as make_bundle
+    from .wheel import WheelError, project_wheel
 
     reg = ctx.registry()
     if centre is not None:
@@ -239,9 +243,14 @@ def provision(ctx: Ctx, devices: tuple[str, ...], centre: str | None, out: Path,
     if not devices:
         raise click.UsageError("name at least one DEVICE or --centre")
     opt = load_options(ctx.fleet, ctx.state)
+    if pip_spec is None and wheel is None:
+        try:
+            wheel = project_wheel()  # hailong is not on PyPI: the bundles carry it
+        except WheelError as exc:
+            raise click.ClickException(str(exc)) from None
     settings = ProvisionSettings(
         broker_host=broker_host or opt.hostnames[0], tls_port=opt.tls_port, cert_port=opt.cert_port,
-        mode=_mode(mode), pip_spec=pip_spec or DEFAULT_PIP_SPEC,
+        mode=_mode(mode), pip_spec=pip_spec, wheel=None if pip_spec else wheel,
         ssh_keys=tuple(f.read().strip() for f in ssh_keys), wifi_ssid=wifi_ssid, wifi_password=wifi_password,
         watchdog=watchdog)
     if settings.broker_host in ("localhost", "127.0.0.1"):
