@@ -9,9 +9,10 @@ No command ever prints a secret: only the files secrets were written to.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import click
 
@@ -42,12 +43,13 @@ class Ctx:
         return FleetState.for_fleet(self.fleet, self.state_dir)
 
 
+T = TypeVar("T")
 pass_ctx = click.make_pass_decorator(Ctx)
 BROKER_OUT = click.option("--broker-out", type=click.Path(file_okay=False, path_type=Path), default=None,
                           help="Re-render the broker files into this directory afterwards.")
 
 
-def _edit(fn: Any, *args: Any, **kw: Any) -> Registry:
+def _edit(fn: Callable[..., T], *args: Any, **kw: Any) -> T:
     try:
         return fn(*args, **kw)
     except RegistryError as exc:
@@ -78,13 +80,20 @@ def fleet(ctx: click.Context, fleet: Path | None, state_dir: Path | None) -> Non
 
 
 @fleet.command("list")
-@click.argument("what", type=click.Choice(["devices", "officers", "centres"]), default="devices")
+@click.argument("what", type=click.Choice(["devices", "officers", "centres", "counters"]), default="devices")
 @click.option("--centre", default=None, help="Only this centre.")
 @click.option("--all", "show_all", is_flag=True, help="Include retired devices/officers.")
 @pass_ctx
 def list_(ctx: Ctx, what: str, centre: str | None, show_all: bool) -> None:
-    """List devices (default), officers or centres."""
+    """List devices (default), officers, centres or counters."""
     reg = ctx.registry()
+    if what == "counters":
+        for cid in sorted(reg.centres):
+            if centre is None or cid == centre:
+                by_counter = {d.counter: d.id for d in reg.active_devices(cid)}
+                for q in reg.counters_of(cid):
+                    click.echo(f"{cid:<16} {q.id:<8} {by_counter.get(q.id, '-'):<20} {q.label}")
+        return
     if what == "centres":
         for c in sorted(reg.centres.values(), key=lambda c: c.id):
             n = len(reg.active_devices(c.id))
@@ -297,3 +306,14 @@ def rotate(ctx: Ctx, device_id: str, broker_out: Path | None) -> None:
     click.echo(f"rotated {device_id}: new secrets in {ctx.state.root}; re-provision the terminal "
                f"(hailong fleet provision {device_id} --out DIR) before reloading the broker")
     _rerender(ctx, broker_out)
+
+
+def _register_centre_commands() -> None:
+    # centre_cli imports Ctx/pass_ctx from here, so it is attached once this module is complete
+    from .centre_cli import COMMANDS
+
+    for cmd in COMMANDS:
+        fleet.add_command(cmd)
+
+
+_register_centre_commands()
