@@ -78,7 +78,8 @@ def test_technician_guide_runs_as_written(tmp_path: Path) -> None:
         run = subprocess.run(["bash", "-c", "\n".join(script)], cwd=ROOT, env=env, capture_output=True, text=True,
                              timeout=540)
         where = re.findall(r"### guide block \d+", run.stderr)
-        assert run.returncode == 0, f"failed in {where[-1] if where else '?'}:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+        block = where[-1] if where else "?"
+        assert run.returncode == 0, f"failed in {block}:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
 
         # InfluxDB: the users and database exist, authentication is switched on in the config
         users = {r["user"] for r in InfluxQL(influx.url, "hailong").rows("SHOW USERS")}
