@@ -1,29 +1,64 @@
 # hailong: the two commands of the README, and helpers.
-PYTHON ?= python3
+#
+# Debian's python3 is "externally managed" (PEP 668): pip may not install into it. Everything
+# Python runs from a project virtual environment, .venv, made from Debian's /usr/bin/python3
+# (python3-venv, installed by scripts/install-system-deps.sh). Its bin/ is put first on PATH
+# for every recipe, so `python`, `hailong`, `lint-imports` and the tests' subprocesses
+# (sys.executable) are the venv's, never a pyenv or system interpreter.
+SYSTEM_PYTHON ?= /usr/bin/python3
+VENV ?= .venv
 PYTEST_ARGS ?=
 
-.PHONY: demo test setup lint typecheck bench schema clean
+VENV_ABS := $(abspath $(VENV))
+PYTHON := $(VENV_ABS)/bin/python
+export PATH := $(VENV_ABS)/bin:$(PATH)
+export VIRTUAL_ENV := $(VENV_ABS)
+# a PYTHONPATH or PYTHONHOME from the caller's shell must not pull in another interpreter's packages
+unexport PYTHONHOME
 
-setup:
+# The venv is (re)filled when pyproject.toml changes; the stamp records the last install.
+STAMP := $(VENV)/.hailong-installed
+
+.PHONY: demo test setup system-deps venv lint typecheck layers bench schema clean distclean
+
+setup: system-deps $(STAMP)
+
+system-deps:
 	bash scripts/install-system-deps.sh
+
+$(PYTHON):
+	$(SYSTEM_PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PYTHON)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
 
 ## the whole system locally: broker, InfluxDB, ingest, simulated counters (state in .hailong/)
 demo: setup
 	$(PYTHON) -m hailong.cli demo $(DEMO_ARGS)
 
 ## the whole test suite against real Mosquitto and InfluxDB (Kivy under Xvfb)
+# pytest exits 5 when it collected no test: reported, and make fails (never a silent green)
 test: setup
-	$(PYTHON) -m pytest $(PYTEST_ARGS)
+	$(PYTHON) -c 'import sys; print("tests run with", sys.executable, "(base", sys.base_prefix + ")")'
+	$(PYTHON) -m pytest $(PYTEST_ARGS) || { rc=$$?; [ $$rc -ne 5 ] || echo "pytest collected no test" >&2; exit $$rc; }
 
-lint:
+lint: $(STAMP)
 	$(PYTHON) -m ruff check broker device ingest dashboards firmware_config hailong tests bench
 
-typecheck:
+typecheck: $(STAMP)
 	$(PYTHON) -m mypy
 
-schema:
+layers: $(STAMP)
+	$(VENV_ABS)/bin/lint-imports
+
+schema: $(STAMP)
 	$(PYTHON) -m hailong.cli contract schema --out docs/schemas
 
 clean:
 	rm -rf .hailong tests/artifacts .pytest_cache .mypy_cache .ruff_cache
+
+distclean: clean
+	rm -rf $(VENV)

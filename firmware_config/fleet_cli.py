@@ -9,9 +9,10 @@ No command ever prints a secret: only the files secrets were written to.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import click
 from pydantic import SecretStr
@@ -43,12 +44,13 @@ class Ctx:
         return FleetState.for_fleet(self.fleet, self.state_dir)
 
 
+T = TypeVar("T")
 pass_ctx = click.make_pass_decorator(Ctx)
 BROKER_OUT = click.option("--broker-out", type=click.Path(file_okay=False, path_type=Path), default=None,
                           help="Re-render the broker files into this directory afterwards.")
 
 
-def _edit(fn: Any, *args: Any, **kw: Any) -> Registry:
+def _edit(fn: Callable[..., T], *args: Any, **kw: Any) -> T:
     try:
         return fn(*args, **kw)
     except RegistryError as exc:
@@ -61,7 +63,8 @@ def _rerender(ctx: Ctx, out: Path | None) -> None:
         return
     from broker.mosquitto.render import load_options, render_broker
 
-    render_broker(ctx.registry(), ctx.state, out, load_options(ctx.fleet))
+    # options (host names above all) from <fleet>/broker.toml or the issued certificate: never the defaults
+    render_broker(ctx.registry(), ctx.state, out, load_options(ctx.fleet, ctx.state))
     click.echo(f"broker files re-rendered in {out}; now reload the broker: kill -HUP <mosquitto pid> "
                "(systemctl reload mosquitto / docker compose kill -s HUP mosquitto)")
 
@@ -78,13 +81,20 @@ def fleet(ctx: click.Context, fleet: Path | None, state_dir: Path | None) -> Non
 
 
 @fleet.command("list")
-@click.argument("what", type=click.Choice(["devices", "officers", "centres"]), default="devices")
+@click.argument("what", type=click.Choice(["devices", "officers", "centres", "counters"]), default="devices")
 @click.option("--centre", default=None, help="Only this centre.")
 @click.option("--all", "show_all", is_flag=True, help="Include retired devices/officers.")
 @pass_ctx
 def list_(ctx: Ctx, what: str, centre: str | None, show_all: bool) -> None:
-    """List devices (default), officers or centres."""
+    """List devices (default), officers, centres or counters."""
     reg = ctx.registry()
+    if what == "counters":
+        for cid in sorted(reg.centres):
+            if centre is None or cid == centre:
+                by_counter = {d.counter: d.id for d in reg.active_devices(cid)}
+                for q in reg.counters_of(cid):
+                    click.echo(f"{cid:<16} {q.id:<8} {by_counter.get(q.id, '-'):<20} {q.label}")
+        return
     if what == "centres":
         for c in sorted(reg.centres.values(), key=lambda c: c.id):
             n = len(reg.active_devices(c.id))
@@ -210,27 +220,31 @@ def retire_officer(ctx: Ctx, officer_id: str) -> None:
               help="Bundles are written to OUT/<device>/ (they contain secrets: keep private).")
 @click.option("--mode", type=click.Choice(["cert", "password"]), default="cert", show_default=True,
               help="cert: TLS client certificate (production); password: username/password over TLS.")
-@click.option("--broker-host", default=None, help="Broker name the terminals connect to (default: first "
-              "hostname in <fleet>/broker.toml).")
+@click.option("--broker-host", default=None, help="Broker name the terminals connect to (default: the first "
+              "hostname recorded by `hailong broker render --hostname`, in <fleet>/broker.toml).")
 @click.option("--ssh-key", "ssh_keys", type=click.File("r"), multiple=True,
               help="Technician's SSH public key file for the 'tech' user (repeatable).")
 @click.option("--wifi-ssid", default=None, help="Wi-Fi network (password from env HAILONG_WIFI_PASSWORD).")
 @click.option("--wifi-password", envvar="HAILONG_WIFI_PASSWORD", default=None, hidden=True)
-@click.option("--pip-spec", default=None, help="What pip installs on the Pi (default hailong[device]; "
-              "e.g. a wheel URL on the centre server).")
+@click.option("--wheel", "wheel", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="The hailong wheel to put in the bundles (default: built from this checkout).")
+@click.option("--pip-spec", default=None, help="Override what pip installs on the Pi instead of the bundled "
+              "wheel (e.g. a wheel URL on the centre server).")
 @click.option("--watchdog/--no-watchdog", default=True, show_default=True,
               help="systemd watchdog (Type=notify, WatchdogSec); --no-watchdog for app builds without sd_notify.")
 @BROKER_OUT
 @pass_ctx
 def provision(ctx: Ctx, devices: tuple[str, ...], centre: str | None, out: Path, mode: str,
               broker_host: str | None, ssh_keys: tuple[Any, ...], wifi_ssid: str | None,
-              wifi_password: str | None, pip_spec: str | None, watchdog: bool, broker_out: Path | None) -> None:
+              wifi_password: str | None, wheel: Path | None, pip_spec: str | None, watchdog: bool,
+              broker_out: Path | None) -> None:
     """Generate credentials and the first-boot bundle for DEVICES (or a whole --centre)."""
     from broker.kernel.settings import ConfigError
     from broker.mosquitto.render import load_options
 
-    from .provision import DEFAULT_PIP_SPEC, ProvisionSettings
+    from .provision import ProvisionSettings
     from .provision import provision as make_bundle
+    from .wheel import WheelError, project_wheel
 
     reg = ctx.registry()
     if centre is not None:
@@ -239,16 +253,21 @@ def provision(ctx: Ctx, devices: tuple[str, ...], centre: str | None, out: Path,
         devices = devices + tuple(d.id for d in reg.active_devices(centre))
     if not devices:
         raise click.UsageError("name at least one DEVICE or --centre")
-    opt = load_options(ctx.fleet)
+    opt = load_options(ctx.fleet, ctx.state)
+    if pip_spec is None and wheel is None:
+        try:
+            wheel = project_wheel()  # hailong is not on PyPI: the bundles carry it
+        except WheelError as exc:
+            raise click.ClickException(str(exc)) from None
     settings = ProvisionSettings(
         broker_host=broker_host or opt.hostnames[0], tls_port=opt.tls_port, cert_port=opt.cert_port,
-        mode=_mode(mode), pip_spec=pip_spec or DEFAULT_PIP_SPEC,
+        mode=_mode(mode), pip_spec=pip_spec, wheel=None if pip_spec else wheel,
         ssh_keys=tuple(f.read().strip() for f in ssh_keys), wifi_ssid=wifi_ssid,
         wifi_password=SecretStr(wifi_password) if wifi_password else None,
         watchdog=watchdog)
     if settings.broker_host in ("localhost", "127.0.0.1"):
-        click.echo(f"warning: terminals will connect to {settings.broker_host}; set hostnames in "
-                   f"{ctx.fleet}/broker.toml or pass --broker-host", err=True)
+        click.echo(f"warning: terminals will connect to {settings.broker_host}; record the broker's name once "
+                   f"with `hailong broker render --fleet {ctx.fleet} --hostname NAME --out DIR`", err=True)
     t0 = time.monotonic()
     for i, dev in enumerate(devices, 1):
         t = time.monotonic()
@@ -293,3 +312,14 @@ def rotate(ctx: Ctx, device_id: str, broker_out: Path | None) -> None:
     click.echo(f"rotated {device_id}: new secrets in {ctx.state.root}; re-provision the terminal "
                f"(hailong fleet provision {device_id} --out DIR) before reloading the broker")
     _rerender(ctx, broker_out)
+
+
+def _register_centre_commands() -> None:
+    # centre_cli imports Ctx/pass_ctx from here, so it is attached once this module is complete
+    from .centre_cli import COMMANDS
+
+    for cmd in COMMANDS:
+        fleet.add_command(cmd)
+
+
+_register_centre_commands()

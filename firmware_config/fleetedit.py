@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable
@@ -21,7 +22,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from broker.fleet.registry import (
+    CENTRES_FILE,
     DEVICES_FILE,
+    ID_PATTERN,
     OFFICERS_FILE,
     Centre,
     Counter,
@@ -37,6 +40,7 @@ _HEADERS = {
     DEVICES_FILE: "# Counter terminals. Maintained by `hailong fleet`; hand edits are fine (docs/fleet.md).\n"
                   "# The device id is its MQTT username and its certificate CN. pins are BCM GPIO numbers.\n",
     OFFICERS_FILE: "# Officers (cán bộ) as the queue system identifies them. Maintained by `hailong fleet`.\n",
+    CENTRES_FILE: "# Centres and their counters (quầy). Maintained by `hailong fleet add-centre/add-counter`.\n",
 }
 
 
@@ -90,16 +94,21 @@ def render_officers(officers: Iterable[Officer]) -> str:
 
 
 def save(registry: Registry, devices: dict[str, Device] | None = None,
-         officers: dict[str, Officer] | None = None) -> Registry:
+         officers: dict[str, Officer] | None = None, centres: dict[str, Centre] | None = None,
+         counters: dict[tuple[str, str], Counter] | None = None) -> Registry:
     """Validate the changed registry as a whole, then replace the files. Return the new registry."""
     root = registry.root
     texts: dict[str, str] = {}
+    if centres is not None or counters is not None:
+        texts[CENTRES_FILE] = _HEADERS[CENTRES_FILE] + render_centres(
+            (centres if centres is not None else registry.centres).values(),
+            (counters if counters is not None else registry.counters).values())
     if devices is not None:
         texts[DEVICES_FILE] = render_devices(devices.values())
     if officers is not None:
         texts[OFFICERS_FILE] = render_officers(officers.values())
     with tempfile.TemporaryDirectory(prefix=".fleet-edit-", dir=root) as scratch:
-        for name in ("centres.toml", DEVICES_FILE, OFFICERS_FILE):
+        for name in (CENTRES_FILE, DEVICES_FILE, OFFICERS_FILE):
             if name in texts:
                 Path(scratch, name).write_text(texts[name], encoding="utf-8")
             else:
@@ -146,3 +155,63 @@ def update_officer(reg: Registry, officer_id: str, **changes: Any) -> Registry:
         raise RegistryError(reg.root / OFFICERS_FILE, f"officer.{officer_id}", "no such officer")
     updated = new_officer(reg, **(reg.officers[officer_id].model_dump() | changes))
     return save(reg, officers={**reg.officers, officer_id: updated})
+
+
+# --------------------------------------------------------------------------- centres and counters
+
+def init_fleet(root: Path) -> Path:
+    """An empty fleet directory (no centre yet); existing files are never overwritten."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name in (CENTRES_FILE, DEVICES_FILE, OFFICERS_FILE):
+        path = root / name
+        if not path.exists():
+            path.write_text(_HEADERS[name], encoding="utf-8")
+    return root
+
+
+def _check_id(reg: Registry, key: str, ident: object) -> None:
+    # ids become TOML table names and MQTT topic levels: the same rule load_registry applies
+    if not isinstance(ident, str) or not re.fullmatch(ID_PATTERN, ident):
+        raise RegistryError(reg.root / CENTRES_FILE, key, f"id {ident!r} must match {ID_PATTERN}")
+
+
+def new_centre(reg: Registry, **data: Any) -> Centre:
+    _check_id(reg, f"centre.{data.get('id')}", data.get("id"))
+    return build_entry(Centre, data, reg.root / CENTRES_FILE, f"centre.{data.get('id')}")
+
+
+def new_counter(reg: Registry, **data: Any) -> Counter:
+    key = f"centre.{data.get('centre')}.counter.{data.get('id')}"
+    _check_id(reg, key, data.get("id"))
+    return build_entry(Counter, data, reg.root / CENTRES_FILE, key)
+
+
+def add_centre(reg: Registry, centre: Centre, counters: Iterable[Counter]) -> Registry:
+    """A new centre with its first counters (a centre without a counter is refused)."""
+    if centre.id in reg.centres:
+        raise RegistryError(reg.root / CENTRES_FILE, f"centre.{centre.id}", "already exists")
+    new = {(c.centre, c.id): c for c in counters}
+    return save(reg, centres={**reg.centres, centre.id: centre}, counters={**reg.counters, **new})
+
+
+def add_counter(reg: Registry, counter: Counter) -> Registry:
+    if counter.centre not in reg.centres:
+        raise RegistryError(reg.root / CENTRES_FILE, f"centre.{counter.centre}", "no such centre")
+    if (counter.centre, counter.id) in reg.counters:
+        raise RegistryError(reg.root / CENTRES_FILE, f"centre.{counter.centre}.counter.{counter.id}",
+                            "already exists")
+    return save(reg, counters={**reg.counters, (counter.centre, counter.id): counter})
+
+
+def update_counter(reg: Registry, centre: str, counter_id: str, **changes: Any) -> Registry:
+    if (centre, counter_id) not in reg.counters:
+        raise RegistryError(reg.root / CENTRES_FILE, f"centre.{centre}.counter.{counter_id}", "no such counter")
+    updated = new_counter(reg, **(reg.counters[(centre, counter_id)].model_dump() | changes))
+    return save(reg, counters={**reg.counters, (centre, counter_id): updated})
+
+
+def numbered_counters(reg: Registry, centre: str, count: int, label: str = "Quầy {n}") -> list[Counter]:
+    """q01..qNN with labels "Quầy 1".."Quầy N" (rename later with `hailong fleet set-counter`)."""
+    width = max(2, len(str(count)))
+    return [new_counter(reg, id=f"q{n:0{width}d}", centre=centre, label=label.format(n=n))
+            for n in range(1, count + 1)]

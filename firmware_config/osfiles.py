@@ -139,7 +139,35 @@ done
 """
 
 
-def install_script(pip_spec: str) -> str:
+WHEELS = f"{LIB}/wheels"
+
+
+def install_app_script(wheel_name: str | None, pip_spec: str | None = None) -> str:
+    """The app's install step: a venv with hailong from the wheel the bundle carries (hailong is not on
+    PyPI; its third-party dependencies come from the Pi's index, or from wheels placed beside it).
+
+    ``pip_spec`` (``--pip-spec``) overrides what is installed. HAILONG_LIB / HAILONG_VENV /
+    HAILONG_PYTHON let a test run this very script against an unpacked bundle."""
+    if pip_spec:
+        spec = shlex.quote(pip_spec)
+    elif wheel_name:
+        spec = f'"hailong[device] @ file://$LIB/wheels/{wheel_name}"'
+    else:
+        raise ValueError("a terminal bundle needs the hailong wheel or a pip spec")
+    return f"""#!/bin/sh
+# hailong: install the terminal app into its venv. Idempotent (pip keeps what is installed).
+set -eu
+LIB="${{HAILONG_LIB:-{LIB}}}"
+VENV="${{HAILONG_VENV:-{VENV}}}"
+PYTHON="${{HAILONG_PYTHON:-python3}}"
+# system site-packages: Kivy, gpiozero and lgpio from apt are used where their versions fit
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv --system-site-packages "$VENV"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --find-links "$LIB/wheels" {spec}
+"$VENV/bin/hailong" --version
+"""
+
+
+def install_script() -> str:
     """Run once on first boot (by cloud-init or firstrun.sh) after the bundle files are in place."""
     return f"""#!/bin/sh
 # hailong: install the terminal app and enable it. Idempotent; output goes to the journal.
@@ -156,11 +184,15 @@ cp {ETC}/kivy-config.ini {STATE}/kivy/config.ini
 chown -R {SERVICE_USER}:{SERVICE_USER} {STATE}
 chmod 0750 {STATE}
 apt-get update -qq
+# Kivy, SDL2 and the GPIO libraries from apt (Raspberry Pi OS has python3-lgpio); only those this OS has
+extra=""
+for p in python3-kivy python3-gpiozero python3-lgpio; do
+  if apt-cache show "$p" >/dev/null 2>&1; then extra="$extra $p"; fi
+done
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \\
-  python3-venv python3-dev libmtdev1 libsdl2-2.0-0 libsdl2-ttf-2.0-0 libsdl2-image-2.0-0 \\
-  libgl1 libgles2 libegl1 fonts-dejavu-core
-[ -x {VENV}/bin/python ] || python3 -m venv --system-site-packages {VENV}
-{VENV}/bin/pip install --quiet {shlex.quote(pip_spec)}
+  python3-venv python3-pip python3-dev libmtdev1 libsdl2-2.0-0 libsdl2-ttf-2.0-0 libsdl2-image-2.0-0 \\
+  libsdl2-mixer-2.0-0 libgl1 libgles2 libegl1 fonts-dejavu-core $extra
+sh {LIB}/install-app.sh
 sh {LIB}/sd-wear.sh
 systemctl daemon-reload
 systemctl restart systemd-journald

@@ -10,6 +10,10 @@ For device D the output directory gets::
     D/boot/cmdline-append.txt   what firstrun.sh needs appended to cmdline.txt
     D/README.txt         what to copy where (docs/technician.md has the steps)
 
+The rootfs carries the project's wheel (``/usr/local/lib/hailong/wheels/``, built
+from the checkout by firmware_config/wheel.py): hailong is not on PyPI, so first
+boot installs it from there; ``--pip-spec`` overrides that.
+
 The boot files carry the device's secrets (key, password) because the Pi must
 be able to connect on first boot without a technician typing anything; both
 first-boot paths delete them from the FAT boot partition once installed.
@@ -36,7 +40,6 @@ from . import osfiles
 from .fleetedit import toml_value
 
 Mode = Literal["cert", "password"]
-DEFAULT_PIP_SPEC = "hailong[device]"
 TIMEZONE = "Asia/Ho_Chi_Minh"
 
 
@@ -55,7 +58,10 @@ class ProvisionSettings(Settings):
     tls_port: int = Field(default=8883, ge=1, le=65535, description="TLS + username/password listener")
     cert_port: int = Field(default=8884, ge=1, le=65535, description="TLS + client-certificate listener")
     mode: Mode = Field(default="cert", description="cert: TLS client certificate; password: username/password")
-    pip_spec: str = Field(default=DEFAULT_PIP_SPEC, description="What pip installs on the Pi")
+    pip_spec: str | None = Field(
+        default=None, description="Overrides the bundled wheel (e.g. a wheel URL on the centre server)")
+    wheel: Path | None = Field(
+        default=None, description="The hailong wheel the bundle carries (firmware_config/wheel.py)")
     ssh_keys: tuple[str, ...] = Field(default=(), description="SSH public keys for the 'tech' user")
     wifi_ssid: str | None = Field(default=None, description="Wi-Fi network the terminal joins (none: Ethernet)")
     wifi_password: SecretStr | None = Field(default=None, description="Wi-Fi passphrase (never logged)")
@@ -150,7 +156,8 @@ def bundle_files(reg: Registry, dev: Device, state: FleetState, s: ProvisionSett
                    0o644),
         BundleFile("/etc/systemd/journald.conf.d/hailong-volatile.conf", osfiles.journald_conf().encode(), 0o644),
         BundleFile(f"{osfiles.LIB}/sd-wear.sh", osfiles.sd_wear_script().encode(), 0o755),
-        BundleFile(f"{osfiles.LIB}/install.sh", osfiles.install_script(s.pip_spec).encode(), 0o755),
+        BundleFile(f"{osfiles.LIB}/install.sh", osfiles.install_script().encode(), 0o755),
+        *_app_files(s),
     ]
     if s.mode == "cert":
         cert = state.device_cert(dev.id)
@@ -163,6 +170,15 @@ def bundle_files(reg: Registry, dev: Device, state: FleetState, s: ProvisionSett
         if str(file) not in shipped:
             raise ConfigError(osfiles.CONFIG_PATH, key, f"secret file {file}: not in the provisioning bundle")
     return files
+
+
+def _app_files(s: ProvisionSettings) -> list[BundleFile]:
+    """The app's install step and, unless ``--pip-spec`` replaces it, the wheel it installs."""
+    if s.pip_spec is None and s.wheel is None:
+        raise ValueError("ProvisionSettings needs the hailong wheel or a pip spec")
+    wheel = [BundleFile(f"{osfiles.WHEELS}/{s.wheel.name}", s.wheel.read_bytes(), 0o644)] if s.wheel else []
+    script = osfiles.install_app_script(s.wheel.name if s.wheel else None, s.pip_spec)
+    return [BundleFile(f"{osfiles.LIB}/install-app.sh", script.encode(), 0o755), *wheel]
 
 
 def user_data(dev: Device, files: list[BundleFile], s: ProvisionSettings) -> str:

@@ -2,15 +2,24 @@
 
 Starts a private Mosquitto and InfluxDB (state under ``.hailong/demo``), the
 ingest service, and simulated counters in two centres; then reads back from
-InfluxDB what landed, per centre and satisfaction class.
+InfluxDB what landed, per centre and satisfaction class, in words a centre
+director reads, with what to do next.
+
+SIGINT (Ctrl-C), SIGTERM and SIGHUP (the terminal or SSH session closed) all
+stop it the same way: terminal window, ingest, InfluxDB and Mosquitto are
+stopped before it exits, so no server is left running behind it.
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
 import shutil
+import signal
+import subprocess
 import time
 from pathlib import Path
+from types import FrameType
 
 import click
 
@@ -31,6 +40,32 @@ CLASS_LABELS_VI = {
     "satisfied": "Hài lòng",
     "not_satisfied": "Không hài lòng",
 }
+
+
+class DemoStopped(Exception):
+    """SIGTERM or SIGHUP arrived: unwind like Ctrl-C so every server is stopped."""
+
+
+def _stop_on_signal(signum: int, _frame: FrameType | None) -> None:
+    raise DemoStopped(signal.Signals(signum).name)
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def unwind_on_stop_signals() -> dict[int, object]:
+    """SIGTERM/SIGHUP raise DemoStopped (Python's default would exit without running `finally`);
+    SIGINT keeps raising KeyboardInterrupt. Returns the previous handlers."""
+    old: dict[int, object] = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+    signal.signal(signal.SIGTERM, _stop_on_signal)
+    signal.signal(signal.SIGHUP, _stop_on_signal)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    return old
+
+
+def _restore(old: dict[int, object]) -> None:
+    for s, handler in old.items():
+        signal.signal(s, handler if callable(handler) or isinstance(handler, int) else signal.SIG_DFL)
 
 
 def write_demo_fleet(fleet: Path, counters: list[SimCounter]) -> None:
@@ -76,6 +111,7 @@ def demo(state_dir: Path, ratings: int, per_centre: int, interval: float, keep: 
 
     if state_dir.exists():
         shutil.rmtree(state_dir)
+    previous_handlers = unwind_on_stop_signals()
     broker = MosquittoServer(state_dir / "mosquitto")
     influx = InfluxServer(state_dir / "influxdb")
     svc = None
@@ -109,17 +145,8 @@ def demo(state_dir: Path, ratings: int, per_centre: int, interval: float, keep: 
         time.sleep(0.5)
         rows = db.rows('SELECT count("score") AS n FROM "rating" WHERE "centre" != \'ttphcc-demo\' '
                        'GROUP BY "centre", "class"')
-        click.echo("")
-        click.echo(f"{'centre':<18} {'class':<16} {'n':>5}")
-        for r in sorted(rows, key=lambda r: (r["centre"], r["class"])):
-            click.echo(f"{r['centre']:<18} {CLASS_LABELS_VI[r['class']]:<16} {r['n']:>5}")
-        total = sum(int(r["n"]) for r in rows)
-        ratio = db.rows('SELECT count("score") AS n FROM "rating" WHERE "class" = \'not_satisfied\' '
-                        'AND "centre" != \'ttphcc-demo\'')
-        unsatisfied = int(ratio[0]["n"]) if ratio else 0
-        click.echo(f"\npublished {len(sent)}, stored {total}; satisfaction ratio "
-                   f"{(total - unsatisfied) / total:.1%} (766-style)" if total else "\nnothing stored")
-        click.echo(f"ingest: {svc.stats.summary()}")
+        total = summarize(rows, len(counters), len(sent), state_dir, influx.url)
+        click.echo(f"technical details: published {len(sent)}, stored {total}; ingest {svc.stats.summary()}")
         if total != len(sent):
             raise click.ClickException(f"demo stored {total} of {len(sent)} ratings; see {state_dir}")
         if keep or window is not None:
@@ -129,12 +156,59 @@ def demo(state_dir: Path, ratings: int, per_centre: int, interval: float, keep: 
                 time.sleep(1)
             shown = db.rows('SELECT count("score") AS n FROM "rating" WHERE "centre" = \'ttphcc-demo\'')
             click.echo(f"ratings given on the terminal window: {int(shown[0]['n']) if shown else 0}")
-    except KeyboardInterrupt:
-        pass
+    except (KeyboardInterrupt, DemoStopped) as exc:
+        click.echo(f"\nstopping ({str(exc) or 'Ctrl-C'}): closing the terminal window and the servers ...")
     finally:
-        if window is not None and window.poll() is None:
-            window.terminate()
-        if svc is not None:
-            svc.stop()
-        influx.stop()
-        broker.stop()
+        # a second Ctrl-C or SIGTERM while cleaning up must not cut the clean-up short
+        for s in STOP_SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
+        try:
+            if window is not None and window.poll() is None:
+                window.terminate()
+                try:
+                    window.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    window.kill()
+                    window.wait(timeout=5)
+            if svc is not None:
+                svc.stop()
+        finally:
+            influx.stop()
+            broker.stop()
+            _restore(previous_handlers)
+        click.echo("demo stopped; nothing is left running")
+
+
+def summarize(rows: list[dict[str, object]], n_counters: int, published: int, state_dir: Path,
+              influx_url: str) -> int:
+    """What a centre director reads: how many citizens rated, how satisfied, per centre; then next steps."""
+    by_centre: dict[str, dict[str, int]] = {}
+    for r in rows:
+        by_centre.setdefault(str(r["centre"]), {})[str(r["class"])] = int(str(r["n"]))
+    total = sum(sum(c.values()) for c in by_centre.values())
+    click.echo("")
+    click.echo(f"{len(by_centre)} centres, {n_counters} counters: {published} citizens rated the service, "
+               f"{total} ratings were received and stored.")
+    for cid in sorted(by_centre):
+        counts = by_centre[cid]
+        n = sum(counts.values())
+        name = DEMO_CENTRES.get(cid, (cid, ""))[0]
+        parts = ", ".join(f"{CLASS_LABELS_VI[k]} {counts.get(k, 0)}" for k in CLASS_LABELS_VI)
+        ok = (n - counts.get("not_satisfied", 0)) / n if n else 0.0
+        click.echo(f"  {name}: {n} ratings ({parts}); {ok:.0%} satisfied")
+    if total:
+        unhappy = sum(c.get("not_satisfied", 0) for c in by_centre.values())
+        click.echo(f"Overall {(total - unhappy) / total:.1%} of citizens were satisfied (\"Bình thường\" counts as "
+                   "satisfied, as in the official reports).")
+    click.echo("")
+    click.echo("Next steps:")
+    click.echo(f"  - The ratings are in the demo's own database (InfluxDB, database \"hailong\", files in "
+               f"{state_dir / 'influxdb'}); it is deleted when the demo runs again.")
+    year, week, _ = datetime.date.today().isocalendar()
+    click.echo("  - Weekly PDF scorecard per officer: run the demo with --keep, then in another window "
+               f"`hailong report weekly --centre ttphcc-ha-noi --week {year}-W{week:02d} "
+               f"--influx-url {influx_url} --db hailong --out reports/`.")
+    click.echo("  - The live Grafana dashboards are not part of the demo: docs/dashboards.md installs them "
+               "on the centre server.")
+    click.echo("  - Setting up a real centre (server, broker, 20 terminals): docs/technician.md.")
+    return total

@@ -105,6 +105,11 @@ class FleetState:
         self.ensure()
         return FleetCA.load_or_create(self.pki_dir)
 
+    def server_names(self) -> list[str]:
+        """Host names the current broker certificate was issued for ([] before the first render)."""
+        names_file = self.pki_dir / "server.names"
+        return names_file.read_text().split() if names_file.exists() else []
+
     def server_cert(self, names: list[str]) -> tuple[Path, Path]:
         """(key, cert) for the broker; re-issued when the host names change."""
         key, crt = self.pki_dir / "server.key", self.pki_dir / "server.crt"

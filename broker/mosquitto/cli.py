@@ -33,7 +33,8 @@ def broker() -> None:
               "(default from <fleet>/broker.toml, else /etc/mosquitto/hailong).")
 @click.option("--data-dir", default=None, help="Persistence directory on the broker host.")
 @click.option("--hostname", "hostnames", multiple=True, help="Broker host name/IP for the server certificate "
-              "(repeatable; default from broker.toml).")
+              "and the terminals' broker URL (repeatable; the first is the URL's). Recorded in "
+              "<fleet>/broker.toml, like every flag here, so later renders and provisioning keep it.")
 @click.option("--tls-port", type=int, default=None, help="TLS + password listener port (default 8883).")
 @click.option("--cert-port", type=int, default=None, help="TLS + client-certificate listener port (default 8884).")
 def render(fleet: Path, state: Path | None, out: Path, target: str | None, conf_dir: str | None,
@@ -43,17 +44,22 @@ def render(fleet: Path, state: Path | None, out: Path, target: str | None, conf_
     from broker.fleet.registry import RegistryError, load_registry
     from broker.kernel.settings import ConfigError
 
-    from .render import load_options, render_broker
+    from .render import load_options, render_broker, save_options
 
+    fleet_state = FleetState.for_fleet(fleet, state)
     try:
         registry = load_registry(fleet)
         preset = TARGETS.get(target or "", {})
-        opt = load_options(fleet, conf_dir=conf_dir or preset.get("conf_dir"),
-                           data_dir=data_dir or preset.get("data_dir"), hostnames=list(hostnames) or None,
-                           tls_port=tls_port, cert_port=cert_port)
+        saved = save_options(fleet, conf_dir=conf_dir or preset.get("conf_dir"),
+                             data_dir=data_dir or preset.get("data_dir"), hostnames=list(hostnames) or None,
+                             tls_port=tls_port, cert_port=cert_port)
+        opt = load_options(fleet, fleet_state)
     except (RegistryError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
-    paths = render_broker(registry, FleetState.for_fleet(fleet, state), out, opt)
+    if saved is not None:
+        click.echo(f"recorded in {saved}: later renders and `hailong fleet provision` use these settings")
+    paths = render_broker(registry, fleet_state, out, opt)
     for p in paths:
         click.echo(f"wrote {p}")
+    click.echo(f"server certificate names: {', '.join(opt.hostnames)}; terminals connect to {opt.hostnames[0]}")
     click.echo("reload a running broker: systemctl reload mosquitto  |  docker compose kill -s HUP mosquitto")

@@ -13,20 +13,29 @@ The conf names the files by where they will be on the broker host
 (``conf_dir``, e.g. /etc/mosquitto/hailong or /mosquitto/config in the container),
 so the output directory can be copied or mounted as is. Options come from
 ``<fleet>/broker.toml`` (all optional) and CLI flags.
+
+``<fleet>/broker.toml`` is the one source of truth for how the broker is reached:
+a flag given to ``hailong broker render`` (``--hostname``, ports, directories) is
+recorded there, so every later render -- including the ``--broker-out`` re-renders
+of ``hailong fleet provision/revoke/...`` -- keeps the server certificate's names
+and the bundles' broker URL. A fleet whose certificate predates broker.toml keeps
+the names it was issued for (``state/pki/server.names``), never the localhost default.
 """
 
 from __future__ import annotations
 
+import json
+import tomllib
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from broker.contract import MAX_PAYLOAD_BYTES
 from broker.fleet.credentials import FleetState
 from broker.fleet.passwd import render_passwd
 from broker.fleet.pki import write_private
 from broker.fleet.registry import Registry
-from broker.kernel.settings import Settings, load_model
+from broker.kernel.settings import ConfigError, Settings, load_model, validation_to_config_error
 from broker.mosquitto.acl import render_acl, service_users
 
 BROKER_FILE = "broker.toml"
@@ -66,10 +75,50 @@ class RenderOptions(Settings):
                     "(svc.ingest, svc.ingest.2, ...) because the broker sets client id = username")
 
 
-def load_options(fleet: Path, **overrides: object) -> RenderOptions:
+def load_options(fleet: Path, state: FleetState | None = None, **overrides: object) -> RenderOptions:
+    """broker.toml + env + ``overrides``; without configured hostnames, those of the issued certificate."""
     path = fleet / BROKER_FILE
     base = load_model(RenderOptions, path if path.exists() else None, "HAILONG_BROKER")
-    return base.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    opt = base.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    if "hostnames" not in base.model_fields_set and overrides.get("hostnames") is None:
+        issued = (state or FleetState.for_fleet(fleet)).server_names()
+        if issued:
+            opt = opt.model_copy(update={"hostnames": issued})
+    return opt
+
+
+def save_options(fleet: Path, **changes: object) -> Path | None:
+    """Record the given (non-None) options in ``<fleet>/broker.toml``, keeping its other keys.
+
+    Validated first: a bad value raises ConfigError and the file is left as it was."""
+    updates = {k: v for k, v in changes.items() if v is not None}
+    if not updates:
+        return None
+    path = fleet / BROKER_FILE
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(path, None, f"cannot read: {exc}") from None
+    data.update(updates)
+    try:
+        RenderOptions.model_validate(data)
+    except ValidationError as exc:
+        raise validation_to_config_error(path, exc) from None
+    lines = ["# How this fleet's broker is deployed (broker/mosquitto/render.py, RenderOptions).",
+             "# Written by `hailong broker render`; every later render and provision reads it."]
+    lines += [f"{k} = {_toml(v)}" for k, v in data.items()]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a valid TOML basic string
 
 
 def render_conf(opt: RenderOptions) -> str:

@@ -94,4 +94,5 @@ class OutOfServiceScreen(TerminalScreen):
         self.ids.title.text = cat.text("oos.title")
         reason = view.oos_reason or "no_config"
         self.ids.message.text = cat.text(f"oos.{reason}", counter=view.counter_label, detail=view.oos_detail or "?")
-        self.ids.device.text = f"{device} · {reason}"
+        # the citizen-facing screen shows no internal code: the device id is what a technician needs
+        self.ids.device.text = cat.text("oos.device", device=device)
