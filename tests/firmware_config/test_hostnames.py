@@ -17,7 +17,8 @@ import pytest
 from click.testing import CliRunner
 from cryptography import x509
 
-from broker.kernel.mqtt import MqttSettings, make_client
+from broker.kernel.mqtt import MqttSettings
+from broker.kernel.session import MqttSession
 from device.config import load_device_config
 from device.runtime import DeviceRuntime
 from hailong.cli import main
@@ -106,7 +107,7 @@ def test_hostname_recorded_once_kept_by_provision_and_used_to_connect(tmp_path: 
         by_ip = MqttSettings.model_validate({"url": f"mqtts://{addr}:{cert_port}", "username": "dn-q02",
                                              "ca_file": str(etc / "ca.crt"), "cert_file": str(etc / "device.crt"),
                                              "key_file": str(etc / "device.key")})
-        client = make_client(by_ip, "hostname-probe")
+        client = MqttSession(by_ip, "hostname-probe").client  # the production TLS setup, connected by hand
         with pytest.raises(ssl.SSLCertVerificationError):
             client.connect(addr, cert_port, keepalive=5)
     finally:
