@@ -64,7 +64,7 @@ def run(config_path: Path) -> None:
 
 def _supervise(config_path: Path, cfg: IngestConfig, workers: int) -> None:
     """Run ``workers`` ingest processes under one supervisor (the process systemd watches)."""
-    sup = Supervisor(config_path.resolve(), workers, cfg.client_id, cfg.health.http_port)
+    sup = Supervisor(config_path.resolve(), workers, cfg.client_id, cfg.mqtt.username, cfg.health.http_port)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: sup.request_stop())
     signal.signal(signal.SIGHUP, lambda *_: sup.signal_all(signal.SIGHUP))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -165,9 +165,10 @@ class IngestConfig(Settings):
     clock: ClockSettings = Field(default_factory=ClockSettings, description="Clock correction")
     health: HealthSettings = Field(default_factory=HealthSettings, description="Liveness and self-metrics")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level")
-    workers: Literal["auto"] | int = Field(
-        default=1, description="Worker processes of one `hailong ingest run` (ingest/workers.py): 'auto' = one "
-        "per core; each judges a partition of the counters, so a ticket's ratings always meet one judge")
+    workers: Literal["auto"] | Annotated[int, Field(ge=1, le=64)] = Field(
+        default="auto", description="Worker processes of one `hailong ingest run` (ingest/workers.py): 'auto' = one "
+        "per core. Each judges a partition of the centres (a ticket's ratings always meet one judge) and logs in "
+        "as its own broker user (<user>.w<k>, rendered by `hailong broker render`, ingest_workers)")
 
     @model_validator(mode="before")
     @classmethod

@@ -3,10 +3,13 @@
 Python judges and encodes ratings on one core per process (the GIL), so the ingest scales
 by processes. The supervisor is the process systemd starts and watches; it:
 
-- starts N workers, each an ordinary ``python -m ingest.cli run --config FILE --worker``
-  process, given its identity through the same env overrides an operator would use
-  (``HAILONG_INGEST__CLIENT_ID``, ``HAILONG_INGEST__PARTITION__INDEX``/``__COUNT``), so a
-  worker is exactly a single-process ingest with a partition, nothing more;
+- starts N workers, each an ordinary ``python -m ingest.cli run --config FILE`` process,
+  given its identity through the same env overrides an operator would use
+  (``HAILONG_INGEST__MQTT__USERNAME``, ``__CLIENT_ID``, ``__INTEGRITY__PARTITION__INDEX``/
+  ``__COUNT``), so a worker is exactly a single-process ingest with a partition, nothing
+  more. Worker k > 0 logs in as ``<user>.w<k>`` with the instance's password: the broker
+  forces client id = username, so each worker needs its own user to keep its own
+  persistent session (``hailong broker render`` creates them: ``ingest_workers``);
 - gives them a private sd_notify socket: workers send the READY=1 / WATCHDOG=1 they would
   send to systemd to the supervisor instead, which sends READY=1 to systemd once every
   worker is ready and WATCHDOG=1 only while every worker's watchdog is fresh;
@@ -24,6 +27,7 @@ events to one worker, so duplicate_ticket holds across workers.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -34,11 +38,13 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from broker.kernel.systemd import sd_notify
+from broker.mosquitto.acl import worker_user
 
 from .health import HealthServer
 
@@ -48,6 +54,7 @@ WORKER_WATCHDOG_S = 10.0  # workers ping every 5 s (half of it); stale after STA
 STALE_FACTOR = 3.0
 RESTART_MIN_S = 1.0
 RESTART_MAX_S = 30.0
+PR_SET_PDEATHSIG = 1
 
 
 def auto_workers() -> int:
@@ -67,19 +74,21 @@ def resolve_workers(value: int | str) -> int:
     return n
 
 
-def worker_client_id(base: str, index: int, count: int) -> str:
-    """Stable and distinct per worker; a single worker keeps the configured id unchanged."""
-    return base if count == 1 else f"{base}-w{index}"
+def worker_client_id(base: str, index: int) -> str:
+    """Stable and distinct per worker; worker 0 keeps the configured id (broker.mosquitto.acl.worker_user)."""
+    return worker_user(base, index)
 
 
-def worker_env(base_client_id: str, index: int, count: int, notify_socket: str) -> dict[str, str]:
+def worker_env(base_client_id: str, username: str | None, index: int, count: int,
+               notify_socket: str) -> dict[str, str]:
     """The env overrides that make a plain ingest process worker ``index`` of ``count``."""
     env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
-    client_id = worker_client_id(base_client_id, index, count)
+    if username:
+        env["HAILONG_INGEST__MQTT__USERNAME"] = worker_user(username, index)
     env.update({
-        "HAILONG_INGEST__CLIENT_ID": client_id,
-        "HAILONG_INGEST__PARTITION__INDEX": str(index),
-        "HAILONG_INGEST__PARTITION__COUNT": str(count),
+        "HAILONG_INGEST__CLIENT_ID": worker_client_id(base_client_id, index),
+        "HAILONG_INGEST__INTEGRITY__PARTITION__INDEX": str(index),
+        "HAILONG_INGEST__INTEGRITY__PARTITION__COUNT": str(count),
         "HAILONG_INGEST__WORKERS": "1",  # a worker is a plain single-process ingest
         # the group's /healthz is the supervisor's; a worker's own one is on an ephemeral port
         "HAILONG_INGEST__HEALTH__HTTP_PORT": "0",
@@ -87,6 +96,21 @@ def worker_env(base_client_id: str, index: int, count: int, notify_socket: str) 
         "WATCHDOG_USEC": str(int(WORKER_WATCHDOG_S * 1_000_000)),
     })
     return env
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """In the child before exec: SIGTERM it when the supervisor dies, even by SIGKILL (Linux prctl)."""
+
+    def arm() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        except (OSError, AttributeError):  # pragma: no cover - not Linux
+            return
+        if os.getppid() != parent:  # the supervisor died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arm
 
 
 @dataclass
@@ -105,13 +129,14 @@ class Worker:
 class Supervisor:
     """Start, watch, restart and stop N ingest workers (see the module docstring)."""
 
-    def __init__(self, config_path: Path, count: int, base_client_id: str, health_port: int | None,
-                 python: str = sys.executable) -> None:
+    def __init__(self, config_path: Path, count: int, base_client_id: str, username: str | None,
+                 health_port: int | None, python: str = sys.executable) -> None:
         self.config_path = config_path
         self.count = count
         self.base_client_id = base_client_id
+        self.username = username
         self.python = python
-        self.workers = [Worker(i, worker_client_id(base_client_id, i, count)) for i in range(count)]
+        self.workers = [Worker(i, worker_client_id(base_client_id, i)) for i in range(count)]
         self._dir = tempfile.mkdtemp(prefix="hailong-ingest-")
         self._notify_path = str(Path(self._dir) / "notify")
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -129,9 +154,9 @@ class Supervisor:
     # ------------------------------------------------------------------ workers
 
     def _spawn(self, w: Worker) -> None:
-        env = worker_env(self.base_client_id, w.index, self.count, self._notify_path)
+        env = worker_env(self.base_client_id, self.username, w.index, self.count, self._notify_path)
         cmd = [self.python, "-m", "ingest.cli", "run", "--config", str(self.config_path)]
-        w.proc = subprocess.Popen(cmd, env=env)
+        w.proc = subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent(os.getpid()))
         w.ready, w.started, w.last_beat = False, time.monotonic(), time.monotonic()
         with self._lock:
             self._pids[w.proc.pid] = w

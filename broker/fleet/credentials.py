@@ -85,6 +85,21 @@ class FleetState:
             return path.read_text(encoding="utf-8").strip()
         return self.rotate_password(user)
 
+    def share_password(self, user: str, owner: str) -> str:
+        """``user`` logs in with ``owner``'s password (an ingest instance's worker processes).
+
+        Re-hashed whenever the owner's password was rotated, so rotating the instance rotates its workers.
+        """
+        secret = self.password(owner)
+        path = self.secret_path(user)
+        hashes = self.hashes()
+        if user not in hashes or not path.exists() or path.read_text(encoding="utf-8").strip() != secret:
+            self.ensure()
+            write_private(path, (secret + "\n").encode())
+            hashes[user] = hash_password(secret)
+            self._save_hashes(hashes)
+        return secret
+
     def rotate_password(self, user: str) -> str:
         self.ensure()
         secret = new_password()

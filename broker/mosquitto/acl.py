@@ -47,7 +47,7 @@ def qms_user(centre: str) -> str:
     return f"{QMS_USER_PREFIX}{centre}"
 
 
-def ingest_users(instances: int = 1) -> list[str]:
+def ingest_instance_users(instances: int = 1) -> list[str]:
     """One broker user per ingest instance: ``svc.ingest`` (the first), ``svc.ingest.2`` ... ``svc.ingest.N``.
 
     The broker sets each client's id to its username, so two instances sharing one user
@@ -56,9 +56,19 @@ def ingest_users(instances: int = 1) -> list[str]:
     return [INGEST_USER] + [f"{INGEST_USER}.{i}" for i in range(2, instances + 1)]
 
 
-def service_users(registry: Registry, ingest_instances: int = 1) -> list[str]:
-    """The non-device broker users of a fleet: ingest(s), admin, one QMS adapter per QMS centre."""
-    users = [*ingest_users(ingest_instances), ADMIN_USER]
+def worker_user(instance_user: str, index: int) -> str:
+    """Worker ``index`` of an ingest instance (ingest/workers.py): the first keeps the instance's user."""
+    return instance_user if index == 0 else f"{instance_user}.w{index}"
+
+
+def ingest_users(instances: int = 1, workers: int = 1) -> list[str]:
+    """Every ingest user: each instance's own, then its worker processes' (same password, own session)."""
+    return [worker_user(u, k) for u in ingest_instance_users(instances) for k in range(workers)]
+
+
+def service_users(registry: Registry, ingest_instances: int = 1, ingest_workers: int = 1) -> list[str]:
+    """The non-device broker users of a fleet: ingest(s) and their workers, admin, one QMS adapter per QMS centre."""
+    users = [*ingest_users(ingest_instances, ingest_workers), ADMIN_USER]
     users += [qms_user(c.id) for c in sorted(registry.centres.values(), key=lambda c: c.id) if c.has_qms]
     return users
 
@@ -72,7 +82,8 @@ def device_rules(device: Device) -> list[str]:
     ]
 
 
-def render_acl(registry: Registry, devices: Iterable[Device], ingest_instances: int = 1) -> str:
+def render_acl(registry: Registry, devices: Iterable[Device], ingest_instances: int = 1,
+               ingest_workers: int = 1) -> str:
     """ACL file text for the given (active, non-revoked) devices plus the service users."""
     devices = sorted(devices, key=lambda d: d.id)
     out = [
@@ -80,7 +91,7 @@ def render_acl(registry: Registry, devices: Iterable[Device], ingest_instances: 
         "# Anything not listed is denied. Reload with SIGHUP after re-rendering.",
         "# Mosquitto's ACL cannot refuse the retain flag: the ingest rejects retained ratings/QMS.",
     ]
-    for user in ingest_users(ingest_instances):
+    for user in ingest_users(ingest_instances, ingest_workers):
         out += ["", f"user {user}", f"topic read {subscription(TopicKind.RATING)}",
                 f"topic read {subscription(TopicKind.STATUS)}", f"topic read {subscription(TopicKind.QMS)}"]
     out += [

@@ -36,7 +36,7 @@ from broker.fleet.passwd import render_passwd
 from broker.fleet.pki import write_private
 from broker.fleet.registry import Registry
 from broker.kernel.settings import ConfigError, Settings, load_model, validation_to_config_error
-from broker.mosquitto.acl import render_acl, service_users
+from broker.mosquitto.acl import ingest_instance_users, render_acl, service_users, worker_user
 
 BROKER_FILE = "broker.toml"
 # Room for the rest of a PUBLISH around a contract payload: fixed header (5), topic (2 + ~80),
@@ -73,6 +73,10 @@ class RenderOptions(Settings):
         default=1, ge=1, le=32,
         description="Ingest instances sharing $share/hl-ingest; each gets its own broker user "
                     "(svc.ingest, svc.ingest.2, ...) because the broker sets client id = username")
+    ingest_workers: int = Field(
+        default=4, ge=1, le=64,
+        description="Worker processes per ingest instance (`workers` in ingest.toml); each gets its own user, "
+                    "svc.ingest.w1 ... (the first keeps svc.ingest), with the instance's password")
 
 
 def load_options(fleet: Path, state: FleetState | None = None, **overrides: object) -> RenderOptions:
@@ -187,7 +191,10 @@ def render_broker(registry: Registry, state: FleetState, out: Path, opt: RenderO
     state.ensure()
     revoked = {d for d in registry.devices if state.is_revoked(d)}
     devices = [d for d in registry.active_devices() if d.id not in revoked]
-    users = service_users(registry, opt.ingest_instances)
+    users = service_users(registry, opt.ingest_instances, opt.ingest_workers)
+    for instance in ingest_instance_users(opt.ingest_instances):
+        for k in range(1, opt.ingest_workers):
+            state.share_password(worker_user(instance, k), instance)  # one secret per instance, one session per worker
     for user in users:
         state.password(user)  # generated on first render, kept afterwards
     hashes = state.hashes()
@@ -197,7 +204,7 @@ def render_broker(registry: Registry, state: FleetState, out: Path, opt: RenderO
     key, crt = state.server_cert(opt.hostnames)
     files = {
         "mosquitto.conf": render_conf(opt).encode(),
-        "acl": render_acl(registry, devices, opt.ingest_instances).encode(),
+        "acl": render_acl(registry, devices, opt.ingest_instances, opt.ingest_workers).encode(),
         "ca.crt": ca.cert_path.read_bytes(),
         "server.crt": crt.read_bytes(),
         "crl.pem": ca.crl(state.revoked_serials()),

@@ -23,6 +23,8 @@ def ingest_config(mqtt: MqttSettings, db: InfluxQL, uid: str, *, api: str = "v1"
         "client_id": f"hl-ingest-{uid}",
         "share_group": f"g{uid}",
         "province": "test-province",
+        # one process unless a test asks for workers (tests/ingest/test_workers.py)
+        "workers": 1,
         "batch": {"size": 200, "max_delay_ms": 50, "max_in_flight": 1000, "retry_initial_ms": 100,
                   "retry_max_ms": 1000},
         # the golden payloads carry fixed 2025 timestamps: do not reject them as too old
@@ -181,6 +183,7 @@ province = "{cfg.province}"
 log_level = "INFO"
 {f'registry = "{cfg.registry}"' if cfg.registry else ''}
 registry_poll_s = {cfg.registry_poll_s}
+workers = {cfg.workers if isinstance(cfg.workers, int) else '"auto"'}
 {extra_toml}
 [mqtt]
 url = "{m.url}"
