@@ -96,6 +96,39 @@ class HandCount:
         rs = [r for r in self.rated(start, end, sel, walkups=True) if r.cls == "not_satisfied"]
         return sorted(rs, key=lambda r: r.time_ns, reverse=True)[:limit]
 
+    def per_counter(self, start: int, end: int, sel: Selection) -> dict[tuple[str, str], tuple[int, int]]:
+        """(centre, counter) -> (all ratings, walk-ups)."""
+        every = Counter((r.centre, r.counter) for r in self.rated(start, end, sel, walkups=True))
+        walk = Counter((r.centre, r.counter) for r in self.rated(start, end, sel, walkups=True) if r.walkup)
+        return {k: (n, walk[k]) for k, n in every.items()}
+
+    def fast(self, start: int, end: int, sel: Selection,
+             limit_ms: int = 1000) -> dict[tuple[str, ...], tuple[int, int]]:
+        """(centre, counter, officer) -> (rated, rated within ``limit_ms`` of the close)."""
+        rs = self.rated(start, end, sel)
+        n = Counter((r.centre, r.counter, r.officer) for r in rs)
+        quick = Counter((r.centre, r.counter, r.officer) for r in rs if (r.response_ms or 0) < limit_ms)
+        return {k: (v, quick[k]) for k, v in n.items()}
+
+    def disagreements(self, start: int, end: int, sel: Selection) -> dict[tuple[str, ...], tuple[int, int]]:
+        """(centre, counter, credited officer) -> (rated, rated where the terminal named someone else), >= 1."""
+        rs = self.rated(start, end, sel)
+        n = Counter((r.centre, r.counter, r.officer) for r in rs)
+        other = Counter((r.centre, r.counter, r.officer) for r in rs if r.terminal_officer)
+        return {k: (n[k], v) for k, v in other.items()}
+
+    def top_windows(self, start: int, end: int, sel: Selection, length: int) -> dict[tuple[str, str], int]:
+        """(centre, officer tag) -> windows of ``length`` consecutive top scores (walk-ups included)."""
+        runs: dict[tuple[str, str], list[bool]] = {}
+        for r in sorted(self.rated(start, end, sel, walkups=True), key=lambda r: r.time_ns):
+            runs.setdefault((r.centre, r.officer), []).append(r.score == r.scale)
+        out = {}
+        for k, top in runs.items():
+            windows = sum(all(top[i - length + 1:i + 1]) for i in range(length - 1, len(top)))
+            if windows:
+                out[k] = windows
+        return out
+
     def devices_online(self, start: int, end: int, centres: list[str] | None) -> dict[str, bool]:
         last: dict[str, StatusSent] = {}
         for st in sorted(self.statuses, key=lambda s: s.at_ms):

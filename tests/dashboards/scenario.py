@@ -2,7 +2,8 @@
 
 Three centres in two provinces; c-tt and c-pd (province hue) share counter ids
 (q1..q3), c-hl (province qt) rates on a 5-level scale and its QMS sends vendor ticket
-ids. 3 ISO weeks (2026-W45..W47), ticket numbers restarting at A001 every morning,
+ids. 3 ISO weeks (2026-W45..W47), ticket numbers issued per centre and queue prefix (A: ho-tich,
+B: dat-dai) restarting at A001/B001 every morning,
 recalls (a second close of the same ticket), an officer moving counters mid-week
 while the terminal keeps the predecessor's login (terminal/QMS disagreement), a
 counter-day at exactly 0 %, two officers tied at 100 % next to a third (ranks 1, 1, 3),
@@ -10,8 +11,8 @@ reasons given with "Không hài lòng" and with "Bình thường" ratings, walk-
 redeliveries of the same event and device status messages.
 
 What was *published* is kept (``closes``, ``ratings``, ``statuses``); the truth is
-computed from it by the legal rules: a ticket instance is (centre, counter, number,
-local service day), served once however often it is closed; one rating per instance
+computed from it by the legal rules: a ticket instance is (centre, number, local service
+day) or the vendor's ticket id, served once however often it is closed; one rating per instance
 (the first, by event id); the officer and service are the QMS close's; walk-ups never
 count for an officer. :meth:`Scenario.points` writes what the ingest stores for it
 (ingest/points.py plus the agreed ``terminal_officer`` / ``ticket_id`` fields).
@@ -89,6 +90,8 @@ class LegalRating:
     walkup: bool
     ticket: str | None
     reasons: tuple[str, ...]
+    response_ms: int | None  # rated - closed (ticket-bound ratings)
+    terminal_officer: str  # the terminal's officer where it differs from the QMS's, else ""
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,10 @@ def service_day(at_ms: int) -> str:
     return datetime.fromtimestamp(at_ms / 1000, TZ).date().isoformat()
 
 
+def instance_key(centre: str, ticket: str, closed_at_ms: int, ticket_id: str | None) -> tuple[str, ...]:
+    return (centre, ticket_id) if ticket_id else (centre, ticket, service_day(closed_at_ms))
+
+
 def close_time_ns(c: Close) -> int:
     # the ingest's ticket point time: close ms + a ticket-derived ns offset (ingest/handlers.py)
     return c.at_ms * 1_000_000 + zlib.crc32(c.ticket.encode()) % 1_000_000
@@ -117,17 +124,20 @@ class Scenario:
     statuses: list[StatusSent] = field(default_factory=list)
 
     # ------------------------------------------------------------------ the legal truth
-    def instances(self) -> dict[tuple[str, str, str, str], Close]:
-        """Ticket instance -> its first close (a recall is served once)."""
-        out: dict[tuple[str, str, str, str], Close] = {}
+    def instances(self) -> dict[tuple[str, ...], Close]:
+        """Ticket instance -> its first close (a recall is served once).
+
+        DESIGN.md: an instance is (centre, number, local service day), or the vendor's ticket id.
+        """
+        out: dict[tuple[str, ...], Close] = {}
         for c in sorted(self.closes, key=lambda c: c.at_ms):
-            out.setdefault((c.centre, c.counter, c.ticket, service_day(c.at_ms)), c)
+            out.setdefault(instance_key(c.centre, c.ticket, c.at_ms, c.ticket_id), c)
         return out
 
     def counted(self) -> list[Published]:
         """One rating per ticket instance, redeliveries collapsed; walk-ups kept (flagged)."""
         seen_events: set[str] = set()
-        seen_tickets: set[tuple[str, str, str, str]] = set()
+        seen_tickets: set[tuple[str, ...]] = set()
         out = []
         for p in sorted(self.ratings, key=lambda p: p.event.rated_at):
             e = p.event
@@ -135,7 +145,8 @@ class Scenario:
                 continue
             seen_events.add(e.event_id)
             if e.ticket is not None:
-                key = (e.centre, e.counter, e.ticket, service_day(e.rated_at))
+                assert e.closed_at is not None
+                key = instance_key(e.centre, e.ticket, e.closed_at, p.ticket_id)  # the close it answers
                 if key in seen_tickets:
                     continue
                 seen_tickets.add(key)
@@ -150,7 +161,9 @@ class Scenario:
             out.append(LegalRating(
                 e.rated_at * 1_000_000 + e.seq % 1_000_000, PROVINCES[e.centre], e.centre, e.counter, officer,
                 p.service or "", e.device, e.score, e.scale, satisfaction_class(e.score, e.scale).value,
-                e.ticket is None, e.ticket, tuple(e.reasons)))
+                e.ticket is None, e.ticket, tuple(e.reasons),
+                None if e.closed_at is None else max(0, e.rated_at - e.closed_at),
+                e.officer if p.qms_officer not in (None, e.officer) else ""))
         return out
 
     def legal_served(self) -> list[LegalServed]:
@@ -227,6 +240,7 @@ def build_scenario(seed: int = 10) -> Scenario:
     rnd = random.Random(seed)
     sc = Scenario()
     seq: Counter[str] = Counter()
+    numbers: Counter[tuple[str, int, str]] = Counter()  # (centre, day, queue prefix) -> last number issued
     for d in range(DAYS):
         day = FIRST + timedelta(days=d)
         if day.weekday() >= 5:
@@ -247,9 +261,11 @@ def build_scenario(seed: int = 10) -> Scenario:
                 t = day.replace(hour=8)
                 for n in range(1, rnd.randint(4, 8)):
                     t += timedelta(minutes=rnd.randint(5, 40))
-                    ticket = f"A{n:03d}"  # restarts every morning
-                    vendor = f"v-{centre}-{d}-{counter}-{n}" if centre in VENDOR_IDS else None
                     service = rnd.choice(SERVICES)
+                    prefix = "A" if service == SERVICES[0] else "B"  # one queue per service, numbered per centre
+                    numbers[(centre, d, prefix)] += 1
+                    ticket = f"{prefix}{numbers[(centre, d, prefix)]:03d}"  # restarts every morning
+                    vendor = f"v-{centre}-{d}-{ticket}" if centre in VENDOR_IDS else None
                     sc.closes.append(Close(centre, counter, officer, service, ticket, ms(t), vendor))
                     if n == 2:  # a recall: the same ticket closed again a minute later
                         sc.closes.append(Close(centre, counter, officer, service, ticket, ms(t) + 60_000, vendor))

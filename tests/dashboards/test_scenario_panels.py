@@ -36,7 +36,7 @@ from .test_panels import CHECKS as SEED_CHECKS
 from .truth import Ratio, shared_ranks
 
 L = LABELS
-BOARDS = ("hl-centre", "hl-officer", "hl-province")
+BOARDS = ("hl-centre", "hl-officer", "hl-province", "hl-integrity")
 RANGES = {"zero day": (ZERO_DAY[2], ZERO_DAY[2] + 1), "W45": (0, 7), "W46": (7, 14), "W47": (14, 21),
           "3 weeks": (0, 21)}
 WEEKDAYS = {1: "Thứ 2", 2: "Thứ 3", 3: "Thứ 4", 4: "Thứ 5", 5: "Thứ 6", 6: "Thứ 7", 7: "Chủ nhật"}
@@ -201,6 +201,49 @@ def check_reasons(v: View) -> None:
             v.cell(v.table.rows[0].get(label), want.get(code), code)  # a reason never given: no bar
 
 
+def check_walkup(v: View) -> None:
+    want = v.hc.per_counter(v.start, v.end, v.sel)
+    got = v.rows_by("Trung tâm", "Quầy")
+    assert set(got) == set(want), (set(got), set(want))
+    for k, (n, walk) in want.items():
+        for col, expected in (("Tất cả", n), ("Không vé", walk), ("Tỷ lệ không vé", walk / n)):
+            v.cell(got[k][col], expected, f"{k} {col}")
+
+
+def check_fast(v: View) -> None:
+    want = v.hc.fast(v.start, v.end, v.sel)
+    got = v.rows_by("Trung tâm", "Quầy", "Cán bộ")
+    assert set(got) == set(want), (set(got), set(want))
+    for k, (n, quick) in want.items():
+        for col, expected in ((L["rated"], n), ("Dưới 1 giây", quick), ("Tỷ lệ dưới 1 giây", quick / n)):
+            v.cell(got[k][col], expected, f"{k} {col}")
+
+
+def check_top_runs(v: View) -> None:
+    want = v.hc.top_windows(v.start, v.end, v.sel, v.settings.top_run_length)
+    got = v.rows_by("Trung tâm", "Cán bộ")
+    assert set(got) == set(want), (set(got), set(want))
+    for k, n in want.items():
+        v.cell(got[k]["Số cửa sổ"], n, f"{k} windows")
+        SEEN[f"{v.uid} top run"] += 1
+
+
+def check_disagreement(v: View) -> None:
+    want = v.hc.disagreements(v.start, v.end, v.sel)
+    got = v.rows_by("Trung tâm", "Quầy", "Cán bộ (theo QMS)")
+    assert set(got) == set(want), (set(got), set(want))
+    for k, (n, other) in want.items():
+        SEEN[f"{v.uid} disagreement"] += 1
+        for col, expected in ((L["rated"], n), ("Khác cán bộ", other), ("Tỷ lệ khác", other / n)):
+            v.cell(got[k][col], expected, f"{k} {col}")
+
+
+def check_no_ticket_rejections(v: View) -> None:
+    # every published message of the scenario is valid (redeliveries are absorbed, not rejected)
+    assert v.table.rows == []
+    CELLS[v.uid] += 1
+
+
 CHECKS: dict[str, Callable[[View], None]] = {
     "centre.ratio_today": check_stat, "centre.ratio_week": check_stat,
     "centre.response_today": check_stat, "centre.response_week": check_stat,
@@ -213,6 +256,8 @@ CHECKS: dict[str, Callable[[View], None]] = {
     "officer.ranking": lambda v: check_ranking(v, "officer", v.settings.min_sample),
     "province.ratio": check_stat, "province.response": check_stat,
     "province.centres": lambda v: check_ranking(v, "centre", 0),
+    "integrity.walkup": check_walkup, "integrity.fast": check_fast, "integrity.top_runs": check_top_runs,
+    "integrity.disagreement": check_disagreement, "integrity.ticket_rejections": check_no_ticket_rejections,
 }
 
 
@@ -251,6 +296,13 @@ def one_value_each(board_json: dict[str, Any], sel: Selection) -> list[Selection
 
 
 # the centre board reads raw points only; the officer and province boards have both modes
+def centre_choices(board_json: dict[str, Any]) -> list[tuple[str, list[str] | None]]:
+    """Each centre; where the centre variable is multi-valued also two centres and All."""
+    multi = any(v["name"] == "centre" and v.get("multi") for v in board_json["templating"]["list"])
+    many: list[tuple[str, list[str] | None]] = [("c-tt", ["c-tt", "c-hl"]), ("c-pd", None)] if multi else []
+    return [(c, [c]) for c in sorted(CENTRES)] + many
+
+
 CASES = [(uid, mode, rng) for uid in BOARDS for mode in modes(uid, DashboardSettings()) for rng in RANGES]
 
 
@@ -266,9 +318,9 @@ def test_panels_equal_the_hand_count(scenario_world: ScenarioWorld, uid: str, mo
     runs = 0
     for spec, panel in zip(board.panels, js["panels"], strict=True):
         seen: list[Selection] = []
-        for centre in sorted(CENTRES):
+        for centre, chosen in centre_choices(js):
             for name, choice in selections(centre).items():
-                for sel in one_value_each(js, {**choice, "centre": [centre]}):
+                for sel in one_value_each(js, {**choice, "centre": chosen}):
                     if sel in seen:
                         continue
                     seen.append(sel)
@@ -284,7 +336,7 @@ def test_panels_equal_the_hand_count(scenario_world: ScenarioWorld, uid: str, mo
 
 
 def test_every_panel_has_a_scenario_check(scenario_world: ScenarioWorld) -> None:
-    """Every panel of the three boards is checked here; every other panel has a check in test_panels.py."""
+    """Every panel of these boards is checked here; every other panel has a check in test_panels.py."""
     s = scenario_world.settings
     for b in all_dashboards(s):
         keys = {p.key for p in b.panels}
@@ -301,5 +353,6 @@ def test_cells_were_checked_with_every_edge_case() -> None:
     print("\nscenario cells checked per dashboard:", dict(CELLS), dict(SEEN))
     for uid in BOARDS:
         assert CELLS[uid] > 500, (uid, CELLS)
-    for what in ("hl-centre 0 %", "hl-centre 100 %", "hl-officer 0 %", "hl-officer 100 %", "hl-officer tie"):
+    for what in ("hl-centre 0 %", "hl-centre 100 %", "hl-officer 0 %", "hl-officer 100 %", "hl-officer tie",
+                 "hl-integrity 0 %", "hl-integrity 100 %", "hl-integrity top run", "hl-integrity disagreement"):
         assert SEEN[what] > 0, (what, dict(SEEN))
