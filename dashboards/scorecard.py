@@ -18,13 +18,14 @@ from broker.contract import validate_id
 from ingest.influxql import InfluxQL
 from ingest.storage import NOT_SATISFIED, Field, Measurement, Tag
 
+from .queries import CLASS_TEXT
+
 
 class NoScorecardData(ValueError):
     """The centre has no rated or served ticket in that week (or is not a centre at all)."""
 
 CLASSES = ("very_satisfied", "satisfied", "not_satisfied")
-CLASS_LABELS = {"very_satisfied": "Rất hài lòng", "satisfied": "Hài lòng (gồm Bình thường)",
-                "not_satisfied": "Không hài lòng"}
+CLASS_LABELS = dict(CLASS_TEXT)  # the dashboards' wording
 
 
 @dataclass(frozen=True)

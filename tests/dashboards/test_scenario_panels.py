@@ -28,7 +28,7 @@ from dashboards.queries import LABELS
 from dashboards.settings import DashboardSettings
 
 from .conftest import ScenarioWorld
-from .grafana_sim import Table, TimeRange, run_panel, stat_value
+from .grafana_sim import Table, TimeRange, display_text, run_panel, stat_value
 from .handcount import HandCount, Selection, day_start_ms, monday_ms
 from .scenario import CENTRES, FIRST, PROVINCES, ZERO_DAY
 from .seed import TZ, ms
@@ -150,12 +150,16 @@ def check_ranking(v: View, label: str, min_sample: int) -> None:
             "officers of one centre only"
 
 
+CLASS_NAMES = {"very_satisfied": "Rất hài lòng", "satisfied": "Hài lòng (gồm Bình thường)",
+               "not_satisfied": "Không hài lòng"}  # the legal classes as a person reads them
+
+
 def check_by_class(v: View) -> None:
     want = v.hc.by_class(v.start, v.end, v.sel)
-    got = {r[L["class"]]: r["n"] for r in v.table.rows}
-    assert set(got) == set(want)
+    got = {display_text(v.panel, r[L["class"]]): r["n"] for r in v.table.rows}
+    assert set(got) == {CLASS_NAMES[c] for c in want}, "classes shown by their Vietnamese names"
     for cls, n in want.items():
-        v.cell(got[cls], n, cls)
+        v.cell(got[CLASS_NAMES[cls]], n, cls)
 
 
 def check_heatmap(v: View) -> None:
