@@ -26,6 +26,7 @@ from .grafana import (
 )
 from .queries import (
     CENTRE_KEYS,
+    CLASS_TEXT,
     LABELS,
     RATED,
     RATING_KEYS,
@@ -98,7 +99,8 @@ def centre_overview(s: DashboardSettings) -> Dashboard:
                        response=True),
             Panel("centre.by_class", "barchart", "Số lượt theo mức hài lòng",
                   "Rated tickets per legal class (very satisfied, satisfied, not satisfied).",
-                  (Target("A", rated_query(k, (Tag.CLASS,), alias="n")),), (organize(LABELS),), width=8),
+                  (Target("A", rated_query(k, (Tag.CLASS,), alias="n")),), (organize(LABELS),), width=8,
+                  value_text=CLASS_TEXT),
             ratio_table("centre.by_counter", "Theo quầy",
                         f"Ratio, n and response rate per counter, sorted by ratio (no rank). {ONE_CENTRE}", k,
                         (Tag.COUNTER,)),
@@ -152,7 +154,7 @@ def officer_scorecard(s: DashboardSettings) -> Dashboard:
             Panel("officer.by_class", "table", "Số lượt theo mức và n",
                   "Rated tickets per class; walk-up ratings never count for an officer.",
                   (Target("A", rated_query(k, (Tag.CLASS,), alias="n", rollup=r)),), (organize(LABELS),),
-                  width=12),
+                  width=12, value_text=CLASS_TEXT),
             reasons, ranking,
         ),
         # whole ISO weeks: the daily rollup is exact for ranges made of whole local days

@@ -125,6 +125,7 @@ class Panel:
     width: int = 12
     height: int = 8
     decimals: int | None = None
+    value_text: tuple[tuple[str, str], ...] = ()  # stored value -> text shown (e.g. class ids -> Vietnamese)
 
     def to_json(self, panel_id: int, pos: Json, ds: Json) -> Json:
         defaults: Json = {}
@@ -135,6 +136,9 @@ class Panel:
         if self.unit == "percentunit" or self.kind == "table":
             # a ratio of nothing (0 rated) is 0/0 = NaN: shown as "—", never "NaN"
             defaults["mappings"] = [{"type": "special", "options": {"match": "nan", "result": {"text": "—"}}}]
+        if self.value_text:
+            defaults.setdefault("mappings", []).append(
+                {"type": "value", "options": {v: {"text": t, "index": i} for i, (v, t) in enumerate(self.value_text)}})
         out: Json = {
             "id": panel_id, "type": self.kind, "title": self.title, "description": self.description,
             "gridPos": pos, "datasource": ds,

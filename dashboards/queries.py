@@ -59,6 +59,11 @@ LABELS: dict[str, str] = {
     Tag.COUNTER: "Quầy", Tag.OFFICER: "Cán bộ", Tag.SERVICE: "Lĩnh vực", Tag.CENTRE: "Trung tâm", Tag.CLASS: "Mức",
 }
 
+# the legal classes as people read them ("Bình thường" is counted as satisfied), best first
+CLASS_TEXT: tuple[tuple[str, str], ...] = (("very_satisfied", "Rất hài lòng"),
+                                           ("satisfied", "Hài lòng (gồm Bình thường)"),
+                                           ("not_satisfied", "Không hài lòng"))
+
 RANK_RULE = ("Ranking rule: shared rank (competition ranking 1, 1, 3): equal ratios share a rank and the next "
              "rank skips; only within one centre")
 

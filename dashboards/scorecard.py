@@ -16,15 +16,16 @@ from zoneinfo import ZoneInfo
 
 from broker.contract import validate_id
 from ingest.influxql import InfluxQL
-from ingest.storage import NOT_SATISFIED, Field, Measurement, Tag
+from ingest.storage import NOT_SATISFIED, WALKUP_FALSE, Field, Measurement, Tag
+
+from .queries import CLASS_TEXT
 
 
 class NoScorecardData(ValueError):
     """The centre has no rated or served ticket in that week (or is not a centre at all)."""
 
 CLASSES = ("very_satisfied", "satisfied", "not_satisfied")
-CLASS_LABELS = {"very_satisfied": "Rất hài lòng", "satisfied": "Hài lòng (gồm Bình thường)",
-                "not_satisfied": "Không hài lòng"}
+CLASS_LABELS = dict(CLASS_TEXT)  # the dashboards' wording
 
 
 @dataclass(frozen=True)
@@ -166,11 +167,12 @@ def _trend(db: InfluxQL, centre: str, week: IsoWeek, tz: str, weeks_back: int,
     weeks = [week.shifted(-i) for i in range(weeks_back, -1, -1)]
     first, end = weeks[0].start(tz), week.shifted(1).start(tz)
     # ISO weeks: InfluxDB's 1w buckets start on Thursday (the epoch); +4d and the zone make them Monday 00:00 local
-    q = (f'SELECT count("score") AS n FROM "rating" WHERE {_window(first, end)} AND "centre" = \'{centre}\' '
-         f"AND \"walkup\" = 'false' GROUP BY time(1w, 4d), \"officer\", \"class\" fill(none) tz('{tz}')")
+    q = (f'SELECT count("{Field.SCORE}") AS n FROM "{Measurement.RATING}" WHERE {_window(first, end)} '
+         f"AND \"{Tag.CENTRE}\" = '{centre}' AND \"{Tag.WALKUP}\" = '{WALKUP_FALSE}' "
+         f'GROUP BY time(1w, 4d), "{Tag.OFFICER}", "{Tag.CLASS}" fill(none) tz(\'{tz}\')')
     per: dict[tuple[str, int], Counter[str]] = {}
     for row in db.rows(q):
-        per.setdefault((row["officer"], int(row["time"])), Counter())[row["class"]] += int(row["n"])
+        per.setdefault((row[Tag.OFFICER], int(row["time"])), Counter())[row[Tag.CLASS]] += int(row["n"])
     for o in officers.values():
         for w in weeks:
             c = per.get((o.officer, _ms(w.start(tz))), Counter())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
 
@@ -13,6 +14,9 @@ from dashboards.settings import DashboardSettings
 from hailong.localstack import InfluxServer
 from ingest.influxql import InfluxQL
 
+from .scenario import DAYS as SCENARIO_DAYS
+from .scenario import FIRST as SCENARIO_FIRST
+from .scenario import Scenario, build_scenario
 from .seed import FIRST_MONDAY, NOW, Seed, build_seed, write_points
 
 
@@ -35,4 +39,25 @@ def seeded(influx_server: InfluxServer) -> Iterator[Seeded]:
     # the daily rollups the long-range dashboards read, computed as the continuous queries would
     assert backfill(db, settings, FIRST_MONDAY, NOW) > 0
     yield Seeded(db, seed, settings)
+    db.drop_database()
+
+
+@dataclass(frozen=True)
+class ScenarioWorld:
+    db: InfluxQL
+    scenario: Scenario
+    settings: DashboardSettings
+
+
+@pytest.fixture(scope="session")
+def scenario_world(influx_server: InfluxServer) -> Iterator[ScenarioWorld]:
+    """The field scenario (tests/dashboards/scenario.py) seeded once as the ingest stores it, rollups backfilled."""
+    sc = build_scenario()
+    db = InfluxQL(influx_server.url, f"scn_{uuid.uuid4().hex[:10]}")
+    db.create_database()
+    write_points(influx_server.url, db.database, sc.points())
+    s = DashboardSettings.model_validate({"influx": {"url": influx_server.url, "database": db.database},
+                                         "min_sample": 10})
+    assert backfill(db, s, SCENARIO_FIRST, SCENARIO_FIRST + timedelta(days=SCENARIO_DAYS)) > 0
+    yield ScenarioWorld(db, sc, s)
     db.drop_database()

@@ -340,6 +340,21 @@ def run_panel(db: InfluxQL, dashboard: Row, panel: Row, rng: TimeRange, now_ms: 
     return table
 
 
+def display_text(panel: Row, value: Any) -> Any:
+    """A cell through the panel's value mappings (fieldConfig.defaults.mappings), as Grafana displays it.
+
+    packages/grafana-data/src/utils/valueMappings.ts getValueMappingResult: the first mapping that
+    matches wins; a ``value`` mapping matches the value's string form, ``special`` nan matches NaN.
+    """
+    for m in panel["fieldConfig"]["defaults"].get("mappings", []):
+        if m["type"] == "value" and str(value) in m["options"]:
+            return m["options"][str(value)]["text"]
+        if (m["type"] == "special" and m["options"]["match"] == "nan" and isinstance(value, float)
+                and math.isnan(value)):
+            return m["options"]["result"]["text"]
+    return value
+
+
 def stat_value(panel: Row, table: Table) -> Any:
     """A stat panel's number: lastNotNull of the field its reduceOptions select."""
     pattern = panel["options"]["reduceOptions"]["fields"].strip("/")

@@ -1,0 +1,362 @@
+"""Every panel of the centre, officer and province dashboards equals the field scenario's hand count.
+
+Table-driven: ``CHECKS`` has one entry per panel key, and the boards are enumerated from
+``dashboards.boards.all_dashboards``, so a panel added without a check fails
+:func:`test_every_panel_has_a_scenario_check`. Each panel runs through the Grafana
+emulation (tests/dashboards/grafana_sim.py) on the seeded scenario (points shaped as the
+ingest writes them), for
+- one centre at a time (the single-valued centre / province variable, repeated per value);
+- single, multi and All selections of the other variables;
+- a day range (the 0 % counter-day), each ISO week and the whole 3 weeks;
+- rollup and raw modes where the board has both;
+and every shown cell is compared with the hand count (tests/dashboards/handcount.py).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from dashboards.boards import all_dashboards
+from dashboards.queries import LABELS
+from dashboards.settings import DashboardSettings
+
+from .conftest import ScenarioWorld
+from .grafana_sim import Table, TimeRange, display_text, run_panel, stat_value
+from .handcount import HandCount, Selection, day_start_ms, monday_ms
+from .scenario import CENTRES, FIRST, PROVINCES, ZERO_DAY
+from .seed import TZ, ms
+from .test_panels import CHECKS as SEED_CHECKS
+from .truth import Ratio, shared_ranks
+
+L = LABELS
+BOARDS = ("hl-centre", "hl-officer", "hl-province", "hl-integrity")
+RANGES = {"zero day": (ZERO_DAY[2], ZERO_DAY[2] + 1), "W45": (0, 7), "W46": (7, 14), "W47": (14, 21),
+          "3 weeks": (0, 21)}
+WEEKDAYS = {1: "Thứ 2", 2: "Thứ 3", 3: "Thứ 4", 4: "Thứ 5", 5: "Thứ 6", 6: "Thứ 7", 7: "Chủ nhật"}
+CELLS: Counter[str] = Counter()  # board uid -> cells compared
+SEEN: Counter[str] = Counter()  # "0 %", "100 %", "tie", "—" cells met, per board
+
+
+def selections(centre: str) -> dict[str, Selection]:
+    """Single, multi and All choices of the multi-valued variables, for one centre."""
+    officers = CENTRES[centre]
+    return {
+        "all": {},
+        "one officer": {"officer": [officers[0]]},
+        "two officers": {"officer": list(officers[:2])},
+        "one counter": {"counter": [ZERO_DAY[1]]},
+        "two counters, one service": {"counter": ["q1", "q2"], "service": ["ho-tich"]},
+        "every variable single": {"province": [PROVINCES[centre]], "counter": ["q1"], "officer": [officers[0]],
+                                  "service": ["dat-dai"]},
+        "both services": {"service": ["ho-tich", "dat-dai"]},
+    }
+
+
+@dataclass
+class View:
+    """One panel as Grafana shows it for one selection and range, with the hand count to compare."""
+
+    uid: str
+    hc: HandCount
+    settings: DashboardSettings
+    panel: dict[str, Any]
+    sel: Selection
+    start: int
+    end: int
+    table: Table
+
+    def cell(self, got: Any, want: float | int | None, what: str) -> None:
+        """Compare one shown cell; NaN is allowed only where the hand count has no ratio (shown as "—")."""
+        if isinstance(got, float) and math.isnan(got):
+            mappings = self.panel["fieldConfig"]["defaults"].get("mappings", [])
+            assert any(m["options"].get("match") == "nan" and m["options"]["result"]["text"] == "—"
+                       for m in mappings), f"{what}: NaN without a '—' mapping"
+            got = None
+            SEEN[f"{self.uid} —"] += 1
+        if want is None or got is None:
+            assert got is None and want is None, f"{what}: shown {got!r}, hand count {want!r}"
+        else:
+            assert math.isclose(got, want, rel_tol=1e-12, abs_tol=1e-12), f"{what}: shown {got!r}, hand count {want!r}"
+            if isinstance(want, float) and want in (0.0, 1.0):
+                SEEN[f"{self.uid} {'0 %' if want == 0 else '100 %'}"] += 1
+        CELLS[self.uid] += 1
+
+    def rows_by(self, *cols: str) -> dict[tuple[Any, ...], dict[str, Any]]:
+        out = {tuple(r[c] for c in cols): r for r in self.table.rows}
+        assert len(out) == len(self.table.rows), "one row per group"
+        return out
+
+    def keys(self, *names: str) -> Selection:
+        return {k: v for k, v in self.sel.items() if k in names}
+
+
+def ratio_of(r: Ratio | None) -> float | None:
+    return r.ratio if r else None
+
+
+# --------------------------------------------------------------------------- checks, one per kind of panel
+
+def check_stat(v: View) -> None:
+    want = v.hc.ratios(v.start, v.end, v.sel).get(())
+    response = v.panel["options"]["reduceOptions"]["fields"] == "/^response_rate$/"
+    expected = None if want is None else want.response if response else want.ratio
+    v.cell(stat_value(v.panel, v.table), expected, "stat")
+
+
+def check_ratio_table(v: View, group: str) -> None:
+    want = v.hc.ratios(v.start, v.end, v.sel, (group,))
+    got = v.rows_by(L[group])
+    assert set(got) == set(want), (set(got), set(want))
+    for k, w in want.items():
+        row = got[k]
+        for col, n in (("rated", w.rated), ("satisfied", w.satisfied), ("not_satisfied", w.not_satisfied),
+                       ("served", w.served), ("ratio", w.ratio), ("response_rate", w.response)):
+            v.cell(row[L[col]], n, f"{k} {col}")
+    shown = [r[L["ratio"]] for r in v.table.rows]
+    numbers = [x for x in shown if not math.isnan(x)]
+    assert numbers == sorted(numbers, reverse=True) and shown[:len(numbers)] == numbers, "best first, '—' last"
+
+
+def check_ranking(v: View, label: str, min_sample: int) -> None:
+    """Shared rank (1, 1, 3) within the one selected centre/province; a tie is one line listing its members."""
+    scope = v.keys("province", "centre", "service")  # counter/officer choices never narrow a ranking
+    want = {k[0]: w for k, w in v.hc.ratios(v.start, v.end, scope, (label,)).items() if w.rated >= min_sample
+            and w.rated > 0}
+    ranks = shared_ranks({k: w.satisfied / w.rated for k, w in want.items()})
+    got: dict[str, tuple[Any, ...]] = {}
+    for row in v.table.rows:
+        members = row[L[label]]
+        if len(members) > 1:
+            SEEN[f"{v.uid} tie"] += 1
+        for i, name in enumerate(members):
+            got[name] = (row["Hạng"], row[L["ratio"]], row[L["rated"]][i], row[L["served"]][i],
+                         row[L["response_rate"]][i])
+    assert set(got) == set(want), (set(got), set(want))
+    for name, w in want.items():
+        rank, ratio, rated, served, response = got[name]
+        for shown, expected, what in ((rank, ranks[name], "rank"), (ratio, w.ratio, "ratio"), (rated, w.rated, "n"),
+                                      (served, w.served, "served"), (response, w.response, "response")):
+            v.cell(shown, expected, f"{name} {what}")
+    assert [r["Hạng"] for r in v.table.rows] == sorted(r["Hạng"] for r in v.table.rows), "rank order"
+    if label == "officer":
+        assert {v.sel["centre"][0]} == {r.centre for r in v.hc.ratings if r.officer in got} or not got, \
+            "officers of one centre only"
+
+
+CLASS_NAMES = {"very_satisfied": "Rất hài lòng", "satisfied": "Hài lòng (gồm Bình thường)",
+               "not_satisfied": "Không hài lòng"}  # the legal classes as a person reads them
+
+
+def check_by_class(v: View) -> None:
+    want = v.hc.by_class(v.start, v.end, v.sel)
+    got = {display_text(v.panel, r[L["class"]]): r["n"] for r in v.table.rows}
+    assert set(got) == {CLASS_NAMES[c] for c in want}, "classes shown by their Vietnamese names"
+    for cls, n in want.items():
+        v.cell(got[CLASS_NAMES[cls]], n, cls)
+
+
+def check_heatmap(v: View) -> None:
+    want = v.hc.heatmap(v.start, v.end, v.sel)
+    got = {(row["Giờ"], day): n for row in v.table.rows for day, n in row.items() if day != "Giờ" and n is not None}
+    assert set(got) == {(h, WEEKDAYS[d]) for h, d in want}
+    for (hour, day), n in want.items():
+        v.cell(got[(hour, WEEKDAYS[day])], n, f"{hour} {day}")
+
+
+def check_live(v: View) -> None:
+    want = v.hc.live_not_satisfied(v.start, v.end, v.sel)
+    assert len(v.table.rows) == len(want)
+    for row, r in zip(v.table.rows, want, strict=True):
+        assert (row["Thời điểm"], row["Quầy"], row["Cán bộ"], row["Vé"], row["Lý do"] or "", row["Điểm"]) == (
+            r.time_ns // 1_000_000, r.counter, r.officer, r.ticket, ",".join(r.reasons), r.score), row
+        CELLS[v.uid] += 6
+
+
+def check_devices(v: View) -> None:
+    want = v.hc.devices_online(v.start, v.end, v.sel.get("centre"))
+    got = {r["Thiết bị"]: r["Trực tuyến"] for r in v.table.rows}
+    assert got == want
+    CELLS[v.uid] += len(want)
+
+
+def check_trend(v: View) -> None:
+    centre = v.keys("province", "centre", "service")
+    assert len(centre.get("centre") or []) == 1, "the centre line is one centre"
+    officer, whole = v.hc.weekly(v.start, v.end, v.sel), v.hc.weekly(v.start, v.end, centre)
+    got = v.rows_by("Time")
+    assert set(got) == {(w,) for w in whole}, "one point per week with a rated ticket in the centre"
+    for week, w in whole.items():
+        v.cell(got[(week,)]["Cán bộ"], ratio_of(officer.get(week)), f"week {week} officer")
+        v.cell(got[(week,)]["Trung tâm"], w.ratio, f"week {week} centre")
+
+
+def check_reasons(v: View) -> None:
+    want = v.hc.reasons(v.start, v.end, v.sel)
+    assert len(v.table.rows) == (1 if want else 0)
+    for code, label in v.settings.reasons.items():
+        if v.table.rows:
+            v.cell(v.table.rows[0].get(label), want.get(code), code)  # a reason never given: no bar
+
+
+def check_walkup(v: View) -> None:
+    want = v.hc.per_counter(v.start, v.end, v.sel)
+    got = v.rows_by("Trung tâm", "Quầy")
+    assert set(got) == set(want), (set(got), set(want))
+    for k, (n, walk) in want.items():
+        for col, expected in (("Tất cả", n), ("Không vé", walk), ("Tỷ lệ không vé", walk / n)):
+            v.cell(got[k][col], expected, f"{k} {col}")
+
+
+def check_fast(v: View) -> None:
+    want = v.hc.fast(v.start, v.end, v.sel)
+    got = v.rows_by("Trung tâm", "Quầy", "Cán bộ")
+    assert set(got) == set(want), (set(got), set(want))
+    for k, (n, quick) in want.items():
+        for col, expected in ((L["rated"], n), ("Dưới 1 giây", quick), ("Tỷ lệ dưới 1 giây", quick / n)):
+            v.cell(got[k][col], expected, f"{k} {col}")
+
+
+def check_top_runs(v: View) -> None:
+    want = v.hc.top_windows(v.start, v.end, v.sel, v.settings.top_run_length)
+    got = v.rows_by("Trung tâm", "Cán bộ")
+    assert set(got) == set(want), (set(got), set(want))
+    for k, n in want.items():
+        v.cell(got[k]["Số cửa sổ"], n, f"{k} windows")
+        SEEN[f"{v.uid} top run"] += 1
+
+
+def check_disagreement(v: View) -> None:
+    want = v.hc.disagreements(v.start, v.end, v.sel)
+    got = v.rows_by("Trung tâm", "Quầy", "Cán bộ (theo QMS)")
+    assert set(got) == set(want), (set(got), set(want))
+    for k, (n, other) in want.items():
+        SEEN[f"{v.uid} disagreement"] += 1
+        for col, expected in ((L["rated"], n), ("Khác cán bộ", other), ("Tỷ lệ khác", other / n)):
+            v.cell(got[k][col], expected, f"{k} {col}")
+
+
+def check_no_ticket_rejections(v: View) -> None:
+    # every published message of the scenario is valid (redeliveries are absorbed, not rejected)
+    assert v.table.rows == []
+    CELLS[v.uid] += 1
+
+
+CHECKS: dict[str, Callable[[View], None]] = {
+    "centre.ratio_today": check_stat, "centre.ratio_week": check_stat,
+    "centre.response_today": check_stat, "centre.response_week": check_stat,
+    "centre.by_class": check_by_class,
+    "centre.by_counter": lambda v: check_ratio_table(v, "counter"),
+    "centre.by_service": lambda v: check_ratio_table(v, "service"),
+    "centre.heatmap": check_heatmap, "centre.live_not_satisfied": check_live, "centre.devices_online": check_devices,
+    "officer.weekly_trend": check_trend, "officer.ratio": check_stat, "officer.response": check_stat,
+    "officer.by_class": check_by_class, "officer.reasons": check_reasons,
+    "officer.ranking": lambda v: check_ranking(v, "officer", v.settings.min_sample),
+    "province.ratio": check_stat, "province.response": check_stat,
+    "province.centres": lambda v: check_ranking(v, "centre", 0),
+    "integrity.walkup": check_walkup, "integrity.fast": check_fast, "integrity.top_runs": check_top_runs,
+    "integrity.disagreement": check_disagreement, "integrity.ticket_rejections": check_no_ticket_rejections,
+}
+
+
+# --------------------------------------------------------------------------- running them
+
+def boards(s: DashboardSettings) -> dict[str, tuple[Any, dict[str, Any]]]:
+    return {b.uid: (b, b.to_json(s.datasource_uid)) for b in all_dashboards(s)}
+
+
+def modes(uid: str, s: DashboardSettings) -> list[str]:
+    raw = s.model_copy(update={"use_rollups": False})
+    return ["rollup", "raw"] if boards(s)[uid][1] != boards(raw)[uid][1] else ["raw"]
+
+
+def panel_start(panel: dict[str, Any], start: int, now: datetime) -> int:
+    """A panel's own relative time: today (now/d) or this ISO week (now/w) in the centre's zone."""
+    rel = panel.get("timeFrom")
+    if rel == "now/d":
+        return day_start_ms(ms(now) * 1_000_000)
+    if rel == "now/w":
+        return monday_ms(ms(now) * 1_000_000)
+    assert not rel, rel
+    return start
+
+
+def one_value_each(board_json: dict[str, Any], sel: Selection) -> list[Selection]:
+    """Variables the board does not have do not apply; a single-valued one (no All) is repeated per value."""
+    names = {v["name"]: v for v in board_json["templating"]["list"]}
+    base = {k: v for k, v in sel.items() if k in names}
+    out = [base]
+    for name, var in names.items():
+        if var["type"] == "query" and not var["multi"]:
+            values = sorted(set(PROVINCES.values())) if name == "province" else sorted(CENTRES)
+            out = [s | {name: [value]} for s in out for value in values]
+    return out
+
+
+# the centre board reads raw points only; the officer and province boards have both modes
+def centre_choices(board_json: dict[str, Any]) -> list[tuple[str, list[str] | None]]:
+    """Each centre; where the centre variable is multi-valued also two centres and All."""
+    multi = any(v["name"] == "centre" and v.get("multi") for v in board_json["templating"]["list"])
+    many: list[tuple[str, list[str] | None]] = [("c-tt", ["c-tt", "c-hl"]), ("c-pd", None)] if multi else []
+    return [(c, [c]) for c in sorted(CENTRES)] + many
+
+
+CASES = [(uid, mode, rng) for uid in BOARDS for mode in modes(uid, DashboardSettings()) for rng in RANGES]
+
+
+@pytest.mark.parametrize(("uid", "mode", "rng"), CASES, ids=[f"{u}-{m}-{r}" for u, m, r in CASES])
+def test_panels_equal_the_hand_count(scenario_world: ScenarioWorld, uid: str, mode: str, rng: str) -> None:
+    s = scenario_world.settings.model_copy(update={"use_rollups": mode == "rollup"})
+    board, js = boards(s)[uid]
+    hc = HandCount.of(scenario_world.scenario)
+    a, b = RANGES[rng]
+    start, end = ms(FIRST + timedelta(days=a)), ms(FIRST + timedelta(days=b)) - 1
+    now = datetime.fromtimestamp(end / 1000, TZ)
+    failures: list[str] = []
+    runs = 0
+    for spec, panel in zip(board.panels, js["panels"], strict=True):
+        seen: list[Selection] = []
+        for centre, chosen in centre_choices(js):
+            for name, choice in selections(centre).items():
+                for sel in one_value_each(js, {**choice, "centre": chosen}):
+                    if sel in seen:
+                        continue
+                    seen.append(sel)
+                    table = run_panel(scenario_world.db, js, panel, TimeRange(start, end), end, sel)
+                    view = View(uid, hc, s, panel, sel, panel_start(panel, start, now), end, table)
+                    runs += 1
+                    try:
+                        CHECKS[spec.key](view)
+                    except (AssertionError, KeyError, TypeError) as exc:  # a missing column is a difference too
+                        failures.append(f"{spec.key} [{name}] {sel}: {exc}")
+    assert runs > 0
+    assert not failures, f"{len(failures)} of {runs} panel views differ:\n" + "\n".join(failures[:15])
+
+
+def test_every_panel_has_a_scenario_check(scenario_world: ScenarioWorld) -> None:
+    """Every panel of these boards is checked here; every other panel has a check in test_panels.py."""
+    s = scenario_world.settings
+    for b in all_dashboards(s):
+        keys = {p.key for p in b.panels}
+        if b.uid in BOARDS:
+            assert keys <= set(CHECKS), f"{b.uid}: panels without a scenario check: {keys - set(CHECKS)}"
+        assert keys <= set(CHECKS) | set(SEED_CHECKS), keys - set(CHECKS) - set(SEED_CHECKS)
+    assert set(CHECKS) == {p.key for b in all_dashboards(s) if b.uid in BOARDS for p in b.panels}
+    assert {(u, m) for u, m, _ in CASES} >= {("hl-officer", "rollup"), ("hl-officer", "raw"),
+                                              ("hl-province", "rollup"), ("hl-province", "raw")}
+
+
+def test_cells_were_checked_with_every_edge_case() -> None:
+    """Runs last in this module: the numbers of cells, and that 0 %, 100 %, ties and '—' were all met."""
+    print("\nscenario cells checked per dashboard:", dict(CELLS), dict(SEEN))
+    for uid in BOARDS:
+        assert CELLS[uid] > 500, (uid, CELLS)
+    for what in ("hl-centre 0 %", "hl-centre 100 %", "hl-officer 0 %", "hl-officer 100 %", "hl-officer tie",
+                 "hl-integrity 0 %", "hl-integrity 100 %", "hl-integrity top run", "hl-integrity disagreement"):
+        assert SEEN[what] > 0, (what, dict(SEEN))
