@@ -43,7 +43,8 @@ DAY_MS = 86_400_000
 # clock.max_age_s (400 days) and outside the default ticket-index lookback (24 h), like a real backlog.
 BASE_MS = (int(time.time() * 1000) // DAY_MS - 7) * DAY_MS
 MIN_AVAILABLE_MB = 2048  # abort a run before the box runs out of memory
-SLICE_N = 100  # exactly-once check: ratings n .. n+SLICE_N-1 of every device per InfluxDB query
+SLICE_N = 100  # exactly-once check: ratings n .. n+SLICE_N-1 of every device per InfluxDB query,
+MAX_ROWS = 50_000  # ... and at most this many rows per answer
 
 
 @dataclass
@@ -321,7 +322,8 @@ def stop_proc(proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
 
 def tree(pid: int) -> list[int]:
     """``pid`` and all its descendants (Linux /proc)."""
-    out, todo = [], [pid]
+    out: list[int] = []
+    todo = [pid]
     while todo and len(out) < 1000:
         p = todo.pop()
         if p in out or p <= 0:
@@ -445,14 +447,16 @@ class OnceReport:
 
 
 def exactly_once(db: InfluxQL, spec: RatingSpec) -> OnceReport:
-    """Every event stored once: count the points and their distinct event_ids, SLICE_N seconds of
-    rated_at (SLICE_N ratings per device) per query, compared with the ids the spec generates."""
+    """Every event stored once: count the points and their distinct event_ids, a few seconds of
+    rated_at (<= SLICE_N ratings per device, <= MAX_ROWS rows) per query, compared with the ids
+    the spec generates."""
     rep = OnceReport(len(spec))
-    for n0 in range(0, spec.per_device, SLICE_N):
-        t0, t1 = BASE_MS + n0 * 1000, BASE_MS + (n0 + SLICE_N) * 1000
+    step = max(1, min(SLICE_N, MAX_ROWS // len(spec.slots)))
+    for n0 in range(0, spec.per_device, step):
+        t0, t1 = BASE_MS + n0 * 1000, BASE_MS + (n0 + step) * 1000
         got = [str(r["event_id"]) for r in db.rows(
             f'SELECT "event_id" FROM "rating" WHERE time >= {t0}ms AND time < {t1}ms')]
-        want = spec.ids_of_n(n0, n0 + SLICE_N)
+        want = spec.ids_of_n(n0, n0 + step)
         seen = set(got)
         rep.points += len(got)
         rep.distinct += len(seen)
