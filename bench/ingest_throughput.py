@@ -1,19 +1,28 @@
-"""Ingest throughput: raw paho QoS1 vs hailong ingest vs Node-RED, same broker and InfluxDB, one run.
+"""Ingest throughput (issue 14): raw paho QoS1 vs `hailong ingest run` vs Node-RED, one run, same
+Mosquitto and InfluxDB; and the backlog drain.
 
-Every mode drains the SAME kind of backlog: N ratings published into the consumer's persistent
-session while it is offline, then the consumer starts and we time first -> last message handled:
+(a) and (b) drain the SAME kind of backlog: N ratings (100 devices) published into the consumer's
+persistent session(s) while it is offline; then the consumer starts and we time first -> last:
 
-  (a) raw   a paho QoS1 subscriber that only counts messages (the ceiling for any MQTT consumer);
-  (b) ingest  `hailong ingest run` (registry check, ticket rules, batching, acked after the durable
-            InfluxDB write); done = every rating point is in InfluxDB;
-  (c) nodered Node-RED 4: mqtt in (QoS1) -> function -> influxdb out (node-red-contrib-influxdb);
-            done = every point is in InfluxDB. Node-RED acks on receipt, before the write.
+  (a) raw     one paho QoS1 subscriber process that only counts messages (PUBACK on receipt): the
+              ceiling for any MQTT consumer in Python;
+  (b) ingest  `hailong ingest run` with DEFAULT settings except connection details (so the default
+              `workers` applies unless --workers sets it); acked after the durable InfluxDB write;
+              done = every rating acked AND stored; exactly once = as many points and distinct
+              event_ids as ratings, every event_id the one published;
+  (c) nodered Node-RED 4: mqtt in (QoS1) -> function -> influxdb out, live (published while it runs;
+              restarted onto a queued backlog it wrote nothing). Node-RED acks on receipt.
 
-Plus a Mosquitto settings sweep for (b), and the backlog drain (devices x per-device ratings,
-exactly-once checked). Own Mosquitto 2.0.11 and InfluxDB 1.6.7 in bench/out/. Loopback only.
+--drain DxP: D devices x P buffered ratings each, drained by (b) alone; exactly once, time to
+drain, peak memory of the ingest, Mosquitto and InfluxDB. The backlog is generated inside two
+publisher processes in chunks and checked in slices, so the harness's own memory stays small.
+--sweep: (b) once per Mosquitto setting that matters (inflight, nodelay, queue cap).
 
-    python bench/ingest_throughput.py                      # throughput + settings sweep
-    python bench/ingest_throughput.py --drain 1000x1000    # backlog drain, 1M ratings
+    python bench/ingest_throughput.py -n 50000 [--workers auto|N]      # (a), (b), (c)
+    python bench/ingest_throughput.py --drain 1000x1000 [--workers auto|N]
+    python bench/ingest_throughput.py -n 10000 --sweep --no-nodered
+
+Own Mosquitto 2.0.11 and InfluxDB 1.6.7 in bench/out/; loopback only. Every wait is bounded.
 """
 
 from __future__ import annotations
@@ -21,105 +30,50 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import os
+import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from broker.kernel.mqtt import MqttSettings
+from ingest_common import (
+    MIN_AVAILABLE_MB,
+    NODERED,
+    OUT,
+    Broker,
+    IngestProc,
+    MemWatch,
+    OnceReport,
+    RatingSpec,
+    client_ids,
+    count,
+    exactly_once,
+    local_settings,
+    publish,
+    publish_spec,
+    ratings,
+    settings_for,
+    stop_proc,
+    wait_progress,
+    workers_in_force,
+    write_fleet,
+)
+
 from broker.kernel.session import MqttSession
 from hailong.localstack import InfluxServer, MosquittoServer, free_port
 from ingest.influxql import InfluxQL
 
-OUT = Path(__file__).resolve().parent / "out"
-NODERED = OUT / "nodered"
-BASE_MS = 1_790_000_000_000  # fixed rated_at base: every run writes identical points
+__all__ = ["OUT", "publish", "ratings", "settings_for", "write_fleet"]  # bench/ingest_cpu.py imports these
 
 
-@dataclass
-class Broker(MosquittoServer):
-    overrides: dict[str, str] | None = None
-
-    def default_conf(self) -> str:
-        lines = super().default_conf().splitlines()
-        for key, value in (self.overrides or {}).items():
-            lines = [f"{key} {value}" if ln.startswith(key + " ") else ln for ln in lines]
-        return "\n".join(lines) + "\n"
-
-
-def settings_for(broker: MosquittoServer) -> MqttSettings:
-    return local_settings(broker.port, broker.username, broker.password)
-
-
-def local_settings(port: int, user: str, pw: str) -> MqttSettings:
-    return MqttSettings.model_validate({"url": f"mqtt://127.0.0.1:{port}", "username": user, "password": pw})
-
-
-def write_fleet(root: Path, centres: int, counters: int) -> list[tuple[str, str, str]]:
-    """No-QMS centres (ticket ratings need no QMS events); returns (centre, device, counter)."""
-    root.mkdir(parents=True, exist_ok=True)
-    c_lines, d_lines, out = [], [], []
-    for c in range(centres):
-        cid = f"bc{c:03d}"
-        c_lines += [f"[centre.{cid}]", 'name = "Trung tâm Phục vụ hành chính công"', 'province = "hue"',
-                    "has_qms = false", ""]
-        for q in range(counters):
-            qid, did = f"q{q:03d}", f"bd{c:03d}-{q:03d}"
-            c_lines += [f"[centre.{cid}.counter.{qid}]", f'label = "Quầy {q}"', ""]
-            d_lines += [f"[device.{did}]", f'centre = "{cid}"', f'counter = "{qid}"', ""]
-            out.append((cid, did, qid))
-    (root / "centres.toml").write_text("\n".join(c_lines), encoding="utf-8")
-    (root / "devices.toml").write_text("\n".join(d_lines), encoding="utf-8")
-    (root / "officers.toml").write_text("", encoding="utf-8")
-    return out
-
-
-def ratings(slots: list[tuple[str, str, str]], per_device: int) -> list[tuple[str, bytes]]:
-    msgs = []
-    for n in range(per_device):
-        for centre, device, counter in slots:
-            rated = BASE_MS + n * 1000
-            doc = {"v": 1, "event_id": str(uuid.uuid4()), "seq": n, "device": device, "centre": centre,
-                   "counter": counter, "officer": "cb1", "ticket": f"A-{n}", "service": "ho-tich", "dossier": None,
-                   "scale": 4, "score": 4 - n % 4, "reasons": [], "input": "touch", "closed_at": rated - 900,
-                   "rated_at": rated, "sent_at": rated + 50, "boot_id": "bench", "mono_ms": n * 1000}
-            msgs.append((f"hl/v1/{centre}/{device}/rating", json.dumps(doc).encode()))
-    return msgs
-
-
-def publish(settings: MqttSettings, msgs: list[tuple[str, bytes]], clients: int = 4) -> float:
-    """Publish at QoS 1 from ``clients`` connections; return msgs/s once the broker acked all."""
-    t0 = time.monotonic()
-    pubs = []
-    for i in range(clients):
-        c = MqttSession(settings, f"bench-pub-{i}-{uuid.uuid4().hex[:6]}", max_inflight=1000).start()
-        if not c.wait_connected(30):
-            raise RuntimeError(f"bench publisher could not connect to {settings.url}")
-        pubs.append(c)
-    # paho mids are 16-bit per client: never have more than ~60k un-acked publishes on one client
-    chunk = 50_000 * clients
-    for start in range(0, len(msgs), chunk):
-        part = msgs[start:start + chunk]
-        infos = [pubs[i % clients].publish(t, p) for i, (t, p) in enumerate(part)]
-        for info in infos:
-            info.wait_for_publish(timeout=600)
-    for c in pubs:
-        c.stop()
-    return len(msgs) / (time.monotonic() - t0)
-
-
-# --------------------------------------------------------------------------- (a) raw paho (one MqttSession)
+# --------------------------------------------------------------------------- (a) raw paho
 
 def _raw_consumer(port: int, user: str, pw: str, client_id: str, n: int, result: mp.Queue) -> None:
     """n == 0: just create the persistent session and its subscription; else count n messages."""
@@ -144,144 +98,76 @@ def _raw_consumer(port: int, user: str, pw: str, client_id: str, n: int, result:
     result.put((got, first, last))
 
 
-def run_raw(broker: MosquittoServer, msgs: list[tuple[str, bytes]]) -> float:
+def run_raw(broker: MosquittoServer, spec: RatingSpec) -> float:
     q: mp.Queue = mp.Queue()
     cid = f"raw-{uuid.uuid4().hex[:6]}"
     args = (broker.port, broker.username, broker.password, cid)
     p = mp.Process(target=_raw_consumer, args=(*args, 0, q))
     p.start()
-    q.get(timeout=30)
-    p.join()
-    publish(settings_for(broker), msgs)
-    p = mp.Process(target=_raw_consumer, args=(*args, len(msgs), q))
+    q.get(timeout=60)
+    p.join(30)
+    publish_spec(broker, spec)
+    p = mp.Process(target=_raw_consumer, args=(*args, len(spec), q))
     p.start()
-    got, first, last = q.get(timeout=620)
-    p.join()
-    assert got >= len(msgs), f"raw consumer got {got} of {len(msgs)}"
-    return len(msgs) / (last - first)
+    got, first, last = q.get(timeout=660)
+    p.join(30)
+    if got < len(spec):
+        raise RuntimeError(f"raw consumer got {got} of {len(spec)}")
+    return len(spec) / (last - first)
 
 
 # --------------------------------------------------------------------------- (b) hailong ingest
 
-def count(db: InfluxQL, measurement: str = "rating") -> int:
-    return int(db.scalar(f'SELECT count("score") FROM "{measurement}"') or 0)
+@dataclass
+class IngestRun:
+    rate: float
+    seconds: float
+    workers: str
+    once: OnceReport
+    received: int  # messages the workers received (> n: redeliveries after a reconnect)
+    memory: str
+    publish_rate: float
 
 
-def wait_progress(read: Callable[[], int], n: int, timeout: float, stall_s: float = 15) -> tuple[float, float]:
-    """Poll ``read()`` until it reaches ``n``; return (time it first moved, time it reached n).
-    Raises RuntimeError when it stops moving for ``stall_s``."""
-    first = 0.0
-    deadline = time.monotonic() + timeout
-    last_v, last_change = -1, time.monotonic()
-    while time.monotonic() < deadline:
-        v = read()
-        now = time.monotonic()
-        if v and not first:
-            first = now
-        if v >= n:
-            return first, now
-        if v != last_v:
-            last_v, last_change = v, now
-        elif first and now - last_change > stall_s:
-            break
-        time.sleep(0.02)
-    raise RuntimeError(f"stalled at {last_v} of {n}")
-
-
-def wait_count(db: InfluxQL, n: int, timeout: float) -> tuple[float, float]:
-    return wait_progress(lambda: count(db), n, timeout)
-
-
-def healthz_acked(port: int) -> int:
-    """Messages the ingest acked, i.e. durably written (cheap, unlike counting points in InfluxDB)."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-            return int(json.loads(r.read())["acked"])
-    except OSError:
-        return 0
-
-
-def ingest_proc(workdir: Path, broker: MosquittoServer, influx: InfluxServer, db: str, fleet: Path,
-                client_id: str, batch: int = 1000, in_flight: int = 5000, health_port: int = 0,
-                group: str = "bench") -> subprocess.Popen[bytes]:
-    conf = workdir / f"{client_id}.toml"
-    conf.write_text(f"""client_id = "{client_id}"
-share_group = "{group}"
-registry = "{fleet}"
-[mqtt]
-url = "mqtt://127.0.0.1:{broker.port}"
-username = "{broker.username}"
-keepalive_s = 60
-[influx]
-url = "{influx.url}"
-api = "v1"
-database = "{db}"
-[batch]
-size = {batch}
-max_delay_ms = 100
-max_in_flight = {in_flight}
-[integrity]
-index_lookback_s = 60
-[clock]
-max_age_s = {20 * 365 * 86400}
-[health]
-http_port = {health_port}
-""", encoding="utf-8")
-    env = dict(os.environ, HAILONG_INGEST__MQTT__PASSWORD=broker.password)
-    log = open(workdir / f"{client_id}.log", "ab")  # noqa: SIM115
-    return subprocess.Popen([sys.executable, "-m", "hailong.cli", "ingest", "run", "--config", str(conf)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
-
-
-def run_ingest(workdir: Path, broker: MosquittoServer, influx: InfluxServer, fleet: Path,
-               msgs: list[tuple[str, bytes]], timeout: float = 1800, instances: int = 1,
-               **kw: Any) -> tuple[float, InfluxQL]:
-    """Drain ``msgs`` from the persistent session(s) of ``instances`` ingest processes on one share group."""
+def run_ingest(workdir: Path, broker: MosquittoServer, influx: InfluxServer, fleet: Path, spec: RatingSpec,
+               workers: str | None, timeout: float = 900, stall_s: float = 30, extra_toml: str = "") -> IngestRun:
+    """Drain ``spec`` from the persistent session(s) of one `hailong ingest run`."""
     db = InfluxQL(influx.url, f"b_{uuid.uuid4().hex[:8]}")
     db.create_database()
-    cids = [f"ingest-{uuid.uuid4().hex[:6]}" for _ in range(instances)]
+    label, n_workers = workers_in_force(workers)
+    base = f"ingest-{uuid.uuid4().hex[:6]}"
     # a fresh share group per run: the offline sessions of earlier runs are still members of theirs,
     # and Mosquitto would route them a share of this run's messages
-    kw["group"] = f"bench{uuid.uuid4().hex[:6]}"
-    for cid in cids:  # create the persistent session and its subscriptions, then go offline
-        p = ingest_proc(workdir, broker, influx, db.database, fleet, cid, **kw)
-        deadline = time.monotonic() + 30
-        while "connected to" not in (workdir / f"{cid}.log").read_text() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        stop(p)
-    publish(settings_for(broker), msgs)
-    ports = [free_port() for _ in cids]
-    procs = [ingest_proc(workdir, broker, influx, db.database, fleet, cid, health_port=port, **kw)
-             for cid, port in zip(cids, ports, strict=True)]
+    ing = IngestProc(workdir, broker, influx, db.database, fleet, base, f"bench{uuid.uuid4().hex[:6]}",
+                     workers, extra_toml)
+    ing.start("init")  # create every worker's persistent session and subscriptions, then go offline
     try:
-        first, last = wait_progress(lambda: sum(healthz_acked(p) for p in ports), len(msgs), timeout)
-        # acks also count redeliveries after a reconnect: the stored points are the ground truth
-        _, stored_at = wait_count(db, len(msgs), timeout)
-        last = max(last, stored_at)
+        ing.wait_connected(client_ids(base, n_workers))
+        time.sleep(0.5)  # SUBACKs
     finally:
-        for p in procs:
-            stop(p)
-    return len(msgs) / (last - first), db
+        ing.stop()
+    pub_rate = publish_spec(broker, spec)
+    ing.start("run")
+    assert ing.proc is not None
+    try:
+        with MemWatch({"ingest": ing.proc.pid, "mosquitto": broker.proc.pid if broker.proc else 0,
+                       "influxd": influx.proc.pid if influx.proc else 0}) as mem:
+            def acked() -> int:
+                if mem.low.is_set():
+                    raise RuntimeError(f"less than {MIN_AVAILABLE_MB} MB available: aborted ({mem})")
+                return ing.acked()
 
-
-def exactly_once(db: InfluxQL, msgs: list[tuple[str, bytes]]) -> bool:
-    """Every event_id stored, and exactly as many points as ratings (read in 100 s time slices)."""
-    want = {json.loads(p)["event_id"] for _, p in msgs}
-    stored: list[str] = []
-    last_ms = max(json.loads(p)["rated_at"] for _, p in msgs[-1000:])
-    for t0 in range(BASE_MS, last_ms + 1, 100_000):
-        stored += [r["event_id"] for r in db.rows(
-            f'SELECT "event_id" FROM "rating" WHERE time >= {t0}ms AND time < {t0 + 100_000}ms')]
-    return len(stored) == len(want) and set(stored) == want
+            first, last = wait_progress(acked, len(spec), timeout, stall_s)
+            # from the first worker's connection (log time, ms): the first batch's acks are not the start
+            first = min(first, ing.connected_at() or first)
+            # acks also count redeliveries after a reconnect: the stored points are the ground truth
+            _, stored_at = wait_progress(lambda: count(db), len(spec), 120, stall_s, every_s=0.02)
+            last = max(last, stored_at)
+    finally:
+        ing.stop()
+    received = sum(int(x) for x in re.findall(r"stopped: received=(\d+)", ing.log_text()))
+    return IngestRun(len(spec) / (last - first), last - first, f"{label} = {n_workers}", exactly_once(db, spec),
+                     received, str(mem), pub_rate)
 
 
 # --------------------------------------------------------------------------- (c) Node-RED
@@ -293,10 +179,11 @@ return msg;"""
 
 
 def run_nodered(workdir: Path, broker: MosquittoServer, influx: InfluxServer,
-                msgs: list[tuple[str, bytes]]) -> str:
+                msgs: list[tuple[str, bytes]]) -> tuple[float, str]:
+    """(ratings/s stored, description); rate 0 when Node-RED is not installed."""
     red = NODERED / "node_modules" / "node-red" / "red.js"
     if not red.exists() or shutil.which("node") is None:
-        return "not installed (cd bench/out/nodered && npm install node-red@4 node-red-contrib-influxdb)"
+        return 0.0, "not installed (cd bench/out/nodered && npm install node-red@4 node-red-contrib-influxdb)"
     db = InfluxQL(influx.url, f"nr_{uuid.uuid4().hex[:8]}")
     db.create_database()
     user_dir = workdir / "nodered"
@@ -321,14 +208,9 @@ def run_nodered(workdir: Path, broker: MosquittoServer, influx: InfluxServer,
     (user_dir / "settings.js").write_text(
         f'module.exports = {{credentialSecret: false, uiPort: {port}, uiHost: "127.0.0.1", '
         'flowFile: "flows.json", logging: {console: {level: "warn"}}};\n')
-
-    def start() -> subprocess.Popen[bytes]:
-        log = open(user_dir / "node-red.log", "ab")  # noqa: SIM115
-        return subprocess.Popen(["node", str(red), "--userDir", str(user_dir), "--settings",
-                                 str(user_dir / "settings.js")], stdout=log, stderr=subprocess.STDOUT)
-
-    # Live, not a backlog: restarted with a queued backlog, Node-RED 4 wrote nothing (see RESULTS.md).
-    p = start()
+    log = open(user_dir / "node-red.log", "ab")  # noqa: SIM115
+    p = subprocess.Popen(["node", str(red), "--userDir", str(user_dir), "--settings", str(user_dir / "settings.js")],
+                         stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and "nr-bench" not in broker.logs():
@@ -337,59 +219,79 @@ def run_nodered(workdir: Path, broker: MosquittoServer, influx: InfluxServer,
         t0 = time.monotonic()
         publish(settings_for(broker), msgs)
         try:
-            _, last = wait_count(db, len(msgs), 900)
+            _, last = wait_progress(lambda: count(db), len(msgs), 600, stall_s=15, every_s=0.1)
         except RuntimeError:
             last = time.monotonic() - 15  # the stall detector waited 15 s after the last new point
     finally:
-        stop(p)
+        stop_proc(p)
     stored = count(db)
     errors = (user_dir / "node-red.log").read_text(errors="replace").count("[error] [influxdb out")
-    return (f"{stored / (last - t0):,.0f} ratings/s stored; {stored} of {len(msgs)} stored, "
-            f"{len(msgs) - stored} LOST ({errors} influxdb-out errors; Node-RED acks on receipt)")
+    rate = stored / (last - t0)
+    return rate, (f"{rate:,.0f} ratings/s stored; {stored:,} of {len(msgs):,} stored, "
+                  f"{len(msgs) - stored:,} LOST ({errors} influxdb-out errors; Node-RED acks on receipt)")
 
 
 # --------------------------------------------------------------------------- main
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("-n", type=int, default=50_000, help="ratings per throughput run")
-    ap.add_argument("--nodered-n", type=int, default=20_000, help="ratings for the Node-RED run")
-    ap.add_argument("--sweep-n", type=int, default=10_000, help="ratings per Mosquitto-settings run")
-    ap.add_argument("--drain", default="", help="DEVICESxPER_DEVICE backlog drain instead, e.g. 1000x1000")
-    args = ap.parse_args()
-    OUT.mkdir(exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix="ingest-bench-", dir=OUT))
-    influx = InfluxServer(workdir / "influx").start()
-    servers: list[MosquittoServer | InfluxServer] = [influx]
+def table(rows: list[tuple[str, str]]) -> str:
+    return "\n".join(["| run | result |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows)])
+
+
+def save_rows(path: Path | None, rows: list[tuple[str, str]]) -> None:
+    if path is not None:
+        with path.open("a", encoding="utf-8") as fh:
+            for what, result in rows:
+                fh.write(json.dumps({"what": what, "result": result}, ensure_ascii=False) + "\n")
+
+
+def ingest_row(name: str, r: IngestRun, raw: float | None = None) -> tuple[str, str]:
+    ratio = f"; **(b)/(a) = {r.rate / raw:.2f}**" if raw else ""
+    return (f"{name}, workers {r.workers}",
+            f"{r.rate:,.0f} ratings/s ({r.seconds:,.1f} s); {r.once}; received {r.received:,}{ratio}; "
+            f"peak RSS {r.memory}")
+
+
+def drain(args: argparse.Namespace, workdir: Path, influx: InfluxServer, servers: list) -> list[tuple[str, str]]:
+    devices, per = (int(x) for x in args.drain.lower().split("x"))
+    broker = Broker(workdir / "mosq").start()
+    servers.append(broker)
+    slots = write_fleet(workdir / "fleet", max(1, -(-devices // 100)), min(devices, 100))[:devices]
+    spec = RatingSpec.new(slots, per)
+    t0 = time.monotonic()
+    r = run_ingest(workdir, broker, influx, workdir / "fleet", spec, args.workers, timeout=args.drain_timeout,
+                   stall_s=90)
+    target = " (target <= 150 s)" if len(spec) >= 1_000_000 else ""
+    return [(f"backlog drain {devices:,} devices x {per:,} = {len(spec):,}, workers {r.workers}",
+             f"**{r.seconds:,.1f} s**{target} = {r.rate:,.0f} ratings/s; {r.once}; received {r.received:,}; "
+             f"published at {r.publish_rate:,.0f}/s ({time.monotonic() - t0:,.0f} s incl. publish); "
+             f"peak RSS {r.memory}")]
+
+
+def throughput(args: argparse.Namespace, workdir: Path, influx: InfluxServer, servers: list) -> list[tuple[str, str]]:
+    slots = write_fleet(workdir / "fleet", 2, 50)
+    broker = Broker(workdir / "mosq").start()
+    servers.append(broker)
+    spec = RatingSpec.new(slots, max(1, args.n // len(slots)))
+    rows: list[tuple[str, str]] = []
+    raw = run_raw(broker, spec)
+    rows.append((f"(a) raw paho QoS1 pass-through, one process, n={len(spec):,}", f"{raw:,.0f} msg/s"))
+    print(table(rows[-1:]), flush=True)
+    r: IngestRun | None = None
     try:
-        if args.drain:
-            devices, per = (int(x) for x in args.drain.split("x"))
-            broker = Broker(workdir / "mosq").start()
-            servers.append(broker)
-            fleet_slots = write_fleet(workdir / "fleet", max(1, devices // 100), min(devices, 100))
-            msgs = ratings(fleet_slots[:devices], per)
-            t0 = time.monotonic()
-            rate, db = run_ingest(workdir, broker, influx, workdir / "fleet", msgs, timeout=7200)
-            print(f"drain {devices}x{per} = {len(msgs)}: {rate:,.0f} ratings/s, "
-                  f"{len(msgs) / rate:,.0f} s drain ({time.monotonic() - t0:,.0f} s incl. publish); "
-                  f"exactly once: {exactly_once(db, msgs)}")
-            return
-        slots = write_fleet(workdir / "fleet", 2, 50)
-        broker = Broker(workdir / "mosq").start()
-        servers.append(broker)
-        msgs = ratings(slots, max(1, args.n // len(slots)))
-        raw = run_raw(broker, msgs)
-        print(f"(a) raw paho QoS1 pass-through: {raw:,.0f} msg/s  (n={len(msgs)})")
-        ing, db = run_ingest(workdir, broker, influx, workdir / "fleet", msgs)
-        print(f"(b) hailong ingest, acked after durable write: {ing:,.0f} ratings/s  "
-              f"(exactly once: {exactly_once(db, msgs)}); (b)/(a) = {ing / raw:.2f}")
-        ing2, db = run_ingest(workdir, broker, influx, workdir / "fleet", msgs, instances=2)
-        print(f"(b2) two hailong ingest instances on one $share group: {ing2:,.0f} ratings/s  "
-              f"(exactly once: {exactly_once(db, msgs)}); (b2)/(a) = {ing2 / raw:.2f}")
-        nr_msgs = msgs[: args.nodered_n]
-        print(f"(c) Node-RED 4 mqtt in -> function -> influxdb out (live, n={len(nr_msgs)}): "
-              f"{run_nodered(workdir, broker, influx, nr_msgs)}")
-        sweep = msgs[: args.sweep_n]
+        r = run_ingest(workdir, broker, influx, workdir / "fleet", spec, args.workers)
+        rows.append(ingest_row("(b) `hailong ingest run`, default settings", r, raw))
+    except RuntimeError as exc:
+        rows.append((f"(b) `hailong ingest run`, workers {workers_in_force(args.workers)[0]}",
+                     f"FAILED: {str(exc)[:300]}".replace("\n", " / ")))
+    print(rows[-1], flush=True)
+    if not args.no_nodered:
+        nr_msgs = list(spec.messages(0, args.nodered_n))
+        rate, text = run_nodered(workdir, broker, influx, nr_msgs)
+        rows.append((f"(c) Node-RED 4 mqtt in -> function -> influxdb out, live, n={len(nr_msgs):,}",
+                     text + (f"; (b)/(c) = {r.rate / rate:.1f}" if rate and r else "")))
+        print(rows[-1], flush=True)
+    if args.sweep:
+        sweep = RatingSpec.new(slots, max(1, args.sweep_n // len(slots)))
         for name, overrides in (
             ("as rendered: max_inflight_messages 0, set_tcp_nodelay true, max_queued_messages 0", {}),
             ("max_inflight_messages 20 (default)", {"max_inflight_messages": "20"}),
@@ -399,15 +301,43 @@ def main() -> None:
             b = Broker(workdir / f"mosq-{uuid.uuid4().hex[:4]}", overrides=overrides).start()
             servers.append(b)
             try:
-                rate, db = run_ingest(workdir, b, influx, workdir / "fleet", sweep, timeout=120)
-                print(f"sweep {name}: {rate:,.0f} ratings/s (n={len(sweep)}, exactly once: "
-                      f"{exactly_once(db, sweep)})")
+                s = run_ingest(workdir, b, influx, workdir / "fleet", sweep, args.workers, timeout=180, stall_s=15)
+                rows.append((f"Mosquitto {name}, n={len(sweep):,}", f"{s.rate:,.0f} ratings/s; {s.once}"))
             except RuntimeError as exc:
-                print(f"sweep {name}: {exc}")
+                rows.append((f"Mosquitto {name}, n={len(sweep):,}", str(exc)))
             b.stop()
+            print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-n", type=int, default=50_000, help="ratings per throughput run (100 devices)")
+    ap.add_argument("--workers", default=None, help="set `workers` (auto or N); default: ingest.toml's default")
+    ap.add_argument("--nodered-n", type=int, default=20_000, help="ratings for the Node-RED run")
+    ap.add_argument("--no-nodered", action="store_true", help="skip (c)")
+    ap.add_argument("--sweep", action="store_true", help="also (b) per Mosquitto setting")
+    ap.add_argument("--sweep-n", type=int, default=10_000, help="ratings per Mosquitto-settings run")
+    ap.add_argument("--drain", default="", help="DEVICESxPER_DEVICE backlog drain instead, e.g. 1000x1000")
+    ap.add_argument("--drain-timeout", type=float, default=1200, help="give up draining after this many s")
+    ap.add_argument("--rows", type=Path, default=None, help="append the result rows (JSON lines) here")
+    args = ap.parse_args()
+    if args.workers is not None and args.workers != "auto" and not args.workers.isdigit():
+        ap.error("--workers: auto or a number")
+    OUT.mkdir(exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="ingest-bench-", dir=OUT))
+    influx = InfluxServer(workdir / "influx").start()
+    servers: list[MosquittoServer | InfluxServer] = [influx]
+    try:
+        rows = drain(args, workdir, influx, servers) if args.drain else throughput(args, workdir, influx, servers)
     finally:
         for s in servers:
             s.stop()
+    print()
+    print(table(rows))
+    save_rows(args.rows, rows)
+    for data in (workdir / "influx", *workdir.glob("mosq*/data")):  # GBs after a 1M drain; logs stay
+        shutil.rmtree(data, ignore_errors=True)
 
 
 if __name__ == "__main__":
