@@ -39,6 +39,7 @@ from .budget import UnackedBudget
 from .config import IngestConfig
 from .handlers import Handled, MessageHandler
 from .health import HealthServer
+from .inbox import Inbox
 from .influxql import InfluxQL, InfluxQueryError
 from .lineproto import Point
 from .partition import subscriptions
@@ -82,7 +83,7 @@ class IngestService:
         self.handler = handler or MessageHandler(config, self.stats, clock_ns, self.registry)
         self.batches = BatchWriter(writer or make_writer(config.influx), config.batch, self.stats,
                                    self.handler.dead_letter)
-        self._inbox: queue.Queue[Inbound] = queue.Queue()
+        self._inbox: Inbox[Inbound] = Inbox()  # paho's thread -> the judge (inbox.py)
         self._held: list[Inbound] = []
         self.budget = UnackedBudget(config.batch.max_unacked_messages, config.batch.max_unacked_bytes)
         self._stop = threading.Event()
@@ -131,7 +132,7 @@ class IngestService:
         try:
             payload = bytes(msg.payload)
             self.budget.admit(len(payload), self._stop)  # waits here (paho stops reading) while spent
-            self._inbox.put_nowait(Inbound(msg.mid, msg.qos, msg.topic, payload, time.time_ns(), self._generation,
+            self._inbox.put(Inbound(msg.mid, msg.qos, msg.topic, payload, time.time_ns(), self._generation,
                                            bool(msg.retain)))
             self.stats.received += 1
         except Exception:  # never raise into paho's thread
@@ -224,23 +225,8 @@ class IngestService:
     # ------------------------------------------------------------------ worker
 
     def _collect(self) -> list[Inbound]:
-        batch: list[Inbound] = []
         cfg = self.config.batch
-        try:
-            first = self._inbox.get(timeout=0.1)
-        except queue.Empty:
-            return batch
-        batch.append(first)
-        deadline = time.monotonic() + cfg.max_delay_ms / 1000
-        while len(batch) < cfg.size:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                batch.append(self._inbox.get(timeout=remaining))
-            except queue.Empty:
-                break
-        return batch
+        return self._inbox.take(cfg.size, 0.1, cfg.max_delay_ms / 1000)
 
     def _work(self) -> None:
         last_poll = last_stats = time.monotonic()
@@ -289,12 +275,7 @@ class IngestService:
             log.info("resubscribed after registry reload: +%s -%s", [f for f, _ in added], gone)
 
     def _drain(self) -> list[Inbound]:
-        out: list[Inbound] = []
-        while True:
-            try:
-                out.append(self._inbox.get_nowait())
-            except queue.Empty:
-                return out
+        return self._inbox.drain()
 
     def _process(self, batch: list[Inbound], recheck_held: bool) -> None:
         started = time.monotonic()
