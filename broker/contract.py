@@ -45,8 +45,13 @@ MAX_PAYLOAD_BYTES = 8192
 MAX_EPOCH_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
 
 
-class ContractError(ValueError):
-    """A payload or topic that does not satisfy the contract."""
+class Refusal(ValueError):
+    """A message refused with a stable reason code (stored on a ``rejected`` point), a text and the field.
+
+    Two kinds, never mixed: :class:`ContractError` (the payload or topic is malformed: this
+    module) and ``ingest.rejection.RuleRejection`` (well-formed, but a registry, ticket or clock
+    rule refuses it).
+    """
 
     def __init__(self, reason: str, message: str, field: str | None = None) -> None:
         super().__init__(message)
@@ -56,6 +61,10 @@ class ContractError(ValueError):
 
     def __str__(self) -> str:
         return f"{self.reason}: {self.message}"
+
+
+class ContractError(Refusal):
+    """A payload or topic that does not satisfy the contract."""
 
 
 # --------------------------------------------------------------------------- ids and topics

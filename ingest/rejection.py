@@ -10,15 +10,8 @@ clock rules (absurd timestamp) refuse it. Both end as a ``rejected`` point with 
 
 from __future__ import annotations
 
+from broker.contract import Refusal
 
-class RuleRejection(Exception):
+
+class RuleRejection(Refusal):
     """A business-rule refusal of a valid message, with a stable reason code."""
-
-    def __init__(self, reason: str, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.field = field
-        self.message = message
-
-    def __str__(self) -> str:
-        return f"{self.reason}: {self.message}"
