@@ -51,7 +51,7 @@ class PartitionSettings(Settings):
 
     index: int = Field(default=0, ge=0, le=255, description="This instance's partition, 0 <= index < count")
     count: int = Field(default=1, ge=1, le=256,
-                       description="Number of partitions; centre crc32 mod count picks the partition")
+                       description="Number of partitions; the sorted centres are dealt round-robin")
 
     @model_validator(mode="after")
     def _check(self) -> PartitionSettings:

@@ -1,8 +1,10 @@
 """Which rating topics this ingest instance subscribes to: a ticket's ratings must meet one judge.
 
 ``duplicate_ticket`` is decided by an in-memory index, so two ratings of one ticket must
-reach the same instance. With ``integrity.partition.count = n`` > 1, instance ``k`` takes
-the centres whose crc32(centre id) mod n == k, one shared subscription per centre,
+reach the same instance. With ``integrity.partition.count = n`` > 1, the registry's centres
+are dealt round-robin in sorted order (balanced to within one centre: a hash split two
+centres onto one worker half of the time) and instance ``k`` takes every n-th, with one
+shared subscription per centre,
 ``$share/{share_group}-p{k}/hl/v1/{centre}/+/rating``: several processes with the same k
 share that partition's load (and take over from each other), and no two partitions ever
 see one centre. Status topics stay on the one shared group (no state behind them), and
@@ -10,13 +12,13 @@ QMS topics stay unshared: every instance knows every closed ticket.
 
 The broker's ACL is rendered from the same registry, so no device can publish for a
 centre outside it; after a registry reload the service resubscribes (a new centre is
-picked up, a removed one dropped). Without a registry (development) or with one
+picked up, a removed one dropped, and a centre that changed hands is judged by its new owner
+after that owner reloaded its ticket index from InfluxDB). Every instance reads the same
+registry files, so all agree on the deal. Without a registry (development) or with one
 partition, the single wildcard subscription of before is used.
 """
 
 from __future__ import annotations
-
-import zlib
 
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
@@ -25,9 +27,13 @@ from broker.contract import TOPIC_PREFIX, TopicKind, subscription
 from .config import IngestConfig
 
 
-def partition_of(centre: str, count: int) -> int:
-    """Stable across processes and Python versions (unlike hash())."""
-    return zlib.crc32(centre.encode("utf-8")) % count
+def assignment(centres: list[str], count: int) -> dict[str, int]:
+    """Centre -> partition: sorted ids dealt round-robin, the same in every process reading one registry."""
+    return {c: i % count for i, c in enumerate(sorted(set(centres)))}
+
+
+def partition_of(centre: str, centres: list[str], count: int) -> int:
+    return assignment(centres, count)[centre]
 
 
 def _no_replay(mqtt5: bool) -> int | SubscribeOptions:
@@ -42,7 +48,8 @@ def my_centres(config: IngestConfig, centres: list[str] | None) -> list[str] | N
     part = config.integrity.partition
     if part.count == 1 or centres is None:
         return None
-    return [c for c in centres if partition_of(c, part.count) == part.index]
+    deal = assignment(centres, part.count)
+    return [c for c in sorted(deal) if deal[c] == part.index]
 
 
 def subscriptions(config: IngestConfig, centres: list[str] | None) -> list[tuple[str, int | SubscribeOptions]]:

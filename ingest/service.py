@@ -273,6 +273,10 @@ class IngestService:
             self._session.client.subscribe(cast(Any, added))
         if gone or added:
             log.info("resubscribed after registry reload: +%s -%s", [f for f, _ in added], gone)
+        if added:
+            # a centre this instance now judges may have been another's until now: learn its recent
+            # closes and ratings before judging it (the rebuild only adds to what we know)
+            self.rebuild_index()
 
     def _drain(self) -> list[Inbound]:
         return self._inbox.drain()

@@ -22,9 +22,9 @@ from tests.support.judging import Judged, Msg, mqtt_settings, new_uid
 from tests.support.waiting import wait_until
 
 
-def centre_in(partition: int, uid: str, taken: set[str]) -> str:
-    """A centre id of the given partition (of 2), by trying ids in order: deterministic for a uid."""
-    return next(c for c in (f"p{i}{uid}" for i in range(64)) if partition_of(c, 2) == partition and c not in taken)
+def centre_in(position: int, uid: str) -> str:
+    """Centre ids that sort in ``position`` order (p0..., p1..., p2...): dealt 0, 1, 0 to two partitions."""
+    return f"p{position}{uid}"
 
 
 def start(cfg: IngestConfig, holder: RegistryHolder) -> IngestService:
@@ -41,8 +41,8 @@ def test_two_instances_judge_each_ticket_once(mosquitto: MosquittoServer, influx
     mqtt = mqtt_settings(mosquitto)
     db = InfluxQL(influx_server.url, f"t_partition_{uid}")
     db.create_database()
-    c0 = centre_in(0, uid, set())
-    c1 = centre_in(1, uid, {c0})
+    c0, c1 = centre_in(0, uid), centre_in(1, uid)
+    assert [partition_of(c, [c0, c1], 2) for c in (c0, c1)] == [0, 1]
     fleet = TFleet().add(TCentre(c0), TDevice(f"a{uid}", c0, "q1")).add(TCentre(c1), TDevice(f"b{uid}", c1, "q1"))
     current: dict[str, Any] = {"fleet": fleet}
     (tmp_path / "devices.toml").write_text("1")
@@ -77,7 +77,8 @@ def test_two_instances_judge_each_ticket_once(mosquitto: MosquittoServer, influx
         assert [s.stats.rejected.get("duplicate_ticket", 0) for s in services] == [5, 5]
 
         # a centre added to the registry is picked up by its partition after a reload (resubscribe)
-        c2 = centre_in(0, uid, {c0, c1})
+        c2 = centre_in(2, uid)
+        assert partition_of(c2, [c0, c1, c2], 2) == 0 and partition_of(c1, [c0, c1, c2], 2) == 1, "no centre moves"
         current["fleet"] = TFleet(dict(fleet.centres), dict(fleet.counters), dict(fleet.devices)).add(
             TCentre(c2), TDevice(f"c{uid}", c2, "q1"))
         (tmp_path / "devices.toml").write_text("22")
@@ -106,8 +107,8 @@ def test_subscription_lists() -> None:
     split = IngestConfig.model_validate({"share_group": "g", "integrity": {"partition": {"index": 1, "count": 3}}})
     centres = [f"c{i}" for i in range(30)]
     subs = [f for f, _ in subscriptions(split, centres)]
-    mine = [c for c in centres if partition_of(c, 3) == 1]
-    assert 0 < len(mine) < 30
+    mine = [c for c in sorted(centres) if partition_of(c, centres, 3) == 1]
+    assert len(mine) == 10, "balanced: 30 centres, 3 partitions"
     assert subs == ([f"$share/g-p1/hl/v1/{c}/+/rating" for c in mine] + ["$share/g/hl/v1/+/+/status"]
                     + [f"hl/v1/{c}/qms/+" for c in mine]), "status shared; QMS never shared, only the partition's"
     assert subscriptions(split, None)[0][0] == "$share/g/hl/v1/+/+/rating", "dev mode: one wildcard"

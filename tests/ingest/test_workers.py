@@ -160,7 +160,8 @@ def _streams(seq0: int, n: int, doubled: int) -> tuple[list[tuple[str, bytes]], 
 
 def test_two_workers_split_the_centres_and_duplicates_hold_across_them(
         fb: FleetBroker, influx_db: InfluxQL, tmp_path: Path) -> None:
-    assert partition_of(QMS_CENTRE, 2) != partition_of(PLAIN_CENTRE, 2), "the two centres must split"
+    centres = [QMS_CENTRE, PLAIN_CENTRE]
+    assert partition_of(QMS_CENTRE, centres, 2) != partition_of(PLAIN_CENTRE, centres, 2), "one centre each"
     sup = Supervised(tmp_path, fb, influx_db).start()
     qms = probe(fb, "qms", user=f"svc.qms.{QMS_CENTRE}", password=fb.password(f"svc.qms.{QMS_CENTRE}"))
     dev_q, dev_p = _device(fb, "dev-q", QMS_DEVICE), _device(fb, "dev-p", PLAIN_DEVICE)
