@@ -11,7 +11,7 @@ Threads:
 
 Back-pressure: MQTT 5 "receive maximum" asks the broker for at most
 ``batch.max_in_flight`` un-acked messages, and the ingest does not trust it: its
-own budget (budget.py, ``batch.max_unacked_messages`` / ``_bytes``) stops reading
+own budget (inbox.py, ``batch.max_unacked_messages`` / ``_bytes``) stops reading
 from the broker when spent, so memory is bounded while InfluxDB is down and
 everything not yet written stays on the broker (persistent session). Nothing is
 acked before InfluxDB confirmed its points. Retained ratings/QMS: retained.py.
@@ -34,19 +34,17 @@ from typing import Any, cast
 from broker.kernel.session import Message, MqttSession, ReasonCode
 from broker.kernel.systemd import sd_notify, watchdog_interval_s
 
-from .batching import BatchWriter
-from .budget import UnackedBudget
 from .config import IngestConfig
 from .handlers import Handled, MessageHandler
 from .health import HealthServer
-from .inbox import Inbox
+from .inbox import Inbox, UnackedBudget
 from .influxql import InfluxQL, InfluxQueryError
 from .lineproto import Point
 from .partition import subscriptions
 from .registry import RegistryHolder
 from .retained import reject_retained, retain_forbidden
 from .stats import IngestStats
-from .writer import Writer, make_writer
+from .writer import BatchWriter, Writer, make_writer
 
 log = logging.getLogger("hailong.ingest")
 HOLD_RECHECK_S = 0.2

@@ -7,18 +7,31 @@ Two transports behind one interface:
 :class:`WriteError` says whether retrying can help: connection failures, 5xx and
 429 are retryable; other 4xx (type conflicts, bad lines) never will be, and the
 caller splits the batch to find and dead-letter the offending point.
+
+:class:`BatchWriter` on top writes a batch durably: it retries with backoff while InfluxDB
+is away, and bisects around points it refuses.
+
+The caller acks a batch's MQTT messages only when :meth:`BatchWriter.write`
+returns True, i.e. InfluxDB confirmed every point (or the point was
+dead-lettered as a ``rejected`` point because InfluxDB will never accept it,
+e.g. a field type conflict). A permanent 4xx must not block the stream, and
+must not drop the good points that happened to share its batch.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import urllib3
 
-from .config import InfluxSettings
+from .config import BatchSettings, InfluxSettings
+from .lineproto import Point
+from .stats import IngestStats
 
 
 class WriteError(Exception):
@@ -112,3 +125,69 @@ class V2Writer:
 
 def make_writer(settings: InfluxSettings) -> Writer:
     return V2Writer(settings) if settings.api == "v2" else V1Writer(settings)
+
+
+log = logging.getLogger("hailong.ingest")
+
+
+class BatchWriter:
+    def __init__(self, writer: Writer, settings: BatchSettings, stats: IngestStats,
+                 dead_letter: Callable[[Point, str], Point]) -> None:
+        self.writer = writer
+        self.settings = settings
+        self.stats = stats
+        self._dead_letter = dead_letter
+        self.last_write_ok: bool | None = None
+
+    def write(self, points: list[Point], stop: threading.Event, beat: Callable[[], None]) -> bool:
+        """Write until confirmed; False only if ``stop`` is set while InfluxDB is still failing."""
+        delay = self.settings.retry_initial_ms / 1000
+        while True:
+            try:
+                self._write_splitting([p.to_line() for p in points], points)
+                self.last_write_ok = True
+                return True
+            except WriteError as exc:
+                self.last_write_ok = False
+                self.stats.write_failures += 1
+                log.warning("InfluxDB write of %d points failed, retry in %.1fs: %s", len(points), delay, exc)
+                beat()  # waiting for InfluxDB is not a hang: keep the watchdog fed
+                if stop.wait(delay):
+                    # one last attempt so SIGTERM does not throw away a ready batch
+                    try:
+                        self._write_splitting([p.to_line() for p in points], points)
+                        return True
+                    except WriteError:
+                        return False
+                delay = min(delay * 2, self.settings.retry_max_ms / 1000)
+
+    def _write_splitting(self, lines: list[str], points: list[Point]) -> None:
+        """Write; on a permanent 4xx bisect until the bad points are isolated, dead-letter them."""
+        try:
+            self.writer.write(lines)
+            self.stats.written += len(lines)
+            return
+        except WriteError as exc:
+            if exc.retryable:
+                raise
+            if len(lines) == 1:
+                self.stats.dead_lettered += 1
+                self.stats.count_rejected("write_rejected")
+                log.error("point permanently rejected by InfluxDB, dead-lettered: %s", exc)
+                dead = self._dead_letter(points[0], str(exc))
+                self.writer.write([dead.to_line()])
+                return
+        mid = len(lines) // 2
+        self._write_splitting(lines[:mid], points[:mid])
+        self._write_splitting(lines[mid:], points[mid:])
+
+    def write_once(self, points: list[Point]) -> bool:
+        try:
+            self.writer.write([p.to_line() for p in points])
+            return True
+        except WriteError as exc:
+            log.warning("could not write %d self-metric points: %s", len(points), exc)
+            return False
+
+    def close(self) -> None:
+        self.writer.close()
