@@ -20,8 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from broker.fleet.passwd import hash_password, render_passwd
+from broker.fleet.pki import write_private
+from broker.mosquitto.acl import worker_user
+
 MOSQUITTO_BIN = os.environ.get("HAILONG_MOSQUITTO", "mosquitto")
-MOSQUITTO_PASSWD_BIN = os.environ.get("HAILONG_MOSQUITTO_PASSWD", "mosquitto_passwd")
+DEV_INGEST_WORKERS = 8  # the development user's ingest worker users (<user>.w1 ...), as a rendered broker has
 INFLUXD_BIN = os.environ.get("HAILONG_INFLUXD", "influxd")
 
 
@@ -90,7 +94,9 @@ class MosquittoServer:
     """A Mosquitto 2.x broker in ``workdir``.
 
     By default it gets a development config: password authentication (no
-    anonymous access), one user with full access, persistence on. Pass
+    anonymous access), one user with full access (plus that user's ingest worker
+    users, ``<user>.w1`` ... with the same password, as ``hailong broker render``
+    makes them), persistence on. Pass
     ``conf_text`` to run a config rendered by ``hailong broker render`` instead;
     the literal ``{port}`` and ``{workdir}`` in it are substituted.
     """
@@ -148,13 +154,9 @@ class MosquittoServer:
         if self.conf_text is None:
             passwd = self.workdir / "passwd"
             if not passwd.exists():
-                tool = _require(MOSQUITTO_PASSWD_BIN, "mosquitto")
-                subprocess.run(
-                    [tool, "-c", "-b", str(passwd), self.username, self.password],
-                    check=True,
-                    capture_output=True,
-                )
-                passwd.chmod(0o600)
+                hashed = hash_password(self.password)
+                users = {worker_user(self.username, k): hashed for k in range(DEV_INGEST_WORKERS)}
+                write_private(passwd, render_passwd(users).encode())
             text = self.default_conf()
         else:
             text = self.conf_text
