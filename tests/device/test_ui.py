@@ -127,6 +127,9 @@ username = "{mqtt_settings.username}"
                   for t in res["targets"] if t["size"] == [800, 480]]
         small = [t for t in at_7in if min(t["w_mm"], t["h_mm"]) < MIN_TARGET_MM]
         assert not small, small
+        for kind in sorted({t["kind"] for t in at_7in}):
+            mine = [t for t in at_7in if t["kind"] == kind]
+            print(f"targets {kind}: min {min(t['w_mm'] for t in mine):.1f} x {min(t['h_mm'] for t in mine):.1f} mm")
         assert {t["screen"] for t in at_7in} >= {"idle", "prompt", "reasons", "out_of_service"}
         assert {t["kind"] for t in at_7in} >= {"LevelTile", "Chip", "BigButton", "EdgedButton"}
 
@@ -156,6 +159,8 @@ username = "{mqtt_settings.username}"
         assert {e["screen"] for e in res["edges"]} >= {"prompt", "reasons", "out_of_service"}
         for e in res["edges"]:
             assert e["edge"] and e["width"] >= 2 and contrast(e["edge"], e["page"]) >= MIN_EDGE_CONTRAST, e
+        print("edges:", sorted({f"{e['text']} on {e['page']}: {contrast(e['edge'], e['page']):.2f}:1"
+                                for e in res["edges"] if e["size"] == [800, 480]}))
 
         # a countdown on the prompt and reasons screens, counting down
         for name, fmt in (("prompt", r"Còn (\d+) giây|(\d+) s left"), ("reasons", r"Còn (\d+) giây|(\d+) s left")):
