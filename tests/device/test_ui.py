@@ -172,6 +172,7 @@ username = "{mqtt_settings.username}"
 
         # "Chọn lại" went back to the faces without storing anything (one rating for T-undo, above)
         assert res["rechosen"] == 1
+        print("tap -> Cảm ơn (ms, under Xvfb, includes frame waits):", [round(v) for v in res["latency_ms"]])
 
         # the two best faces differ in shape, not only in colour: compare them in greyscale
         for f in res["faces"]:
