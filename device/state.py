@@ -12,7 +12,11 @@ Integrity rules enforced here (officers are scored on this data):
   its close, and only while its prompt is showing;
 - presses repeated inside the debounce time, the thank-you screen or (for
   walk-ups) the rating window collapse into the one rating already taken;
-- walk-up ratings (no ticket) only when configured, flagged by ``ticket=None``.
+- walk-up ratings (no ticket) only when configured, flagged by ``ticket=None``;
+- a wrong tap is undone only BEFORE the rating is committed: REASONS -> PROMPT
+  ("Chọn lại") drops the uncommitted draft and shows the faces again for the same
+  ticket, inside its rating window. A committed rating is never withdrawn, so
+  THANKS still means "stored" and the outbox still keeps it until the PUBACK.
 
 Single-threaded by design: callers marshal events onto one thread (Kivy's
 main thread, or the headless runner's loop).
@@ -130,6 +134,7 @@ _REMEMBERED_TICKETS = 2000  # closes remembered to reject QoS1 redeliveries / re
 class Stats:
     rated: int = 0
     not_rated: int = 0
+    rechosen: int = 0  # low-score taps taken back on the reasons screen before anything was stored
     ignored: Counter[str] = field(default_factory=Counter)
 
 
@@ -150,6 +155,7 @@ class Terminal:
         self._bound: BoundTicket | None = None
         self._next: BoundTicket | None = None
         self._draft: RatingDraft | None = None
+        self._undo: BoundTicket | None = None  # the ticket behind the draft, for "Chọn lại"
         self._chosen: list[str] = []
         self._closed: OrderedDict[str, None] = OrderedDict()
         self._deadline: int | None = None
@@ -259,6 +265,30 @@ class Terminal:
         if self.state == State.REASONS:
             self._finish(())
 
+    def rechoose(self) -> None:
+        """"Chọn lại": back from REASONS to the faces for the same ticket; the draft was never stored.
+
+        Only inside the ticket's rating window (the same rule as a press); the new prompt
+        times out at the earlier of the window's end and a fresh ``prompt_timeout_s``.
+        """
+        cfg = self.config
+        if self.state != State.REASONS or cfg is None or self._undo is None:
+            self._ignore("rechoose_not_applicable")
+            return
+        bound, mono = self._undo, self.clock.mono_ms()
+        window_end = bound.closed_mono + cfg.rating_window_s * 1000
+        if bound.ticket is not None and mono >= window_end:
+            self._ignore("rechoose_outside_window")
+            return
+        self._draft, self._chosen, self._undo = None, [], None
+        self.stats.rechosen += 1
+        if bound.ticket is None:  # an always_on walk-up: its prompt is the resting screen
+            self._rest()
+            return
+        self._bound = bound
+        self._deadline = min(window_end, mono + cfg.prompt_timeout_s * 1000)
+        self._go(State.PROMPT)
+
     def set_language(self, language: str) -> None:
         """The citizen's language toggle; back to the configured default after THANKS."""
         if language in ("vi", "en") and language != self._language:
@@ -326,6 +356,9 @@ class Terminal:
             self._next = bound  # the previous citizen finishes first
             return
         if self.state == State.PROMPT:
+            if self._next is not None:  # (after "Chọn lại") a ticket waiting behind is superseded too
+                self.stats.not_rated += 1
+                self._next = None
             self._not_rated()
         if self._blocked() is not None:
             return
@@ -353,6 +386,7 @@ class Terminal:
         wants_reasons = cfg.hardware != "buttons" and cfg.reasons and score <= cfg.ask_reasons_at_most
         if wants_reasons and input == "touch":
             self._chosen = []
+            self._undo = bound
             self._deadline = self.clock.mono_ms() + cfg.reasons_timeout_s * 1000
             self._go(State.REASONS)
         else:
@@ -363,7 +397,7 @@ class Terminal:
         cfg = self.config
         assert self._draft is not None and cfg is not None
         draft = replace(self._draft, reasons=reasons)
-        self._draft, self._chosen = None, []
+        self._draft, self._chosen, self._undo = None, [], None
         try:
             self.sink.commit(draft)  # durable before THANKS: the citizen is thanked only for what is stored
         except StorageFull as exc:
@@ -389,6 +423,11 @@ class Terminal:
     def _after_thanks(self) -> None:
         cfg = self.config
         self._language = cfg.language if cfg else self._language
+        self._continue()
+
+    def _continue(self) -> None:
+        """The next citizen's prompt if a ticket closed meanwhile (and is still in its window), else rest."""
+        cfg = self.config
         pending, self._next = self._next, None
         if (pending is not None and cfg is not None and self._blocked() is None
                 and self.clock.mono_ms() - pending.closed_mono < cfg.rating_window_s * 1000):
@@ -399,7 +438,7 @@ class Terminal:
     def _not_rated(self) -> None:
         self.stats.not_rated += 1
         self._bound = None
-        self._rest()
+        self._continue()  # a ticket can only be waiting here after "Chọn lại"; otherwise this rests
 
     def _blocked(self) -> tuple[str, str] | None:
         if self.config is None:

@@ -72,6 +72,7 @@ class Screens(ScreenManager):
 
 class TerminalApp(App):
     u = NumericProperty(1.0)  # layout unit: 1.0 at 480 px high (official 7" display), 1.5 at 720
+    seconds_left = NumericProperty(-1)  # whole seconds until the prompt/reasons screen times out; -1: none
 
     def __init__(self, terminal: Terminal, device_id: str = "", tick_s: float = 0.25,
                  on_started: Callable[[TerminalApp], None] | None = None,
@@ -88,8 +89,18 @@ class TerminalApp(App):
 
     def _tick(self) -> None:
         self.terminal.tick()
+        self._count_down()
         if self.on_tick is not None:
             self.on_tick()
+
+    def _count_down(self) -> None:
+        """The countdown the citizen sees; only on screens that time out by themselves."""
+        deadline = self.terminal.next_deadline()
+        if deadline is None or self.terminal.state not in (State.PROMPT, State.REASONS):
+            self.seconds_left = -1
+            return
+        left_ms = max(0, deadline - self.terminal.clock.mono_ms())
+        self.seconds_left = -(-left_ms // 1000)  # rounded up: "1" until the very end, never "0" while it waits
 
     def build(self) -> Screens:
         load_kv()
@@ -126,6 +137,7 @@ class TerminalApp(App):
         screen.update(view, load_catalogue(view.language), self.device_id)
         if self.screens.current != view.state.value:
             self.screens.current = view.state.value
+        self._count_down()
         self.shown.append(view.state)
 
     # ------------------------------------------------------------------ touches from kv
@@ -138,6 +150,9 @@ class TerminalApp(App):
 
     def skip_reasons(self) -> None:
         self.terminal.skip_reasons()
+
+    def rechoose(self) -> None:
+        self.terminal.rechoose()
 
     def current_screen(self) -> TerminalScreen:
         assert self.screens is not None

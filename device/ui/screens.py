@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from kivy.properties import StringProperty
 from kivy.uix.screenmanager import Screen
 
 from ..i18n import Catalogue
 from ..state import View
 from .theme import level_style, rgba
-from .widgets import Chip, LevelTile
+from .widgets import Chip, FitLabel, LevelTile
 
 
 class TerminalScreen(Screen):
@@ -28,11 +29,13 @@ class IdleScreen(TerminalScreen):
 
 
 class PromptScreen(TerminalScreen):
+    countdown_fmt = StringProperty("")
     _built: tuple[int, str] | None = None
 
     def update(self, view: View, cat: Catalogue, device: str) -> None:
         super().update(view, cat, device)
-        self.ids.title.text = cat.text("prompt.title")
+        self.countdown_fmt = cat.text("countdown")
+        self.ids.title.source = cat.text("prompt.title")
         self.ids.ticket.text = (cat.text("prompt.ticket", ticket=view.prompt_ticket) if view.prompt_ticket
                                 else cat.text("prompt.walkup"))
         if self._built != (view.scale, cat.language):  # rebuilt only when scale or language changes
@@ -43,22 +46,37 @@ class PromptScreen(TerminalScreen):
                 score = view.scale - i  # best first, left to right
                 style = level_style(score, view.scale)
                 tile = LevelTile(score=score, text=label, tile_hex=style.tile, face_rgba=list(rgba(style.face)),
-                                 curve=style.curve)
+                                 curve=style.curve, open_mouth=style.open_mouth)
                 tile.bind(on_release=lambda t: self.manager.press(int(t.score)))
+                tile.ids.label.bind(natural_font=self._same_font)
                 box.add_widget(tile)
+
+    def _same_font(self, *_a: object) -> None:
+        """Every tile label at the size of the one that needs the smallest (a row reads as one size)."""
+        labels = self.tile_labels()
+        fonts = [lb.natural_font for lb in labels if lb.natural_font > 0]
+        cap = min(fonts) if len(fonts) == len(labels) else 0
+        for lb in labels:
+            lb.font_cap = cap
+
+    def tile_labels(self) -> list[FitLabel]:
+        return [t.ids.label for t in self.ids.tiles.children]
 
     def tile(self, score: int) -> LevelTile:
         return next(t for t in self.ids.tiles.children if t.score == score)
 
 
 class ReasonsScreen(TerminalScreen):
+    countdown_fmt = StringProperty("")
     _built: tuple[tuple[str, ...], str] | None = None
 
     def update(self, view: View, cat: Catalogue, device: str) -> None:
         super().update(view, cat, device)
-        self.ids.title.text = cat.text("reasons.title")
+        self.countdown_fmt = cat.text("countdown")
+        self.ids.title.source = cat.text("reasons.title")
         self.ids.send.text = cat.text("reasons.send")
         self.ids.skip.text = cat.text("reasons.skip")
+        self.ids.back.text = cat.text("reasons.back")
         grid = self.ids.chips
         if self._built != (view.reasons_offered, cat.language):
             self._built = (view.reasons_offered, cat.language)
@@ -86,6 +104,7 @@ class ThanksScreen(TerminalScreen):
         self.ids.chosen.text = cat.text("thanks.chosen", label=cat.levels(view.scale)[view.scale - score])
         self.ids.face.face_rgba = list(rgba(style.face))
         self.ids.face.curve = style.curve
+        self.ids.face.open_mouth = style.open_mouth
 
 
 class OutOfServiceScreen(TerminalScreen):

@@ -19,6 +19,9 @@ SECONDARY = "#E4E4E4"  # "Bỏ qua", language toggle
 OOS_BG = "#ECEFF1"
 CHIP_BG = "#FFFFFF"
 OUTLINE = "#4A4A4A"
+# Edge of the grey buttons ("Bỏ qua", "Chọn lại", the language toggle): their fill is only
+# 1.22:1 against the page, so the control is recognised by this edge (WCAG 1.4.11, >= 3:1).
+EDGE = OUTLINE
 
 
 @dataclass(frozen=True)
@@ -27,14 +30,15 @@ class LevelStyle:
     tile: str     # tile background (label text is INK on it)
     face: str     # face fill
     curve: float  # mouth: +1 wide smile .. -1 frown
+    open_mouth: bool = False  # the scale's ends: an open laugh / wail, a shape that reads in greyscale
 
 
 _STYLES = {
-    "very_satisfied": LevelStyle("very_satisfied", "#D4EED6", "#3FA34D", 1.0),
+    "very_satisfied": LevelStyle("very_satisfied", "#D4EED6", "#2E8B3E", 1.0, open_mouth=True),
     "satisfied": LevelStyle("satisfied", "#DCEBFA", "#4A90D9", 0.55),
     "neutral": LevelStyle("neutral", "#FFF1CC", "#F2B400", 0.0),
     "not_satisfied": LevelStyle("not_satisfied", "#FADCD9", "#E0533F", -0.7),
-    "very_dissatisfied": LevelStyle("very_dissatisfied", "#F2D7E3", "#B0285A", -1.0),
+    "very_dissatisfied": LevelStyle("very_dissatisfied", "#F2D7E3", "#B0285A", -1.0, open_mouth=True),
 }
 _TONES = {
     3: ("very_satisfied", "satisfied", "not_satisfied"),
@@ -82,4 +86,15 @@ TEXT_PAIRS: list[tuple[str, str, str]] = [
     ("chip", INK, CHIP_BG),
     ("chosen chip", ON_PRIMARY, PRIMARY),
     *((f"level {s.tone}", INK, s.tile) for s in _STYLES.values()),
+]
+
+# Non-text contrast (WCAG 2.1 SC 1.4.11, >= 3:1): the edge that identifies each control
+# against what surrounds it. The pages a control sits on: PAPER, and OOS_BG for the
+# language toggle on the out-of-service screen.
+PAGES = (PAPER, OOS_BG)
+EDGE_PAIRS: list[tuple[str, str, str]] = [
+    *((f"secondary button edge on {page}", EDGE, page) for page in PAGES),
+    ("rating tile edge", OUTLINE, PAPER),
+    ("reason chip edge", OUTLINE, PAPER),
+    ("primary button fill", PRIMARY, PAPER),
 ]

@@ -8,38 +8,142 @@ from __future__ import annotations
 
 from typing import Any
 
-from kivy.properties import BooleanProperty, ListProperty, NumericProperty, StringProperty
+from kivy.clock import Clock
+from kivy.core.text import Label as CoreLabel
+from kivy.properties import BooleanProperty, ListProperty, NumericProperty, ObjectProperty, StringProperty
 from kivy.uix.behaviors import ButtonBehavior
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.label import Label
 from kivy.uix.widget import Widget
 
+from .textfit import fit_text
+
 
 class FaceIcon(Widget):
-    """A round face drawn with canvas instructions; ``curve`` +1 smiles, -1 frowns."""
+    """A round face drawn with canvas instructions; ``curve`` +1 smiles, -1 frowns.
+
+    The two ends of the scale also differ in shape, not only in mouth curve and colour,
+    so they read in greyscale and to a colour-blind citizen: ``open_mouth`` draws a
+    filled, open mouth (a laugh with closed, smiling eyes at the top; a wail under
+    raised brows at the bottom), while the levels between have a line mouth and dot eyes.
+    """
 
     face_rgba = ListProperty([0.5, 0.5, 0.5, 1])
     curve = NumericProperty(0.0)
-    mouth_points = ListProperty([])
+    open_mouth = BooleanProperty(False)
+    mouth_points = ListProperty([])  # line mouth (empty when open)
+    mouth_mesh = ListProperty([])    # open mouth: triangle-fan vertices x, y, u, v (empty when a line)
+    mouth_indices = ListProperty([])
+    eye_dots = BooleanProperty(True)  # False: closed smiling eyes drawn as arcs
+    eye_left = ListProperty([])
+    eye_right = ListProperty([])
+    brow_left = ListProperty([])
+    brow_right = ListProperty([])
     radius = NumericProperty(10)
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
-        self.bind(pos=self._shape, size=self._shape, curve=self._shape)
+        self.bind(pos=self._shape, size=self._shape, curve=self._shape, open_mouth=self._shape)
         self._shape()
 
     def _shape(self, *_a: object) -> None:
         r = max(4.0, min(self.width, self.height) / 2 - 2)
         self.radius = r
         cx, cy = self.center
+        laugh = self.open_mouth and self.curve > 0
+        wail = self.open_mouth and self.curve < 0
+        self.eye_dots = not laugh
+        self.eye_left, self.eye_right = ([_arc(cx + side * 0.26 * r, cy + 0.2 * r, 0.13 * r, 0.12 * r)
+                                          for side in (-1, 1)] if laugh else ([], []))
+        # raised inner brows: distress, readable without colour
+        self.brow_left, self.brow_right = ([[cx - 0.46 * r, cy + 0.4 * r, cx - 0.14 * r, cy + 0.54 * r],
+                                            [cx + 0.46 * r, cy + 0.4 * r, cx + 0.14 * r, cy + 0.54 * r]]
+                                           if wail else ([], []))
+        if self.open_mouth:
+            half = 0.56 * r if laugh else 0.5 * r
+            if laugh:   # flat top, deep round bottom: a D lying on its back
+                top, bottom, base = -0.02 * r, -0.56 * r, cy - 0.08 * r
+            else:       # arched top, flat bottom: an open, downturned mouth
+                top, bottom, base = 0.34 * r, 0.04 * r, cy - 0.56 * r
+            upper = [(cx + x, base + top * (1 - (x / half) ** 2)) for x in _steps(half)]
+            lower = [(cx + x, base + bottom * (1 - (x / half) ** 2)) for x in reversed(_steps(half))]
+            outline = upper + lower[1:-1]
+            mx = sum(p[0] for p in outline) / len(outline)
+            my = sum(p[1] for p in outline) / len(outline)
+            fan = [(mx, my), *outline, outline[0]]
+            self.mouth_mesh = [v for x, y in fan for v in (x, y, 0.0, 0.0)]
+            self.mouth_indices = list(range(len(fan)))
+            self.mouth_points = []
+            return
         half = 0.45 * r
         pts: list[float] = []
-        for i in range(13):
-            x = -half + 2 * half * i / 12
+        for x in _steps(half):
             # corners rise above the middle for a smile, drop below it for a frown
             y = -0.3 * r + self.curve * 0.22 * r * ((x / half) ** 2 - 0.5)
             pts += [cx + x, cy + y]
         self.mouth_points = pts
+        self.mouth_mesh, self.mouth_indices = [], []
+
+
+def _steps(half: float, n: int = 12) -> list[float]:
+    return [-half + 2 * half * i / n for i in range(n + 1)]
+
+
+def _arc(cx: float, cy: float, half: float, rise: float) -> list[float]:
+    """An upturned arc (a closed, smiling eye) centred at cx, cy."""
+    return [v for x in _steps(half, 8) for v in (cx + x, cy + rise * (1 - (x / half) ** 2))]
+
+
+class FitLabel(Label):
+    """A label cut only at ordinary spaces (NBSP joins a word), font shrunk to fit its box.
+
+    ``natural_font`` is the size this label alone would take; a row of labels (the rating
+    tiles) sets every member's ``font_cap`` to the smallest natural size so the row reads
+    as one size. Kivy never wraps the text itself (``text_size`` stays None): the lines are
+    the ones computed here. Refitting runs on Kivy's main thread (a Clock trigger).
+    """
+
+    source = StringProperty("")
+    max_font = NumericProperty(24)
+    min_font = NumericProperty(12)
+    max_lines = NumericProperty(2)
+    one_line_down_to = NumericProperty(1.0)
+    inset = NumericProperty(0)         # horizontal margin kept free on each side
+    font_cap = NumericProperty(0)      # 0: no cap
+    natural_font = NumericProperty(0)  # set by the fit; read by the row
+    fitted = ObjectProperty(None, allownone=True)  # the last textfit.Fit (tests read its lines)
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._refit_soon = Clock.create_trigger(lambda _dt: self.refit(), -1)
+        self.bind(source=self._refit_soon, size=self._refit_soon, max_font=self._refit_soon,
+                  font_cap=self._refit_soon, max_lines=self._refit_soon, bold=self._refit_soon)
+        self._refit_soon()
+
+    def _measure(self, text: str, font: float) -> float:
+        key = (text, font, self.bold, self.font_name)
+        width = _WIDTHS.get(key)
+        if width is None:
+            width = float(CoreLabel(font_size=font, bold=self.bold, font_name=self.font_name).get_extents(text)[0])
+            if len(_WIDTHS) > 4096:
+                _WIDTHS.clear()
+            _WIDTHS[key] = width
+        return width
+
+    def refit(self) -> None:
+        args = (self.source, self.width - 2 * self.inset, self.height)
+        natural = fit_text(*args, self.max_font, self.min_font, int(self.max_lines), self._measure,
+                           self.one_line_down_to)
+        self.natural_font = natural.font_size
+        fit = natural
+        if 0 < self.font_cap < natural.font_size:
+            fit = fit_text(*args, self.font_cap, self.min_font, int(self.max_lines), self._measure, 1.0)
+        self.fitted = fit
+        self.font_size = fit.font_size
+        self.text = fit.text
+
+
+_WIDTHS: dict[tuple[str, float, bool, str], float] = {}
 
 
 class LevelTile(ButtonBehavior, BoxLayout):
@@ -50,6 +154,7 @@ class LevelTile(ButtonBehavior, BoxLayout):
     tile_hex = StringProperty("#FFFFFF")
     face_rgba = ListProperty([0.5, 0.5, 0.5, 1])
     curve = NumericProperty(0.0)
+    open_mouth = BooleanProperty(False)
 
 
 class Chip(ButtonBehavior, Label):
@@ -64,3 +169,5 @@ class BigButton(ButtonBehavior, Label):
 
     bg_hex = StringProperty("#E4E4E4")
     fg_hex = StringProperty("#111111")
+    edge_hex = StringProperty("")  # visible edge (WCAG 1.4.11) when the fill alone is too close to the page
+    edge_width = NumericProperty(0)

@@ -46,6 +46,8 @@ class Rig:
                 self.term.submit_reasons()
             elif op == "skip":
                 self.term.skip_reasons()
+            elif op == "rechoose":
+                self.term.rechoose()
             elif op == "served":
                 self.term.served()
             elif op == "wait":  # advance the clock, then let timeouts fire
@@ -109,6 +111,33 @@ CASES = [
          State.REASONS),
     Case("reasons timeout fires", [*SERVED, ("press", 2), ("reason", "huong_dan"), ("wait", 15)], State.THANKS,
          [{"score": 2, "reasons": ("huong_dan",)}]),
+    # "Chọn lại": a wrong low tap is taken back before anything is stored (the delivery guarantee holds)
+    Case("Chọn lại: back to the faces, nothing stored", [*SERVED, ("press", 1), ("reason", "thai_do"), ("rechoose",)],
+         State.PROMPT, view={"prompt_ticket": "A-1024", "reasons_chosen": (), "score": None}),
+    Case("Chọn lại then top score: one rating, the corrected one",
+         [*SERVED, ("press", 1), ("reason", "thai_do"), ("rechoose",), ("advance", 0.5), ("press", 4)],
+         State.THANKS, [{"ticket": "A-1024", "score": 4, "reasons": ()}]),
+    Case("Chọn lại then low again asks reasons afresh",
+         [*SERVED, ("press", 1), ("reason", "thai_do"), ("rechoose",), ("advance", 0.5), ("press", 2), ("skip",)],
+         State.THANKS, [{"score": 2, "reasons": ()}]),
+    Case("Chọn lại prompt still open until the window ends",
+         [*SERVED, ("wait", 25), ("press", 1), ("wait", 14), ("rechoose",), ("wait", 20.9)], State.PROMPT),
+    Case("Chọn lại prompt closes at the window's end, not rated",
+         [*SERVED, ("wait", 25), ("press", 1), ("wait", 14), ("rechoose",), ("wait", 21)], State.IDLE, not_rated=1),
+    Case("Chọn lại after the window is refused, reasons go on",
+         [*SERVED, ("wait", 10), ("press", 1), ("advance", 10), ("rechoose",), ("submit",)], State.THANKS,
+         [{"score": 1}], config={"rating_window_s": 20}, ignored={"rechoose_outside_window": 1}),
+    Case("Chọn lại only on the reasons screen", [*SERVED, ("rechoose",)], State.PROMPT,
+         ignored={"rechoose_not_applicable": 1}),
+    Case("ticket waiting behind a Chọn lại prompt that times out is prompted",
+         [*SERVED, ("press", 1), ("close", "A-1025"), ("rechoose",), ("wait", 30)], State.PROMPT,
+         not_rated=1, view={"prompt_ticket": "A-1025"}),
+    Case("new close after Chọn lại supersedes the prompt and the waiting ticket",
+         [*SERVED, ("press", 1), ("close", "A-1025"), ("rechoose",), ("close", "A-1026"), ("advance", 0.5),
+          ("press", 4), ("wait", 3)], State.IDLE, [{"ticket": "A-1026", "score": 4}], not_rated=2),
+    Case("always_on: Chọn lại back to the resting prompt",
+         [("press", 1), ("rechoose",), ("advance", 0.5), ("press", 3)], State.THANKS,
+         [{"ticket": None, "score": 3}], config={"mode": "always_on", "officer_id": "cb01"}),
     Case("prompt 30 s timeout -> idle, not rated", [*SERVED, ("wait", 30)], State.IDLE, not_rated=1),
     Case("prompt still open at 29.9 s", [*SERVED, ("wait", 29.9), ("press", 4)], State.THANKS, [{"score": 4}]),
     Case("window shorter than prompt timeout bounds the prompt", [*SERVED, ("wait", 20)], State.IDLE,

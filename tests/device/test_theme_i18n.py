@@ -1,4 +1,5 @@
-"""UI rules that need no window: text contrast >= 7:1, complete catalogues, correct Vietnamese labels."""
+"""UI rules that need no window: text contrast >= 7:1, control edges >= 3:1, complete catalogues,
+correct Vietnamese labels that never break inside a word."""
 
 from __future__ import annotations
 
@@ -6,12 +7,25 @@ import pytest
 
 from broker.contract import SatisfactionClass, satisfaction_class
 from device.i18n import LANGUAGES, load_catalogue
-from device.ui.theme import TEXT_PAIRS, contrast, level_style
+from device.ui.textfit import NBSP, units
+from device.ui.theme import EDGE, EDGE_PAIRS, PAPER, SECONDARY, TEXT_PAIRS, contrast, level_style
 
 
 @pytest.mark.parametrize(("what", "fg", "bg"), TEXT_PAIRS, ids=[p[0] for p in TEXT_PAIRS])
 def test_every_text_colour_pair_reaches_7_to_1(what: str, fg: str, bg: str) -> None:
     assert contrast(fg, bg) >= 7.0, what
+
+
+@pytest.mark.parametrize(("what", "edge", "page"), EDGE_PAIRS, ids=[p[0] for p in EDGE_PAIRS])
+def test_every_control_edge_reaches_3_to_1_against_its_page(what: str, edge: str, page: str) -> None:
+    """WCAG 2.1 SC 1.4.11 (non-text contrast): a control is found by an edge of >= 3:1."""
+    assert contrast(edge, page) >= 3.0, f"{what}: {contrast(edge, page):.2f}:1"
+
+
+def test_grey_buttons_need_their_edge() -> None:
+    # why "Bỏ qua" and the language toggle have an edge: their fill alone is far below 3:1
+    assert contrast(SECONDARY, PAPER) < 1.5
+    assert contrast(EDGE, PAPER) >= 3.0 and contrast(EDGE, SECONDARY) >= 3.0
 
 
 def test_contrast_formula_matches_wcag_reference_values() -> None:
@@ -21,12 +35,21 @@ def test_contrast_formula_matches_wcag_reference_values() -> None:
 
 def test_vietnamese_labels_have_full_diacritics_best_first() -> None:
     vi = load_catalogue("vi")
-    assert vi.levels(4) == ["Rất hài lòng", "Hài lòng", "Bình thường", "Không hài lòng"]
-    assert vi.levels(3) == ["Rất hài lòng", "Hài lòng", "Không hài lòng"]
-    assert vi.levels(5)[-1] == "Rất không hài lòng"
+
+    def plain(labels: list[str]) -> list[str]:
+        return [label.replace(NBSP, " ") for label in labels]
+
+    assert plain(vi.levels(4)) == ["Rất hài lòng", "Hài lòng", "Bình thường", "Không hài lòng"]
+    assert plain(vi.levels(3)) == ["Rất hài lòng", "Hài lòng", "Không hài lòng"]
+    assert plain(vi.levels(5))[-1] == "Rất không hài lòng"
+    # the two syllables of one word stay together ("Bình / thường" was a broken word)
+    assert units(vi.levels(5)[2]) == ["Bình\u00a0thường"]
+    assert units(vi.levels(5)[-1]) == ["Rất", "không", "hài\u00a0lòng"]
+    assert vi.text("prompt.title").replace(NBSP, " ") == "Quý khách có hài lòng với sự phục vụ của chúng tôi không?"
     assert vi.text("thanks.title") == "Cảm ơn Quý khách!"
     assert vi.text("idle.serving", ticket="A-1024") == "Đang phục vụ số A-1024"
     assert vi.text("reasons.send") == "Gửi" and vi.text("reasons.skip") == "Bỏ qua"
+    assert vi.text("reasons.back") == "Chọn lại" and vi.text("countdown", s=12) == "Còn 12 giây"
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
@@ -44,6 +67,8 @@ def test_face_and_colour_follow_the_legal_class() -> None:
         curves = [level_style(s, scale).curve for s in range(1, scale + 1)]
         assert curves == sorted(curves) and len(set(curves)) == scale  # worst frowns most, best smiles most
         assert level_style(scale, scale).tone == "very_satisfied"
+        # the best level differs from the next in shape (open laugh vs a line smile), not in colour alone
+        assert level_style(scale, scale).open_mouth and not level_style(scale - 1, scale).open_mouth
         for s in range(1, scale + 1):
             if satisfaction_class(s, scale) is SatisfactionClass.NOT_SATISFIED:
                 assert level_style(s, scale).curve < 0

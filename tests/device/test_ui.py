@@ -1,20 +1,28 @@
 """The Kivy terminal under Xvfb, driven by real touches, checked at the real broker.
 
 Screenshots of every screen in vi and en at 800x480 and 1280x720 are written to
-tests/artifacts/screens/ (gitignored) for a person to look at.
+tests/artifacts/screens/ (gitignored) for a person to look at; the same run measures
+what a person would check on them: touch targets in mm on both axes of the official
+7" panel, labels cut only between words, the grey buttons' edges, the countdown, and
+that the two best faces differ in greyscale.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
 from pathlib import Path
 
+from PIL import Image, ImageChops, ImageStat
+
 from broker.contract import parse_rating, rating_topic
 from broker.kernel.mqtt import MqttSettings
+from device.ui.textfit import NBSP, units
+from device.ui.theme import contrast
 from tests.conftest import ARTIFACTS
 from tests.support.waiting import wait_until
 
@@ -22,7 +30,13 @@ from .collector import Collector
 
 ROOT = Path(__file__).parents[2]
 SCREENS = ARTIFACTS / "screens"
-MIN_TARGET_PX = 78  # 15 mm on the official 7" display (800 px over 155 mm = 5.16 px/mm)
+# The official 7" display: 800x480 over 154.08 x 85.92 mm active area. Its pixels are not square,
+# so 15 mm is 78 px across but 84 px down.
+PIXEL_MM = (0.1926, 0.1790)
+MIN_TARGET_MM = 15.0
+MIN_EDGE_CONTRAST = 3.0   # WCAG 2.1 SC 1.4.11
+MIN_GREY_MAD = 18.0       # mean absolute grey difference (0..255) between the two best faces
+MIN_INK_DIFFERENCE = 0.25 # 1 - IoU of the faces' dark features (eyes, mouth): a different shape
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -30,6 +44,28 @@ def png_size(path: Path) -> tuple[int, int]:
     assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
     w, h = struct.unpack(">II", head[16:24])
     return int(w), int(h)
+
+
+def face_crop(path: Path, box: list[float]) -> Image.Image:
+    cx, cy, r = box
+    side = int(r) + 3
+    return Image.open(path).convert("L").crop((int(cx) - side, int(cy) - side, int(cx) + side, int(cy) + side))
+
+
+def ink(img: Image.Image) -> set[tuple[int, int]]:
+    """The face's drawn features (INK #111111 lines and fills), as a set of pixels."""
+    w, h = img.size
+    px = img.load()
+    assert px is not None
+    return {(x, y) for x in range(w) for y in range(h) if px[x, y] < 60}
+
+
+def greyscale_difference(path: Path, a: list[float], b: list[float]) -> tuple[float, float]:
+    """(mean absolute grey difference, 1 - IoU of the dark features) between two faces of one screenshot."""
+    fa, fb = face_crop(path, a), face_crop(path, b)
+    mad = ImageStat.Stat(ImageChops.difference(fa, fb)).mean[0]
+    ia, ib = ink(fa), ink(fb)
+    return mad, 1 - len(ia & ib) / len(ia | ib)
 
 
 def test_touch_flows_publish_the_right_ratings_and_every_screen_is_captured(
@@ -81,10 +117,68 @@ username = "{mqtt_settings.username}"
                     path = SCREENS / f"{name}_{lang}_{size[0]}x{size[1]}.png"
                     assert png_size(path) == size and path.stat().st_size > 5000
         assert res["shown"] == sorted(["idle", "prompt", "reasons", "thanks", "out_of_service"])
+        for size in ("800x480", "1280x720"):
+            for lang in ("vi", "en"):
+                path = SCREENS / f"prompt_scale5_{lang}_{size}.png"
+                assert png_size(path) == tuple(int(v) for v in size.split("x")), path
 
-        # large targets: every tile, chip and button >= 15 mm on the 7" display
-        small = [t for t in res["targets"] if t["size"] == [800, 480] and min(t["w"], t["h"]) < MIN_TARGET_PX]
+        # large targets: every touchable widget >= 15 mm on BOTH axes of the 7" display
+        at_7in = [t | {"w_mm": t["w"] * PIXEL_MM[0], "h_mm": t["h"] * PIXEL_MM[1]}
+                  for t in res["targets"] if t["size"] == [800, 480]]
+        small = [t for t in at_7in if min(t["w_mm"], t["h_mm"]) < MIN_TARGET_MM]
         assert not small, small
-        assert {t["screen"] for t in res["targets"]} >= {"idle", "prompt", "reasons"}
+        for kind in sorted({t["kind"] for t in at_7in}):
+            mine = [t for t in at_7in if t["kind"] == kind]
+            print(f"targets {kind}: min {min(t['w_mm'] for t in mine):.1f} x {min(t['h_mm'] for t in mine):.1f} mm")
+        assert {t["screen"] for t in at_7in} >= {"idle", "prompt", "reasons", "out_of_service"}
+        assert {t["kind"] for t in at_7in} >= {"LevelTile", "Chip", "BigButton", "EdgedButton"}
+
+        # labels: never cut inside a word (NBSP joins its syllables), drawn as computed (Kivy did not
+        # re-wrap: the texture is no wider than the box), at most two lines, and no lone last word
+        assert res["labels"], "no fitted labels measured"
+        for lb in res["labels"]:
+            where = (lb["screen"], lb["size"], lb["source"])
+            assert lb["fits"] and lb["texture"][0] <= lb["w"] + 1, where
+            assert [u for line in lb["lines"] for u in units(line)] == units(lb["source"]), where
+            assert lb["text"] == "\n".join(lb["lines"]) and len(lb["lines"]) <= 2, where
+            if len(units(lb["source"])) >= 4:
+                assert len(lb["lines"]) == 1 or len(units(lb["lines"][-1])) >= 2, where
+        tile_words = {lb["source"] for lb in res["labels"] if lb["screen"] == "prompt"}
+        assert f"Bình{NBSP}thường" in tile_words and f"Rất không hài{NBSP}lòng" in tile_words
+        for size in ([800, 480], [1280, 720]):  # the question: one line in Vietnamese at both sizes
+            q = [lb for lb in res["labels"] if lb["size"] == size and lb["source"].startswith("Quý")]
+            assert q and all(len(lb["lines"]) == 1 for lb in q), q
+        # a row of tiles reads as one size
+        rows: dict[int, set[float]] = {}
+        for lb in res["labels"]:
+            if lb["screen"] == "prompt" and lb["tile"]:
+                rows.setdefault(lb["call"], set()).add(lb["font"])
+        assert len(rows) >= 8 and all(len(fonts) == 1 for fonts in rows.values()), rows
+
+        # the grey buttons ("Bỏ qua", "Chọn lại", the language toggle) have a visible edge >= 3:1
+        assert {e["screen"] for e in res["edges"]} >= {"prompt", "reasons", "out_of_service"}
+        for e in res["edges"]:
+            assert e["edge"] and e["width"] >= 2 and contrast(e["edge"], e["page"]) >= MIN_EDGE_CONTRAST, e
+        print("edges:", sorted({f"{e['text']} on {e['page']}: {contrast(e['edge'], e['page']):.2f}:1"
+                                for e in res["edges"] if e["size"] == [800, 480]}))
+
+        # a countdown on the prompt and reasons screens, counting down
+        for name, fmt in (("prompt", r"Còn (\d+) giây|(\d+) s left"), ("reasons", r"Còn (\d+) giây|(\d+) s left")):
+            seen = [c for c in res["countdown"] if c["screen"] == name]
+            assert seen and all(re.fullmatch(fmt, c["text"]) for c in seen), seen
+        vi_prompt = [c for c in res["countdown"] if c["screen"] == "prompt" and c["lang"] == "vi"]
+        first, later = (int(re.sub(r"\D", "", c["text"])) for c in vi_prompt[:2])
+        assert 0 < later < first <= 30, vi_prompt
+
+        # "Chọn lại" went back to the faces without storing anything (one rating for T-undo, above)
+        assert res["rechosen"] == 1
+        print("tap -> Cảm ơn (ms, under Xvfb, includes frame waits):", [round(v) for v in res["latency_ms"]])
+
+        # the two best faces differ in shape, not only in colour: compare them in greyscale
+        for f in res["faces"]:
+            top, second = str(f["scale"]), str(f["scale"] - 1)
+            mad, ink_diff = greyscale_difference(SCREENS / f["shot"], f["boxes"][top], f["boxes"][second])
+            print(f"faces {f['shot']}: grey MAD {mad:.1f}, ink 1-IoU {ink_diff:.2f}")
+            assert mad >= MIN_GREY_MAD and ink_diff >= MIN_INK_DIFFERENCE, (f["shot"], mad, ink_diff)
     finally:
         col.stop()

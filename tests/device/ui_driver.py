@@ -29,6 +29,7 @@ prepare_kivy(800, 480, fullscreen=False, home=os.environ.get("KIVY_HOME"))
 from kivy.clock import Clock  # noqa: E402
 from kivy.core.window import Window  # noqa: E402
 from kivy.tests.common import UnitTestTouch  # noqa: E402
+from kivy.uix.behaviors import ButtonBehavior  # noqa: E402
 from kivy.uix.widget import Widget  # noqa: E402
 
 from broker.contract import DeviceConfigUpdate, QmsEvent, config_topic, qms_topic  # noqa: E402
@@ -36,8 +37,9 @@ from broker.kernel.session import MqttSession  # noqa: E402
 from device.config import load_device_config  # noqa: E402
 from device.runtime import DeviceRuntime  # noqa: E402
 from device.state import State  # noqa: E402
+from device.ui import theme  # noqa: E402
 from device.ui.app import TerminalApp, kivy_dispatch  # noqa: E402
-from device.ui.widgets import BigButton, Chip, LevelTile  # noqa: E402
+from device.ui.widgets import BigButton, FaceIcon, FitLabel, LevelTile  # noqa: E402
 
 Step = Generator[Callable[[], bool] | float, None, None]
 SIZES = ((800, 480), (1280, 720))
@@ -50,10 +52,12 @@ class Driver:
         self.rt = DeviceRuntime(self.cfg, kivy_dispatch)
         self.app = TerminalApp(self.rt.terminal, self.cfg.device_id, on_started=self._begin)
         self.qms = MqttSession(self.cfg.mqtt, f"{self.cfg.device_id}-qms")
-        self.results: dict[str, Any] = {"expected": [], "screens": [], "targets": [], "errors": [], "latency_ms": []}
+        self.results: dict[str, Any] = {"expected": [], "screens": [], "targets": [], "errors": [], "latency_ms": [],
+                                        "labels": [], "edges": [], "faces": [], "countdown": []}
         self._gen: Step | None = None
         self._wait: tuple[Callable[[], bool], float] | None = None
         self._n = 0
+        self._n_measures = 0
 
     # ------------------------------------------------------------------ plumbing
 
@@ -131,12 +135,41 @@ class Driver:
         os.replace(written, path)
         self.results["screens"].append({"name": name, "lang": lang, "size": [w, h], "path": str(path)})
 
-    def measure_targets(self) -> None:
+    def measure(self) -> None:
+        """Everything the test checks on the displayed screen: targets, label cuts, edges, countdown."""
         screen = self.app.current_screen()
+        size, lang = list(Window.size), self.rt.terminal.view.language
+        self._n_measures += 1
+        page = theme.OOS_BG if screen.name == "out_of_service" else theme.PAPER
         for widget in screen.walk():
-            if isinstance(widget, LevelTile | Chip | BigButton):
-                self.results["targets"].append({"screen": screen.name, "size": list(Window.size),
-                                                "w": widget.width, "h": widget.height, "text": widget.text})
+            if isinstance(widget, ButtonBehavior):  # anything a citizen can touch
+                self.results["targets"].append({"screen": screen.name, "size": size, "lang": lang,
+                                                "kind": type(widget).__name__, "w": widget.width,
+                                                "h": widget.height, "text": getattr(widget, "text", "")})
+            if isinstance(widget, BigButton) and widget.bg_hex == theme.SECONDARY:
+                self.results["edges"].append({"screen": screen.name, "size": size, "text": widget.text,
+                                              "edge": widget.edge_hex, "width": widget.edge_width, "page": page})
+            if isinstance(widget, FitLabel) and widget.fitted is not None:
+                self.results["labels"].append({
+                    "screen": screen.name, "size": size, "lang": lang, "source": widget.source,
+                    "call": self._n_measures, "tile": isinstance(widget.parent, LevelTile),
+                    "lines": list(widget.fitted.lines), "fits": widget.fitted.fits, "font": widget.font_size,
+                    "text": widget.text, "w": widget.width, "h": widget.height,
+                    "texture": list(widget.texture_size)})
+        if "countdown" in screen.ids:
+            self.results["countdown"].append({"screen": screen.name, "lang": lang, "text": screen.ids.countdown.text,
+                                              "at": time.monotonic()})
+
+    def faces(self, shot: str) -> None:
+        """Where each tile's face is in the last screenshot (image coordinates, top-left origin)."""
+        screen = self.app.current_screen()
+        _w, h = Window.size
+        boxes = {}
+        for tile in screen.ids.tiles.children:
+            face = next(c for c in tile.walk() if isinstance(c, FaceIcon))
+            cx, cy = face.to_window(*face.center)
+            boxes[int(tile.score)] = [cx, h - cy, face.radius]
+        self.results["faces"].append({"shot": shot, "scale": self.rt.terminal.view.scale, "boxes": boxes})
 
     # ------------------------------------------------------------------ the scenario
 
@@ -157,18 +190,23 @@ class Driver:
                     yield self.until("language toggled to en", lambda: self.rt.terminal.view.language == "en")
                 yield frame
                 self.shot("out_of_service")
+                self.measure()
                 self.publish("officer_login")
                 self.publish("ticket_called", ticket)
                 yield self.until("ticket called", lambda t=ticket: self.rt.terminal.view.serving_ticket == t)
                 yield self.state_is(State.IDLE)
                 yield frame
                 self.shot("idle")
-                self.measure_targets()
+                self.measure()
                 self.publish("ticket_closed", ticket)
                 yield self.state_is(State.PROMPT)
                 yield frame
                 self.shot("prompt")
-                self.measure_targets()
+                self.measure()
+                self.faces(f"prompt_{lang}_{size[0]}x{size[1]}.png")
+                if size == SIZES[0]:  # the countdown runs: read it again a second later
+                    yield 1.1
+                    self.measure()
                 self.tap(self.app.current_screen().tile(1))  # Không hài lòng
                 yield self.state_is(State.REASONS)
                 yield frame  # chips are laid out in the frame after they are created
@@ -179,7 +217,7 @@ class Driver:
                                  lambda: self.rt.terminal.view.reasons_chosen == ("thai_do", "thoi_gian_cho"))
                 yield frame
                 self.shot("reasons")
-                self.measure_targets()
+                self.measure()
                 self.tap(screen.ids.send)
                 yield self.state_is(State.THANKS)
                 yield frame
@@ -205,6 +243,24 @@ class Driver:
             self.results["latency_ms"].append((time.perf_counter() - t0) * 1000)
             self.results["expected"].append({"ticket": ticket, "score": score, "reasons": []})
             yield self.state_is(State.IDLE)
+        # a wrong tap undone: "Không hài lòng" by mistake, "Chọn lại" on the reasons screen, then the
+        # intended "Hài lòng". Nothing was stored for the mistake: the broker gets one rating, score 3.
+        self.publish("ticket_called", "T-undo")
+        self.publish("ticket_closed", "T-undo")
+        yield self.state_is(State.PROMPT)
+        yield frame
+        self.tap(self.app.current_screen().tile(1))
+        yield self.state_is(State.REASONS)
+        yield frame
+        self.tap(self.app.current_screen().chip("thai_do"))
+        self.tap(self.app.current_screen().ids.back)
+        yield self.state_is(State.PROMPT)
+        yield frame
+        self.results["rechosen"] = self.rt.terminal.stats.rechosen
+        self.tap(self.app.current_screen().tile(3))
+        yield self.state_is(State.THANKS)
+        self.results["expected"].append({"ticket": "T-undo", "score": 3, "reasons": []})
+        yield self.state_is(State.IDLE)
         # a supervisor switches this counter to a 5-level scale: retained config update, applied live
         upd = DeviceConfigUpdate(v=1, issued_at=time.time_ns() // 1_000_000, scale=5)
         self.qms.publish(config_topic(self.cfg.centre, self.cfg.device_id), upd.to_json(), qos=1, retain=True)
@@ -214,7 +270,23 @@ class Driver:
         yield self.state_is(State.PROMPT)
         yield frame
         self.shot("prompt_scale5")
-        self.measure_targets()
+        self.measure()
+        self.faces("prompt_scale5_vi_800x480.png")
+        self.tap(self.app.current_screen().ids.top.ids.lang)
+        yield self.until("language toggled to en", lambda: self.rt.terminal.view.language == "en")
+        yield frame
+        self.shot("prompt_scale5")
+        self.measure()
+        Window.size = SIZES[1]
+        yield self.until(f"window {SIZES[1]}", lambda: tuple(Window.size) == SIZES[1])
+        yield frame
+        self.shot("prompt_scale5")
+        self.measure()
+        self.tap(self.app.current_screen().ids.top.ids.lang)
+        yield self.until("language toggled to vi", lambda: self.rt.terminal.view.language == "vi")
+        yield frame
+        self.shot("prompt_scale5")
+        self.measure()
         self.tap(self.app.current_screen().tile(5))
         yield self.state_is(State.THANKS)
         self.results["expected"].append({"ticket": "T-five", "score": 5, "reasons": [], "scale": 5})
