@@ -34,6 +34,7 @@ from hailong.cli import main
 from hailong.localstack import InfluxServer, MosquittoServer
 from ingest.config import ClockSettings
 from ingest.influxql import InfluxQL
+from ingest.service import IngestService
 from tests.support.ingest import TCentre, TDevice, TFleet, start_ingest
 from tests.support.judging import mqtt_settings
 from tests.support.waiting import wait_until
@@ -189,6 +190,36 @@ def scenario_fleet() -> TFleet:
     return fleet
 
 
+# A deployment replaying history sets the index rebuild to cover the oldest message it may still receive
+# (the broker keeps an offline session's messages for weeks): the default 24 h would forget, across a
+# restart, the tickets of a backlog older than a day.
+REPLAY_LOOKBACK_S = 22 * 86_400
+
+
+def restart_point(sc: Scenario, msgs: list[tuple[str, bytes]], first: datetime) -> int:
+    """Where the ingest restarts: in week 2, between a recall's close and the rating that answers it."""
+    firsts = {(c.centre, c.ticket, sc.day(c.at_ms)): c.at_ms for c in sorted(sc.closes, key=lambda c: -c.at_ms)}
+    outcomes = sc.outcomes()
+    after_recall = [p.event for p in sc.ratings if p.event.ticket and p.event.closed_at and p.event.rated_at >
+                    ms(first + timedelta(weeks=1)) and p.event.closed_at != firsts[
+                        (p.event.centre, p.event.ticket, sc.day(p.event.closed_at))]]
+    e = next(e for e in sorted(after_recall, key=lambda e: e.rated_at) if outcomes[e.event_id] == "rating")
+    return next(i for i, (_, payload) in enumerate(msgs) if e.event_id.encode() in payload)
+
+
+def publish(pub: MqttSession, msgs: list[tuple[str, bytes]]) -> None:
+    infos = [pub.publish(topic, payload, qos=1) for topic, payload in msgs]
+    deadline = time.monotonic() + 30
+    for info in infos:
+        info.wait_for_publish(timeout=max(0.1, deadline - time.monotonic()))
+        assert info.is_published(), "the broker did not acknowledge every message"
+
+
+def wait_acked(svc: IngestService, n: int) -> None:
+    wait_until(lambda: svc.stats.acked >= n, timeout=45,
+               what=f"the ingest writing and acking {n} messages ({svc.stats.summary()})")
+
+
 @dataclass(frozen=True)
 class Ingested:
     sc: Scenario
@@ -208,20 +239,25 @@ def ingested(mosquitto: MosquittoServer, influx_server: InfluxServer) -> Iterato
     mqtt = mqtt_settings(mosquitto)
     # Production rules: tests/support widens clock.max_age_s for its fixed-2025 golden payloads; here the
     # deployed default (400 days) applies, as does every integrity default (60 s window from the QMS close,
-    # 1 h re-close window, 10 s hold grace). Replayed history needs nothing else: every message reaches the
-    # broker in the order it was sent, each rating 5-11 s after the close it answers, sent when rated.
-    svc = start_ingest(mqtt, db, uid, fleet=scenario_fleet(), clock={"max_age_s": ClockSettings().max_age_s})
+    # 1 h re-close window, 10 s hold grace) but the index rebuild's look-back (REPLAY_LOOKBACK_S). Every
+    # message reaches the broker in the order it was sent, each rating 5-11 s after the close it answers,
+    # sent when rated; the ingest runs for the first part, is stopped, and takes the rest from the broker
+    # as the backlog of its persistent session (a restart in the middle of the history).
+    ingest_kw = {"fleet": scenario_fleet(), "clock": {"max_age_s": ClockSettings().max_age_s},
+                 "integrity": {"index_lookback_s": REPLAY_LOOKBACK_S}}
     msgs = sc.messages()
+    split = restart_point(sc, msgs, first)
+    svc = start_ingest(mqtt, db, uid, **ingest_kw)
     pub = MqttSession(mqtt, f"scn-pub-{uid}", reconnect_s=(0.2, 2)).start()
     try:
         assert pub.wait_connected(10), "publisher could not connect"
-        infos = [pub.publish(topic, payload, qos=1) for topic, payload in msgs]
-        deadline = time.monotonic() + 30
-        for info in infos:
-            info.wait_for_publish(timeout=max(0.1, deadline - time.monotonic()))
-            assert info.is_published(), "the broker did not acknowledge every message"
-        wait_until(lambda: svc.stats.acked >= len(msgs), timeout=45,
-                   what=f"the ingest writing and acking {len(msgs)} messages ({svc.stats.summary()})")
+        publish(pub, msgs[:split])
+        wait_acked(svc, split)
+        svc.stop()
+        # the ingest is down: the broker keeps the rest in the ingest's persistent session
+        publish(pub, msgs[split:])
+        svc = start_ingest(mqtt, db, uid, **ingest_kw)  # same client id: resumes the session, rebuilds its index
+        wait_acked(svc, len(msgs) - split)
         assert svc.stats.held == 0
     finally:
         pub.stop()
