@@ -48,6 +48,7 @@ from .scenario import (
     PROVINCE,
     WALKUPS,
     ZERO_DAY,
+    Published,
     Scenario,
     build_scenario,
 )
@@ -274,10 +275,8 @@ def ingested(mosquitto: MosquittoServer, influx_server: InfluxServer) -> Iterato
     db.drop_database()
 
 
-def _expected_row(p: object) -> dict[str, object]:
-    from .scenario import Published
-
-    assert isinstance(p, Published)
+def _expected_row(p: Published) -> dict[str, object]:
+    """The rating point the legal rules make of one accepted event."""
     e, walkup = p.event, p.event.ticket is None
     return {"time": e.rated_at, "centre": e.centre, "counter": e.counter, "device": e.device,
             "officer": e.officer if walkup else p.qms_officer, "service": p.service or "",
@@ -304,6 +303,9 @@ def test_published_over_mqtt_through_the_real_ingest_equals_the_truth(ingested: 
     flagged = {eid for eid, r in stored.items() if r.get("terminal_officer")}
     moved = {eid for eid, p in counted.items() if p.qms_officer and p.event.officer != p.qms_officer}
     assert flagged == moved and len(moved) >= 20, (len(flagged), len(moved))
+    # walk-ups are stored with the (registered) officer the terminal names, and kept out of the scores below
+    walkups = [r for r in stored.values() if r["walkup"] == "true"]
+    assert walkups and all(r["officer"] in OFFICER_NAMES for r in walkups)
 
     # a ticket is served once, however often it was (re)closed: one point per instance, at its first close
     tickets = db.rows('SELECT * FROM "ticket"', epoch="ms")
