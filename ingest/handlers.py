@@ -28,13 +28,13 @@ from .clock import ClockCorrector
 from .config import IngestConfig
 from .influxql import InfluxQL
 from .lineproto import Point
-from .points import escalation_point, rejected_point, status_point, ticket_point
+from .points import escalation_point, reclose_point, rejected_point, status_point, ticket_point
 from .ratings import Accepted, RatingJudge
 from .registry import RegistryHolder, local_time
 from .rejection import RuleRejection
 from .stats import IngestStats
 from .storage import NOT_SATISFIED, Tag
-from .tickets import CloseKind, TicketIndex
+from .tickets import Close, CloseKind, TicketIndex
 
 log = logging.getLogger("hailong.ingest")
 MAX_CALLED = 100_000
@@ -174,11 +174,15 @@ class MessageHandler:
         inst, kind = self.index.closed(topic.centre, event.counter, event.ticket, event.officer,
                                        event.service or "", event.at, event.ticket_id)
         called = self._called_at.pop(key, None)
+        province = self.registry.province_of(topic.centre)
         if kind is CloseKind.RECLOSE:
-            # a recall/re-close: the ticket was served once (its first close's point); ratings may bind here
-            return Handled((), "reclosed")
+            # a recall/re-close: the ticket was served once (its first close's point); ratings may bind here,
+            # also after a restart (the rebuilt index reads these points back)
+            return Handled((reclose_point(province, topic.centre, Close(event.counter, event.officer,
+                                                                        event.service or "", event.at),
+                                          event.ticket, inst.ticket_id),), "reclosed")
         self.stats.tickets += 1
         serve_s = max(0.0, (event.at - called) / 1000) if called is not None else None
-        point = ticket_point(self.registry.province_of(topic.centre), topic.centre, inst.first, event.ticket,
+        point = ticket_point(province, topic.centre, inst.first, event.ticket,
                              inst.ticket_id, event.dossier, serve_s)
         return Handled((point,), "ticket")

@@ -142,6 +142,12 @@ def ticket_point(province: str, centre: str, close: Close, number: str, ticket_i
     return Point(Measurement.TICKET, tags, fields, close.at_ms * 1_000_000 + offset_ns)
 
 
+def reclose_point(province: str, centre: str, close: Close, number: str, ticket_id: str | None) -> Point:
+    """A recall/re-close: not served again (no ``ticket`` point), kept for the index rebuild (tickets.py)."""
+    p = ticket_point(province, centre, close, number, ticket_id, None, None)
+    return Point(Measurement.TICKET_RECLOSE, p.tags, p.fields, p.time_ns)
+
+
 def status_point(status: DeviceStatus, at_ms: int) -> Point:
     fields: dict[str, FieldValue] = {
         Field.ONLINE: status.online,

@@ -202,13 +202,18 @@ class RatingJudge:
         # behind is judged by this, one whose message waited on the broker by ``rated``.
         latest = max(rated, received_ms - max(0, event.sent_at - event.rated_at))
         closes = self.index.closes_at(event.centre, event.counter, event.ticket, event.ticket_id)
-        before = [(inst, c) for inst, c in closes if c.at_ms <= latest + early]
-        response: int | None = None
-        if before:
-            inst, close = before[-1]
+        # The close it answers: the latest at or before the rating by the terminal's (corrected) clock; only
+        # when there is none in the window, the latest before it reached us (a clock behind). Judged against
+        # arrival alone, a rating held or replayed from a backlog would bind to a later close of the same
+        # number (the recall after it, or the next day's ticket) that had arrived meanwhile.
+        by_rated = [(inst, c) for inst, c in closes if c.at_ms <= rated + early][-1:]
+        by_arrival = [(inst, c) for inst, c in closes if c.at_ms <= latest + early][-1:]
+        responses: list[int] = []  # the first is the one a rejection reports
+        for inst, close in by_rated + by_arrival:
             response = rated - close.at_ms
             if response < -early:
                 response = latest - close.at_ms
+            responses.append(response)
             if -early <= response <= window:
                 self._check_not_rated(event, inst.rated_by)
                 inst.rated_by = event.event_id
@@ -218,8 +223,8 @@ class RatingJudge:
                                    rated, times.corrected, True)
         if now_ms - received_ms < s.hold_grace_s * 1000:
             return HOLD  # its ticket_closed (today's, this counter's) may not have arrived yet
-        if response is not None:
-            raise self._outside(event, response)
+        if responses:
+            raise self._outside(event, responses[0])
         raise RuleRejection("unknown_ticket", f"no ticket_closed for {event.ticket!r} at counter "
                             f"{event.counter!r} within {s.hold_grace_s:g}s", "ticket")
 

@@ -25,6 +25,9 @@ class Measurement:
 
     RATING: Final = "rating"
     TICKET: Final = "ticket"
+    # a recall/re-close of a served ticket (same tags and fields as ``ticket``): never counted as served,
+    # only read back when the ticket index is rebuilt, so a rating answering the recall still binds to it
+    TICKET_RECLOSE: Final = "ticket_reclose"
     DEVICE_STATUS: Final = "device_status"
     REJECTED: Final = "rejected"
     INGEST_STATS: Final = "ingest_stats"

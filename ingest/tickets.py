@@ -17,8 +17,8 @@ at or before the rating (ratings.py), never to an earlier day's ticket.
 Memory is bounded per centre (``tickets_per_counter`` x counters seen). Eviction is by
 count, not wall-clock age, so replaying an old backlog judges it against the tickets of
 that time. Every instance subscribes to the QMS topics WITHOUT ``$share``, so each
-knows every closed ticket. After a restart the index is rebuilt from InfluxDB ``ticket``
-points through the same :meth:`TicketIndex.closed` (so the same identities), and the
+knows every closed ticket. After a restart the index is rebuilt from InfluxDB ``ticket`` and
+``ticket_reclose`` points through the same :meth:`TicketIndex.closed` (so the same identities), and the
 rating judge marks the instances already rated (ratings.py).
 """
 
@@ -163,19 +163,21 @@ class TicketIndex:
     # ------------------------------------------------------------------ restart
 
     def rebuild(self, db: InfluxQL, lookback_s: int) -> int:
-        """Load recent ticket points (oldest first) through :meth:`closed`; return how many.
+        """Load recent ticket and re-close points (oldest first) through :meth:`closed`; return how many.
 
+        Re-closes come back too: a rating answering a recall after a restart binds to the recall's close.
         Raises InfluxQueryError when InfluxDB cannot answer: the caller must not
         judge ratings with an empty index, or valid ratings would be rejected.
         """
-        rows = db.rows(f'SELECT "{Field.TICKET}", "{Field.TICKET_ID}", "{Tag.OFFICER}", "{Tag.SERVICE}", '
-                       f'"{Tag.CENTRE}", "{Tag.COUNTER}" FROM "{Measurement.TICKET}" '
-                       f'WHERE time > now() - {int(lookback_s)}s', epoch="ms")
+        rows = [row for m in (Measurement.TICKET, Measurement.TICKET_RECLOSE) for row in db.rows(
+            f'SELECT "{Field.TICKET}", "{Field.TICKET_ID}", "{Tag.OFFICER}", "{Tag.SERVICE}", '
+            f'"{Tag.CENTRE}", "{Tag.COUNTER}" FROM "{m}" WHERE time > now() - {int(lookback_s)}s', epoch="ns")]
+        rows.sort(key=lambda row: int(row["time"]))  # a first close before its re-closes
         for row in rows:
             if row.get(Field.TICKET) and row.get(Tag.CENTRE) and row.get(Tag.COUNTER):
                 tid = row.get(Field.TICKET_ID)
                 self.closed(row[Tag.CENTRE], row[Tag.COUNTER], str(row[Field.TICKET]),
-                            str(row.get(Tag.OFFICER) or ""), str(row.get(Tag.SERVICE) or ""), int(row["time"]),
-                            str(tid) if tid else None)
-        log.info("ticket index rebuilt: %d ticket points (last %ds)", len(rows), lookback_s)
+                            str(row.get(Tag.OFFICER) or ""), str(row.get(Tag.SERVICE) or ""),
+                            int(row["time"]) // 1_000_000, str(tid) if tid else None)
+        log.info("ticket index rebuilt: %d ticket and re-close points (last %ds)", len(rows), lookback_s)
         return len(rows)

@@ -1,16 +1,11 @@
 """The escalation end to end: a "Không hài lòng" through Mosquitto and the REAL ingest, then the
-generated rule evaluated on what the ingest wrote (no seeded escalation points here).
-
-Marked ``needs_judge``: the ingest writes the ``escalation`` point on h-judge's branch; until that
-is merged this test fails on h-alerts by design (deselect with ``-m "not needs_judge"``).
-"""
+generated rule evaluated on what the ingest wrote (no seeded escalation points here)."""
 
 from __future__ import annotations
 
 import time
 import uuid
 
-import pytest
 import yaml
 
 from broker.contract import qms_topic, rating_topic
@@ -25,7 +20,6 @@ from tests.support.waiting import wait_until
 from .grafana_alerting import rules_by_uid
 
 
-@pytest.mark.needs_judge
 def test_late_not_satisfied_escalates_once_through_the_real_ingest(
         mosquitto: MosquittoServer, influx_server: InfluxServer, influx_db: InfluxQL) -> None:
     uid = uuid.uuid4().hex[:6]

@@ -46,6 +46,7 @@ class Rate:
     served_as: str | None = None  # expected service tag
     bound_to: int | None = None  # expected closed_at_ms (the QMS close it answers)
     score: int = 4
+    sent: int | None = None  # the device's sent_at (default: now, i.e. it waited in the terminal's outbox)
 
 
 @dataclass
@@ -99,6 +100,16 @@ CASES: dict[str, Case] = {
         *[Rate(f"K{i:03d}", D1 + (1004 + 100 * i) * S, "rating", counter="q3", officer="cb1", credited="cb2")
           for i in range(6)],
     ], {f"K{i:03d}": 1 for i in range(6)}),
+    # sent when rated, delivered now (it waited on the broker) and ahead of its close: held, then judged in
+    # the batch that also brought a later close of its number; it answers the close before it was rated
+    "a held rating of a replayed backlog binds to its own day's close, not the next day's": Case([
+        Rate("H001", D2 + 405 * S, "rating", sent=D2 + 405 * S, bound_to=D2 + 400 * S),
+        Close("H001", D2 + 400 * S), Close("H001", D1 + 400 * S),
+    ], {"H001": 2}),
+    "a held rating of a replayed backlog binds to the close, not its later recall": Case([
+        Rate("H002", D2 + 508 * S, "rating", sent=D2 + 508 * S, bound_to=D2 + 500 * S),
+        Close("H002", D2 + 500 * S), Close("H002", D2 + 560 * S),
+    ], {"H002": 1}),
     "service comes from the QMS close": Case([
         Close("SV01", D1 + 2000 * S, service="dat-dai"), Close("SV02", D1 + 2100 * S, service=None),
         Rate("SV01", D1 + 2004 * S, "rating", service=None, served_as="dat-dai"),
@@ -138,7 +149,7 @@ def run_case(j: Judged, centre: str, case: Case, sent: dict[str, Msg] | None = N
         else:
             m, eid = j.rating(centre, f"d{step.counter[1:]}{j.uid}", step.counter, step.number, rated=step.rated,
                               closed=step.closed, officer=step.officer, service=step.service,
-                              ticket_id=step.ticket_id, score=step.score)
+                              ticket_id=step.ticket_id, score=step.score, sent=step.sent)
             msgs.append(m)
             rates[eid] = step
             sent[eid] = m
@@ -179,7 +190,8 @@ def test_restart_rebuilds_the_same_instances(judged: tuple[Judged, TFleet], mosq
     """A fresh ingest on the same database judges by the identities rebuilt from InfluxDB."""
     j, fleet = judged
     centre = f"qc{j.uid}"
-    case = Case([Close("RB01", D1 + 5000 * S), Rate("RB01", D1 + 5004 * S, "rating", score=1)], {"RB01": 1})
+    case = Case([Close("RB01", D1 + 5000 * S), Rate("RB01", D1 + 5004 * S, "rating", score=1),
+                 Close("RC01", D1 + 6000 * S), Close("RC01", D1 + 6060 * S)], {"RB01": 1})  # RC01: a recall
     sent: dict[str, Msg] = {}
     first = run_case(j, centre, case, sent)
     assert set(j.outcomes(list(first)).values()) == {"rating"}
@@ -194,9 +206,14 @@ def test_restart_rebuilds_the_same_instances(judged: tuple[Judged, TFleet], mosq
         Rate("RB01", D1 + 5304 * S, "duplicate_ticket", counter="q2"),  # still rated once
         Rate("A001", D2 + 30 * S, "duplicate_ticket"),  # day 2's A001 was rated before the restart
         Close("A001", local_ms(0, 0, 1)), Rate("A001", local_ms(0, 0, 1) + 4 * S, "rating"),  # today's A001
+        # the recall closed before the restart is remembered: its rating binds to it (5 s, not 65 s)
+        Rate("RC01", D1 + 6065 * S, "rating", sent=D1 + 6065 * S, bound_to=D1 + 6060 * S),
     ]
     rates = run_case(j, centre, Case(steps, {}))
     assert j.outcomes(list(rates)) == {eid: r.expect for eid, r in rates.items()}
+    (rc01,) = (eid for eid, r in rates.items() if r.number == "RC01")
+    assert j.ratings(f'WHERE "event_id" = \'{rc01}\'')[0]["closed_at_ms"] == D1 + 6060 * S
+    assert len(j.db.rows('SELECT * FROM "ticket" WHERE "ticket" = \'RC01\'')) == 1, "a recall is served once"
     assert len(j.db.rows('SELECT * FROM "ticket" WHERE "ticket" = \'RB01\'')) == 1
     # the unhappy rating accepted before the restart, redelivered after it: identical point, no new escalation
     (eid,) = first
