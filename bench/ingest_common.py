@@ -34,7 +34,10 @@ from broker.kernel.session import MqttSession
 from hailong.localstack import InfluxServer, MosquittoServer
 from ingest.config import IngestConfig
 from ingest.influxql import InfluxQL
-from ingest.workers import resolve_workers
+from ingest.workers import (
+    resolve_workers,
+    worker_client_id,
+)
 
 OUT = Path(__file__).resolve().parent / "out"
 NODERED = OUT / "nodered"
@@ -211,7 +214,7 @@ def workers_in_force(flag: str | None) -> tuple[str, int]:
 
 
 def client_ids(base: str, workers: int) -> list[str]:
-    return [base] if workers == 1 else [f"{base}-w{i}" for i in range(workers)]  # ingest/workers.py
+    return [worker_client_id(base, i) for i in range(workers)]  # ingest/workers.py
 
 
 @dataclass
