@@ -38,6 +38,21 @@ def local_time(ms: int, timezone: str, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
     return datetime.fromtimestamp(ms / 1000, zone(timezone)).strftime(fmt)
 
 
+QUARTER_HOUR_MS = 900_000
+
+
+@functools.lru_cache(maxsize=4096)
+def _local_day_of_quarter(quarter: int, timezone: str) -> str:
+    return local_time(quarter * QUARTER_HOUR_MS, timezone, "%Y-%m-%d")
+
+
+def local_day(ms: int, timezone: str) -> str:
+    """The local date of an instant. Every zone's midnight (offsets, DST changes) falls on a UTC
+    quarter hour, so one quarter hour has one date: cached per quarter, the per-rating service-day
+    lookup costs a dict hit instead of a zone conversion (issue 14 profile: 6 % of a worker)."""
+    return _local_day_of_quarter(ms // QUARTER_HOUR_MS, timezone)
+
+
 class CentreInfo(Protocol):
     @property
     def province(self) -> str: ...
@@ -207,7 +222,7 @@ class RegistryHolder:
 
     def service_day(self, centre: str, at_ms: int) -> str:
         """The centre's service day of an instant: ticket numbers restart every local morning."""
-        return local_time(at_ms, self.timezone_of(centre), "%Y-%m-%d")
+        return local_day(at_ms, self.timezone_of(centre))
 
     def officer_of_centre(self, officer: str, centre: str) -> bool:
         """The registry knows ``officer`` as an active officer of ``centre`` (a walk-up claim is verifiable)."""
