@@ -214,12 +214,12 @@ class _Builder:
             device = f"d-{c}-{q}" if q else "d-x"
             payload = json.dumps({"counter": q, "device": device}).encode() if q else b"{not json"
             at = ms(thursday.replace(hour=11)) * 1_000_000 + i
-            p = rejected_point(reason, c, "hl/v1/x/y/rating", device, payload, "test", at)
-            # the agreed `rejected` tags: counter and device, plus what the registry/payload tell
+            # the `rejected` tags: counter and device, plus what the registry (province) and payload tell
             province, officer = (CENTRES[c][0], CENTRES[c][2][0]) if c in CENTRES and q else ("", "")
             service = "ho-tich" if q else ""
-            tags = {"counter": q or "", "device": device, "province": province, "officer": officer, "service": service}
-            self.seed.points.append(Point(p.measurement, {**p.tags, **tags}, p.fields, p.time_ns))
+            self.seed.points.append(rejected_point(reason, c, "hl/v1/x/y/rating", device, payload, "test", at,
+                                                   counter=q or "", province=province, officer=officer,
+                                                   service=service))
             self.seed.rejections.append(Rejection(at, c or "unknown", reason, device, q, province, officer, service))
 
     def statuses(self) -> None:
