@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from broker.contract import (
     ID_PATTERN,
     MAX_PAYLOAD_BYTES,
+    QMS_BRIDGE_DEVICE,
     ContractError,
     RatingEvent,
     Topic,
@@ -26,6 +27,7 @@ from broker.contract import (
     parse_rating,
     parse_status,
     parse_topic,
+    qms_bridge_status_centre,
 )
 
 from .clock import ClockCorrector
@@ -148,6 +150,9 @@ class MessageHandler:
 
     def handle(self, topic_name: str, payload: bytes, received_ns: int) -> Handled:
         """Judge one message. ``received_ns`` is its FIRST arrival (held ratings keep it)."""
+        bridge_centre = qms_bridge_status_centre(topic_name)
+        if bridge_centre is not None:
+            return self.handle_bridge_status(topic_name, bridge_centre, payload, received_ns)
         try:
             topic = cached_parse_topic(topic_name)
         except ContractError as exc:
@@ -193,6 +198,26 @@ class MessageHandler:
         if status.device != topic.device or status.centre != topic.centre:
             raise ContractError("topic_mismatch", "status names another device/centre than its topic")
         self.registry.check_device(status.device, status.centre, None)
+        self.stats.statuses += 1
+        return Handled((status_point(status, received_ns // 1_000_000),), "status")
+
+    def handle_bridge_status(self, topic_name: str, centre: str, payload: bytes, received_ns: int) -> Handled:
+        """A QMS bridge's retained status: a ``device_status`` point with device ``qms-bridge``.
+
+        The Fleet board shows a bridge like a terminal (online, state, last seen), and the device
+        offline/silent rules cover it too.
+        """
+        try:
+            status = parse_status(payload)
+            if status.device != QMS_BRIDGE_DEVICE or status.centre != centre:
+                raise ContractError("topic_mismatch", f"a bridge status on {topic_name} must name device "
+                                    f"{QMS_BRIDGE_DEVICE!r} and centre {centre!r}")
+            if self.registry.centre_ids() is not None and not self.registry.has_qms(centre):
+                raise RuleRejection("unknown_device", f"centre {centre!r} has no queue system in the fleet "
+                                    "registry: no QMS bridge may report for it", "centre")
+        except (ContractError, RuleRejection) as exc:
+            return self.reject(exc.reason, topic_name, payload, exc.message, received_ns, centre=centre,
+                               device=QMS_BRIDGE_DEVICE)
         self.stats.statuses += 1
         return Handled((status_point(status, received_ns // 1_000_000),), "status")
 
