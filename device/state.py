@@ -199,10 +199,14 @@ class Terminal:
                 if self.state == State.PROMPT:
                     self._not_rated()
         elif event.type == "ticket_called":
-            self._officer = event.officer  # a call proves who is at the counter, even if we missed the login
-            self._serving, self._serving_meta = event.ticket, (event.service, event.dossier)
+            if self._stale(event):  # yesterday's call (queued while offline) says nothing about who is here now
+                self.stats.ignored["stale_call"] += 1
+            else:
+                self._officer = event.officer  # a call proves who is at the counter, even if we missed the login
+                self._serving, self._serving_meta = event.ticket, (event.service, event.dossier)
         elif event.type == "ticket_closed":
-            self._officer = event.officer
+            if not self._stale(event):
+                self._officer = event.officer
             self._ticket_closed(event)
             return
         if self.state in (State.IDLE, State.OUT_OF_SERVICE):
@@ -315,10 +319,7 @@ class Terminal:
         self._remember(event.ticket, event.ticket_id, event.at)
         if self._serving == event.ticket:
             self._serving = None
-        now = self.clock.wall_ms()
-        # A close that reaches us long after it happened (queued while we were offline) must not prompt
-        # the next citizen for someone else's ticket. Only trusted when our clock is plausibly set.
-        if now > 1_600_000_000_000 and now - event.at > cfg.rating_window_s * 1000:
+        if self._stale(event):
             self.stats.ignored["stale_close"] += 1
             self._emit()
             return
@@ -328,6 +329,14 @@ class Terminal:
         bound = BoundTicket(event.ticket, event.officer, event.service, event.dossier, event.at,
                             self.clock.mono_ms(), event.ticket_id)
         self._offer(bound)
+
+    def _stale(self, event: QmsEvent) -> bool:
+        """A call/close that reaches us long after it happened (queued while we were offline): it must not
+        prompt the next citizen for someone else's ticket, nor name the officer at the counter now.
+        Only trusted when our clock is plausibly set."""
+        cfg = self.config
+        now = self.clock.wall_ms()
+        return cfg is not None and now > 1_600_000_000_000 and now - event.at > cfg.rating_window_s * 1000
 
     def _offer(self, bound: BoundTicket) -> None:
         if self.state in (State.REASONS, State.THANKS):

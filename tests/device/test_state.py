@@ -280,3 +280,14 @@ def test_daily_reset_numbers_prompt_again_the_next_morning(ticket_id: str | None
     assert r.term.state == State.PROMPT and r.term.view.prompt_ticket == "A001"
     r.run([("press", 3)])
     assert [d.ticket_id for d in r.sink.drafts] == [None if ticket_id is None else "day-1", ticket_id]
+
+
+def test_yesterdays_call_and_close_arriving_late_do_not_name_the_officer_at_the_counter() -> None:
+    r = rig()
+    day_ago = r.clock.wall - 86_400_000
+    r.term.on_qms(qms("ticket_called", "A001", officer="cb09", at=day_ago))
+    r.term.on_qms(qms("ticket_closed", "A001", officer="cb09", at=day_ago))
+    assert r.term.officer is None and r.term.state == State.OUT_OF_SERVICE and r.term.view.serving_ticket is None
+    assert (r.term.stats.ignored["stale_call"], r.term.stats.ignored["stale_close"]) == (1, 1)
+    r.run([("login", "cb01"), ("close", "A001")])  # today's A001, by today's officer
+    assert r.term.state == State.PROMPT and r.term.view.prompt_officer == "cb01"
