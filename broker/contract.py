@@ -131,6 +131,18 @@ def qms_bridge_status_topic(centre: str) -> str:
     return f"{TOPIC_PREFIX}/{validate_id(centre, 'centre')}/qms/bridge/status"
 
 
+# every centre's bridge status (the ingest stores them as device_status, the admin reads them)
+QMS_BRIDGE_STATUS_FILTER = f"{TOPIC_PREFIX}/+/qms/bridge/status"
+
+
+def qms_bridge_status_centre(topic: str) -> str | None:
+    """The centre of a bridge status topic, or None when ``topic`` is not one (a valid centre id)."""
+    parts = topic.split("/")
+    if len(parts) != 6 or "/".join(parts[:2]) != TOPIC_PREFIX or parts[3:] != ["qms", "bridge", "status"]:
+        return None
+    return parts[2] if _ID_RE.fullmatch(parts[2]) else None
+
+
 def subscription(kind: TopicKind, centre: str = "+", share_group: str | None = None) -> str:
     """Wildcard filter for one topic kind, optionally as a ``$share`` subscription."""
     if centre != "+":

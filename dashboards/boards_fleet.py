@@ -5,6 +5,7 @@ Moved out of boards.py (one board, one module); ``boards.all_dashboards`` import
 
 from __future__ import annotations
 
+from broker.contract import QMS_BRIDGE_DEVICE
 from ingest.storage import Field, Measurement, Tag
 
 from .grafana import Dashboard, Panel, Target, organize
@@ -14,6 +15,30 @@ from .variables import tag_variables
 
 M, T, F = Measurement, Tag, Field
 KEYS = (T.CENTRE, T.DEVICE)
+QMS_TIME_FROM = "7d"  # a bridge quiet since Friday must still be listed on Monday morning
+
+
+def qms_panels() -> tuple[Panel, Panel]:
+    """The QMS bridges: their retained status (stored by the ingest as device ``qms-bridge``) and the
+    last ticket close each centre's queue system sent (what the "bridge quiet" alert watches)."""
+    centre = tag_filters((T.CENTRE,))
+    bridge = Panel(
+        "fleet.qms_bridge", "table", "Cầu nối QMS: trạng thái",
+        "Last status of each centre's QMS bridge (ok, database_unreachable, broker_unreachable, offline) "
+        "and when it was last heard (it reports every minute).",
+        (Target("A", f'SELECT last("{F.STATE}") AS "state" FROM "{M.DEVICE_STATUS}" WHERE $timeFilter AND '
+                     f'"{T.DEVICE}" = \'{QMS_BRIDGE_DEVICE}\'{centre} GROUP BY "{T.CENTRE}"'),),
+        (organize({"Time": "Lần cuối thấy", "centre": "Trung tâm", "state": "Trạng thái"}, exclude=()),),
+        time_from=QMS_TIME_FROM, width=12, height=6)
+    last = Panel(
+        "fleet.qms_last_event", "table", "Cầu nối QMS: vé đóng gần nhất",
+        "The last ticket close each centre's queue system sent: a bridge quiet during opening hours raises "
+        "the alert hl-qms-quiet (QMS bridge quiet during opening hours).",
+        (Target("A", f'SELECT last("{F.TICKET}") AS "ticket" FROM "{M.TICKET}" WHERE $timeFilter{centre} '
+                     f'GROUP BY "{T.CENTRE}"'),),
+        (organize({"Time": "Vé đóng gần nhất", "centre": "Trung tâm", "ticket": "Số vé"}, exclude=()),),
+        time_from=QMS_TIME_FROM, width=12, height=6)
+    return bridge, last
 
 
 def fleet_health(s: DashboardSettings) -> Dashboard:
@@ -21,13 +46,17 @@ def fleet_health(s: DashboardSettings) -> Dashboard:
                    + tag_filters(KEYS))
 
     def online_count(key: str, title: str, state: str) -> Panel:
-        q = f'SELECT count("online") AS "devices" FROM ({last_online} GROUP BY "device") WHERE "online" = {state}'
-        return Panel(key, "stat", title, f"Terminals whose last status says online={state}.", (Target("A", q),),
+        # by centre and device: every centre's QMS bridge reports as device "qms-bridge"
+        q = (f'SELECT count("online") AS "devices" FROM ({last_online} GROUP BY "{T.CENTRE}", "{T.DEVICE}") '
+             f'WHERE "online" = {state}')
+        return Panel(key, "stat", title, f"Terminals and QMS bridges whose last status says online={state}.",
+                     (Target("A", q),),
                      value_field="devices", width=6, height=5)
 
     return Dashboard(
         "hl-fleet", "Sức khỏe thiết bị",
-        "Fleet health: online/offline, last seen, outbox depth, version, rejected messages by reason.",
+        "Fleet health: online/offline, last seen, outbox depth, version, rejected messages by reason, "
+        "QMS bridges (status, last ticket close).",
         (
             online_count("fleet.online", "Thiết bị trực tuyến", "true"),
             online_count("fleet.offline", "Thiết bị ngoại tuyến", "false"),
@@ -53,5 +82,6 @@ def fleet_health(s: DashboardSettings) -> Dashboard:
                   "Messages the ingest rejected, by reason code (never silently dropped).",
                   (Target("A", count_query(M.REJECTED, F.TOPIC, "n", (T.CENTRE,), group=(T.REASON,))),),
                   (organize({"reason": "Lý do", "n": "Số bản tin"}),), width=12),
+            *qms_panels(),
         ),
         tag_variables(M.DEVICE_STATUS, KEYS), time_from="now-24h", timezone=s.timezone)

@@ -17,7 +17,7 @@ from ingest.storage import Field, Measurement, Tag
 
 from .boards import all_dashboards, centre_overview
 from .boards_fleet import fleet_health
-from .settings import DashboardSettings
+from .settings import DashboardSettings, OpeningHours
 
 Json = dict[str, Any]
 EXPR = "__expr__"  # Grafana's server-side expressions datasource
@@ -120,6 +120,65 @@ DEVICE_BUCKET_S = 300
 DEVICE_LOOKBACK_S = 86_400  # a terminal silent for longer than this drops out (the last-will rule keeps 7 days)
 INGEST_BUCKET_S = 60
 INGEST_LOOKBACK_S = 6 * 3600
+
+
+QMS_BUCKET_S = 300
+QMS_LOOKBACK_S = 4 * 86_400  # a Friday-afternoon centre is still known on Monday morning; a long holiday drops out
+EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday: InfluxQL's 7d buckets start on Thursdays (+ offset)
+
+
+def _clock(window_s: int, bucket: str, offset_min: int, tz: str) -> tuple[str, int]:
+    """A query whose number of buckets is 2 exactly when "now" is less than ``window_s`` past a bucket start.
+
+    Grafana's expressions cannot read the time of day, but InfluxQL's ``GROUP BY time(..., offset) tz()``
+    places bucket starts at local times: the evaluation window [now - window, now] spans two buckets
+    only when a start (opening time, first weekday 00:00) lies inside it. ``ingest_stats`` is the
+    clock's tick source (written every few seconds while an ingest runs; fill(0) fills the rest).
+    """
+    return (f'SELECT count("{F.WRITTEN}") FROM "{M.INGEST_STATS}" WHERE $timeFilter '
+            f"GROUP BY time({bucket}, {offset_min}m) fill(0) tz('{tz}')", window_s)
+
+
+def open_clocks(s: DashboardSettings) -> list[tuple[tuple[str, int], tuple[str, int]]]:
+    """Per opening-hours block: (weekday clock, time-of-day clock), each 2 buckets when open.
+
+    The time-of-day window starts ``qms_quiet_min`` after opening: the night's silence is not a
+    quiet bridge, so at 07:30 the alert waits until 08:00 for a first ticket.
+    """
+    out = []
+    for block in s.opening_hours:
+        first, last = block.day_range()
+        start = OpeningHours.minutes(block.opens) + s.qms_quiet_min
+        span = OpeningHours.minutes(block.closes) - start
+        if span <= 0:
+            continue  # a block shorter than the quiet time can never be quiet for that long
+        days = _clock((last - first + 1) * 86_400, "7d", ((first - EPOCH_WEEKDAY) % 7) * 1440, s.timezone)
+        out.append((days, _clock(span * 60, "1d", start, s.timezone)))
+    return out
+
+
+def qms_quiet_rule(s: DashboardSettings, fleet_uid: str) -> AlertRule:
+    """A centre with a queue system (ticket closes in the last days) that sent no close for
+    ``qms_quiet_min`` minutes while open: the bridge died, lost its database or its mapping broke."""
+    queries = {"TICKETS": (_recent_count(M.TICKET, F.TICKET, (T.CENTRE,), s.qms_quiet_min * 60, QMS_BUCKET_S),
+                           QMS_LOOKBACK_S)}
+    exprs: list[Json] = [reduce("QUIET", "TICKETS")]
+    opens = []
+    for i, (days, hours) in enumerate(open_clocks(s)):
+        queries[f"DAYS{i}"], queries[f"HOURS{i}"] = days, hours
+        exprs += [reduce(f"D{i}", f"DAYS{i}", "count"), reduce(f"H{i}", f"HOURS{i}", "count")]
+        opens.append(f"(${{D{i}}} == 2 && ${{H{i}}} == 2)")
+    is_open = " || ".join(opens) or "0"
+    exprs.append(math("OPEN_QUIET", f"({is_open}) && $QUIET == 0"))
+    schedule = "; ".join(f"{b.days} {b.opens}–{b.closes}" for b in s.opening_hours)
+    return AlertRule(
+        "hl-qms-quiet", "Cầu nối QMS im lặng trong giờ làm việc",
+        "Không có sự kiện QMS từ trung tâm {{ $labels.centre }} trong " f"{s.qms_quiet_min} phút (giờ làm việc)",
+        f"Trung tâm {{{{ $labels.centre }}}} không gửi vé đóng nào từ hệ thống xếp hàng trong hơn {s.qms_quiet_min} "
+        f"phút trong giờ làm việc ({schedule}). Máy đánh giá không thể gắn đánh giá với vé. Kiểm tra cầu nối QMS "
+        f"(`hailong qms bridge`, /healthz: trạng thái, cơ sở dữ liệu của hãng, kết nối broker).\n"
+        f"{_link(fleet_uid, T.CENTRE)}",
+        queries, tuple(exprs), "OPEN_QUIET", dashboard_uid=fleet_uid)
 
 
 def _reasons(s: DashboardSettings) -> str:
@@ -230,6 +289,7 @@ def alert_rules(s: DashboardSettings) -> dict[str, tuple[str, tuple[AlertRule, .
                   {"A": (_recent_count(M.INGEST_STATS, F.WRITTEN, (T.INSTANCE,), stall_s, INGEST_BUCKET_S),
                          INGEST_LOOKBACK_S)},
                   (reduce("B", "A"), threshold("C", "B", "eq", 0)), "C", no_data="Alerting", severity="critical"),
+        qms_quiet_rule(s, fleet_uid),
     )
     return {"hailong-live": ("10s", live), "hailong-health": ("1m", health)}
 

@@ -93,6 +93,7 @@ class Outbox:
                     dossier=draft.dossier, scale=draft.scale, score=draft.score, reasons=draft.reasons,
                     input=draft.input, closed_at=draft.closed_at, rated_at=draft.rated_at,
                     sent_at=draft.rated_at, boot_id=self.boot_id, mono_ms=draft.mono_ms,
+                    ticket_id=draft.ticket_id,
                 )
                 self._db.execute("INSERT INTO outbox (seq, event_id, payload) VALUES (?, ?, ?)",
                                  (seq, event.event_id, event.to_json().decode("utf-8")))

@@ -88,6 +88,7 @@ class RatingDraft:
     input: InputKind
     rated_at: int
     mono_ms: int
+    ticket_id: str | None = None  # the QMS's own ticket identity from the close, carried into the RatingEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +101,7 @@ class BoundTicket:
     dossier: str | None
     closed_at: int | None
     closed_mono: int
+    ticket_id: str | None = None  # vendor ticket identity (QMS close), so the ingest binds to exactly this ticket
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,8 @@ class View:
     officer_name: str | None = None
     serving_ticket: str | None = None
     prompt_ticket: str | None = None
+    prompt_ticket_id: str | None = None
+    prompt_officer: str | None = None
     reasons_offered: tuple[str, ...] = ()
     reasons_chosen: tuple[str, ...] = ()
     score: int | None = None
@@ -128,6 +132,10 @@ OOS_OUTBOX_FULL = "outbox_full"
 OOS_STORAGE = "storage_error"
 
 _REMEMBERED_TICKETS = 2000  # closes remembered to reject QoS1 redeliveries / repeats
+# Without a vendor ticket id, the same number closed again within this time is a recall/redelivery of
+# one ticket; later it is another ticket (queue numbers restart every morning: yesterday's A001 must not
+# silence today's). Shorter than a night (last close ~17:00 -> first close ~07:30), longer than a day's service.
+_SAME_NUMBER_MS = 12 * 3600 * 1000
 
 
 @dataclass
@@ -157,7 +165,7 @@ class Terminal:
         self._draft: RatingDraft | None = None
         self._undo: BoundTicket | None = None  # the ticket behind the draft, for "Chọn lại"
         self._chosen: list[str] = []
-        self._closed: OrderedDict[str, None] = OrderedDict()
+        self._closed: OrderedDict[str, int] = OrderedDict()  # ticket key -> close time (QMS clock, ms)
         self._deadline: int | None = None
         self._last_press = -(10**12)
         self._last_rating = -(10**12)
@@ -197,10 +205,14 @@ class Terminal:
                 if self.state == State.PROMPT:
                     self._not_rated()
         elif event.type == "ticket_called":
-            self._officer = event.officer  # a call proves who is at the counter, even if we missed the login
-            self._serving, self._serving_meta = event.ticket, (event.service, event.dossier)
+            if self._stale(event):  # yesterday's call (queued while offline) says nothing about who is here now
+                self.stats.ignored["stale_call"] += 1
+            else:
+                self._officer = event.officer  # a call proves who is at the counter, even if we missed the login
+                self._serving, self._serving_meta = event.ticket, (event.service, event.dossier)
         elif event.type == "ticket_closed":
-            self._officer = event.officer
+            if not self._stale(event):
+                self._officer = event.officer
             self._ticket_closed(event)
             return
         if self.state in (State.IDLE, State.OUT_OF_SERVICE):
@@ -331,16 +343,13 @@ class Terminal:
     def _ticket_closed(self, event: QmsEvent) -> None:
         cfg = self.config
         assert cfg is not None and event.ticket is not None
-        if event.ticket in self._closed:
+        if self._seen_close(event.ticket, event.ticket_id, event.at):
             self.stats.ignored["repeated_close"] += 1
             return
-        self._remember(event.ticket)
+        self._remember(event.ticket, event.ticket_id, event.at)
         if self._serving == event.ticket:
             self._serving = None
-        now = self.clock.wall_ms()
-        # A close that reaches us long after it happened (queued while we were offline) must not prompt
-        # the next citizen for someone else's ticket. Only trusted when our clock is plausibly set.
-        if now > 1_600_000_000_000 and now - event.at > cfg.rating_window_s * 1000:
+        if self._stale(event):
             self.stats.ignored["stale_close"] += 1
             self._emit()
             return
@@ -348,8 +357,16 @@ class Terminal:
             self._emit()
             return
         bound = BoundTicket(event.ticket, event.officer, event.service, event.dossier, event.at,
-                            self.clock.mono_ms())
+                            self.clock.mono_ms(), event.ticket_id)
         self._offer(bound)
+
+    def _stale(self, event: QmsEvent) -> bool:
+        """A call/close that reaches us long after it happened (queued while we were offline): it must not
+        prompt the next citizen for someone else's ticket, nor name the officer at the counter now.
+        Only trusted when our clock is plausibly set."""
+        cfg = self.config
+        now = self.clock.wall_ms()
+        return cfg is not None and now > 1_600_000_000_000 and now - event.at > cfg.rating_window_s * 1000
 
     def _offer(self, bound: BoundTicket) -> None:
         if self.state in (State.REASONS, State.THANKS):
@@ -381,6 +398,7 @@ class Terminal:
             officer=bound.officer, ticket=bound.ticket, service=bound.service, dossier=bound.dossier,
             closed_at=bound.closed_at if bound.ticket is not None else None, scale=cfg.scale, score=score,
             reasons=(), input=input, rated_at=self.clock.wall_ms(), mono_ms=self.clock.mono_ms(),
+            ticket_id=bound.ticket_id if bound.ticket is not None else None,
         )
         self._bound = None
         wants_reasons = cfg.hardware != "buttons" and cfg.reasons and score <= cfg.ask_reasons_at_most
@@ -415,7 +433,7 @@ class Terminal:
         self.stats.rated += 1
         self._last_rating = self.clock.mono_ms()
         if draft.ticket is not None:
-            self._remember(draft.ticket)
+            self._remember(draft.ticket, draft.ticket_id, draft.closed_at)
         self._deadline = self.clock.mono_ms() + int(cfg.thanks_s * 1000)
         self._view_score = draft.score
         self._go(State.THANKS)
@@ -461,9 +479,22 @@ class Terminal:
         else:
             self._go(State.IDLE)
 
-    def _remember(self, ticket: str) -> None:
-        self._closed[ticket] = None
-        self._closed.move_to_end(ticket)
+    @staticmethod
+    def _ticket_key(ticket: str, ticket_id: str | None) -> str:
+        # a vendor id names one ticket for ever; a bare number only within _SAME_NUMBER_MS
+        return f"id:{ticket_id}" if ticket_id is not None else f"no:{ticket}"
+
+    def _seen_close(self, ticket: str, ticket_id: str | None, at: int) -> bool:
+        """A close of a ticket already closed (QoS 1 redelivery) or rated (recall): no second prompt."""
+        when = self._closed.get(self._ticket_key(ticket, ticket_id))
+        if when is None:
+            return False
+        return ticket_id is not None or abs(at - when) < _SAME_NUMBER_MS
+
+    def _remember(self, ticket: str, ticket_id: str | None, at: int | None) -> None:
+        key = self._ticket_key(ticket, ticket_id)
+        self._closed[key] = at if at is not None else self.clock.wall_ms()
+        self._closed.move_to_end(key)
         while len(self._closed) > _REMEMBERED_TICKETS:
             self._closed.popitem(last=False)
 
@@ -488,6 +519,8 @@ class Terminal:
             counter_label=cfg.counter_label, officer_name=cfg.officer_name(self._officer),
             serving_ticket=self._serving,
             prompt_ticket=self._bound.ticket if self._bound is not None else None,
+            prompt_ticket_id=self._bound.ticket_id if self._bound is not None else None,
+            prompt_officer=self._bound.officer if self._bound is not None else None,
             reasons_offered=cfg.reasons, reasons_chosen=tuple(self._chosen),
             score=self._draft.score if self._draft is not None else
             (self._view_score if self.state == State.THANKS else None),

@@ -39,6 +39,12 @@ def run(config_path: Path) -> None:
     except ValueError as exc:
         raise click.ClickException(f"config error in {config_path}: workers: {exc}") from None
     if workers > 1:
+        from .registry import RegistryHolder
+
+        try:  # what every worker would refuse, refused once, here, before any worker starts
+            RegistryHolder.from_path(cfg.registry, cfg.province)
+        except Exception as exc:
+            raise click.ClickException(f"cannot start ingest: {exc}") from None
         _supervise(config_path, cfg, workers)
         return
     try:

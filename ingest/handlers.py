@@ -8,12 +8,17 @@ its ticket_closed), and is acked only after its points are written.
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from broker.contract import (
+    ID_PATTERN,
+    MAX_PAYLOAD_BYTES,
+    QMS_BRIDGE_DEVICE,
     ContractError,
     RatingEvent,
     Topic,
@@ -22,6 +27,7 @@ from broker.contract import (
     parse_rating,
     parse_status,
     parse_topic,
+    qms_bridge_status_centre,
 )
 
 from .clock import ClockCorrector
@@ -41,6 +47,29 @@ MAX_CALLED = 100_000
 # Topics repeat (one per device and kind): caching the parse saves ~20% of the per-message CPU.
 # Only valid topics are cached (a bad one raises), so garbage cannot fill the cache.
 cached_parse_topic = functools.lru_cache(maxsize=65_536)(parse_topic)
+_ID = re.compile(ID_PATTERN)
+
+
+def claimed(payload: bytes) -> dict[str, str]:
+    """What a refused payload says about its counter, officer and service (tags of its ``rejected`` point).
+
+    Read loosely (the payload may be malformed: that can be why it was refused); a value is kept only
+    when it is a well-formed id, so garbage cannot become a tag value (a new series), else "".
+    """
+    doc: object = None
+    if len(payload) <= MAX_PAYLOAD_BYTES:
+        try:
+            doc = json.loads(payload)
+        except (ValueError, RecursionError):
+            doc = None
+    if not isinstance(doc, dict):
+        return {}
+    out = {}
+    for key in (Tag.COUNTER, Tag.OFFICER, Tag.SERVICE):
+        value = doc.get(key)
+        if isinstance(value, str) and _ID.fullmatch(value):
+            out[key] = value
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,28 +116,43 @@ class MessageHandler:
 
     def reject(self, reason: str, topic: str, payload: bytes, detail: str, received_ns: int,
                centre: str = "", device: str = "", counter: str = "", exact_ns: int | None = None) -> Handled:
-        """``exact_ns``: a time that must not be made unique (a replayed message rewrites its point)."""
+        """``exact_ns``: a time that must not be made unique (a replayed message rewrites its point).
+
+        The point carries every tag a dashboard filters by: the centre's province (registry), and the
+        counter, officer and service the payload names ("" when it names none or cannot be read).
+        """
         self.stats.count_rejected(reason)
         log.warning("rejected %s on %s (device=%s): %s", reason, topic, device or "?", detail)
         at_ns = self._unique_ns(received_ns) if exact_ns is None else exact_ns
-        point = rejected_point(reason, centre, topic, device, payload, detail, at_ns, counter=counter)
+        names = claimed(payload)
+        point = rejected_point(reason, centre, topic, device, payload, detail, at_ns,
+                               counter=counter or names.get(Tag.COUNTER, ""),
+                               province=self.registry.province_of(centre) if centre else "",
+                               officer=names.get(Tag.OFFICER, ""), service=names.get(Tag.SERVICE, ""))
         return Handled((point,), f"rejected:{reason}")
 
     def dead_letter(self, point: Point, server_message: str) -> Point:
-        """A point InfluxDB refused forever becomes a ``rejected`` point carrying it."""
+        """A point InfluxDB refused forever becomes a ``rejected`` point carrying it (and its tags)."""
+        centre = str(point.tags.get(Tag.CENTRE, ""))
         return rejected_point(
             "write_rejected",
-            str(point.tags.get(Tag.CENTRE, "")),
+            centre,
             point.measurement,
             str(point.tags.get(Tag.DEVICE, "")),
             point.to_line().encode("utf-8"),
             server_message,
             self._unique_ns(self._clock_ns()),
             counter=str(point.tags.get(Tag.COUNTER, "")),
+            province=str(point.tags.get(Tag.PROVINCE, "")) or (self.registry.province_of(centre) if centre else ""),
+            officer=str(point.tags.get(Tag.OFFICER, "")),
+            service=str(point.tags.get(Tag.SERVICE, "")),
         )
 
     def handle(self, topic_name: str, payload: bytes, received_ns: int) -> Handled:
         """Judge one message. ``received_ns`` is its FIRST arrival (held ratings keep it)."""
+        bridge_centre = qms_bridge_status_centre(topic_name)
+        if bridge_centre is not None:
+            return self.handle_bridge_status(topic_name, bridge_centre, payload, received_ns)
         try:
             topic = cached_parse_topic(topic_name)
         except ContractError as exc:
@@ -154,6 +198,26 @@ class MessageHandler:
         if status.device != topic.device or status.centre != topic.centre:
             raise ContractError("topic_mismatch", "status names another device/centre than its topic")
         self.registry.check_device(status.device, status.centre, None)
+        self.stats.statuses += 1
+        return Handled((status_point(status, received_ns // 1_000_000),), "status")
+
+    def handle_bridge_status(self, topic_name: str, centre: str, payload: bytes, received_ns: int) -> Handled:
+        """A QMS bridge's retained status: a ``device_status`` point with device ``qms-bridge``.
+
+        The Fleet board shows a bridge like a terminal (online, state, last seen), and the device
+        offline/silent rules cover it too.
+        """
+        try:
+            status = parse_status(payload)
+            if status.device != QMS_BRIDGE_DEVICE or status.centre != centre:
+                raise ContractError("topic_mismatch", f"a bridge status on {topic_name} must name device "
+                                    f"{QMS_BRIDGE_DEVICE!r} and centre {centre!r}")
+            if self.registry.centre_ids() is not None and not self.registry.has_qms(centre):
+                raise RuleRejection("unknown_device", f"centre {centre!r} has no queue system in the fleet "
+                                    "registry: no QMS bridge may report for it", "centre")
+        except (ContractError, RuleRejection) as exc:
+            return self.reject(exc.reason, topic_name, payload, exc.message, received_ns, centre=centre,
+                               device=QMS_BRIDGE_DEVICE)
         self.stats.statuses += 1
         return Handled((status_point(status, received_ns // 1_000_000),), "status")
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from broker.contract import TOPIC_PREFIX, TopicKind, subscription
+from broker.contract import QMS_BRIDGE_STATUS_FILTER, TOPIC_PREFIX, TopicKind, subscription
 
 from .config import IngestConfig
 
@@ -55,14 +55,17 @@ def my_centres(config: IngestConfig, centres: list[str] | None) -> list[str] | N
 def subscriptions(config: IngestConfig, centres: list[str] | None) -> list[tuple[str, int | SubscribeOptions]]:
     """Every (filter, options) of this instance.
 
-    Ratings of its centres (shared with the other members of its partition), all statuses
-    (shared: no state behind them), the QMS events of its centres (never shared: every
+    Ratings of its centres (shared with the other members of its partition), all statuses and
+    QMS bridge statuses (shared: no state behind them), the QMS events of its centres (never shared: every
     member of the partition must know every closed ticket of those centres; ratings of other
     centres never reach this instance, so their QMS events are not needed here either).
     """
     group, mqtt5 = config.share_group, config.mqtt.protocol == "5"
     no_replay = _no_replay(mqtt5)
-    status: list[tuple[str, int | SubscribeOptions]] = [(subscription(TopicKind.STATUS, share_group=group), 1)]
+    # the QMS bridges' statuses too (one level deeper than hl/v1/+/+/status): the Fleet board shows them
+    bridges = f"$share/{group}/{QMS_BRIDGE_STATUS_FILTER}" if group else QMS_BRIDGE_STATUS_FILTER
+    status: list[tuple[str, int | SubscribeOptions]] = [(subscription(TopicKind.STATUS, share_group=group), 1),
+                                                        (bridges, 1)]
     mine = my_centres(config, centres)
     if mine is None:
         return [(subscription(TopicKind.RATING, share_group=group), no_replay), *status,

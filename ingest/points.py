@@ -110,13 +110,20 @@ def escalation_point(rating: Point, event: RatingEvent, *, officer: str, names: 
 
 
 def rejected_point(
-    reason: str, centre: str, topic: str, device: str, payload: bytes, detail: str, at_ns: int, counter: str = ""
+    reason: str, centre: str, topic: str, device: str, payload: bytes, detail: str, at_ns: int, counter: str = "",
+    *, province: str = "", officer: str = "", service: str = "",
 ) -> Point:
-    """A ``rejected`` point: nothing invalid vanishes silently. Counter and device are tags (panels filter)."""
+    """A ``rejected`` point: nothing invalid vanishes silently.
+
+    Every dimension a dashboard filters by is a tag (province, centre, counter, officer, service,
+    device), so the rejections panel follows the board's variables; "" where the message names none.
+    """
     text = payload[:MAX_REJECTED_PAYLOAD].decode("utf-8", errors="replace")
+    tags = {Tag.REASON: reason, Tag.PROVINCE: province, Tag.CENTRE: centre or "unknown", Tag.COUNTER: counter,
+            Tag.OFFICER: officer, Tag.SERVICE: service, Tag.DEVICE: device}
     return Point(
         Measurement.REJECTED,
-        {Tag.REASON: reason, Tag.CENTRE: centre or "unknown", Tag.COUNTER: counter, Tag.DEVICE: device},
+        tags,
         {Field.TOPIC: topic[:256], Field.PAYLOAD: text, Field.DETAIL: detail[:512]},
         at_ns,
     )

@@ -4,7 +4,7 @@ Who may do what (topics from broker.contract)::
 
     device D of centre C, counter Q   write hl/v1/C/D/rating, hl/v1/C/D/status
                                       read  hl/v1/C/D/config, hl/v1/C/qms/Q
-    svc.ingest, svc.ingest.2 .. N     read  ratings, statuses, QMS of every centre
+    svc.ingest, svc.ingest.2 .. N     read  ratings, statuses, QMS and QMS bridge statuses of every centre
                                       (one user per ingest instance: client id = username)
     svc.qms.<C> (one per QMS centre)  write hl/v1/C/qms/+, hl/v1/C/qms/bridge/status (retained bridge status)
     svc.admin                         readwrite every active device's config topic,
@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from broker.contract import (
+    QMS_BRIDGE_STATUS_FILTER,
     TOPIC_PREFIX,
     TopicKind,
     config_topic,
@@ -93,12 +94,13 @@ def render_acl(registry: Registry, devices: Iterable[Device], ingest_instances: 
     ]
     for user in ingest_users(ingest_instances, ingest_workers):
         out += ["", f"user {user}", f"topic read {subscription(TopicKind.RATING)}",
-                f"topic read {subscription(TopicKind.STATUS)}", f"topic read {subscription(TopicKind.QMS)}"]
+                f"topic read {subscription(TopicKind.STATUS)}", f"topic read {subscription(TopicKind.QMS)}",
+                f"topic read {QMS_BRIDGE_STATUS_FILTER}"]
     out += [
         "",
         f"user {ADMIN_USER}",
         f"topic read {subscription(TopicKind.STATUS)}",
-        f"topic read {TOPIC_PREFIX}/+/qms/bridge/status",
+        f"topic read {QMS_BRIDGE_STATUS_FILTER}",
         "topic read $SYS/#",
     ]
     out += [f"topic readwrite {config_topic(d.centre, d.id)}" for d in devices]

@@ -110,6 +110,8 @@ def panel_range(panel: Row, dashboard: Row, rng: TimeRange, now_ms: int) -> Time
     elif rel == "now/w":
         assert dashboard.get("weekStart") == "monday"
         start = day - timedelta(days=now.weekday())
+    elif rel[:-1].isdigit() and rel[-1] in "dh":  # rangeutil.describeTextRange: "7d" is now-7d .. now
+        start = now - timedelta(**{"days" if rel[-1] == "d" else "hours": int(rel[:-1])})
     else:
         raise AssertionError(f"unsupported timeFrom {rel}")
     return TimeRange(int(start.timestamp() * 1000), now_ms)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from broker.contract import DeviceStatus, RatingEvent, satisfaction_class
+from broker.contract import QMS_BRIDGE_DEVICE, DeviceStatus, RatingEvent, satisfaction_class
 from ingest.lineproto import Point
 from ingest.points import rating_point, rejected_point, status_point
 
@@ -86,6 +86,7 @@ class Status:
     outbox_depth: int
     version: str
     uptime_s: int
+    state: str = ""
 
 
 @dataclass(frozen=True)
@@ -214,12 +215,12 @@ class _Builder:
             device = f"d-{c}-{q}" if q else "d-x"
             payload = json.dumps({"counter": q, "device": device}).encode() if q else b"{not json"
             at = ms(thursday.replace(hour=11)) * 1_000_000 + i
-            p = rejected_point(reason, c, "hl/v1/x/y/rating", device, payload, "test", at)
-            # the agreed `rejected` tags: counter and device, plus what the registry/payload tell
+            # the `rejected` tags: counter and device, plus what the registry (province) and payload tell
             province, officer = (CENTRES[c][0], CENTRES[c][2][0]) if c in CENTRES and q else ("", "")
             service = "ho-tich" if q else ""
-            tags = {"counter": q or "", "device": device, "province": province, "officer": officer, "service": service}
-            self.seed.points.append(Point(p.measurement, {**p.tags, **tags}, p.fields, p.time_ns))
+            self.seed.points.append(rejected_point(reason, c, "hl/v1/x/y/rating", device, payload, "test", at,
+                                                   counter=q or "", province=province, officer=officer,
+                                                   service=service))
             self.seed.rejections.append(Rejection(at, c or "unknown", reason, device, q, province, officer, service))
 
     def statuses(self) -> None:
@@ -248,6 +249,20 @@ class _Builder:
         p = status_point(lwt, ms(at))
         self.seed.points.append(p)
         self.seed.statuses.append(Status(p.time_ns, "c-hk", OFFLINE_DEVICE, False, 0, "", 0))
+        # QMS bridges (stored by the ingest as device "qms-bridge"): c-ba's reports ok every hour of the
+        # last 3 days; c-hk's lost its database two days ago and went offline (last will) yesterday
+        for centre, hours, states in (("c-ba", range(72), ("ok",)),
+                                      ("c-hk", range(24, 60), ("database_unreachable", "offline"))):
+            for h in hours:
+                at = NOW - timedelta(hours=h)
+                state = states[0] if h >= 30 or len(states) == 1 else states[1]
+                bridge = DeviceStatus.model_validate({"v": 1, "device": QMS_BRIDGE_DEVICE, "centre": centre,
+                                                      "online": state != "offline", "uptime_s": 3600 * (72 - h),
+                                                      "version": "0.3.0", "state": state})
+                p = status_point(bridge, ms(at))
+                self.seed.points.append(p)
+                self.seed.statuses.append(Status(p.time_ns, centre, QMS_BRIDGE_DEVICE, bridge.online, 0, "0.3.0",
+                                                 bridge.uptime_s, state))
 
 
 def build_seed() -> Seed:

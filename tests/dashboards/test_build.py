@@ -93,14 +93,20 @@ def test_per_centre_copies_lock_province_and_centre() -> None:
 def test_alert_rules_intervals_and_contact_points(tmp_path: Path) -> None:
     cfg = tmp_path / "d.toml"
     cfg.write_text('[contact_points]\nemails = ["tinh@example.vn"]\nwebhook_url = "https://hooks.example.vn/x"\n'
-                   '[contact_points.centre_emails]\nc-ba = ["gs-ba@example.vn"]\n', encoding="utf-8")
+                   '[contact_points.centre_emails]\nc-ba = ["gs-ba@example.vn"]\n'
+                   '[[opening_hours]]\ndays = "mon-fri"\n[[opening_hours]]\ndays = "sat"\nopens = "08:00"\n'
+                   'closes = "11:30"\n', encoding="utf-8")
     out = tmp_path / "out"
     assert CliRunner().invoke(main, ["dashboards", "build", "--out", str(out), "--config", str(cfg)]).exit_code == 0
     rules = yaml.safe_load((out / "provisioning/alerting/hailong-rules.yaml").read_text())
     groups = {g["name"]: g for g in rules["groups"]}
     assert groups["hailong-live"]["interval"] == "10s"
     titles = [r["title"] for g in rules["groups"] for r in g["rules"]]
-    assert titles[0].startswith("Không hài lòng") and len(titles) == 7
+    assert titles[0].startswith("Không hài lòng") and len(titles) == 8
+    quiet = next(r for g in rules["groups"] for r in g["rules"] if r["uid"] == "hl-qms-quiet")
+    clocks = {d["refId"]: d["relativeTimeRange"]["from"] for d in quiet["data"] if d["refId"][:4] in ("DAYS", "HOUR")}
+    # Saturday 08:00-11:30: one weekday, and 08:30 (after the 30 quiet minutes) to 11:30 = 3 h
+    assert clocks == {"DAYS0": 5 * 86400, "HOURS0": 9 * 3600, "DAYS1": 86400, "HOURS1": 3 * 3600}
     cp = yaml.safe_load((out / "provisioning/alerting/hailong-contact-points.yaml").read_text())
     names = [c["name"] for c in cp["contactPoints"]]
     assert names == ["hailong-province", "hailong-centre-c-ba"]

@@ -17,6 +17,7 @@ from dashboards.settings import DashboardSettings
 from hailong.localstack import InfluxServer
 from ingest.influxql import InfluxQL
 from ingest.lineproto import Point
+from ingest.points import rejected_point
 
 from .grafana_sim import Table, TimeRange, run_panel
 from .seed import write_points
@@ -65,11 +66,10 @@ def points() -> list[Point]:
     for j, (centre, counter, officer, service, province) in enumerate(
             [("c1", "q1", "o-fast", "s1", "p1"), ("c1", "q6", "o-qms", "s1", "p1"), ("c2", "q7", "o-x", "s2", "p2")]):
         for k in range(j + 1):
-            out.append(Point("rejected", {"reason": "duplicate_ticket", "centre": centre, "counter": counter,
-                                          "device": f"d-{counter}", "province": province, "officer": officer,
-                                          "service": service},
-                             {"topic": "t", "payload": "{\n \"pretty\": true\n}"},
-                             (NOW_MS - 600_000) * 1_000_000 + j * 10 + k))
+            # the ingest's own rejected point (tags from the registry and the payload), pretty-printed payload
+            out.append(rejected_point("duplicate_ticket", centre, "t", f"d-{counter}", b'{\n "pretty": true\n}',
+                                      "test", (NOW_MS - 600_000) * 1_000_000 + j * 10 + k, counter=counter,
+                                      province=province, officer=officer, service=service))
     return out
 
 

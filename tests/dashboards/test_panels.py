@@ -225,6 +225,35 @@ def check_rejected(s: Seeded, key: str, sel: Selection) -> None:
     assert {r["Lý do"]: r["Số bản tin"] for r in shown.table.rows} == dict(want)
 
 
+def check_qms_bridge(s: Seeded, key: str, sel: Selection) -> None:
+    shown = Shown(s, key, sel)
+    assert shown.range.start_ms == ms(NOW) - 7 * 86_400_000, "a bridge quiet since Friday still listed on Monday"
+    centres = shown.sel.get("centre")
+    last: dict[str, Any] = {}
+    for st in sorted(s.seed.statuses, key=lambda x: x.time_ns):
+        if st.device == "qms-bridge" and in_range(st.time_ns, shown.range.start_ms, shown.range.end_ms) and (
+                centres is None or st.centre in centres):
+            last[st.centre] = st
+    got = shown.rows_by("Trung tâm")
+    assert {k[0]: (r["Trạng thái"], r["Lần cuối thấy"]) for k, r in got.items()} == {
+        c: (st.state, st.time_ns // 1_000_000) for c, st in last.items()}
+
+
+def check_qms_last_event(s: Seeded, key: str, sel: Selection) -> None:
+    shown = Shown(s, key, sel)
+    centres = shown.sel.get("centre")
+    latest: dict[str, int] = {}
+    numbers: dict[tuple[str, int], set[str]] = {}
+    for t in s.seed.tickets:
+        if in_range(t.time_ns, shown.range.start_ms, shown.range.end_ms) and (centres is None or t.centre in centres):
+            latest[t.centre] = max(latest.get(t.centre, 0), t.time_ns // 1_000_000)
+            numbers.setdefault((t.centre, t.time_ns // 1_000_000), set()).add(t.ticket)
+    got = shown.rows_by("Trung tâm")
+    assert {k[0]: r["Vé đóng gần nhất"] for k, r in got.items()} == latest
+    for (centre,), r in got.items():
+        assert r["Số vé"] in numbers[(centre, latest[centre])]
+
+
 def check_walkup(s: Seeded, key: str, sel: Selection) -> None:
     shown = Shown(s, key, sel)
     rs = ratings(s.seed, FULL.start_ms, FULL.end_ms, shown.sel, walkups=True)
@@ -286,6 +315,7 @@ CHECKS: dict[str, Callable[[Seeded, str, Selection], None]] = {
     "province.centres": lambda s, k, sel: check_rank_table(s, k, sel, "centre", 0),
     "fleet.online": check_online, "fleet.offline": check_online, "fleet.status": check_fleet_status,
     "fleet.last_seen": check_fleet_status, "fleet.outbox": check_outbox, "fleet.rejected": check_rejected,
+    "fleet.qms_bridge": check_qms_bridge, "fleet.qms_last_event": check_qms_last_event,
     "integrity.walkup": check_walkup, "integrity.fast": check_fast, "integrity.top_runs": check_top_runs,
     "integrity.ticket_rejections": check_ticket_rejections, "integrity.disagreement": check_disagreement,
 }

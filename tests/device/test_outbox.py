@@ -66,3 +66,13 @@ def test_walkup_draft_stores_null_ticket(tmp_path: Path) -> None:
     e = ob.commit(RatingDraft(officer="cb01", ticket=None, service=None, dossier=None, closed_at=None, scale=3,
                               score=1, reasons=("thai_do",), input="button", rated_at=5, mono_ms=6))
     assert e.walkup and e.reasons == ("thai_do",) and e.input == "button"
+
+
+def test_the_vendor_ticket_id_is_stored_and_sent_with_the_rating(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    ob = make(tmp_path / "o.sqlite3")
+    event = ob.commit(replace(DRAFT, ticket_id="884213"))
+    (_, sent), = ob.pending()
+    assert event.ticket_id == "884213" and parse_rating(sent.to_json()).ticket_id == "884213"
+    ob.close()

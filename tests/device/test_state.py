@@ -265,3 +265,58 @@ def test_rated_at_and_mono_come_from_the_clock() -> None:
     r.run([*SERVED, ("advance", 2.5), ("press", 4)])
     d = r.sink.drafts[0]
     assert d.rated_at == T0_WALL + 2500 and d.mono_ms == r.clock.mono
+
+
+def vendor_close(r: Rig, ticket: str, ticket_id: str | None, officer: str = "cb01") -> None:
+    r.term.on_qms(QmsEvent(v=1, type="ticket_closed", counter="q01", officer=officer, ticket=ticket,
+                           ticket_id=ticket_id, service="ho-tich", at=r.clock.wall))
+
+
+def test_the_qms_ticket_id_travels_from_the_close_to_the_prompt_and_the_rating() -> None:
+    r = rig()
+    r.run([("login",)])
+    vendor_close(r, "A001", "884213", officer="cb02")
+    assert (r.term.view.prompt_ticket, r.term.view.prompt_ticket_id, r.term.view.prompt_officer) == \
+        ("A001", "884213", "cb02")
+    r.run([("press", 4)])
+    assert [(d.ticket, d.ticket_id, d.officer) for d in r.sink.drafts] == [("A001", "884213", "cb02")]
+
+
+def test_a_recall_of_a_vendor_ticket_does_not_prompt_again_but_tomorrows_number_does() -> None:
+    r = rig()
+    r.run([("login",)])
+    vendor_close(r, "A003", "17")
+    r.run([("press", 4), ("wait", 3)])
+    vendor_close(r, "A003", "17")  # recalled and closed again 3 s later: the citizen already rated
+    assert r.term.state == State.IDLE and r.term.stats.ignored["repeated_close"] == 1
+    r.run([("wait", 3600)])
+    vendor_close(r, "A003", "17")  # even an hour later: one vendor id is one ticket
+    assert r.term.stats.ignored["repeated_close"] == 2
+    vendor_close(r, "A003", "18")  # the same number under another vendor id is another ticket
+    assert r.term.view.prompt_ticket_id == "18"
+
+
+@pytest.mark.parametrize("ticket_id", [None, "day-2"])
+def test_daily_reset_numbers_prompt_again_the_next_morning(ticket_id: str | None) -> None:
+    r = rig()
+    r.run([("login",)])
+    vendor_close(r, "A001", None if ticket_id is None else "day-1")
+    r.run([("press", 4), ("wait", 3), ("wait", 600)])
+    vendor_close(r, "A001", None if ticket_id is None else "day-1")  # a QoS 1 redelivery 10 min later
+    assert r.term.state == State.IDLE and r.term.stats.ignored["repeated_close"] == 1
+    r.run([("wait", 15 * 3600)])  # 07:30 the next morning: numbering restarted at A001
+    vendor_close(r, "A001", ticket_id)
+    assert r.term.state == State.PROMPT and r.term.view.prompt_ticket == "A001"
+    r.run([("press", 3)])
+    assert [d.ticket_id for d in r.sink.drafts] == [None if ticket_id is None else "day-1", ticket_id]
+
+
+def test_yesterdays_call_and_close_arriving_late_do_not_name_the_officer_at_the_counter() -> None:
+    r = rig()
+    day_ago = r.clock.wall - 86_400_000
+    r.term.on_qms(qms("ticket_called", "A001", officer="cb09", at=day_ago))
+    r.term.on_qms(qms("ticket_closed", "A001", officer="cb09", at=day_ago))
+    assert r.term.officer is None and r.term.state == State.OUT_OF_SERVICE and r.term.view.serving_ticket is None
+    assert (r.term.stats.ignored["stale_call"], r.term.stats.ignored["stale_close"]) == (1, 1)
+    r.run([("login", "cb01"), ("close", "A001")])  # today's A001, by today's officer
+    assert r.term.state == State.PROMPT and r.term.view.prompt_officer == "cb01"

@@ -102,14 +102,16 @@ def test_subscription_lists() -> None:
     """Without a registry or with one partition: the single wildcard of before; else one filter per centre."""
     base = IngestConfig.model_validate({"share_group": "g"})
     assert [f for f, _ in subscriptions(base, None)] == \
-        ["$share/g/hl/v1/+/+/rating", "$share/g/hl/v1/+/+/status", "hl/v1/+/qms/+"]
+        ["$share/g/hl/v1/+/+/rating", "$share/g/hl/v1/+/+/status", "$share/g/hl/v1/+/qms/bridge/status",
+         "hl/v1/+/qms/+"]
     assert subscriptions(base, ["x1", "x2"])[0][0] == "$share/g/hl/v1/+/+/rating"
     split = IngestConfig.model_validate({"share_group": "g", "integrity": {"partition": {"index": 1, "count": 3}}})
     centres = [f"c{i}" for i in range(30)]
     subs = [f for f, _ in subscriptions(split, centres)]
     mine = [c for c in sorted(centres) if partition_of(c, centres, 3) == 1]
     assert len(mine) == 10, "balanced: 30 centres, 3 partitions"
-    assert subs == ([f"$share/g-p1/hl/v1/{c}/+/rating" for c in mine] + ["$share/g/hl/v1/+/+/status"]
+    assert subs == ([f"$share/g-p1/hl/v1/{c}/+/rating" for c in mine]
+                    + ["$share/g/hl/v1/+/+/status", "$share/g/hl/v1/+/qms/bridge/status"]
                     + [f"hl/v1/{c}/qms/+" for c in mine]), "status shared; QMS never shared, only the partition's"
     assert subscriptions(split, None)[0][0] == "$share/g/hl/v1/+/+/rating", "dev mode: one wildcard"
 

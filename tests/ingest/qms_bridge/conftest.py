@@ -39,6 +39,30 @@ def mariadb() -> Iterator[MariaDbServer]:
     server.cleanup()
 
 
+@pytest.fixture(autouse=True)
+def _clear_retained_bridge_status(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A bridge leaves its retained status (online, or the offline last will) on the session's broker; every
+    later ingest test would receive it for a centre its registry does not know (and reject it, rightly).
+    Tests on the shared broker clear it when they end (an empty retained publish deletes it)."""
+    # the session broker (still up at this teardown, unlike the per-test mqtt_settings)
+    broker = request.getfixturevalue("mosquitto") if "mqtt_settings" in request.fixturenames else None
+    yield
+    if broker is None:
+        return
+    from broker.contract import qms_bridge_status_topic
+    from device.publisher import RatingPublisher
+
+    settings = MqttSettings.model_validate({"url": f"mqtt://127.0.0.1:{broker.port}", "username": broker.username,
+                                           "password": broker.password})
+    pub = RatingPublisher(settings, f"qms-clear-{os.getpid()}")
+    assert pub.start()
+    try:
+        for centre in ("ttphcc-ha-noi",):  # the centre of every deploy/qms mapping the tests run
+            pub.publish_raw(qms_bridge_status_topic(centre), b"", retain=True).wait_for_publish(10)
+    finally:
+        pub.stop()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome = yield
