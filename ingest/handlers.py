@@ -150,6 +150,10 @@ class MessageHandler:
 
     def handle(self, topic_name: str, payload: bytes, received_ns: int) -> Handled:
         """Judge one message. ``received_ns`` is its FIRST arrival (held ratings keep it)."""
+        if not payload and topic_name.endswith("/status"):
+            # an empty retained message is how an operator clears a retired device's (or bridge's)
+            # retained status: a broker operation, not a device speaking, so nothing to store or reject
+            return Handled((), "ignored")
         bridge_centre = qms_bridge_status_centre(topic_name)
         if bridge_centre is not None:
             return self.handle_bridge_status(topic_name, bridge_centre, payload, received_ns)
