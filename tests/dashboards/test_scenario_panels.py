@@ -242,10 +242,22 @@ def check_disagreement(v: View) -> None:
             v.cell(got[k][col], expected, f"{k} {col}")
 
 
-def check_no_ticket_rejections(v: View) -> None:
-    # every published message of the scenario is valid (redeliveries are absorbed, not rejected)
-    assert v.table.rows == []
-    CELLS[v.uid] += 1
+def check_ticket_rejections(v: View) -> None:
+    """Double presses and re-ratings after a recall are ``duplicate_ticket``, per counter and terminal.
+
+    A ``rejected`` point carries centre, counter, device and reason only (no province, officer or
+    service: a refused rating is attributed to no one), so only the centre and counter choices narrow it.
+    """
+    want = v.hc.ticket_rejections(v.start, v.end, v.sel)
+    got = {k: r["Số lần"] for k, r in v.rows_by("Trung tâm", "Quầy", "Thiết bị", "Lý do").items()}
+    if set(v.sel) - {"centre", "counter"} and any(v.sel.get(k) for k in ("province", "officer", "service")):
+        # a province/officer/service choice hides every rejection (the tag is absent): none invented
+        assert set(got) <= set(want), set(got) - set(want)
+    else:
+        assert set(got) == set(want), (set(got) ^ set(want))
+    for k, n in got.items():
+        v.cell(n, want[k], f"{k} rejections")
+        SEEN[f"{v.uid} duplicate"] += 1
 
 
 CHECKS: dict[str, Callable[[View], None]] = {
@@ -261,7 +273,7 @@ CHECKS: dict[str, Callable[[View], None]] = {
     "province.ratio": check_stat, "province.response": check_stat,
     "province.centres": lambda v: check_ranking(v, "centre", 0),
     "integrity.walkup": check_walkup, "integrity.fast": check_fast, "integrity.top_runs": check_top_runs,
-    "integrity.disagreement": check_disagreement, "integrity.ticket_rejections": check_no_ticket_rejections,
+    "integrity.disagreement": check_disagreement, "integrity.ticket_rejections": check_ticket_rejections,
 }
 
 
@@ -358,5 +370,6 @@ def test_cells_were_checked_with_every_edge_case() -> None:
     for uid in BOARDS:
         assert CELLS[uid] > 500, (uid, CELLS)
     for what in ("hl-centre 0 %", "hl-centre 100 %", "hl-officer 0 %", "hl-officer 100 %", "hl-officer tie",
-                 "hl-integrity 0 %", "hl-integrity 100 %", "hl-integrity top run", "hl-integrity disagreement"):
+                 "hl-integrity 0 %", "hl-integrity 100 %", "hl-integrity top run", "hl-integrity disagreement",
+                 "hl-integrity duplicate"):
         assert SEEN[what] > 0, (what, dict(SEEN))
