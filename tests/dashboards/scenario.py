@@ -1,8 +1,9 @@
 """A realistic published scenario and its legal truth, computed without the ingest.
 
 Three centres in two provinces; c-tt and c-pd (province hue) share counter ids
-(q1..q3), c-hl (province qt) rates on a 5-level scale and its QMS sends vendor ticket
-ids (its terminals repeat them in their ratings). 3 ISO weeks (by default 2026-W45..W47;
+(q1..q3), c-hl (province qt) rates on a 5-level scale, its queue numbers wrap within
+the day and its QMS sends vendor ticket ids (the terminal at q1 repeats them in its
+ratings, the one at q2 sends only the number). 3 ISO weeks (by default 2026-W45..W47;
 the MQTT test anchors them to the three weeks before this one), one queue machine per
 centre numbering in call order per queue prefix (A: ho-tich, B: dat-dai) and restarting
 at A001/B001 every morning, recalls (a second close of the same ticket, sometimes rated
@@ -49,6 +50,8 @@ OFFICER_NAMES = {"o-lan": "Nguyễn Thị Lan", "o-binh": "Trần Văn Bình", "
                  "o-khai": "Bùi Văn Khải"}
 PERFECT = ("o-dao", "o-em")  # always the top score: tied at 100 %
 VENDOR_IDS = ("c-hl",)  # QMS sends a vendor ticket id
+WRAP = {"c-hl": 4}  # that queue machine's numbers wrap (A001..A004, A001, ...): only the vendor id tells them apart
+FORWARDS_VENDOR_ID = ("d-c-hl-q1",)  # terminals that repeat it in their ratings (the others send only the number)
 ZERO_DAY = ("c-tt", "q2", 9)  # every rating of that counter-day is "Không hài lòng"
 MOVER = ("o-cuong", "c-tt", 10)  # from day 10 o-cuong serves at q1 while the terminal still says o-lan
 PREFIX = {"ho-tich": "A", "dat-dai": "B"}  # one queue per service, numbers restart every morning
@@ -75,10 +78,7 @@ class Published:
     qms_officer: str | None  # the QMS close's officer (None: walk-up)
     service: str | None
     at_ms: int  # when it reached the broker (a redelivery later than the first copy)
-
-    @property
-    def ticket_id(self) -> str | None:
-        return self.event.ticket_id
+    ticket_id: str | None = None  # the vendor ticket id of the QMS close (the terminal may not repeat it)
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,7 @@ class Scenario:
                 out[e.event_id] = "rating" if WALKUPS[e.centre] else "walkup_not_allowed"
                 continue
             assert e.closed_at is not None
-            key = instance_key(e.centre, e.ticket, e.closed_at, e.ticket_id)  # the close it answers
+            key = instance_key(e.centre, e.ticket, e.closed_at, p.ticket_id)  # the close it answers
             out[e.event_id] = "duplicate_ticket" if key in rated else "rating"
             rated.add(key)
         return out
@@ -253,7 +253,7 @@ class Scenario:
                 continue
             terminal = e.officer if e.officer != p.qms_officer else None
             out.append(rating_point(e, PROVINCES[e.centre], officer=p.qms_officer, service=p.service,
-                                    terminal_officer=terminal, bound_close_ms=e.closed_at))
+                                    terminal_officer=terminal, ticket_id=p.ticket_id, bound_close_ms=e.closed_at))
         out += [_ticket_point(c) for c in self.instances().values()]
         for r in self.refused():  # stamped at arrival (ms; the ingest makes the ns unique)
             out.append(rejected_point(r.reason, r.centre, rating_topic(r.centre, r.device), r.device,
@@ -346,28 +346,29 @@ def build_scenario(seed: int = 10, first: datetime = FIRST) -> Scenario:
                 if rnd.random() < 0.5:  # the terminal switched off at night: its last will
                     status(f"d-{centre}-{counter}", centre, day.replace(hour=17, minute=30), False)
             numbers: Counter[str] = Counter()
-            for v in sorted(visits, key=lambda v: (v.at, v.counter)):  # the queue machine numbers in call order
+            for i, v in enumerate(sorted(visits, key=lambda v: (v.at, v.counter))):  # numbered in call order
                 numbers[v.service] += 1
-                ticket = f"{PREFIX[v.service]}{numbers[v.service]:03d}"
-                vendor = f"v-{centre}-{day:%Y%m%d}-{ticket}" if centre in VENDOR_IDS else None
+                ticket = f"{PREFIX[v.service]}{(numbers[v.service] - 1) % WRAP.get(centre, 1000) + 1:03d}"
+                vendor = f"v-{centre}-{day:%Y%m%d}-{i:04d}" if centre in VENDOR_IDS else None
                 device, closed = f"d-{centre}-{v.counter}", ms(v.at)
                 sc.closes.append(Close(centre, v.counter, v.officer, v.service, ticket, closed, vendor))
                 if v.recall:
                     sc.closes.append(Close(centre, v.counter, v.officer, v.service, ticket, closed + RECALL_AFTER_MS,
                                            vendor))
+                sent = vendor if device in FORWARDS_VENDOR_ID else None
                 if v.rated:
-                    e = event(device, centre, v.counter, v.login, ticket, vendor, v.score, closed, closed + 8000)
-                    sc.ratings.append(Published(e, v.officer, v.service, e.sent_at))
+                    e = event(device, centre, v.counter, v.login, ticket, sent, v.score, closed, closed + 8000)
+                    sc.ratings.append(Published(e, v.officer, v.service, e.sent_at, vendor))
                     if v.redelivered:  # the same message again (no PUBACK seen by the terminal)
-                        sc.ratings.append(Published(e, v.officer, v.service, e.sent_at + 2000))
+                        sc.ratings.append(Published(e, v.officer, v.service, e.sent_at + 2000, vendor))
                     if v.double_press:  # a second press for the same ticket: a new event, refused
-                        e2 = event(device, centre, v.counter, v.login, ticket, vendor,
+                        e2 = event(device, centre, v.counter, v.login, ticket, sent,
                                    rnd.randint(1, SCALES[centre]), closed, closed + 11_000)
-                        sc.ratings.append(Published(e2, v.officer, v.service, e2.sent_at))
+                        sc.ratings.append(Published(e2, v.officer, v.service, e2.sent_at, vendor))
                 if v.rerated_after_recall:  # the terminal prompts again after the recall's close
                     recalled = closed + RECALL_AFTER_MS
-                    e = event(device, centre, v.counter, v.login, ticket, vendor, v.score, recalled, recalled + 5000)
-                    sc.ratings.append(Published(e, v.officer, v.service, e.sent_at))
+                    e = event(device, centre, v.counter, v.login, ticket, sent, v.score, recalled, recalled + 5000)
+                    sc.ratings.append(Published(e, v.officer, v.service, e.sent_at, vendor))
             for at, counter, login in walkups:
                 score = rnd.randint(1, SCALES[centre])
                 e = event(f"d-{centre}-{counter}", centre, counter, login, None, None, score, None, ms(at))

@@ -26,6 +26,7 @@ import pytest
 from dashboards.boards import all_dashboards
 from dashboards.queries import LABELS
 from dashboards.settings import DashboardSettings
+from ingest.influxql import InfluxQL
 
 from .conftest import ScenarioWorld
 from .grafana_sim import Table, TimeRange, display_text, run_panel, stat_value
@@ -322,13 +323,10 @@ def centre_choices(board_json: dict[str, Any]) -> list[tuple[str, list[str] | No
 CASES = [(uid, mode, rng) for uid in BOARDS for mode in modes(uid, DashboardSettings()) for rng in RANGES]
 
 
-@pytest.mark.parametrize(("uid", "mode", "rng"), CASES, ids=[f"{u}-{m}-{r}" for u, m, r in CASES])
-def test_panels_equal_the_hand_count(scenario_world: ScenarioWorld, uid: str, mode: str, rng: str) -> None:
-    s = scenario_world.settings.model_copy(update={"use_rollups": mode == "rollup"})
+def run_board(db: InfluxQL, s: DashboardSettings, hc: HandCount, uid: str, start: int,
+              end: int) -> tuple[int, list[str]]:
+    """Every panel of board ``uid`` for every centre and selection on [start, end] -> (views run, differences)."""
     board, js = boards(s)[uid]
-    hc = HandCount.of(scenario_world.scenario)
-    a, b = RANGES[rng]
-    start, end = ms(FIRST + timedelta(days=a)), ms(FIRST + timedelta(days=b)) - 1
     now = datetime.fromtimestamp(end / 1000, TZ)
     failures: list[str] = []
     runs = 0
@@ -340,13 +338,22 @@ def test_panels_equal_the_hand_count(scenario_world: ScenarioWorld, uid: str, mo
                     if sel in seen:
                         continue
                     seen.append(sel)
-                    table = run_panel(scenario_world.db, js, panel, TimeRange(start, end), end, sel)
+                    table = run_panel(db, js, panel, TimeRange(start, end), end, sel)
                     view = View(uid, hc, s, panel, sel, panel_start(panel, start, now), end, table)
                     runs += 1
                     try:
                         CHECKS[spec.key](view)
                     except (AssertionError, KeyError, TypeError) as exc:  # a missing column is a difference too
                         failures.append(f"{spec.key} [{name}] {sel}: {exc}")
+    return runs, failures
+
+
+@pytest.mark.parametrize(("uid", "mode", "rng"), CASES, ids=[f"{u}-{m}-{r}" for u, m, r in CASES])
+def test_panels_equal_the_hand_count(scenario_world: ScenarioWorld, uid: str, mode: str, rng: str) -> None:
+    s = scenario_world.settings.model_copy(update={"use_rollups": mode == "rollup"})
+    a, b = RANGES[rng]
+    start, end = ms(FIRST + timedelta(days=a)), ms(FIRST + timedelta(days=b)) - 1
+    runs, failures = run_board(scenario_world.db, s, HandCount.of(scenario_world.scenario), uid, start, end)
     assert runs > 0
     assert not failures, f"{len(failures)} of {runs} panel views differ:\n" + "\n".join(failures[:15])
 
