@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from .scenario import LegalRating, LegalServed, Scenario, StatusSent
+from .scenario import LegalRating, LegalServed, Refused, Scenario, StatusSent
 from .seed import TZ, ms
 from .truth import Ratio
 
@@ -49,10 +49,11 @@ class HandCount:
     ratings: list[LegalRating]
     served: list[LegalServed]
     statuses: list[StatusSent]
+    refused: list[Refused]
 
     @classmethod
     def of(cls, sc: Scenario) -> HandCount:
-        return cls(sc.legal_ratings(), sc.legal_served(), sc.statuses)
+        return cls(sc.legal_ratings(), sc.legal_served(), sc.statuses, sc.refused())
 
     def rated(self, start: int, end: int, sel: Selection, walkups: bool = False) -> list[LegalRating]:
         return [r for r in self.ratings if within(r.time_ns, start, end) and chosen(r, sel)
@@ -128,6 +129,15 @@ class HandCount:
             if windows:
                 out[k] = windows
         return out
+
+    def ticket_rejections(self, start: int, end: int, sel: Selection,
+                          reasons: tuple[str, ...] = ("duplicate_ticket", "unknown_ticket"),
+                          ) -> dict[tuple[str, str, str, str], int]:
+        """(centre, counter, device, reason) -> refused events, at their arrival, for a chosen centre/counter."""
+        return dict(Counter((r.centre, r.counter, r.device, r.reason) for r in self.refused
+                            if r.reason in reasons and within(r.at_ms * 1_000_000, start, end)
+                            and all(v is None or getattr(r, k) in v for k, v in sel.items()
+                                    if k in ("centre", "counter"))))
 
     def devices_online(self, start: int, end: int, centres: list[str] | None) -> dict[str, bool]:
         last: dict[str, StatusSent] = {}
