@@ -89,15 +89,19 @@ class IntegritySettings(Settings):
         default=100_000, ge=1000, le=5_000_000,
         description="Rating event_ids remembered with their content hash (conflicting resends, idempotent redelivery)",
     )
+    # Sized for a terminal draining its outbox after an outage while its QMS bridge lags a few
+    # seconds behind (a rating then arrives before its close): 20 and 1/s refused legal ratings
+    # in that case. A flooding device is still bounded: at most this many held, each for
+    # hold_grace_s, re-checked once per batch.
     max_held_per_device: int = Field(
-        default=20, ge=1, le=10_000,
+        default=200, ge=1, le=10_000,
         description="Ratings one device may have waiting for their ticket_closed; more is hold_budget_exceeded",
     )
     hold_rate_per_s: float = Field(
-        default=1.0, gt=0, le=1000,
+        default=20.0, gt=0, le=1000,
         description="New holds per second a device may start (token bucket refill); more is hold_budget_exceeded",
     )
-    hold_burst: int = Field(default=20, ge=1, le=10_000, description="Token bucket size for new holds per device")
+    hold_burst: int = Field(default=200, ge=1, le=10_000, description="Token bucket size for new holds per device")
     partition: PartitionSettings = Field(
         default_factory=PartitionSettings,
         description="Partitioned rating subscriptions across ingest instances (duplicate_ticket holds across them)",
