@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -52,6 +52,25 @@ class LastWill:
     payload: bytes | str
     qos: int = 1
     retain: bool = True
+
+
+class _NoTopicCallbacks:
+    """Stands in for paho's per-topic callback matcher, which no hailong client uses.
+
+    paho walks its MQTTMatcher trie for every received message even when no
+    ``message_callback_add`` was ever made: about 8 % of an ingest worker's CPU (issue 14
+    profile). Our sessions deliver every message to one hook, so the walk can only ever
+    find nothing. Adding a per-topic callback is refused loudly rather than ignored.
+    """
+
+    def iter_match(self, _topic: str) -> Iterator[Any]:
+        return iter(())
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        raise NotImplementedError("MqttSession delivers every message to on_message; no per-topic callbacks")
+
+    def __delitem__(self, key: str) -> None:
+        raise KeyError(key)
 
 
 class MqttSession:
@@ -115,6 +134,8 @@ class MqttSession:
         self.client.max_queued_messages_set(0)
         # paho hints int, but only compares and doubles the delay: sub-second backoff works (tests use it)
         self.client.reconnect_delay_set(min_delay=reconnect_s[0], max_delay=reconnect_s[1])  # type: ignore[arg-type]
+        if hasattr(self.client, "_on_message_filtered"):  # paho 2.x internals; see _NoTopicCallbacks
+            self.client._on_message_filtered = _NoTopicCallbacks()  # type: ignore[assignment]
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message

@@ -183,3 +183,12 @@ def test_receive_maximum_bounds_unacked_messages_and_ack_releases_more(
     wait_until(lambda: len(got) >= 4, 10, what="two more after acking two")
     with lock:
         assert [bytes(m.payload) for m in got[:4]] == [b"m0", b"m1", b"m2", b"m3"]
+
+
+def test_per_topic_callbacks_are_refused_not_silently_ignored() -> None:
+    """The session replaces paho's per-topic matcher (walked for every message, never used by us)."""
+    from broker.kernel.mqtt import MqttSettings
+
+    session = MqttSession(MqttSettings.model_validate({"url": "mqtt://127.0.0.1:1"}), "no-topic-callbacks")
+    with pytest.raises(NotImplementedError, match="no per-topic callbacks"):
+        session.client.message_callback_add("hl/v1/#", lambda *_: None)
