@@ -13,7 +13,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from broker.contract import (
     ID_PATTERN,
@@ -72,8 +72,9 @@ def claimed(payload: bytes) -> dict[str, str]:
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class Handled:
+class Handled(NamedTuple):
+    """The verdict on one message (a NamedTuple: one per message, cheap to build)."""
+
     points: tuple[Point, ...]
     outcome: str  # "rating", "ticket", "reclosed", "status", "ignored", "held" or "rejected:<reason>"
 

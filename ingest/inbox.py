@@ -101,7 +101,8 @@ class UnackedBudget:
         self.peak_messages = 0
         self.peak_bytes = 0
         self.pauses = 0  # how often reading stopped because the budget was spent
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(threading.Lock())  # not re-entrant: cheaper per message
+        self._waiting = 0  # admit() calls paused on the budget: release() wakes only when there are some
 
     def _spent(self, size: int) -> bool:
         # one message is always admitted, whatever its size, or a big one would wait forever
@@ -112,8 +113,12 @@ class UnackedBudget:
         with self._cond:
             if self._spent(size):
                 self.pauses += 1
-                while self._spent(size) and not stop.is_set():
-                    self._cond.wait(WAIT_SLICE_S)
+                self._waiting += 1
+                try:
+                    while self._spent(size) and not stop.is_set():
+                        self._cond.wait(WAIT_SLICE_S)
+                finally:
+                    self._waiting -= 1
             self.messages += 1
             self.bytes += size
             self.peak_messages = max(self.peak_messages, self.messages)
@@ -123,7 +128,8 @@ class UnackedBudget:
         with self._cond:
             self.messages = max(0, self.messages - messages)
             self.bytes = max(0, self.bytes - size)
-            self._cond.notify_all()
+            if self._waiting:
+                self._cond.notify_all()
 
     @property
     def paused(self) -> bool:
