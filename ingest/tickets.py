@@ -127,8 +127,11 @@ class TicketIndex:
         while len(order) > self.per_counter * len(counters):
             _, old = order.popitem(last=False)
             same = self._numbers.get((old.centre, old.number), [])
-            if old in same:
-                same.remove(old)
+            # by identity: `in`/`remove` would compare whole instances field by field (dataclass eq)
+            for i, other in enumerate(same):
+                if other is old:
+                    del same[i]
+                    break
             if not same:
                 self._numbers.pop((old.centre, old.number), None)
             if old.ticket_id is not None and self._vendor.get((old.centre, old.ticket_id)) is old:
