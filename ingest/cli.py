@@ -38,6 +38,11 @@ def run(config_path: Path) -> None:
         workers = resolve_workers(cfg.workers)
     except ValueError as exc:
         raise click.ClickException(f"config error in {config_path}: workers: {exc}") from None
+    if workers > 1 and cfg.registry is None:
+        # partitions are dealt from the registry's centres: without one, two workers would share one
+        # wildcard subscription and each could accept one of a ticket's two ratings
+        log.warning("no fleet registry (development mode): running one worker instead of %d", workers)
+        workers = 1
     if workers > 1:
         from .registry import RegistryHolder
 
