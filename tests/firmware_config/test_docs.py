@@ -89,8 +89,8 @@ def test_technician_guide_runs_as_written(tmp_path: Path) -> None:
         influx.stop()
 
     recorded = (root / "recorded.log").read_text().splitlines()
-    for line in ("systemctl restart mosquitto", "systemctl enable --now hailong-ingest@1",
-                 "systemctl reload mosquitto hailong-ingest@1", "chown -R mosquitto:mosquitto"):
+    for line in ("systemctl restart mosquitto", "systemctl enable --now hailong-ingest@svc.ingest",
+                 "systemctl reload mosquitto hailong-ingest@svc.ingest", "chown -R mosquitto:mosquitto"):
         assert any(r.startswith(line) for r in recorded), line
     fleet = root / "etc/hailong/fleet"
     reg = load_registry(fleet)
