@@ -8,29 +8,19 @@ from collections.abc import Iterator
 import pytest
 
 from broker.contract import DeviceStatus, qms_bridge_status_topic
-from device.publisher import RatingPublisher
 from hailong.localstack import InfluxServer, MosquittoServer
-from ingest.influxql import InfluxQL
-from tests.support.ingest import TCentre, TDevice, TFleet, now_ms, start_ingest
-from tests.support.judging import Judged, mqtt_settings, new_uid
+from tests.support.ingest import TCentre, TDevice, TFleet, now_ms
+from tests.support.judging import Judged, judging, new_uid
 from tests.support.waiting import wait_until
 
 
 @pytest.fixture(scope="module")
 def j(mosquitto: MosquittoServer, influx_server: InfluxServer) -> Iterator[Judged]:
     uid = new_uid()
-    mqtt = mqtt_settings(mosquitto)
-    db = InfluxQL(influx_server.url, f"t_bridge_{uid}")
-    db.create_database()
     fleet = TFleet().add(TCentre(f"qc{uid}", province="hue"), TDevice(f"d1{uid}", f"qc{uid}", "q1"))
     fleet.add(TCentre(f"nq{uid}", province="hue", has_qms=False), TDevice(f"d2{uid}", f"nq{uid}", "q1"))
-    svc = start_ingest(mqtt, db, uid, fleet=fleet)
-    pub = RatingPublisher(mqtt, f"pub-{uid}")
-    assert pub.start()
-    yield Judged(uid, db, pub, [svc])
-    pub.stop()
-    svc.stop()
-    db.drop_database()
+    with judging(mosquitto, influx_server, "bridge", uid, fleet) as judged:
+        yield judged
 
 
 def bridge_status(centre: str, state: str, device: str = "qms-bridge") -> bytes:

@@ -12,12 +12,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from device.publisher import RatingPublisher
 from hailong.localstack import InfluxServer, MosquittoServer
-from ingest.influxql import InfluxQL
 from ingest.registry import local_time
-from tests.support.ingest import TCentre, TDevice, TFleet, now_ms, start_ingest
-from tests.support.judging import Judged, mqtt_settings, new_uid
+from tests.support.ingest import TCentre, TDevice, TFleet, now_ms
+from tests.support.judging import Judged, judging, new_uid
 from tests.support.waiting import wait_until
 
 MAX_HELD = 5
@@ -27,22 +25,14 @@ BURST = 8
 @pytest.fixture(scope="module")
 def j(mosquitto: MosquittoServer, influx_server: InfluxServer) -> Iterator[Judged]:
     uid = new_uid()
-    mqtt = mqtt_settings(mosquitto)
-    db = InfluxQL(influx_server.url, f"t_guards_{uid}")
-    db.create_database()
     qc, oc = f"qc{uid}", f"oc{uid}"
     fleet = TFleet().add(TCentre(qc, province="hue", walkup_allowed=True, name="Trung tâm Hành chính công Huế"),
                          *[TDevice(f"d{i}{uid}", qc, f"q{i}") for i in range(1, 10)])
     fleet.add(TCentre(oc, province="hue", has_qms=False), TDevice(f"o1{uid}", oc, "q1"), TDevice(f"o2{uid}", oc, "q2"))
     fleet.officer("cb1", "Nguyễn Thị Lan", qc).officer("cb2", "Trần Văn Bình", qc).officer("cx", "Lê Văn Xa", oc)
-    svc = start_ingest(mqtt, db, uid, fleet=fleet, integrity={
-        "hold_grace_s": 1.5, "max_held_per_device": MAX_HELD, "hold_burst": BURST, "hold_rate_per_s": 0.01})
-    pub = RatingPublisher(mqtt, f"pub-{uid}")
-    assert pub.start()
-    yield Judged(uid, db, pub, [svc])
-    pub.stop()
-    svc.stop()
-    db.drop_database()
+    with judging(mosquitto, influx_server, "guards", uid, fleet, integrity={
+            "hold_grace_s": 1.5, "max_held_per_device": MAX_HELD, "hold_burst": BURST, "hold_rate_per_s": 0.01}) as jd:
+        yield jd
 
 
 def qc(j: Judged) -> str:

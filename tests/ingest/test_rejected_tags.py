@@ -12,11 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from device.publisher import RatingPublisher
 from hailong.localstack import InfluxServer, MosquittoServer
-from ingest.influxql import InfluxQL
-from tests.support.ingest import TCentre, TDevice, TFleet, now_ms, start_ingest
-from tests.support.judging import Judged, mqtt_settings, new_uid
+from tests.support.ingest import TCentre, TDevice, TFleet, now_ms
+from tests.support.judging import Judged, judging, new_uid
 from tests.support.waiting import wait_until
 
 TAGS = ("reason", "province", "centre", "counter", "officer", "service", "device")
@@ -25,19 +23,11 @@ TAGS = ("reason", "province", "centre", "counter", "officer", "service", "device
 @pytest.fixture(scope="module")
 def j(mosquitto: MosquittoServer, influx_server: InfluxServer) -> Iterator[Judged]:
     uid = new_uid()
-    mqtt = mqtt_settings(mosquitto)
-    db = InfluxQL(influx_server.url, f"t_rejtags_{uid}")
-    db.create_database()
     fleet = TFleet().add(TCentre(f"qc{uid}", province="hue"), TDevice(f"d1{uid}", f"qc{uid}", "q1"))
     fleet.add(TCentre(f"hn{uid}", province="ha-noi"), TDevice(f"h1{uid}", f"hn{uid}", "q7"))
     fleet.officer("cb1", "Nguyễn Thị Lan", f"qc{uid}")
-    svc = start_ingest(mqtt, db, uid, fleet=fleet, integrity={"hold_grace_s": 1})
-    pub = RatingPublisher(mqtt, f"pub-{uid}")
-    assert pub.start()
-    yield Judged(uid, db, pub, [svc])
-    pub.stop()
-    svc.stop()
-    db.drop_database()
+    with judging(mosquitto, influx_server, "rejtags", uid, fleet, integrity={"hold_grace_s": 1}) as judged:
+        yield judged
 
 
 def rejected(j: Judged, marker: str) -> dict[str, str]:

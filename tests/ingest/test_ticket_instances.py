@@ -14,11 +14,9 @@ from typing import Any
 
 import pytest
 
-from device.publisher import RatingPublisher
 from hailong.localstack import InfluxServer, MosquittoServer
-from ingest.influxql import InfluxQL
 from tests.support.ingest import TCentre, TDevice, TFleet, start_ingest
-from tests.support.judging import Judged, Msg, local_ms, mqtt_settings, new_uid
+from tests.support.judging import Judged, Msg, judging, local_ms, mqtt_settings, new_uid
 from tests.support.waiting import wait_until
 
 
@@ -121,21 +119,11 @@ CASES: dict[str, Case] = {
 @pytest.fixture(scope="module")
 def judged(mosquitto: MosquittoServer, influx_server: InfluxServer) -> Iterator[tuple[Judged, TFleet]]:
     uid = new_uid()
-    mqtt = mqtt_settings(mosquitto)
-    db = InfluxQL(influx_server.url, f"t_instances_{uid}")
-    db.create_database()
     qc = f"qc{uid}"
     fleet = TFleet().add(TCentre(qc, province="hue"), *[TDevice(f"d{i}{uid}", qc, f"q{i}") for i in (1, 2, 3)])
     fleet.officer("cb1", "Nguyễn Thị Lan", qc).officer("cb2", "Trần Văn Bình", qc)
-    svc = start_ingest(mqtt, db, uid, fleet=fleet, integrity={"hold_grace_s": 1.5})
-    pub = RatingPublisher(mqtt, f"pub-{uid}")
-    assert pub.start()
-    j = Judged(uid, db, pub, [svc])
-    yield j, fleet
-    pub.stop()
-    for s in j.services:
-        s.stop()
-    db.drop_database()
+    with judging(mosquitto, influx_server, "instances", uid, fleet, integrity={"hold_grace_s": 1.5}) as j:
+        yield j, fleet
 
 
 def run_case(j: Judged, centre: str, case: Case, sent: dict[str, Msg] | None = None) -> dict[str, Rate]:

@@ -3,6 +3,7 @@ with officers and names, and helpers that publish QMS closes and ratings and wai
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Iterator
@@ -102,3 +103,24 @@ def _now() -> int:
     import time
 
     return time.time_ns() // 1_000_000
+
+
+@contextlib.contextmanager
+def judging(mosquitto: Any, influx_server: Any, name: str, uid: str, fleet: Any, **ingest: Any) -> Iterator[Judged]:
+    """A fresh database, the real ingest on ``fleet`` and a publisher: what the judging tests share."""
+    from tests.support.ingest import start_ingest
+
+    mqtt = mqtt_settings(mosquitto)
+    db = InfluxQL(influx_server.url, f"t_{name}_{uid}")
+    db.create_database()
+    svc = start_ingest(mqtt, db, uid, fleet=fleet, **ingest)
+    pub = RatingPublisher(mqtt, f"pub-{uid}")
+    assert pub.start()
+    j = Judged(uid, db, pub, [svc])
+    try:
+        yield j
+    finally:
+        pub.stop()
+        for s in j.services:
+            s.stop()
+        db.drop_database()
