@@ -102,6 +102,8 @@ class MessageHandler:
         # ticket_called times, to compute serve_s of the ticket point (bounded)
         self._called_at: dict[tuple[str, str, str], int] = {}
         self.escalations = 0
+        self.stale_escalations = 0  # "Không hài lòng" that arrived too late to escalate
+        self._escalate_within_ms = config.integrity.escalate_within_s * 1000
 
     def rebuild(self, db: InfluxQL, lookback_s: int) -> None:
         """At start: ticket instances first, then the ratings that took them, then corrected clocks."""
@@ -190,6 +192,9 @@ class MessageHandler:
             return Handled((verdict.point,), "rating")
         # a newly accepted "Không hài lòng": escalate once, stamped at arrival (not the terminal's clock)
         a = verdict.attribution
+        if received_ns // 1_000_000 - a.rated_ms > self._escalate_within_ms:
+            self.stale_escalations += 1  # rated too long ago to reach the citizen: stored, not paged
+            return Handled((verdict.point,), "rating")
         officer = a.officer if a.officer_verified else ""
         escalation = escalation_point(
             verdict.point, event, officer=officer, names=self.registry.names(event.centre, event.counter, officer),

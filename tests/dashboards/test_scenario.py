@@ -262,7 +262,9 @@ def ingested(mosquitto: MosquittoServer, influx_server: InfluxServer) -> Iterato
     # sent when rated; the ingest takes each part of the history as the backlog of its persistent session
     # and is stopped after it (restarts in the middle of the history, see restart_points).
     ingest_kw = {"fleet": scenario_fleet(), "clock": {"max_age_s": ClockSettings().max_age_s},
-                 "integrity": {"index_lookback_s": REPLAY_LOOKBACK_S}}
+                 # the history is replayed in seconds: escalate it as if it arrived live, so the
+                 # once-per-rating rule of the escalation is checked too (default: 1 h, citizen gone)
+                 "integrity": {"index_lookback_s": REPLAY_LOOKBACK_S, "escalate_within_s": 366 * 86_400}}
     msgs = sc.messages()
     splits = [0, *restart_points(sc, msgs, first), len(msgs)]
     svc = start_ingest(mqtt, db, uid, **ingest_kw)

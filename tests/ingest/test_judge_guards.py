@@ -128,6 +128,21 @@ def test_late_and_clock_behind_ratings_escalate_on_arrival(j: Judged, case: str)
     assert 0 <= row["response_ms"] <= 5000
 
 
+def test_a_backlog_rated_hours_ago_is_counted_but_not_escalated(j: Judged) -> None:
+    """A terminal draining its outbox after a 2-hour outage: the citizen is gone, so no page to a supervisor
+    (integrity.escalate_within_s, default 1 h), but the rating counts like any other."""
+    now = now_ms()
+    rated = now - 2 * 3600_000
+    m, eid = j.rating(qc(j), dev(j, 9), "q9", "B001", rated=rated, sent=now, score=1, closed=rated - 3000)
+    stale_before = j.services[0].handler.stale_escalations
+    j.send([j.close(qc(j), "q9", "B001", rated - 3000), m])
+    assert j.outcomes([eid]) == {eid: "rating"}
+    assert j.escalations(eid) == []
+    assert j.services[0].handler.stale_escalations == stale_before + 1
+    (row,) = j.ratings(f'WHERE "event_id" = \'{eid}\'')
+    assert row["class"] == "not_satisfied"
+
+
 def test_one_device_cannot_hold_more_than_its_budget(j: Judged) -> None:
     """Issue 12.8: never-closed tickets from one device are capped; an honest device's early rating still counts."""
     now = now_ms()
