@@ -10,6 +10,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import ssl
 import threading
 from collections.abc import Callable
@@ -63,8 +64,15 @@ def start_fleet_broker(tmp: Path, prepare: Callable[[Path, FleetState], None] | 
     )
     render_broker(load_registry(fleet), state, out, opt)
     server = MosquittoServer(tmp / "run", port=opt.tls_port, conf_text=(out / "mosquitto.conf").read_text())
-    server.start()
+    server.start()  # waits for the password listener; the certificate listener opens a moment later
+    wait_until(lambda: _port_open(opt.cert_port), 15, what="the certificate listener")
     return FleetBroker(fleet, out, state, opt, server)
+
+
+def _port_open(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        return True
+    return False
 
 
 @dataclass
