@@ -14,7 +14,6 @@ import json
 import multiprocessing as mp
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -31,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from broker.kernel.mqtt import MqttSettings
 from broker.kernel.session import MqttSession
-from hailong.localstack import InfluxServer, MosquittoServer
+from hailong.localstack import InfluxServer, MosquittoServer, stop_process
 from ingest.config import IngestConfig
 from ingest.influxql import InfluxQL
 from ingest.workers import (
@@ -301,24 +300,8 @@ http_port = 0
         return total
 
     def stop(self, timeout: float = 90) -> None:
-        if self.proc is None:
-            return
-        self.proc.send_signal(signal.SIGTERM)  # the supervisor forwards it and waits for the workers' flush
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        stop_process(self.proc, timeout)  # the supervisor forwards SIGTERM and waits for the workers' flush
         self.proc = None
-
-
-def stop_proc(proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
 
 
 # --------------------------------------------------------------------------- memory guard

@@ -60,14 +60,13 @@ from ingest_common import (
     publish_spec,
     ratings,
     settings_for,
-    stop_proc,
     wait_progress,
     workers_in_force,
     write_fleet,
 )
 
 from broker.kernel.session import MqttSession
-from hailong.localstack import InfluxServer, MosquittoServer, free_port
+from hailong.localstack import InfluxServer, MosquittoServer, free_port, stop_process
 from ingest.influxql import InfluxQL
 
 __all__ = ["OUT", "publish", "ratings", "settings_for", "write_fleet"]  # bench/ingest_cpu.py imports these
@@ -223,7 +222,7 @@ def run_nodered(workdir: Path, broker: MosquittoServer, influx: InfluxServer,
         except RuntimeError:
             last = time.monotonic() - 15  # the stall detector waited 15 s after the last new point
     finally:
-        stop_proc(p)
+        stop_process(p, 60)
     stored = count(db)
     errors = (user_dir / "node-red.log").read_text(errors="replace").count("[error] [influxdb out")
     rate = stored / (last - t0)

@@ -76,15 +76,16 @@ def _port_open(port: int) -> bool:
         return False
 
 
-def _stop(proc: subprocess.Popen[bytes] | None, timeout: float = 10) -> None:
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 10, sig: int = signal.SIGTERM) -> None:
+    """Send ``sig`` (SIGTERM: flush, ack, exit), wait ``timeout`` for a clean exit, then SIGKILL."""
     if proc is None or proc.poll() is not None:
         return
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     try:
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
-        proc.wait(5)
+        proc.wait(10)
 
 
 # --------------------------------------------------------------------------- Mosquitto
@@ -170,7 +171,7 @@ class MosquittoServer:
         return self
 
     def stop(self) -> None:
-        _stop(self.proc)
+        stop_process(self.proc)
         self.proc = None
 
     def restart(self) -> None:
@@ -263,7 +264,7 @@ bind-address = "127.0.0.1:{self.rpc_port}"
             return False
 
     def stop(self) -> None:
-        _stop(self.proc, timeout=20)
+        stop_process(self.proc, timeout=20)
         self.proc = None
 
     def restart(self) -> None:

@@ -34,10 +34,7 @@ def run(config_path: Path) -> None:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     logging.getLogger().setLevel(cfg.log_level)
-    try:
-        workers = resolve_workers(cfg.workers)
-    except ValueError as exc:
-        raise click.ClickException(f"config error in {config_path}: workers: {exc}") from None
+    workers = resolve_workers(cfg.workers)
     if workers > 1 and cfg.registry is None:
         # partitions are dealt from the registry's centres: without one, two workers would share one
         # wildcard subscription and each could accept one of a ticket's two ratings

@@ -39,7 +39,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,12 +66,8 @@ def auto_workers() -> int:
 
 
 def resolve_workers(value: int | str) -> int:
-    if value == "auto":
-        return auto_workers()
-    n = int(value)
-    if n < 1:
-        raise ValueError(f"workers must be 'auto' or >= 1, got {value!r}")
-    return n
+    """``workers`` of ingest.toml (validated there: "auto" or an int >= 1) as a number."""
+    return auto_workers() if value == "auto" else int(value)
 
 
 def worker_client_id(base: str, index: int) -> str:
@@ -123,7 +119,10 @@ class Worker:
     started: float = 0.0
     restarts: int = 0
     next_start: float = 0.0
-    exits: list[int] = field(default_factory=list)
+
+    def fresh(self, now: float) -> bool:
+        """Running and its watchdog recent (a worker that never became ready counts from its start)."""
+        return self.proc is not None and now - self.last_beat <= WORKER_WATCHDOG_S * STALE_FACTOR
 
 
 class Supervisor:
@@ -143,10 +142,7 @@ class Supervisor:
         self._sock.bind(self._notify_path)
         # the kernel attaches each sender's pid (SCM_CREDENTIALS): that is how we know which worker spoke
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        self._sock.settimeout(0.2)
         self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._pids: dict[int, Worker] = {}
         self._ready_sent = False
         self._last_watchdog = 0.0
         self._health = HealthServer(health_port, self.health) if health_port is not None else None
@@ -158,8 +154,6 @@ class Supervisor:
         cmd = [self.python, "-m", "ingest.cli", "run", "--config", str(self.config_path)]
         w.proc = subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent(os.getpid()))
         w.ready, w.started, w.last_beat = False, time.monotonic(), time.monotonic()
-        with self._lock:
-            self._pids[w.proc.pid] = w
         log.info("worker %d started (pid %d, client id %s)", w.index, w.proc.pid, w.client_id)
 
     def _receive_notifications(self) -> None:
@@ -175,9 +169,8 @@ class Supervisor:
                 self._sock.settimeout(0)
             pid = next((struct.unpack("3i", d[:12])[0] for level, kind, d in ancdata
                         if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS), None)
-            with self._lock:
-                w = self._pids.get(pid) if pid is not None else None
-            if w is None or w.proc is None or w.proc.pid != pid:
+            w = next((w for w in self.workers if w.proc is not None and w.proc.pid == pid), None)
+            if w is None:
                 continue  # a worker that was already replaced, or not one of ours
             lines = data.decode("ascii", "replace").splitlines()
             now = time.monotonic()
@@ -195,7 +188,7 @@ class Supervisor:
                     self._spawn(w)
                 continue
             code = w.proc.poll()
-            stale = w.ready and now - w.last_beat > WORKER_WATCHDOG_S * STALE_FACTOR
+            stale = w.ready and not w.fresh(now)
             never_ready = not w.ready and now - w.started > 120
             if code is None and (stale or never_ready):
                 log.error("worker %d (pid %d) %s: killing it", w.index, w.proc.pid,
@@ -203,7 +196,6 @@ class Supervisor:
                 w.proc.kill()
                 code = w.proc.wait()
             if code is not None:
-                w.exits.append(code)
                 w.restarts += 1
                 delay = min(RESTART_MAX_S, RESTART_MIN_S * 2 ** min(w.restarts - 1, 5))
                 if now - w.started > 60:  # it ran a while: not a crash loop
@@ -218,9 +210,7 @@ class Supervisor:
             sd_notify("READY=1")
             self._ready_sent = True
             log.info("all %d workers ready", self.count)
-        fresh = all(w.proc is not None and now - w.last_beat <= WORKER_WATCHDOG_S * STALE_FACTOR
-                    for w in self.workers)
-        if fresh and now - self._last_watchdog >= 5.0:
+        if all(w.fresh(now) for w in self.workers) and now - self._last_watchdog >= 5.0:
             sd_notify("WATCHDOG=1")
             self._last_watchdog = now
 
@@ -230,8 +220,7 @@ class Supervisor:
             "index": w.index, "client_id": w.client_id, "pid": w.proc.pid if w.proc else None,
             "ready": w.ready, "beat_age_s": round(now - w.last_beat, 3), "restarts": w.restarts,
         } for w in self.workers]
-        alive = all(w.proc is not None and w.ready and now - w.last_beat <= WORKER_WATCHDOG_S * STALE_FACTOR
-                    for w in self.workers)
+        alive = all(w.ready and w.fresh(now) for w in self.workers)
         return {"alive": alive and not self._stop.is_set(), "workers": workers}
 
     # ------------------------------------------------------------------ lifecycle

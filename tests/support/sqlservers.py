@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hailong.localstack import free_port
+from hailong.localstack import free_port, stop_process
 
 PG_BINDIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
 
@@ -53,17 +53,6 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, what: str, t
         except OSError:
             time.sleep(0.1)
     raise SqlServerError(f"{what} not ready after {timeout:.0f}s; log {log}:\n{_tail(log)}")
-
-
-def _stop(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(sig)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
 
 
 @dataclass
@@ -108,11 +97,11 @@ class SqlServer:
 
     def stop(self) -> None:
         # SIGINT is PostgreSQL's fast shutdown; MariaDB shuts down cleanly on SIGTERM
-        _stop(self.proc, signal.SIGINT if self.kind == "postgresql" else signal.SIGTERM)
+        stop_process(self.proc, 20, signal.SIGINT if self.kind == "postgresql" else signal.SIGTERM)
         self.proc = None
 
     def kill(self) -> None:
-        _stop(self.proc, signal.SIGKILL)
+        stop_process(self.proc, 20, signal.SIGKILL)
         self.proc = None
 
     def restart(self, down_s: float = 0.0) -> None:
