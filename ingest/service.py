@@ -37,7 +37,7 @@ from .config import IngestConfig
 from .handlers import Handled, MessageHandler
 from .health import HealthServer
 from .inbox import Inbox, UnackedBudget
-from .influxql import InfluxQL, InfluxQueryError
+from .influxql import InfluxQueryError
 from .lineproto import Point
 from .partition import subscriptions
 from .registry import RegistryHolder
@@ -60,10 +60,6 @@ class Inbound(NamedTuple):
     received_ns: int
     generation: int  # which broker connection delivered it: a mid is only valid on its own connection
     retain: bool = False
-
-
-def influxql_for(config: IngestConfig) -> InfluxQL:
-    return config.influx.query_client()
 
 
 class IngestService:
@@ -141,7 +137,7 @@ class IngestService:
 
     def rebuild_index(self) -> None:
         """Load recent tickets/ratings; retry with backoff until InfluxDB answers or we are stopped."""
-        db = influxql_for(self.config)
+        db = self.config.influx.query_client()
         lookback = self.config.integrity.index_lookback_s
         delay = self.config.batch.retry_initial_ms / 1000
         while not self._stop.is_set():
