@@ -28,7 +28,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 from broker.kernel.session import Message, MqttSession, ReasonCode
 from broker.kernel.systemd import sd_notify, watchdog_interval_s
@@ -257,17 +257,9 @@ class IngestService:
 
     def _resubscribe(self) -> None:
         """After a registry reload: a partitioned instance takes new centres and drops removed ones."""
-        old = dict(self._session.subscriptions)
-        fresh = subscriptions(self.config, self.registry.centre_ids())
-        gone = [f for f in old if f not in dict(fresh)]
-        added = [(f, o) for f, o in fresh if f not in old]
-        self._session.subscriptions = fresh  # what the next (re)connect subscribes
-        if gone:
-            self._session.client.unsubscribe(gone)
-        if added:
-            self._session.client.subscribe(cast(Any, added))
+        added, gone = self._session.resubscribe(subscriptions(self.config, self.registry.centre_ids()))
         if gone or added:
-            log.info("resubscribed after registry reload: +%s -%s", [f for f, _ in added], gone)
+            log.info("resubscribed after registry reload: +%s -%s", added, gone)
         if added:
             # a centre this instance now judges may have been another's until now: learn its recent
             # closes and ratings before judging it (the rebuild only adds to what we know)

@@ -172,6 +172,26 @@ class MqttSession:
 
     # ------------------------------------------------------------------ traffic
 
+    def resubscribe(self, fresh: Sequence[Subscription]) -> tuple[list[str], list[str]]:
+        """Change the subscription list while connected; return (added, removed) filters.
+
+        ``subscribed`` is cleared until the broker's SUBACK for the added filters arrives, so a
+        caller can tell when messages on them start to reach it; the next (re)connect
+        subscribes the whole new list anyway.
+        """
+        old = dict(self.subscriptions)
+        new = dict(fresh)
+        gone = [f for f in old if f not in new]
+        added = [(f, o) for f, o in fresh if f not in old]
+        if added:
+            self.subscribed.clear()  # before the list changes: a reader seeing the new list waits for its SUBACK
+        self.subscriptions = list(fresh)
+        if gone:
+            self.client.unsubscribe(gone)
+        if added:
+            self._subscribe_mid = self.client.subscribe(cast(Any, added))[1]
+        return [f for f, _ in added], gone
+
     def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False) -> MessageInfo:
         """Queue a message; the returned info turns published at the PUBACK (QoS 1), even across a reconnect."""
         return self.client.publish(topic, payload, qos=qos, retain=retain)

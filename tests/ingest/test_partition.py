@@ -86,8 +86,8 @@ def test_two_instances_judge_each_ticket_once(mosquitto: MosquittoServer, influx
             s.request_registry_reload()
         wait_until(lambda: all(s.registry.reloads == 1 for s in services), what="both instances reloaded")
         m, eid = j.rating(c2, f"c{uid}", "q1", "N001", rated=now_ms())
-        wait_until(lambda: any(c2 in f for f, _ in services[0]._session.subscriptions),
-                   what="partition 0 subscribed the new centre")
+        wait_until(lambda: any(c2 in f for f, _ in services[0]._session.subscriptions)
+                   and services[0]._session.subscribed.is_set(), what="partition 0 subscribed the new centre")
         j.send([j.close(c2, "q1", "N001", now_ms() - 2000), m])
         assert j.outcomes([eid]) == {eid: "rating"}
         assert services[0].stats.ratings == 6 and services[1].stats.ratings == 5
