@@ -28,6 +28,7 @@ from broker.contract import RatingEvent
 from .config import ClockSettings
 from .influxql import InfluxQL
 from .rejection import RuleRejection
+from .storage import Field, Measurement
 
 SENT_BEFORE_RATED_TOLERANCE_MS = 2000
 
@@ -78,11 +79,11 @@ class ClockCorrector:
 
     def rebuild(self, db: InfluxQL, lookback_s: int) -> int:
         """Remember the times of recently stored corrected ratings (so a redelivery rewrites the same point)."""
-        rows = db.rows(f'SELECT "event_id", "response_ms" FROM "rating" WHERE time > now() - {int(lookback_s)}s '
-                       'AND "clock_corrected" = true', epoch="ns")
+        rows = db.rows(f'SELECT "{Field.EVENT_ID}", "{Field.RESPONSE_MS}" FROM "{Measurement.RATING}" '
+                       f'WHERE time > now() - {int(lookback_s)}s AND "{Field.CLOCK_CORRECTED}" = true', epoch="ns")
         for row in rows:
             rated = int(row["time"]) // 1_000_000
-            response = row.get("response_ms")
+            response = row.get(Field.RESPONSE_MS)
             closed = rated - int(response) if response is not None else None
-            self.remember(str(row["event_id"]), RatingTimes(rated, closed, True))
+            self.remember(str(row[Field.EVENT_ID]), RatingTimes(rated, closed, True))
         return len(rows)

@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from .lineproto import FieldValue, Point
+from .storage import Measurement, Tag
 
 
 @dataclass
@@ -58,7 +59,7 @@ class IngestStats:
         return fields
 
     def point(self, instance: str, at_ns: int) -> Point:
-        return Point("ingest_stats", {"instance": instance}, self.as_fields(), at_ns)
+        return Point(Measurement.INGEST_STATS, {Tag.INSTANCE: instance}, self.as_fields(), at_ns)
 
     def summary(self) -> str:
         rej = ", ".join(f"{k}={v}" for k, v in sorted(self.rejected.items())) or "none"
