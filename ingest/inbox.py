@@ -1,8 +1,8 @@
-"""The hand-off from paho's network thread to the judge: a batch queue that costs one append.
+"""The hand-off from the MQTT consumer's network thread to the judge: a batch queue that costs one append.
 
 ``queue.Queue`` takes a lock and notifies a condition on every put; at thousands of ratings
 a second that was a visible share of the ingest's CPU (issue 14 profile: ``Condition.notify``
-and ``Queue.put``). Here the producer (paho's single network thread) appends to a deque, which
+and ``Queue.put``). Here the producer (the MQTT consumer's single network thread) appends to a deque, which
 is atomic in CPython, and sets an Event only when the consumer may be asleep; the consumer
 (the single judge thread) takes whole batches.
 
@@ -16,14 +16,14 @@ The budget (``UnackedBudget``), the ingest's own bound on what it holds:
   MQTT 5 "receive maximum" asks the broker to hand us at most N un-acked messages,
   but Mosquitto 2.0.11 was seen exceeding it (issue 12: 914 un-acked with 100), so
   memory must not rest on the broker. Every message received takes a share of this
-  budget in paho's network thread and gives it back when it is acked (or abandoned:
+  budget in the consumer's network thread and gives it back when it is acked (or abandoned:
   its connection died, the broker redelivers it). When the budget is spent, the
-  network thread waits in the message callback: paho stops reading the socket, TCP
+  network thread waits in the message callback: the consumer stops reading the socket, TCP
   pushes back on the broker, which keeps everything else in our persistent session.
   Nothing is dropped and nothing is acked early.
 
-  Waiting in the callback also stops paho's keepalive; if InfluxDB stays away longer
-  than 1.5 x keepalive the broker closes the connection, paho reconnects once the
+  Waiting in the callback also stops the consumer's keepalive; if InfluxDB stays away longer
+  than 1.5 x keepalive the broker closes the connection, the consumer reconnects once the
   budget frees up, and the messages of the dead connection are written but never
   acked (the broker redelivers them; writes are idempotent).
 """

@@ -1,7 +1,7 @@
 """The ingest loop: MQTT (QoS 1, manual ack) -> judge -> batch -> InfluxDB -> ack.
 
 Threads:
-- paho's network thread only enqueues messages (never blocks, never raises);
+- the MQTT consumer's network thread only enqueues messages (it may wait on the budget, never raises);
 - the worker thread judges and batches; it also re-judges held ratings,
   reloads the registry and feeds the liveness signal, so none of that state
   needs locks;
@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from broker.kernel.session import Message, MqttSession, ReasonCode
+from broker.kernel.consumer import MqttConsumer
 from broker.kernel.systemd import sd_notify, watchdog_interval_s
 
 from .config import IngestConfig
@@ -50,7 +50,7 @@ HOLD_RECHECK_S = 0.2
 
 
 class Inbound(NamedTuple):
-    """One received message. A NamedTuple: built once per message on paho's thread, and a frozen
+    """One received message. A NamedTuple: built once per message on the network thread, and a frozen
     dataclass's __init__ cost a visible share of the worker (issue 14 profile)."""
 
     mid: int
@@ -78,7 +78,7 @@ class IngestService:
         self.handler = handler or MessageHandler(config, self.stats, clock_ns, self.registry)
         self.batches = BatchWriter(writer or make_writer(config.influx), config.batch, self.stats,
                                    self.handler.dead_letter)
-        self._inbox: Inbox[Inbound] = Inbox()  # paho's thread -> the judge (inbox.py)
+        self._inbox: Inbox[Inbound] = Inbox()  # the network thread -> the judge (inbox.py)
         self._held: list[Inbound] = []
         self.budget = UnackedBudget(config.batch.max_unacked_messages, config.batch.max_unacked_bytes)
         self._stop = threading.Event()
@@ -98,14 +98,16 @@ class IngestService:
         if config.mqtt.username and config.client_id != config.mqtt.username:
             log.warning("client_id %r differs from mqtt.username %r: a broker rendered by hailong names the "
                         "session after the username", config.client_id, config.mqtt.username)
-        self._session = MqttSession(
+        # the lean consumer, not paho (broker/kernel/consumer.py: paho alone cost more than the whole
+        # per-rating CPU budget of issue 14)
+        self._session = MqttConsumer(
             config.mqtt, config.client_id,
             # partition.py: this instance's ratings and QMS (without retained replay, retained.py)
             subscriptions=subscriptions(config, self.registry.centre_ids()),
             # persistent session + receive maximum: what is not yet written stays on the broker,
             # and at most max_in_flight un-acked messages are ever in our memory
             session_expiry_s=config.session_expiry_s, receive_maximum=config.batch.max_in_flight,
-            manual_ack=True, reconnect_s=(1, 30),
+            reconnect_s=(1, 30),
             on_connect=self._on_connect, on_disconnect=self._on_disconnect, on_message=self._on_message,
         )
 
@@ -117,21 +119,17 @@ class IngestService:
             self._generation += 1
         log.info("subscribed %s", [s for s, _ in self._session.subscriptions])
 
-    def _on_disconnect(self, rc: ReasonCode) -> None:
+    def _on_disconnect(self, why: str) -> None:
         with self._generation_lock:
             self._generation += 1  # from now on nothing of the dead connection is acked
         if not self._stop.is_set():
-            log.warning("disconnected from broker (%s); paho reconnects", rc)
+            log.warning("disconnected from broker (%s); reconnecting", why)
 
-    def _on_message(self, msg: Message) -> None:
-        try:
-            payload = bytes(msg.payload)
-            self.budget.admit(len(payload), self._stop)  # waits here (paho stops reading) while spent
-            self._inbox.put(Inbound(msg.mid, msg.qos, msg.topic, payload, time.time_ns(), self._generation,
-                                           bool(msg.retain)))
-            self.stats.received += 1
-        except Exception:  # never raise into paho's thread
-            log.exception("could not enqueue message on %s", getattr(msg, "topic", "?"))
+    def _on_message(self, topic: str, payload: bytes, mid: int, qos: int, retain: bool) -> None:
+        # the consumer logs and swallows an exception here; nothing in it is expected to raise
+        self.budget.admit(len(payload), self._stop)  # waits here (the socket is not read) while spent
+        self._inbox.put(Inbound(mid, qos, topic, payload, time.time_ns(), self._generation, retain))
+        self.stats.received += 1
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -312,13 +310,12 @@ class IngestService:
     def _ack(self, msgs: list[Inbound]) -> None:
         with self._generation_lock:
             generation = self._generation
-            for m in msgs:
-                if m.generation != generation:
-                    self.stats.abandoned += 1  # its mid belongs to a dead connection; the broker redelivers it
-                    continue
-                if m.qos > 0:
-                    self._session.ack(m.mid, m.qos)
-                self.stats.acked += 1
+            mids = [m.mid for m in msgs if m.generation == generation and m.qos > 0]
+            current = sum(1 for m in msgs if m.generation == generation)
+            # the others' mids belong to a dead connection; the broker redelivers them
+            self.stats.abandoned += len(msgs) - current
+            self._session.ack_many(mids)  # one write for the whole batch
+            self.stats.acked += current
 
     def write_stats(self) -> None:
         """Write one ingest_stats point (best effort: a failure is logged, never retried)."""
