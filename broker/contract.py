@@ -137,6 +137,8 @@ QMS_BRIDGE_STATUS_FILTER = f"{TOPIC_PREFIX}/+/qms/bridge/status"
 
 def qms_bridge_status_centre(topic: str) -> str | None:
     """The centre of a bridge status topic, or None when ``topic`` is not one (a valid centre id)."""
+    if not topic.endswith("/qms/bridge/status"):  # asked of every message: the cheap test first
+        return None
     parts = topic.split("/")
     if len(parts) != 6 or "/".join(parts[:2]) != TOPIC_PREFIX or parts[3:] != ["qms", "bridge", "status"]:
         return None

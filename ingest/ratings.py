@@ -36,7 +36,7 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from broker.contract import RatingEvent, Topic, check_rating_topic
 
@@ -61,15 +61,23 @@ class _Hold:
 HOLD: Final = _Hold()
 
 
+_DIGEST_EXCLUDE: Final = {"sent_at"}
+_serialize = RatingEvent.__pydantic_serializer__.to_json
+
+
 def content_digest(event: RatingEvent) -> str:
-    """Hash of everything a resend must repeat (all but ``sent_at``, re-stamped on every publish)."""
-    body = event.model_dump_json(exclude={"sent_at"})
-    return hashlib.blake2b(body.encode("utf-8"), digest_size=8).hexdigest()
+    """Hash of everything a resend must repeat (all but ``sent_at``, re-stamped on every publish).
+
+    The bytes of ``event.model_dump_json(exclude={"sent_at"})`` (stored digests depend on them), from
+    the model's serializer directly: the same bytes without model_dump_json's wrapper and str round trip.
+    """
+    return hashlib.blake2b(_serialize(event, exclude=_DIGEST_EXCLUDE), digest_size=8).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
-class Attribution:
-    """How an accepted rating was stored; a redelivery rebuilds the identical point from it."""
+class Attribution(NamedTuple):
+    """How an accepted rating was stored; a redelivery rebuilds the identical point from it.
+
+    NamedTuples here and in :class:`Accepted`: built for every rating (see tickets.Close)."""
 
     officer: str
     service: str
@@ -82,8 +90,7 @@ class Attribution:
     officer_verified: bool  # the officer is the QMS's or a registered officer of the centre
 
 
-@dataclass(frozen=True, slots=True)
-class Accepted:
+class Accepted(NamedTuple):
     point: Point
     attribution: Attribution
     new: bool  # first acceptance of this event_id; False for an identical redelivery (no escalation)

@@ -111,6 +111,9 @@ def load_fleet_registry(path: Path) -> FleetRegistry:
     return registry
 
 
+MAX_PLACEMENTS = 100_000
+
+
 class RegistryHolder:
     """The current registry plus the rules that use it. Thread-safe swaps; lookups are plain reads."""
 
@@ -122,6 +125,10 @@ class RegistryHolder:
         self._loader = loader
         self._lock = threading.Lock()
         self._stamp = self._files_stamp()
+        # (registry, {(device, centre, counter): placement}): a device's placement is asked for on every
+        # rating and only changes with the registry; tied to the registry object, so a swap empties it
+        self._placements: tuple[FleetRegistry | None, dict[tuple[str, str, str | None], Placement]] = (None, {})
+        self._zones: tuple[FleetRegistry | None, dict[str, str]] = (None, {})
         self.reloads = 0
         self.reload_failures = 0
 
@@ -185,6 +192,20 @@ class RegistryHolder:
     def check_device(self, device: str, centre: str, counter: str | None) -> Placement:
         """Raise RuleRejection unless ``device`` may speak for ``centre`` (and ``counter``)."""
         reg = self._registry
+        known, placements = self._placements
+        if known is not reg:
+            placements = {}
+            self._placements = (reg, placements)
+        key = (device, centre, counter)
+        placement = placements.get(key)
+        if placement is None:
+            placement = self._place(reg, device, centre, counter)
+            if len(placements) >= MAX_PLACEMENTS:  # bounded: only registered devices get here
+                placements.clear()
+            placements[key] = placement
+        return placement
+
+    def _place(self, reg: FleetRegistry | None, device: str, centre: str, counter: str | None) -> Placement:
         if reg is None:  # development mode: no registry configured
             return Placement(self._default_province, has_qms=False, walkup_allowed=True, enforce_tickets=False)
         dev = reg.devices.get(device)
@@ -216,9 +237,18 @@ class RegistryHolder:
 
     def timezone_of(self, centre: str) -> str:
         reg = self._registry
-        info = reg.centres.get(centre) if reg is not None else None
-        tz = getattr(info, "timezone", None)
-        return tz if isinstance(tz, str) and tz else DEFAULT_TIMEZONE
+        known, zones = self._zones
+        if known is not reg:  # asked for every rating and ticket: memoised per registry, like placements
+            zones = {}
+            self._zones = (reg, zones)
+        tz = zones.get(centre)
+        if tz is None:
+            info = reg.centres.get(centre) if reg is not None else None
+            found = getattr(info, "timezone", None)
+            tz = found if isinstance(found, str) and found else DEFAULT_TIMEZONE
+            if len(zones) < MAX_PLACEMENTS:
+                zones[centre] = tz
+        return tz
 
     def service_day(self, centre: str, at_ms: int) -> str:
         """The centre's service day of an instant: ticket numbers restart every local morning."""
