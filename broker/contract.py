@@ -17,7 +17,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -362,8 +362,9 @@ def parse_payload(model: type[M], payload: bytes | str) -> M:
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise ContractError("payload_too_large", f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
     try:
-        # validated from JSON: strict mode then accepts arrays for tuples
-        return model.model_validate_json(payload)
+        # validated from JSON: strict mode then accepts arrays for tuples. The model's validator itself,
+        # which is all model_validate_json calls: its Python wrapper cost 2.5 µs of 6.6 (issue 14)
+        return cast(M, model.__pydantic_validator__.validate_json(payload))
     except ValidationError as exc:
         invalid = exc
     try:
