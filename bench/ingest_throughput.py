@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +66,7 @@ from ingest_common import (
     write_fleet,
 )
 
+from broker.kernel.consumer import MqttConsumer
 from broker.kernel.session import MqttSession
 from hailong.localstack import InfluxServer, MosquittoServer, free_port, stop_process
 from ingest.influxql import InfluxQL
@@ -97,16 +99,47 @@ def _raw_consumer(port: int, user: str, pw: str, client_id: str, n: int, result:
     result.put((got, first, last))
 
 
-def run_raw(broker: MosquittoServer, spec: RatingSpec) -> float:
+def _lean_consumer(port: int, user: str, pw: str, client_id: str, n: int, result: mp.Queue) -> None:
+    """(a') the same pass-through with the ingest's own consumer, PUBACKs sent per 500 messages."""
+    got = 0
+    first = last = 0.0
+    mids: list[int] = []
+    c: MqttConsumer | None = None
+
+    def on_message(_t: str, _p: bytes, mid: int, _q: int, _r: bool) -> None:
+        nonlocal got, first, last
+        got += 1
+        last = time.monotonic()
+        if got == 1:
+            first = last
+        mids.append(mid)
+        if len(mids) >= 500 or got >= n:
+            assert c is not None
+            c.ack_many(mids)
+            mids.clear()
+
+    c = MqttConsumer(local_settings(port, user, pw), client_id, subscriptions=[("$share/lean/hl/v1/+/+/rating", 1)],
+                     session_expiry_s=3600, receive_maximum=2000, on_message=on_message).start()
+    deadline = time.monotonic() + 600
+    if n == 0:
+        c.subscribed.wait(30)
+    while got < n and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)  # the last PUBACKs leave before the DISCONNECT
+    c.stop()
+    result.put((got, first, last))
+
+
+def run_raw(broker: MosquittoServer, spec: RatingSpec, consumer: Callable[..., None] = _raw_consumer) -> float:
     q: mp.Queue = mp.Queue()
     cid = f"raw-{uuid.uuid4().hex[:6]}"
     args = (broker.port, broker.username, broker.password, cid)
-    p = mp.Process(target=_raw_consumer, args=(*args, 0, q))
+    p = mp.Process(target=consumer, args=(*args, 0, q))
     p.start()
     q.get(timeout=60)
     p.join(30)
     publish_spec(broker, spec)
-    p = mp.Process(target=_raw_consumer, args=(*args, len(spec), q))
+    p = mp.Process(target=consumer, args=(*args, len(spec), q))
     p.start()
     got, first, last = q.get(timeout=660)
     p.join(30)
@@ -243,8 +276,9 @@ def save_rows(path: Path | None, rows: list[tuple[str, str]]) -> None:
                 fh.write(json.dumps({"what": what, "result": result}, ensure_ascii=False) + "\n")
 
 
-def ingest_row(name: str, r: IngestRun, raw: float | None = None) -> tuple[str, str]:
+def ingest_row(name: str, r: IngestRun, raw: float | None = None, lean: float | None = None) -> tuple[str, str]:
     ratio = f"; **(b)/(a) = {r.rate / raw:.2f}**" if raw else ""
+    ratio += f", (b)/(a') = {r.rate / lean:.2f}" if lean else ""
     return (f"{name}, workers {r.workers}",
             f"{r.rate:,.0f} ratings/s ({r.seconds:,.1f} s); {r.once}; received {r.received:,}{ratio}; "
             f"peak RSS {r.memory}")
@@ -275,10 +309,14 @@ def throughput(args: argparse.Namespace, workdir: Path, influx: InfluxServer, se
     raw = run_raw(broker, spec)
     rows.append((f"(a) raw paho QoS1 pass-through, one process, n={len(spec):,}", f"{raw:,.0f} msg/s"))
     print(table(rows[-1:]), flush=True)
+    lean = run_raw(broker, spec, _lean_consumer)
+    rows.append((f"(a') the same pass-through with the ingest's consumer (broker/kernel/consumer.py), "
+                 f"n={len(spec):,}", f"{lean:,.0f} msg/s"))
+    print(table(rows[-1:]), flush=True)
     r: IngestRun | None = None
     try:
         r = run_ingest(workdir, broker, influx, workdir / "fleet", spec, args.workers)
-        rows.append(ingest_row("(b) `hailong ingest run`, default settings", r, raw))
+        rows.append(ingest_row("(b) `hailong ingest run`, default settings", r, raw, lean))
     except RuntimeError as exc:
         rows.append((f"(b) `hailong ingest run`, workers {workers_in_force(args.workers)[0]}",
                      f"FAILED: {str(exc)[:300]}".replace("\n", " / ")))
