@@ -2,10 +2,12 @@
 
 Runs, each as its own process with its own Mosquitto and InfluxDB (so one cannot slow the next):
 
-1. bench/ingest_throughput.py  (a) raw paho, (b) `hailong ingest run`, (c) Node-RED, same run;
+1. bench/ingest_throughput.py  (a) raw paho, (a') raw with the ingest's consumer, (b) `hailong ingest run`,
+   (c) Node-RED, same run;
 2. bench/ingest_throughput.py --drain DxP  the backlog drain, exactly once, time to drain;
 3. bench/ingest_latency.py  tap -> InfluxDB p50/p99 at a background load;
-4. bench/ingest_cpu.py  CPU per rating in one worker and the paho floor (+ py-spy with --profile).
+4. bench/ingest_cpu.py  CPU per rating in one worker and the floors (paho, the ingest's consumer), best of 3
+   (+ py-spy with --profile).
 
     python bench/ingest_limit.py                                  # the issue's sizes
     python bench/ingest_limit.py -n 20000 --drain 200x200 --probes 200 --cpu-ratings 20000   # a trial

@@ -135,7 +135,8 @@ class RatingJudge:
                                 "content; one event_id is one rating", "event_id")
         if seen is not None and seen.attribution is not None:
             return Accepted(self._point(event, place, digest, seen.attribution), seen.attribution, new=False)
-        self._remember(event.event_id, _Seen(digest, None))
+        judged = _Seen(digest, None)
+        self._remember(event.event_id, judged)
         try:
             verdict = self._judge_new(event, place, received_ms, now_ms)
         except RuleRejection:
@@ -146,7 +147,7 @@ class RatingJudge:
             return HOLD
         assert isinstance(verdict, Attribution)
         self._release(event)
-        self._remember(event.event_id, _Seen(digest, verdict))
+        judged.attribution = verdict  # in place: still the entry remembered above (nothing ran in between)
         return Accepted(self._point(event, place, digest, verdict), verdict, new=True)
 
     def _point(self, event: RatingEvent, place: Placement, digest: str, a: Attribution) -> Point:
@@ -277,8 +278,9 @@ class RatingJudge:
     # ------------------------------------------------------------------ memory
 
     def _remember(self, event_id: str, seen: _Seen) -> None:
+        if event_id in self._seen:
+            self._seen.move_to_end(event_id)  # a new key is appended last already
         self._seen[event_id] = seen
-        self._seen.move_to_end(event_id)
         while len(self._seen) > self.settings.events_remembered:
             self._seen.popitem(last=False)
 

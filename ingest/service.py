@@ -268,16 +268,30 @@ class IngestService:
 
     def _process(self, batch: list[Inbound], recheck_held: bool) -> None:
         started = time.monotonic()
-        todo: list[tuple[Inbound, Handled]] = [(m, self._judge(m)) for m in batch]
+        done: list[Inbound] = []
+        points: list[Point] = []
+        held: list[Inbound] = []
+        # one pass, no per-message tuples: this loop runs for every message (issue 14)
+        for m in batch:
+            h = self._judge(m)
+            if h.outcome == "held":
+                held.append(m)
+            else:
+                done.append(m)
+                points += h.points
         if recheck_held:
             # after this batch's QMS events: a held rating may now find its ticket
-            held, self._held = self._held, []
-            todo += [(m, self.handler.handle(m.topic, m.payload, m.received_ns)) for m in held]
-        done = [(m, h) for m, h in todo if not h.held]
-        self._held += [m for m, h in todo if h.held]
+            waiting, self._held = self._held, []
+            for m in waiting:
+                h = self.handler.handle(m.topic, m.payload, m.received_ns)
+                if h.outcome == "held":
+                    held.append(m)
+                else:
+                    done.append(m)
+                    points += h.points
+        self._held += held
         self.stats.held = len(self._held)
-        points = [p for _, h in done for p in h.points]
-        self._to_write.put(([m for m, _ in done], points, started, False))
+        self._to_write.put((done, points, started, False))
 
     def _judge(self, m: Inbound) -> Handled:
         if m.retain and retain_forbidden(m.topic):

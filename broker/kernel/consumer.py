@@ -152,6 +152,10 @@ class MqttConsumer:
                 if not established:
                     log.warning("%s cannot connect to %s: %s", self.client_id, self.settings.url, why)
                     self.connect_failed.set()
+            except Exception as exc:  # e.g. bytes we cannot index: never end the thread, re-make the session
+                why = f"{type(exc).__name__}: {exc}"
+                log.exception("%s: unexpected error on the MQTT connection; reconnecting", self.client_id)
+                self.connect_failed.set()
             finally:
                 self._close()
             if established:
@@ -256,7 +260,9 @@ class MqttConsumer:
                     if topic is None:
                         if len(topics) >= TOPIC_CACHE:
                             topics.clear()
-                        topic = topics[key] = key.decode("utf-8")
+                        # the broker checks UTF-8; "replace" keeps one bad topic from looping reconnects
+                        # (the ingest refuses it by name, and acks it)
+                        topic = topics[key] = key.decode("utf-8", "replace")
                     mid = 0
                     if qos:
                         if qos == 2:
