@@ -101,7 +101,10 @@ class UnackedBudget:
         self.peak_messages = 0
         self.peak_bytes = 0
         self.pauses = 0  # how often reading stopped because the budget was spent
-        self._cond = threading.Condition(threading.Lock())  # not re-entrant: cheaper per message
+        # a plain lock, entered directly on the per-message path (``with`` on the Condition runs its Python
+        # __enter__: 4.5 % of a worker in the issue-14 profile); the Condition only for waiting on it
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._waiting = 0  # admit() calls paused on the budget: release() wakes only when there are some
 
     def _spent(self, size: int) -> bool:
@@ -110,7 +113,7 @@ class UnackedBudget:
 
     def admit(self, size: int, stop: threading.Event) -> None:
         """Take ``size`` bytes and one message; wait (bounded slices) while the budget is spent."""
-        with self._cond:
+        with self._lock:
             if self._spent(size):
                 self.pauses += 1
                 self._waiting += 1
@@ -121,11 +124,13 @@ class UnackedBudget:
                     self._waiting -= 1
             self.messages += 1
             self.bytes += size
-            self.peak_messages = max(self.peak_messages, self.messages)
-            self.peak_bytes = max(self.peak_bytes, self.bytes)
+            if self.messages > self.peak_messages:
+                self.peak_messages = self.messages
+            if self.bytes > self.peak_bytes:
+                self.peak_bytes = self.bytes
 
     def release(self, messages: int, size: int) -> None:
-        with self._cond:
+        with self._lock:
             self.messages = max(0, self.messages - messages)
             self.bytes = max(0, self.bytes - size)
             if self._waiting:
@@ -133,5 +138,5 @@ class UnackedBudget:
 
     @property
     def paused(self) -> bool:
-        with self._cond:
+        with self._lock:
             return self._spent(0)

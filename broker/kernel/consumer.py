@@ -88,6 +88,8 @@ class MqttConsumer:
         self._next_id = 0
         self._subscribe_id: int | None = None
         self._last_sent = 0.0
+        self._keepalive_s = settings.keepalive_s  # the broker's Server Keep Alive replaces it (MQTT 5)
+        self._pending = b""  # bytes read with the CONNACK that belong to the next packets
         self._topics: dict[bytes, str] = {}
         self._tls = self._tls_context() if settings.tls else None
 
