@@ -38,6 +38,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -106,23 +107,32 @@ def floor(broker: MosquittoServer, msgs: list[tuple[str, bytes]], receive_maximu
             done.set()
 
     def make() -> MqttSession:
+        nonlocal session
         settings = settings_for(broker).model_copy(update={"protocol": protocol})
-        return MqttSession(settings, cid, subscriptions=[(subscription(TopicKind.RATING, share_group=group), 1)],
-                           session_expiry_s=3600, receive_maximum=receive_maximum, manual_ack=True,
-                           on_message=on_message)
+        session = MqttSession(settings, cid, subscriptions=[(subscription(TopicKind.RATING, share_group=group), 1)],
+                              session_expiry_s=3600, receive_maximum=receive_maximum, manual_ack=True,
+                              on_message=on_message)
+        return session
 
-    session = make().start()  # the persistent session and its subscription, then offline
-    session.subscribed.wait(30)
-    session.stop()
+    cpu, wall = timed_drain(make, broker, msgs, done, timeout)
+    return acked, cpu, wall
+
+
+def timed_drain(make: Callable[[], MqttSession | MqttConsumer], broker: MosquittoServer,
+                msgs: list[tuple[str, bytes]], done: threading.Event, timeout: float) -> tuple[float, float]:
+    """Create the persistent session (then offline), publish the backlog into it, drain it: (CPU s, wall s)."""
+    first = make().start()
+    first.subscribed.wait(30)
+    first.stop()
     publish(settings_for(broker), msgs)
-    session = make()
+    client = make()
     c0, t0 = cpu_s(), time.monotonic()
-    session.start()
+    client.start()
     done.wait(timeout)
     c1, t1 = cpu_s(), time.monotonic()
     time.sleep(0.2)  # let the last PUBACKs leave before the DISCONNECT
-    session.stop()
-    return acked, c1 - c0, t1 - t0
+    client.stop()
+    return c1 - c0, t1 - t0
 
 
 def lean_floor(broker: MosquittoServer, msgs: list[tuple[str, bytes]], receive_maximum: int,
@@ -146,22 +156,14 @@ def lean_floor(broker: MosquittoServer, msgs: list[tuple[str, bytes]], receive_m
             done.set()
 
     def make() -> MqttConsumer:
-        return MqttConsumer(settings_for(broker), cid,
-                            subscriptions=[(subscription(TopicKind.RATING, share_group=group), 1)],
-                            session_expiry_s=3600, receive_maximum=receive_maximum, on_message=on_message)
+        nonlocal consumer
+        consumer = MqttConsumer(settings_for(broker), cid,
+                                subscriptions=[(subscription(TopicKind.RATING, share_group=group), 1)],
+                                session_expiry_s=3600, receive_maximum=receive_maximum, on_message=on_message)
+        return consumer
 
-    consumer = make().start()
-    consumer.subscribed.wait(30)
-    consumer.stop()
-    publish(settings_for(broker), msgs)
-    consumer = make()
-    c0, t0 = cpu_s(), time.monotonic()
-    consumer.start()
-    done.wait(timeout)
-    c1, t1 = cpu_s(), time.monotonic()
-    time.sleep(0.2)
-    consumer.stop()
-    return acked, c1 - c0, t1 - t0
+    cpu, wall = timed_drain(make, broker, msgs, done, timeout)
+    return acked, cpu, wall
 
 
 FRAME = re.compile(r"^(.*) \((.*?):\d+\)$")

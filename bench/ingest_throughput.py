@@ -37,7 +37,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,50 +75,37 @@ __all__ = ["OUT", "publish", "ratings", "settings_for", "write_fleet"]  # bench/
 
 # --------------------------------------------------------------------------- (a) raw paho
 
-def _raw_consumer(port: int, user: str, pw: str, client_id: str, n: int, result: mp.Queue) -> None:
-    """n == 0: just create the persistent session and its subscription; else count n messages."""
-    got = 0
-    first = last = 0.0
+def _count(port: int, user: str, pw: str, client_id: str, n: int, result: mp.Queue, lean: bool) -> None:
+    """n == 0: just create the persistent session and its subscription; else count n messages.
 
-    def on_message(_m: object) -> None:
-        nonlocal got, first, last
-        got += 1
-        last = time.monotonic()
-        if got == 1:
-            first = last
-
-    c = MqttSession(local_settings(port, user, pw), client_id, subscriptions=[("$share/raw/hl/v1/+/+/rating", 1)],
-                    session_expiry_s=3600, receive_maximum=2000, on_message=on_message).start()
-    deadline = time.monotonic() + 600
-    if n == 0:
-        c.subscribed.wait(30)
-    while got < n and time.monotonic() < deadline:
-        time.sleep(0.01)
-    c.stop()
-    result.put((got, first, last))
-
-
-def _lean_consumer(port: int, user: str, pw: str, client_id: str, n: int, result: mp.Queue) -> None:
-    """(a') the same pass-through with the ingest's own consumer, PUBACKs sent per 500 messages."""
+    paho (a): PUBACK on receipt. The ingest's consumer (a'): PUBACKs sent per 500 messages."""
     got = 0
     first = last = 0.0
     mids: list[int] = []
-    c: MqttConsumer | None = None
+    c: MqttSession | MqttConsumer | None = None
 
-    def on_message(_t: str, _p: bytes, mid: int, _q: int, _r: bool) -> None:
+    def counted() -> None:
         nonlocal got, first, last
         got += 1
         last = time.monotonic()
         if got == 1:
             first = last
+
+    def on_lean(_t: str, _p: bytes, mid: int, _q: int, _r: bool) -> None:
+        counted()
         mids.append(mid)
         if len(mids) >= 500 or got >= n:
-            assert c is not None
+            assert isinstance(c, MqttConsumer)
             c.ack_many(mids)
             mids.clear()
 
-    c = MqttConsumer(local_settings(port, user, pw), client_id, subscriptions=[("$share/lean/hl/v1/+/+/rating", 1)],
-                     session_expiry_s=3600, receive_maximum=2000, on_message=on_message).start()
+    settings = local_settings(port, user, pw)
+    if lean:
+        c = MqttConsumer(settings, client_id, subscriptions=[("$share/lean/hl/v1/+/+/rating", 1)],
+                         session_expiry_s=3600, receive_maximum=2000, on_message=on_lean).start()
+    else:
+        c = MqttSession(settings, client_id, subscriptions=[("$share/raw/hl/v1/+/+/rating", 1)],
+                        session_expiry_s=3600, receive_maximum=2000, on_message=lambda _m: counted()).start()
     deadline = time.monotonic() + 600
     if n == 0:
         c.subscribed.wait(30)
@@ -130,16 +116,16 @@ def _lean_consumer(port: int, user: str, pw: str, client_id: str, n: int, result
     result.put((got, first, last))
 
 
-def run_raw(broker: MosquittoServer, spec: RatingSpec, consumer: Callable[..., None] = _raw_consumer) -> float:
+def run_raw(broker: MosquittoServer, spec: RatingSpec, lean: bool = False) -> float:
     q: mp.Queue = mp.Queue()
     cid = f"raw-{uuid.uuid4().hex[:6]}"
     args = (broker.port, broker.username, broker.password, cid)
-    p = mp.Process(target=consumer, args=(*args, 0, q))
+    p = mp.Process(target=_count, args=(*args, 0, q, lean))
     p.start()
     q.get(timeout=60)
     p.join(30)
     publish_spec(broker, spec)
-    p = mp.Process(target=consumer, args=(*args, len(spec), q))
+    p = mp.Process(target=_count, args=(*args, len(spec), q, lean))
     p.start()
     got, first, last = q.get(timeout=660)
     p.join(30)
@@ -309,7 +295,7 @@ def throughput(args: argparse.Namespace, workdir: Path, influx: InfluxServer, se
     raw = run_raw(broker, spec)
     rows.append((f"(a) raw paho QoS1 pass-through, one process, n={len(spec):,}", f"{raw:,.0f} msg/s"))
     print(table(rows[-1:]), flush=True)
-    lean = run_raw(broker, spec, _lean_consumer)
+    lean = run_raw(broker, spec, lean=True)
     rows.append((f"(a') the same pass-through with the ingest's consumer (broker/kernel/consumer.py), "
                  f"n={len(spec):,}", f"{lean:,.0f} msg/s"))
     print(table(rows[-1:]), flush=True)

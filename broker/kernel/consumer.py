@@ -37,11 +37,10 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from . import wire
 from .mqtt import MqttSettings
+from .session import Subscription, subscription_changes
 
 log = logging.getLogger("hailong.mqtt")
 
-# (topic filter, QoS or MQTT 5 SubscribeOptions): the same shape MqttSession takes
-Subscription = tuple[str, int | SubscribeOptions]
 # topic, payload, packet id (0 for QoS 0), QoS, retain flag
 MessageHook = Callable[[str, bytes, int, int, bool], None]
 
@@ -125,9 +124,7 @@ class MqttConsumer:
         ``subscribed`` is cleared until the SUBACK for the added filters arrives; the next
         (re)connect subscribes the whole new list anyway.
         """
-        old = dict(self.subscriptions)
-        gone = [f for f in old if f not in dict(fresh)]
-        added = [(f, o) for f, o in fresh if f not in old]
+        added, gone = subscription_changes(self.subscriptions, fresh)
         if added:
             self.subscribed.clear()
         self.subscriptions = list(fresh)

@@ -44,6 +44,13 @@ MessageInfo = mqtt.MQTTMessageInfo
 Message = mqtt.MQTTMessage
 
 
+def subscription_changes(current: Sequence[Subscription],
+                         fresh: Sequence[Subscription]) -> tuple[list[Subscription], list[str]]:
+    """(subscriptions to add, filters to drop) to go from ``current`` to ``fresh`` (paho session and consumer)."""
+    old, new = dict(current), dict(fresh)
+    return [(f, o) for f, o in fresh if f not in old], [f for f in old if f not in new]
+
+
 @dataclass(frozen=True, slots=True)
 class LastWill:
     """What the broker publishes for us when the connection dies without a DISCONNECT."""
@@ -179,10 +186,7 @@ class MqttSession:
         caller can tell when messages on them start to reach it; the next (re)connect
         subscribes the whole new list anyway.
         """
-        old = dict(self.subscriptions)
-        new = dict(fresh)
-        gone = [f for f in old if f not in new]
-        added = [(f, o) for f, o in fresh if f not in old]
+        added, gone = subscription_changes(self.subscriptions, fresh)
         if added:
             self.subscribed.clear()  # before the list changes: a reader seeing the new list waits for its SUBACK
         self.subscriptions = list(fresh)
