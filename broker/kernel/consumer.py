@@ -238,10 +238,13 @@ class MqttConsumer:
             pos = 0
             while n - pos >= 2:
                 first = buf[pos]
-                # remaining length (§1.5.5), first byte inline: short packets are the common case
+                # remaining length (§1.5.5), one- and two-byte forms inline: a rating PUBLISH is
+                # 128..16,383 bytes, and a call per message was 3 % of a worker (issue 14 profile)
                 b = buf[pos + 1]
                 if b < 0x80:
                     length, start = b, pos + 2
+                elif pos + 2 < n and buf[pos + 2] < 0x80:
+                    length, start = (b & 0x7F) | (buf[pos + 2] << 7), pos + 3
                 else:
                     got = wire.read_varint(buf, pos + 1)
                     if got is None:

@@ -220,3 +220,35 @@ def test_keepalive_pings_keep_an_idle_session(mqtt_settings: MqttSettings, uid: 
     c = consumer(opened, settings, f"cons-{uid}", [(f"t/{uid}", 1)], Got(), on_disconnect=reasons.append)
     time.sleep(9)  # the broker drops a client silent for 1.5 x keepalive = 7.5 s
     assert c.connected.is_set() and reasons == []
+
+
+def test_publisher_properties_are_skipped_and_the_payload_is_exact(mqtt_settings: MqttSettings, uid: str,
+                                                                   opened: list[MqttConsumer | MqttSession]) -> None:
+    """A terminal (or a thief with its password) can attach any MQTT 5 properties to a PUBLISH: user
+    properties, content type, response topic, correlation data, a topic alias. The broker forwards most
+    of them; the consumer must skip them (a property block over 127 bytes has a 2-byte length) and
+    hand over the exact topic and payload."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    got = Got()
+    consumer(opened, mqtt_settings, f"cons-{uid}", [(f"t/{uid}/#", 1)], got)
+    pub = publisher(opened, mqtt_settings, f"pub-{uid}")
+    props = Properties(PacketTypes.PUBLISH)
+    props.UserProperty = [("k" * 40, "v" * 200), ("hài lòng", "Rất hài lòng")]
+    props.ContentType = "application/json"
+    props.ResponseTopic = f"t/{uid}/reply"
+    props.CorrelationData = b"\x00\x01" * 50
+    props.PayloadFormatIndicator = 1
+    props.MessageExpiryInterval = 3600
+    topic = f"t/{uid}/with-props"
+    info = pub.client.publish(topic, b'{"score": 4}', qos=1, properties=props)
+    info.wait_for_publish(10)
+    aliased = Properties(PacketTypes.PUBLISH)
+    aliased.TopicAlias = 1  # the broker resolves the alias; it never sends one to a client that allows none
+    for payload in (b"first via alias", b"second via alias"):
+        pub.client.publish(topic if payload.startswith(b"first") else "", payload, qos=1,
+                           properties=aliased).wait_for_publish(10)
+    wait_until(lambda: len(got) == 3, 10, what="the three messages")
+    assert [(t, p) for t, p, *_ in got.take()] == [
+        (topic, b'{"score": 4}'), (topic, b"first via alias"), (topic, b"second via alias")]
