@@ -252,3 +252,19 @@ def test_publisher_properties_are_skipped_and_the_payload_is_exact(mqtt_settings
     wait_until(lambda: len(got) == 3, 10, what="the three messages")
     assert [(t, p) for t, p, *_ in got.take()] == [
         (topic, b'{"score": 4}'), (topic, b"first via alias"), (topic, b"second via alias")]
+
+
+def test_qos0_and_qos2_publishers_are_delivered_at_0_and_1(mqtt_settings: MqttSettings, uid: str,
+                                                           opened: list[MqttConsumer | MqttSession]) -> None:
+    """A plain MQTT client may publish at any QoS: QoS 0 arrives without a packet id (nothing to ack),
+    QoS 2 is downgraded by the broker to the subscription's QoS 1."""
+    got = Got()
+    c = consumer(opened, mqtt_settings, f"cons-{uid}", [(f"t/{uid}/#", 1)], got)
+    pub = publisher(opened, mqtt_settings, f"pub-{uid}")
+    for qos in (0, 2):
+        pub.client.publish(f"t/{uid}/q{qos}", f"qos {qos}".encode(), qos=qos).wait_for_publish(10)
+    wait_until(lambda: len(got) == 2, 10, what="both messages")
+    items = sorted(got.take())
+    assert [(t, p, q) for t, p, _, q, _ in items] == [(f"t/{uid}/q0", b"qos 0", 0), (f"t/{uid}/q2", b"qos 2", 1)]
+    assert items[0][2] == 0 and items[1][2] > 0
+    c.ack_many([items[1][2]])
