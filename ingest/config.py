@@ -158,7 +158,15 @@ class IngestConfig(Settings):
         description="Stable MQTT client id (names the persistent session); defaults to mqtt.username, "
                     "because the rendered broker forces client id = username (issue 12)")
     share_group: str | None = Field(
-        default="hl-ingest", description="$share group for ratings/status; null subscribes directly"
+        default="hl-ingest", description="$share group for statuses (and ratings with ratings_shared); null "
+        "subscribes directly"
+    )
+    ratings_shared: bool = Field(
+        default=False,
+        description="Read ratings through the $share group, so several instances of one partition split them and "
+        "take over from each other. Off by default: Mosquitto 2.0.11 does not restore a shared subscription after "
+        "a broker restart, and ratings published before the ingest subscribes again are dropped by the broker "
+        "(a direct subscription in the persistent session is restored and queues them)",
     )
     session_expiry_s: int = Field(
         default=7 * 24 * 3600, ge=0, description="How long the broker keeps our session while we are down"

@@ -4,11 +4,18 @@
 reach the same instance. With ``integrity.partition.count = n`` > 1, the registry's centres
 are dealt round-robin in sorted order (balanced to within one centre: a hash split two
 centres onto one worker half of the time) and instance ``k`` takes every n-th, with one
-shared subscription per centre,
-``$share/{share_group}-p{k}/hl/v1/{centre}/+/rating``: several processes with the same k
-share that partition's load (and take over from each other), and no two partitions ever
-see one centre. Status topics stay on the one shared group (no state behind them), and
-QMS topics stay unshared: every instance knows every closed ticket.
+subscription per centre, ``hl/v1/{centre}/+/rating``; no two partitions ever see one centre.
+
+Ratings are subscribed directly, not through ``$share``, by default: Mosquitto 2.0.11 does not
+restore a shared subscription after a broker restart, so ratings that terminals publish before
+the ingest has subscribed again are PUBACKed to the terminal (which deletes them) and dropped
+(tests/ingest/test_faults.py, broker restart mid-stream). A direct subscription is part of the
+persistent session the broker restores and queues for. With ``ratings_shared = true`` the
+filters are ``$share/{share_group}-p{k}/hl/v1/{centre}/+/rating``: several processes with the
+same k split that partition's load and take over from each other, at the price of that window.
+Status topics stay on the one shared group (no state behind them; a status lost in that window
+is replaced by the next), and QMS topics are never shared: every instance knows every closed
+ticket of its centres.
 
 The broker's ACL is rendered from the same registry, so no device can publish for a
 centre outside it; after a registry reload the service resubscribes (a new centre is
@@ -52,6 +59,23 @@ def my_centres(config: IngestConfig, centres: list[str] | None) -> list[str] | N
     return [c for c in sorted(deal) if deal[c] == part.index]
 
 
+def _rating_filters(config: IngestConfig, centres: list[str] | None, shared: bool) -> list[str]:
+    group = config.share_group if shared else None
+    mine = my_centres(config, centres)
+    if mine is None:
+        return [subscription(TopicKind.RATING, share_group=group)]
+    prefix = f"$share/{group}-p{config.integrity.partition.index}/" if group else ""
+    return [f"{prefix}{TOPIC_PREFIX}/{c}/+/{TopicKind.RATING.value}" for c in mine]
+
+
+def other_rating_filters(config: IngestConfig, centres: list[str] | None) -> list[str]:
+    """The rating filters of the OTHER ``ratings_shared`` setting: unsubscribed on every connect, so a
+    persistent session made before the setting changed does not deliver every rating twice."""
+    if not config.share_group:
+        return []
+    return _rating_filters(config, centres, not config.ratings_shared)
+
+
 def subscriptions(config: IngestConfig, centres: list[str] | None) -> list[tuple[str, int | SubscribeOptions]]:
     """Every (filter, options) of this instance.
 
@@ -66,12 +90,11 @@ def subscriptions(config: IngestConfig, centres: list[str] | None) -> list[tuple
     bridges = f"$share/{group}/{QMS_BRIDGE_STATUS_FILTER}" if group else QMS_BRIDGE_STATUS_FILTER
     status: list[tuple[str, int | SubscribeOptions]] = [(subscription(TopicKind.STATUS, share_group=group), 1),
                                                         (bridges, 1)]
+    # ratings: direct by default (see ratings_shared); with a partition, every filter names one centre,
+    # so a device of another partition is never delivered here
+    ratings = [(f, no_replay) for f in _rating_filters(config, centres, config.ratings_shared)]
     mine = my_centres(config, centres)
     if mine is None:
-        return [(subscription(TopicKind.RATING, share_group=group), no_replay), *status,
-                (subscription(TopicKind.QMS), no_replay)]
-    # every filter names one centre, so a device of another partition is never delivered here
-    prefix = f"$share/{group}-p{config.integrity.partition.index}/" if group else ""
-    ratings = [(f"{prefix}{TOPIC_PREFIX}/{c}/+/{TopicKind.RATING.value}", no_replay) for c in mine]
+        return [*ratings, *status, (subscription(TopicKind.QMS), no_replay)]
     qms = [(f"{TOPIC_PREFIX}/{c}/{TopicKind.QMS.value}/+", no_replay) for c in mine]
     return [*ratings, *status, *qms]

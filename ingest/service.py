@@ -39,7 +39,7 @@ from .health import HealthServer
 from .inbox import Inbox, UnackedBudget
 from .influxql import InfluxQueryError
 from .lineproto import Point
-from .partition import subscriptions
+from .partition import other_rating_filters, subscriptions
 from .registry import RegistryHolder
 from .retained import reject_retained, retain_forbidden
 from .stats import IngestStats
@@ -104,6 +104,8 @@ class IngestService:
             config.mqtt, config.client_id,
             # partition.py: this instance's ratings and QMS (without retained replay, retained.py)
             subscriptions=subscriptions(config, self.registry.centre_ids()),
+            # and not the other form of the rating filters (a session from before ratings_shared changed)
+            drop_on_connect=other_rating_filters(config, self.registry.centre_ids()),
             # persistent session + receive maximum: what is not yet written stays on the broker,
             # and at most max_in_flight un-acked messages are ever in our memory
             session_expiry_s=config.session_expiry_s, receive_maximum=config.batch.max_in_flight,

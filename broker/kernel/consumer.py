@@ -67,10 +67,12 @@ class MqttConsumer:
         reconnect_s: tuple[float, float] = (1.0, 60.0),
         on_connect: Callable[[], None] | None = None,
         on_disconnect: Callable[[str], None] | None = None,  # an established connection ended; why
+        drop_on_connect: Sequence[str] = (),  # filters a session made earlier may hold: unsubscribed
     ) -> None:
         self.settings = settings
         self.client_id = client_id
         self.subscriptions = list(subscriptions)
+        self.drop_on_connect = [f for f in drop_on_connect if f not in dict(self.subscriptions)]
         self.session_expiry_s = session_expiry_s
         self.receive_maximum = receive_maximum
         self.reconnect_s = reconnect_s
@@ -202,6 +204,8 @@ class MqttConsumer:
         self._keepalive_s = ack.server_keepalive_s or s.keepalive_s  # §3.2.2.3.14: the broker's value wins
         self._pending = rest
         log.info("%s connected to %s", self.client_id, s.url)
+        if self.drop_on_connect:  # before subscribing: nothing is delivered twice through an old filter
+            self._send(wire.unsubscribe(self._packet_id(), self.drop_on_connect, self._v5))
         if self.subscriptions:
             # subscribed again on every connect: a session the broker lost would otherwise stay silent
             self.subscribed.clear()

@@ -19,7 +19,7 @@ import pytest
 
 from broker.contract import qms_topic, rating_topic, status_topic
 from broker.kernel.mqtt import MqttSettings
-from hailong.localstack import InfluxServer, free_port
+from hailong.localstack import InfluxServer, MosquittoServer, free_port
 from ingest.influxql import InfluxQL
 from tests.support.ingest import (
     IngestProcess,
@@ -108,6 +108,37 @@ def test_sigkill_mid_stream_then_restart_every_rating_once(mqtt_settings: MqttSe
 
 
 @pytest.mark.slow
+def test_broker_restart_mid_stream_every_rating_once(influx_db: InfluxQL, tmp_path: Path, uid: str) -> None:
+    """The ingest's own MQTT consumer: the broker restarts (persistence on) while ratings are being
+    judged and written. The consumer notices, reconnects with backoff, resumes its persistent
+    session; what was un-acked on the dead connection is redelivered and rewrites its own point."""
+    broker = MosquittoServer(tmp_path / "mosquitto").start()
+    mqtt = MqttSettings.model_validate({"url": f"mqtt://127.0.0.1:{broker.port}", "username": broker.username,
+                                        "password": broker.password})
+    msgs, ids = stream(uid, 10, 200)
+    half = len(msgs) // 2
+    cfg = ingest_config(mqtt, influx_db, uid, registry=fleet_dir(tmp_path, uid, 10),
+                        batch={"size": 100, "max_in_flight": 300})
+    proc = IngestProcess(tmp_path, cfg).start()
+    try:
+        wait_until(lambda: "connected to" in proc.log(), timeout=20, what="ingest subprocess connected")
+        publish_all(mqtt, f"pub-{uid}-1", msgs[:half])
+        wait_until(lambda: count(influx_db) >= 100, timeout=20, what="the first ratings written")
+        broker.restart()  # SIGTERM: Mosquitto saves the sessions; same port
+        restarted_at = count(influx_db)
+        publish_all(mqtt, f"pub-{uid}-2", msgs[half:])
+        wait_until(lambda: count(influx_db) >= len(ids), timeout=60, what="every rating after the restart")
+        time.sleep(0.5)  # a straggling redelivery lands before duplicates are counted
+        assert restarted_at < len(ids), "the restart must happen mid-stream"
+        assert_exactly_once(influx_db, ids)
+        log = proc.log()
+        assert "disconnected from broker" in log and log.count("connected to") >= 2, log[-2000:]
+    finally:
+        proc.stop()
+        broker.stop()
+
+
+@pytest.mark.slow
 def test_two_instances_one_killed_halfway(mqtt_settings: MqttSettings, influx_db: InfluxQL,
                                           tmp_path: Path, uid: str) -> None:
     """Mosquitto 2.0 keeps the killed member's in-flight and queued share messages in ITS session until
@@ -115,10 +146,11 @@ def test_two_instances_one_killed_halfway(mqtt_settings: MqttSettings, influx_db
     instance with the same client id (systemd Restart=always) delivers them: exactly once overall."""
     msgs, ids = stream(uid, 10, 150)
     fleet = fleet_dir(tmp_path, uid, 10)
+    # two instances of one partition split its ratings only through $share (ratings_shared)
     a = ingest_config(mqtt_settings, influx_db, f"a{uid}", registry=fleet, share_group=f"g{uid}",
-                      batch={"size": 50, "max_in_flight": 100})
+                      ratings_shared=True, batch={"size": 50, "max_in_flight": 100})
     b = ingest_config(mqtt_settings, influx_db, f"b{uid}", registry=fleet, share_group=f"g{uid}",
-                      batch={"size": 50, "max_in_flight": 100})
+                      ratings_shared=True, batch={"size": 50, "max_in_flight": 100})
     pa, pb = IngestProcess(tmp_path, a).start(), IngestProcess(tmp_path, b).start()
     try:
         for p in (pa, pb):

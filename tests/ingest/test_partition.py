@@ -9,12 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from hailong.localstack import InfluxServer, MosquittoServer
 from ingest.config import IngestConfig
 from ingest.influxql import InfluxQL
-from ingest.partition import partition_of, subscriptions
+from ingest.partition import other_rating_filters, partition_of, subscriptions
 from ingest.registry import RegistryHolder
 from ingest.service import IngestService
 from tests.support.ingest import TCentre, TDevice, TFleet, ingest_config, now_ms
@@ -98,22 +99,31 @@ def test_two_instances_judge_each_ticket_once(mosquitto: MosquittoServer, influx
         db.drop_database()
 
 
-def test_subscription_lists() -> None:
-    """Without a registry or with one partition: the single wildcard of before; else one filter per centre."""
-    base = IngestConfig.model_validate({"share_group": "g"})
+@pytest.mark.parametrize("shared", [False, True])
+def test_subscription_lists(shared: bool) -> None:
+    """Without a registry or with one partition: the single wildcard of before; else one filter per centre.
+    Ratings direct by default (a shared subscription does not survive a Mosquitto 2.0.11 restart), through
+    $share with ratings_shared; the other form is what every connect unsubscribes."""
+    base = IngestConfig.model_validate({"share_group": "g", "ratings_shared": shared})
+    wildcard = "$share/g/hl/v1/+/+/rating" if shared else "hl/v1/+/+/rating"
     assert [f for f, _ in subscriptions(base, None)] == \
-        ["$share/g/hl/v1/+/+/rating", "$share/g/hl/v1/+/+/status", "$share/g/hl/v1/+/qms/bridge/status",
-         "hl/v1/+/qms/+"]
-    assert subscriptions(base, ["x1", "x2"])[0][0] == "$share/g/hl/v1/+/+/rating"
-    split = IngestConfig.model_validate({"share_group": "g", "integrity": {"partition": {"index": 1, "count": 3}}})
+        [wildcard, "$share/g/hl/v1/+/+/status", "$share/g/hl/v1/+/qms/bridge/status", "hl/v1/+/qms/+"]
+    assert subscriptions(base, ["x1", "x2"])[0][0] == wildcard
+    assert other_rating_filters(base, None) == ["hl/v1/+/+/rating" if shared else "$share/g/hl/v1/+/+/rating"]
+    split = IngestConfig.model_validate({"share_group": "g", "ratings_shared": shared,
+                                         "integrity": {"partition": {"index": 1, "count": 3}}})
     centres = [f"c{i}" for i in range(30)]
     subs = [f for f, _ in subscriptions(split, centres)]
     mine = [c for c in sorted(centres) if partition_of(c, centres, 3) == 1]
     assert len(mine) == 10, "balanced: 30 centres, 3 partitions"
-    assert subs == ([f"$share/g-p1/hl/v1/{c}/+/rating" for c in mine]
+    prefix = "$share/g-p1/" if shared else ""
+    assert subs == ([f"{prefix}hl/v1/{c}/+/rating" for c in mine]
                     + ["$share/g/hl/v1/+/+/status", "$share/g/hl/v1/+/qms/bridge/status"]
                     + [f"hl/v1/{c}/qms/+" for c in mine]), "status shared; QMS never shared, only the partition's"
-    assert subscriptions(split, None)[0][0] == "$share/g/hl/v1/+/+/rating", "dev mode: one wildcard"
+    other = "" if shared else "$share/g-p1/"
+    assert other_rating_filters(split, centres) == [f"{other}hl/v1/{c}/+/rating" for c in mine]
+    assert subscriptions(split, None)[0][0] == wildcard, "dev mode: one wildcard"
+    assert other_rating_filters(IngestConfig.model_validate({"share_group": None}), None) == []
 
 
 def test_ratings_and_qms_are_subscribed_without_retained_replay() -> None:
