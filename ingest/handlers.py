@@ -78,12 +78,8 @@ class Handled(NamedTuple):
     points: tuple[Point, ...]
     outcome: str  # "rating", "ticket", "reclosed", "status", "ignored", "held" or "rejected:<reason>"
 
-    @property
-    def held(self) -> bool:
-        return self.outcome == "held"
 
-
-HELD = Handled((), "held")
+HELD = Handled((), "held")  # the one "held" verdict: callers test ``is HELD``
 
 
 class MessageHandler:

@@ -33,13 +33,18 @@ def _escape_measurement(s: str) -> str:
     return s.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ").replace("\n", "\\n")
 
 
-def _field(v: FieldValue) -> str:
-    if isinstance(v, str):  # most fields: checked first
-        # Only `"` and `\` are escaped in a string field; a newline (or CR, tab) is stored as sent.
-        # InfluxDB 1.6.7 keeps a newline inside a quoted field value (tests/ingest/test_lineproto.py).
-        if "\\" in v or '"' in v:
-            v = v.replace("\\", "\\\\").replace('"', '\\"')
-        return f'"{v}"'
+def _string_field(v: str) -> str:
+    # Only `"` and `\` are escaped in a string field; a newline (or CR, tab) is stored as sent.
+    # InfluxDB 1.6.7 keeps a newline inside a quoted field value (tests/ingest/test_lineproto.py).
+    if "\\" in v or '"' in v:
+        v = v.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{v}"'
+
+
+def _other_field(v: FieldValue) -> str:
+    """A field value that is not exactly a str or an int (those are encoded inline in to_line)."""
+    if isinstance(v, str):
+        return _string_field(v)
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):
@@ -83,12 +88,10 @@ class Point(NamedTuple):
         for k, key in _field_keys(tuple(fields)):
             v = fields[k]
             kind = type(v)
-            if kind is str:  # the common case inline; same rule as _field
-                if "\\" in v or '"' in v:  # type: ignore[operator]
-                    v = v.replace("\\", "\\\\").replace('"', '\\"')  # type: ignore[union-attr]
-                body.append(f'{key}"{v}"')
+            if kind is str:  # most fields
+                body.append(key + _string_field(v))  # type: ignore[arg-type]
             elif kind is int:
                 body.append(f"{key}{v}i")
             else:
-                body.append(key + _field(v))
+                body.append(key + _other_field(v))
         return f"{_head(self.measurement, tuple(self.tags.items()))} {','.join(body)} {self.time_ns}"

@@ -125,10 +125,10 @@ class RegistryHolder:
         self._loader = loader
         self._lock = threading.Lock()
         self._stamp = self._files_stamp()
-        # (registry, {(device, centre, counter): placement}): a device's placement is asked for on every
-        # rating and only changes with the registry; tied to the registry object, so a swap empties it
-        self._placements: tuple[FleetRegistry | None, dict[tuple[str, str, str | None], Placement]] = (None, {})
-        self._zones: tuple[FleetRegistry | None, dict[str, str]] = (None, {})
+        # answers asked for on every rating that only change with the registry (see _memo)
+        self._memo_of: FleetRegistry | None = None
+        self._placements: dict[tuple[str, str, str | None], Placement] = {}
+        self._zones: dict[str, str] = {}
         self.reloads = 0
         self.reload_failures = 0
 
@@ -192,10 +192,7 @@ class RegistryHolder:
     def check_device(self, device: str, centre: str, counter: str | None) -> Placement:
         """Raise RuleRejection unless ``device`` may speak for ``centre`` (and ``counter``)."""
         reg = self._registry
-        known, placements = self._placements
-        if known is not reg:
-            placements = {}
-            self._placements = (reg, placements)
+        placements = self._memo(reg)[0]
         key = (device, centre, counter)
         placement = placements.get(key)
         if placement is None:
@@ -204,6 +201,13 @@ class RegistryHolder:
                 placements.clear()
             placements[key] = placement
         return placement
+
+    def _memo(self, reg: FleetRegistry | None) -> tuple[dict[tuple[str, str, str | None], Placement], dict[str, str]]:
+        """(placements, time zones) of ``reg``: emptied when the registry object is swapped (a reload), so
+        no answer of the old registry survives it. Read by the judge (and the index rebuild before it)."""
+        if self._memo_of is not reg:
+            self._memo_of, self._placements, self._zones = reg, {}, {}
+        return self._placements, self._zones
 
     def _place(self, reg: FleetRegistry | None, device: str, centre: str, counter: str | None) -> Placement:
         if reg is None:  # development mode: no registry configured
@@ -237,10 +241,7 @@ class RegistryHolder:
 
     def timezone_of(self, centre: str) -> str:
         reg = self._registry
-        known, zones = self._zones
-        if known is not reg:  # asked for every rating and ticket: memoised per registry, like placements
-            zones = {}
-            self._zones = (reg, zones)
+        zones = self._memo(reg)[1]  # asked for every rating and ticket
         tz = zones.get(centre)
         if tz is None:
             info = reg.centres.get(centre) if reg is not None else None

@@ -34,7 +34,7 @@ from broker.kernel.consumer import MqttConsumer
 from broker.kernel.systemd import sd_notify, watchdog_interval_s
 
 from .config import IngestConfig
-from .handlers import Handled, MessageHandler
+from .handlers import HELD, Handled, MessageHandler
 from .health import HealthServer
 from .inbox import Inbox, UnackedBudget
 from .influxql import InfluxQueryError
@@ -273,28 +273,21 @@ class IngestService:
 
     def _process(self, batch: list[Inbound], recheck_held: bool) -> None:
         started = time.monotonic()
+        todo = batch
+        if recheck_held:
+            # after this batch's QMS events: a held rating may now find its ticket (a held message is
+            # never a forbidden retained one, so _judge handles it exactly as the handler does)
+            todo, self._held = batch + self._held, []
         done: list[Inbound] = []
         points: list[Point] = []
-        held: list[Inbound] = []
         # one pass, no per-message tuples: this loop runs for every message (issue 14)
-        for m in batch:
+        for m in todo:
             h = self._judge(m)
-            if h.outcome == "held":
-                held.append(m)
+            if h is HELD:
+                self._held.append(m)
             else:
                 done.append(m)
                 points += h.points
-        if recheck_held:
-            # after this batch's QMS events: a held rating may now find its ticket
-            waiting, self._held = self._held, []
-            for m in waiting:
-                h = self.handler.handle(m.topic, m.payload, m.received_ns)
-                if h.outcome == "held":
-                    held.append(m)
-                else:
-                    done.append(m)
-                    points += h.points
-        self._held += held
         self.stats.held = len(self._held)
         self._to_write.put((done, points, started, False))
 
@@ -329,9 +322,13 @@ class IngestService:
     def _ack(self, msgs: list[Inbound]) -> None:
         with self._generation_lock:
             generation = self._generation
-            mids = [m.mid for m in msgs if m.generation == generation and m.qos > 0]
-            current = sum(1 for m in msgs if m.generation == generation)
-            # the others' mids belong to a dead connection; the broker redelivers them
+            mids: list[int] = []
+            current = 0
+            for m in msgs:
+                if m.generation == generation:  # the others' mids belong to a dead connection: redelivered
+                    current += 1
+                    if m.qos > 0:
+                        mids.append(m.mid)
             self.stats.abandoned += len(msgs) - current
             self._session.ack_many(mids)  # one write for the whole batch
             self.stats.acked += current
