@@ -46,7 +46,7 @@ test: setup
 	$(PYTHON) -m pytest $(PYTEST_ARGS) || { rc=$$?; [ $$rc -ne 5 ] || echo "pytest collected no test" >&2; exit $$rc; }
 
 lint: $(STAMP)
-	$(PYTHON) -m ruff check broker device ingest dashboards firmware_config hailong tests bench
+	$(PYTHON) -m ruff check broker storage device ingest qms_bridge dashboards firmware_config hailong tests bench
 
 typecheck: $(STAMP)
 	$(PYTHON) -m mypy

@@ -43,8 +43,8 @@ def main() -> None:
     ap.add_argument("--maxfps", type=int, default=30)
     args = ap.parse_args()
     from broker.contract import QmsEvent, qms_topic
-    from broker.kernel.mqtt import MqttSettings
-    from broker.kernel.session import MqttSession
+    from broker.mqtt.session import MqttSession
+    from broker.mqtt.settings import MqttSettings
     from hailong.localstack import MosquittoServer
 
     shutil.rmtree(OUT, ignore_errors=True)

@@ -22,9 +22,9 @@ from typing import Any
 
 from broker.fleet.credentials import FleetState
 from broker.fleet.registry import load_registry
-from broker.kernel.mqtt import MqttSettings
-from broker.kernel.session import MqttSession
 from broker.mosquitto.render import RenderOptions, render_broker
+from broker.mqtt.session import MqttSession
+from broker.mqtt.settings import MqttSettings
 from firmware_config.provision import ProvisionSettings, provision
 from hailong.localstack import MosquittoServer, free_port
 

@@ -28,15 +28,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from broker.kernel.mqtt import MqttSettings
-from broker.kernel.session import MqttSession
+from broker.mqtt.session import MqttSession
+from broker.mqtt.settings import MqttSettings
 from hailong.localstack import InfluxServer, MosquittoServer, stop_process
 from ingest.config import IngestConfig
-from ingest.influxql import InfluxQL
 from ingest.workers import (
     resolve_workers,
     worker_client_id,
 )
+from storage.influxql import InfluxQL
 
 OUT = Path(__file__).resolve().parent / "out"
 NODERED = OUT / "nodered"

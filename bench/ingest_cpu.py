@@ -5,7 +5,7 @@ the consumer is offline, then measures this process's CPU time (all threads) fro
 start to the last message acked, divided by N:
 
 - floors: a paho client (MqttSession, MQTT 5 and 3.1.1, manual ack, same receive maximum) that does
-  nothing but ack each message on receipt, and the ingest's own consumer (broker/kernel/consumer.py)
+  nothing but ack each message on receipt, and the ingest's own consumer (broker/mqtt/consumer.py)
   doing the same with acks batched by 1,000: what MQTT parsing and PUBACKs cost before any judging;
 - ingest: ``IngestService`` in this process (the consumer's network thread, the judge, the writer; the
   InfluxDB HTTP write included; acked after the write). InfluxDB and Mosquitto run in their own
@@ -48,12 +48,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ingest_common import OUT, publish, ratings, settings_for, write_fleet
 
 from broker.contract import TopicKind, subscription
-from broker.kernel.consumer import MqttConsumer
-from broker.kernel.session import Message, MqttSession
+from broker.mqtt.consumer import MqttConsumer
+from broker.mqtt.session import Message, MqttSession
 from hailong.localstack import InfluxServer, MosquittoServer
 from ingest.config import IngestConfig
-from ingest.influxql import InfluxQL
 from ingest.service import IngestService
+from storage.influxql import InfluxQL
 
 
 def us(run: tuple[int, float, float]) -> float:
@@ -300,7 +300,7 @@ def main() -> None:
         rows = [
             (f"floor: paho consume + manual ack only, MQTT 5, one process, n={n_msgs:,}", cell("paho5")),
             (f"floor, same with MQTT 3.1.1 (no per-message MQTT 5 properties), n={n_msgs:,}", cell("paho311")),
-            (f"floor: the ingest's consumer (broker/kernel/consumer.py) + batched acks, MQTT 5, n={n_msgs:,}",
+            (f"floor: the ingest's consumer (broker/mqtt/consumer.py) + batched acks, MQTT 5, n={n_msgs:,}",
              cell("lean")),
             (f"ingest, one worker in-process (IngestService), n={n_msgs:,}",
              f"**{ingest_best:.1f} µs CPU per rating** (target <= 60), "

@@ -50,9 +50,9 @@ from ingest_common import (
 )
 from ingest_throughput import save_rows, table
 
-from broker.kernel.session import MqttSession
+from broker.mqtt.session import MqttSession
 from hailong.localstack import InfluxServer, MosquittoServer
-from ingest.influxql import InfluxQL
+from storage.influxql import InfluxQL
 
 BG_CENTRE, PROBE_CENTRE = "bc000", "bc001"
 

@@ -65,10 +65,10 @@ from ingest_common import (
     write_fleet,
 )
 
-from broker.kernel.consumer import MqttConsumer
-from broker.kernel.session import MqttSession
+from broker.mqtt.consumer import MqttConsumer
+from broker.mqtt.session import MqttSession
 from hailong.localstack import InfluxServer, MosquittoServer, free_port, stop_process
-from ingest.influxql import InfluxQL
+from storage.influxql import InfluxQL
 
 __all__ = ["OUT", "publish", "ratings", "settings_for", "write_fleet"]  # bench/ingest_cpu.py imports these
 
@@ -296,7 +296,7 @@ def throughput(args: argparse.Namespace, workdir: Path, influx: InfluxServer, se
     rows.append((f"(a) raw paho QoS1 pass-through, one process, n={len(spec):,}", f"{raw:,.0f} msg/s"))
     print(table(rows[-1:]), flush=True)
     lean = run_raw(broker, spec, lean=True)
-    rows.append((f"(a') the same pass-through with the ingest's consumer (broker/kernel/consumer.py), "
+    rows.append((f"(a') the same pass-through with the ingest's consumer (broker/mqtt/consumer.py), "
                  f"n={len(spec):,}", f"{lean:,.0f} msg/s"))
     print(table(rows[-1:]), flush=True)
     r: IngestRun | None = None

@@ -33,12 +33,12 @@ sys.path.insert(0, str(REPO))
 
 import sqlalchemy as sa  # noqa: E402
 
-from broker.kernel.mqtt import MqttSettings  # noqa: E402
-from broker.kernel.session import Message, MqttSession  # noqa: E402
+from broker.mqtt.session import Message, MqttSession  # noqa: E402
+from broker.mqtt.settings import MqttSettings  # noqa: E402
 from hailong.localstack import MosquittoServer  # noqa: E402
-from ingest.qms_bridge.config import load_config  # noqa: E402
-from ingest.qms_bridge.service import Bridge  # noqa: E402
-from tests.ingest.qms_bridge.conftest import DEPLOY, bridge_config, load_schema  # noqa: E402
+from qms_bridge.config import load_config  # noqa: E402
+from qms_bridge.service import Bridge  # noqa: E402
+from tests.qms_bridge.conftest import DEPLOY, bridge_config, load_schema  # noqa: E402
 from tests.support.sqlservers import PostgresServer  # noqa: E402
 
 CENTRE = "ttphcc-ha-noi"

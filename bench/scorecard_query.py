@@ -34,7 +34,7 @@ from dashboards.rollup import backfill
 from dashboards.scorecard import IsoWeek, weekly_scorecard
 from dashboards.settings import DashboardSettings
 from hailong.localstack import InfluxServer
-from ingest.influxql import InfluxQL
+from storage.influxql import InfluxQL
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.dashboards.grafana_sim import TimeRange, run_panel

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from ingest.storage import NOT_SATISFIED as NOT_SATISFIED_CLASS
-from ingest.storage import Field, Measurement, Tag
+from storage.schema import NOT_SATISFIED as NOT_SATISFIED_CLASS
+from storage.schema import Field, Measurement, Tag
 
 from .boards_fleet import fleet_health
 from .boards_integrity import integrity

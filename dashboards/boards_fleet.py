@@ -6,7 +6,7 @@ Moved out of boards.py (one board, one module); ``boards.all_dashboards`` import
 from __future__ import annotations
 
 from broker.contract import QMS_BRIDGE_DEVICE
-from ingest.storage import Field, Measurement, Tag
+from storage.schema import Field, Measurement, Tag
 
 from .grafana import Dashboard, Panel, Target, organize
 from .queries import count_query, group_clause, tag_filters

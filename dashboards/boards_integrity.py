@@ -8,7 +8,7 @@ Grafana shows NaN. So 0 % shows as 0 % and a walk-up-only counter as 100 %.
 
 from __future__ import annotations
 
-from ingest.storage import WALKUP_FALSE, Field, Measurement, Tag
+from storage.schema import TICKET_REJECTIONS, WALKUP_FALSE, Field, Measurement, Tag
 
 from .grafana import Dashboard, Panel, Target, binary, filter_at_least, organize, sort_by
 from .queries import LABELS, RATED, RATING_KEYS, tag_filters
@@ -98,7 +98,7 @@ def ticket_rejections_panel() -> Panel:
     # counter and device are tags of `rejected` (never parsed from the stored payload text)
     group = (T.CENTRE, T.COUNTER, T.DEVICE, T.REASON)
     q = (f'SELECT count("{F.TOPIC}") AS "n" FROM "{M.REJECTED}" WHERE $timeFilter AND '
-         f'"{T.REASON}" =~ /^(duplicate_ticket|unknown_ticket)$/{tag_filters(RATING_KEYS)} GROUP BY {_tags(group)}')
+         f'"{T.REASON}" =~ /^({"|".join(TICKET_REJECTIONS)})$/{tag_filters(RATING_KEYS)} GROUP BY {_tags(group)}')
     return Panel(
         "integrity.ticket_rejections", "table", "Vé trùng / vé không rõ theo quầy",
         "duplicate_ticket and unknown_ticket rejections per counter and terminal.",

@@ -92,7 +92,7 @@ def influx_options(fn: Any) -> Any:
 def rollup_install(config: Path | None, influx_url: str | None, database: str | None, every: str,
                    resample_for: str) -> None:
     """Create (or recreate) the continuous queries in InfluxDB."""
-    from ingest.influxql import InfluxQueryError
+    from storage.influxql import InfluxQueryError
 
     from .rollup import install
 
@@ -113,7 +113,7 @@ def rollup_backfill(config: Path | None, influx_url: str | None, database: str |
     """Recompute the rollups for whole local days (after late data or when first installing)."""
     from zoneinfo import ZoneInfo
 
-    from ingest.influxql import InfluxQueryError
+    from storage.influxql import InfluxQueryError
 
     from .rollup import backfill
 
@@ -145,7 +145,7 @@ def weekly(centre: str, week: str, out_dir: Path, influx_url: str | None, databa
     """Weekly officer scorecard for one centre: PDF (summary page, one page per officer) and CSV."""
     from broker.contract import ContractError, validate_id
     from broker.fleet.registry import RegistryError, load_registry
-    from ingest.influxql import InfluxQueryError
+    from storage.influxql import InfluxQueryError
 
     from .report import write_weekly
     from .scorecard import IsoWeek, NoScorecardData

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from ingest.storage import Field, Measurement, Tag
+from storage.schema import Field, Measurement, Tag
 
 from .boards import all_dashboards, centre_overview
 from .boards_fleet import fleet_health

@@ -11,13 +11,13 @@ under a ``*_q`` alias and turned into its shown column by a ``reduceRow`` sum
 values that are not null/undefined), which yields 0 for a missing cell. See
 tests/dashboards/grafana_sim.py for the Grafana source this follows.
 
-Every measurement, tag and field name comes from ingest/storage.py.
+Every measurement, tag and field name comes from storage/schema.py.
 """
 
 from __future__ import annotations
 
-from ingest.storage import NOT_SATISFIED as NOT_SATISFIED_CLASS
-from ingest.storage import WALKUP_FALSE, Field, Measurement, Tag
+from storage.schema import NOT_SATISFIED as NOT_SATISFIED_CLASS
+from storage.schema import WALKUP_FALSE, Field, Measurement, Tag
 
 from .grafana import (
     Panel,

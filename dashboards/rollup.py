@@ -25,8 +25,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from ingest.influxql import InfluxQL
-from ingest.storage import Field, Measurement, Tag
+from storage.influxql import InfluxQL
+from storage.schema import Field, Measurement, Tag
 
 from .settings import DashboardSettings
 

@@ -15,8 +15,8 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from broker.contract import validate_id
-from ingest.influxql import InfluxQL
-from ingest.storage import NOT_SATISFIED, WALKUP_FALSE, Field, Measurement, Tag
+from storage.influxql import InfluxQL
+from storage.schema import NOT_SATISFIED, WALKUP_FALSE, Field, Measurement, Tag
 
 from .queries import CLASS_TEXT
 

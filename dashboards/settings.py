@@ -14,7 +14,7 @@ from pydantic import Field, field_validator, model_validator
 
 from broker.contract import REASON_LABELS_VI
 from broker.kernel.settings import Settings, load_model
-from ingest.influx import InfluxConnection
+from storage.connection import InfluxConnection
 
 # Reason labels as the terminal shows them (broker/contract.py is the one catalogue).
 DEFAULT_REASONS: dict[str, str] = dict(REASON_LABELS_VI)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from broker.kernel.mqtt import MqttSettings
+from broker.mqtt.settings import MqttSettings
 
 if TYPE_CHECKING:
     from .runtime import DeviceRuntime

@@ -17,8 +17,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from broker.contract import ID_PATTERN, REASON_PATTERN, DeviceConfigUpdate
-from broker.kernel.mqtt import MqttSettings
 from broker.kernel.settings import SettingError, Settings, load_model
+from broker.mqtt.settings import MqttSettings
 
 ENV_PREFIX = "HAILONG_DEVICE"
 

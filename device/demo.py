@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from broker.contract import QmsEvent, qms_topic
-from broker.kernel.mqtt import MqttSettings
-from broker.kernel.session import MqttSession
+from broker.mqtt.session import MqttSession
+from broker.mqtt.settings import MqttSettings
 
 from .config import DeviceConfig
 

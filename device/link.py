@@ -1,6 +1,6 @@
 """The terminal's MQTT link: drains the outbox, listens to its QMS and config topics, reports status.
 
-- One :class:`broker.kernel.session.MqttSession`: QoS 1, persistent session (a week), so QMS
+- One :class:`broker.mqtt.session.MqttSession`: QoS 1, persistent session (a week), so QMS
   events and config updates published while the terminal was offline still reach it;
   reconnects by itself with exponential backoff (1 s .. 60 s).
 - Drains the outbox in seq order with a bounded window of in-flight messages,
@@ -38,8 +38,8 @@ from broker.contract import (
     rating_topic,
     status_topic,
 )
-from broker.kernel.mqtt import MqttSettings
-from broker.kernel.session import LastWill, Message, MessageInfo, MqttSession, ReasonCode
+from broker.mqtt.session import LastWill, Message, MessageInfo, MqttSession, ReasonCode
+from broker.mqtt.settings import MqttSettings
 
 from .outbox import Outbox
 

@@ -9,8 +9,8 @@ caller tracks acknowledgement with the returned paho ``MQTTMessageInfo``
 from __future__ import annotations
 
 from broker.contract import RatingEvent, rating_topic
-from broker.kernel.mqtt import MqttSettings
-from broker.kernel.session import MessageInfo, MqttSession
+from broker.mqtt.session import MessageInfo, MqttSession
+from broker.mqtt.settings import MqttSettings
 
 
 class RatingPublisher:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from broker.contract import QmsEvent, RatingEvent, new_event_id, qms_topic
-from broker.kernel.mqtt import MqttSettings
+from broker.mqtt.settings import MqttSettings
 
 from .publisher import RatingPublisher
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from .fleet_cli import Ctx, _edit, pass_ctx
+from .fleet_context import Ctx, _edit, pass_ctx
 
 
 @click.command("init")

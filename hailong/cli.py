@@ -21,7 +21,7 @@ SUBCOMMANDS: dict[str, str] = {
     "fleet": "firmware_config.fleet_cli:fleet",
     "dashboards": "dashboards.cli:dashboards",
     "report": "dashboards.cli:report",
-    "qms": "ingest.qms_bridge.cli:qms",
+    "qms": "qms_bridge.cli:qms",
 }
 
 

@@ -102,12 +102,12 @@ def write_demo_fleet(fleet: Path, counters: list[SimCounter]) -> None:
               help="Open one counter terminal window when a display is present.")
 def demo(state_dir: Path, ratings: int, per_centre: int, interval: float, keep: bool, terminal: bool) -> None:
     """Run broker, InfluxDB, ingest, simulated counters and a terminal locally; print a summary."""
-    from broker.kernel.mqtt import MqttSettings
+    from broker.mqtt.settings import MqttSettings
     from device.demo import launch_demo_terminal
     from device.sim import plan_counters, run_counters
     from ingest.config import IngestConfig
-    from ingest.influxql import InfluxQL
     from ingest.service import IngestService
+    from storage.influxql import InfluxQL
 
     if state_dir.exists():
         shutil.rmtree(state_dir)

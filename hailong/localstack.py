@@ -22,7 +22,7 @@ from pathlib import Path
 
 from broker.fleet.passwd import hash_password, render_passwd
 from broker.fleet.pki import write_private
-from broker.mosquitto.acl import worker_user
+from broker.identities import worker_user
 
 MOSQUITTO_BIN = os.environ.get("HAILONG_MOSQUITTO", "mosquitto")
 DEV_INGEST_WORKERS = 8  # the development user's ingest worker users (<user>.w1 ...), as a rendered broker has

@@ -24,11 +24,11 @@ from collections import OrderedDict
 from typing import NamedTuple
 
 from broker.contract import RatingEvent
+from storage.influxql import InfluxQL
+from storage.schema import Field, Measurement
 
 from .config import ClockSettings
-from .influxql import InfluxQL
 from .rejection import RuleRejection
-from .storage import Field, Measurement
 
 SENT_BEFORE_RATED_TOLERANCE_MS = 2000
 

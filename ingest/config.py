@@ -7,13 +7,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from broker.kernel.mqtt import MqttSettings
 from broker.kernel.settings import SettingError, Settings, load_model
+from broker.mqtt.settings import MqttSettings
+from storage.connection import InfluxConnection
 
-from .influx import InfluxConnection
-
-# The ingest's [influx] section is the shared connection model (ingest/influx.py).
-InfluxSettings = InfluxConnection
+# The ingest's [influx] section is the shared connection model (storage/connection.py).
 
 
 class BatchSettings(Settings):
@@ -151,7 +149,7 @@ class IngestConfig(Settings):
     """Top level of ingest.toml."""
 
     mqtt: MqttSettings = Field(default_factory=MqttSettings, description="Broker connection")
-    influx: InfluxSettings = Field(default_factory=InfluxSettings, description="InfluxDB connection")
+    influx: InfluxConnection = Field(default_factory=InfluxConnection, description="InfluxDB connection")
     batch: BatchSettings = Field(default_factory=BatchSettings, description="Batching")
     client_id: str = Field(
         default=DEFAULT_CLIENT_ID,

@@ -29,17 +29,17 @@ from broker.contract import (
     parse_topic,
     qms_bridge_status_centre,
 )
+from storage.influxql import InfluxQL
+from storage.lineproto import Point
+from storage.schema import NOT_SATISFIED, Tag
 
 from .clock import ClockCorrector
 from .config import IngestConfig
-from .influxql import InfluxQL
-from .lineproto import Point
 from .points import escalation_point, reclose_point, rejected_point, status_point, ticket_point
 from .ratings import Accepted, RatingJudge
 from .registry import RegistryHolder, local_time
 from .rejection import RuleRejection
 from .stats import IngestStats
-from .storage import NOT_SATISFIED, Tag
 from .tickets import Close, CloseKind, TicketIndex
 
 log = logging.getLogger("hailong.ingest")

@@ -27,9 +27,8 @@ partition, the single wildcard subscription of before is used.
 
 from __future__ import annotations
 
-from paho.mqtt.subscribeoptions import SubscribeOptions
-
 from broker.contract import QMS_BRIDGE_STATUS_FILTER, TOPIC_PREFIX, TopicKind, subscription
+from broker.mqtt.subscriptions import RETAIN_DO_NOT_SEND, SubOptions
 
 from .config import IngestConfig
 
@@ -43,11 +42,11 @@ def partition_of(centre: str, centres: list[str], count: int) -> int:
     return assignment(centres, count)[centre]
 
 
-def _no_replay(mqtt5: bool) -> int | SubscribeOptions:
+def _no_replay(mqtt5: bool) -> int | SubOptions:
     """QoS 1 without retained replay on (re)subscribe, keeping the live retain flag (see retained.py)."""
     if not mqtt5:
         return 1  # 3.1.1 cannot opt out: retained.py rejects the replays idempotently
-    return SubscribeOptions(qos=1, retainAsPublished=True, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
+    return SubOptions(qos=1, retain_as_published=True, retain_handling=RETAIN_DO_NOT_SEND)
 
 
 def my_centres(config: IngestConfig, centres: list[str] | None) -> list[str] | None:
@@ -76,7 +75,7 @@ def other_rating_filters(config: IngestConfig, centres: list[str] | None) -> lis
     return _rating_filters(config, centres, not config.ratings_shared)
 
 
-def subscriptions(config: IngestConfig, centres: list[str] | None) -> list[tuple[str, int | SubscribeOptions]]:
+def subscriptions(config: IngestConfig, centres: list[str] | None) -> list[tuple[str, int | SubOptions]]:
     """Every (filter, options) of this instance.
 
     Ratings of its centres (shared with the other members of its partition), all statuses and
@@ -88,7 +87,7 @@ def subscriptions(config: IngestConfig, centres: list[str] | None) -> list[tuple
     no_replay = _no_replay(mqtt5)
     # the QMS bridges' statuses too (one level deeper than hl/v1/+/+/status): the Fleet board shows them
     bridges = f"$share/{group}/{QMS_BRIDGE_STATUS_FILTER}" if group else QMS_BRIDGE_STATUS_FILTER
-    status: list[tuple[str, int | SubscribeOptions]] = [(subscription(TopicKind.STATUS, share_group=group), 1),
+    status: list[tuple[str, int | SubOptions]] = [(subscription(TopicKind.STATUS, share_group=group), 1),
                                                         (bridges, 1)]
     # ratings: direct by default (see ratings_shared); with a partition, every filter names one centre,
     # so a device of another partition is never delivered here

@@ -5,10 +5,10 @@ from __future__ import annotations
 import zlib
 
 from broker.contract import DeviceStatus, RatingEvent
+from storage.lineproto import FieldValue, Point
+from storage.schema import MAX_REJECTED_PAYLOAD, WALKUP_FALSE, WALKUP_TRUE, Field, Measurement, Tag
 
-from .lineproto import FieldValue, Point
 from .registry import Names
-from .storage import MAX_REJECTED_PAYLOAD, WALKUP_FALSE, WALKUP_TRUE, Field, Measurement, Tag
 from .tickets import Close
 
 

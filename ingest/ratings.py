@@ -39,15 +39,15 @@ from dataclasses import dataclass
 from typing import Final, NamedTuple
 
 from broker.contract import RatingEvent, Topic, check_rating_topic
+from storage.influxql import InfluxQL
+from storage.lineproto import Point
+from storage.schema import WALKUP_FALSE, Field, Measurement, Tag
 
 from .clock import ClockCorrector, RatingTimes
 from .config import IntegritySettings
-from .influxql import InfluxQL
-from .lineproto import Point
 from .points import rating_point
 from .registry import Placement, RegistryHolder
 from .rejection import RuleRejection
-from .storage import WALKUP_FALSE, Field, Measurement, Tag
 from .tickets import TicketIndex, counter_scoped
 
 log = logging.getLogger("hailong.ingest")

@@ -30,15 +30,15 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from broker.kernel.consumer import MqttConsumer
 from broker.kernel.systemd import sd_notify, watchdog_interval_s
+from broker.mqtt.consumer import MqttConsumer
+from storage.influxql import InfluxQueryError
+from storage.lineproto import Point
 
 from .config import IngestConfig
 from .handlers import HELD, Handled, MessageHandler
 from .health import HealthServer
 from .inbox import Inbox, UnackedBudget
-from .influxql import InfluxQueryError
-from .lineproto import Point
 from .partition import other_rating_filters, subscriptions
 from .registry import RegistryHolder
 from .retained import reject_retained, retain_forbidden
@@ -98,7 +98,7 @@ class IngestService:
         if config.mqtt.username and config.client_id != config.mqtt.username:
             log.warning("client_id %r differs from mqtt.username %r: a broker rendered by hailong names the "
                         "session after the username", config.client_id, config.mqtt.username)
-        # the lean consumer, not paho (broker/kernel/consumer.py: paho alone cost more than the whole
+        # the lean consumer, not paho (broker/mqtt/consumer.py: paho alone cost more than the whole
         # per-rating CPU budget of issue 14)
         self._session = MqttConsumer(
             config.mqtt, config.client_id,

@@ -6,8 +6,8 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .lineproto import FieldValue, Point
-from .storage import Measurement, Tag
+from storage.lineproto import FieldValue, Point
+from storage.schema import Measurement, Tag
 
 
 @dataclass

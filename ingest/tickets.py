@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import NamedTuple
 
-from .influxql import InfluxQL
-from .storage import Field, Measurement, Tag
+from storage.influxql import InfluxQL
+from storage.schema import Field, Measurement, Tag
 
 log = logging.getLogger("hailong.ingest")
 

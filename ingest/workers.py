@@ -43,8 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from broker.identities import worker_user
 from broker.kernel.systemd import sd_notify
-from broker.mosquitto.acl import worker_user
 
 from .health import HealthServer
 
@@ -71,7 +71,7 @@ def resolve_workers(value: int | str) -> int:
 
 
 def worker_client_id(base: str, index: int) -> str:
-    """Stable and distinct per worker; worker 0 keeps the configured id (broker.mosquitto.acl.worker_user)."""
+    """Stable and distinct per worker; worker 0 keeps the configured id (broker.identities.worker_user)."""
     return worker_user(base, index)
 
 

@@ -29,8 +29,10 @@ from typing import Protocol
 
 import urllib3
 
-from .config import BatchSettings, InfluxSettings
-from .lineproto import Point
+from storage.connection import InfluxConnection
+from storage.lineproto import Point
+
+from .config import BatchSettings
 from .stats import IngestStats
 
 
@@ -61,7 +63,7 @@ class Writer(Protocol):
 class V1Writer:
     """POST /write?db=...&precision=ns (InfluxDB 1.x)."""
 
-    def __init__(self, settings: InfluxSettings) -> None:
+    def __init__(self, settings: InfluxConnection) -> None:
         self._settings = settings
         params = {"db": settings.database, "precision": "ns"}
         if settings.username:
@@ -88,7 +90,7 @@ class V1Writer:
 class V2Writer:
     """influxdb-client's synchronous write API (no client-side retries: we own retry policy)."""
 
-    def __init__(self, settings: InfluxSettings) -> None:
+    def __init__(self, settings: InfluxConnection) -> None:
         from influxdb_client import InfluxDBClient
         from influxdb_client.client.write_api import SYNCHRONOUS
 
@@ -123,7 +125,7 @@ class V2Writer:
         self._client.close()
 
 
-def make_writer(settings: InfluxSettings) -> Writer:
+def make_writer(settings: InfluxConnection) -> Writer:
     return V2Writer(settings) if settings.api == "v2" else V1Writer(settings)
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from broker.kernel.mqtt import MqttSettings
+from broker.mqtt.settings import MqttSettings
 from hailong.localstack import InfluxServer, MosquittoServer
-from ingest.influxql import InfluxQL
+from storage.influxql import InfluxQL
 from tests.support.v2proxy import V2Proxy
 
 

@@ -16,10 +16,8 @@ another counter's queue. Mosquitto matches ``$share/<group>/<filter>``
 subscriptions against ``<filter>``, so the ingest's shared subscriptions need
 no rule of their own (tests/broker prove it against the real broker).
 
-Service user names contain a dot, which ``ID_PATTERN`` forbids: a device can
-never be registered under a service user's name. The broker forces every client
-id to the username (render.py), so each identity owns exactly one session and
-two ingest instances need two users.
+Service user names (broker/identities.py) contain a dot, which ``ID_PATTERN``
+forbids: a device can never be registered under a service user's name.
 """
 
 from __future__ import annotations
@@ -38,33 +36,12 @@ from broker.contract import (
     subscription,
 )
 from broker.fleet.registry import Device, Registry
-
-INGEST_USER = "svc.ingest"
-ADMIN_USER = "svc.admin"
-QMS_USER_PREFIX = "svc.qms."
-
-
-def qms_user(centre: str) -> str:
-    return f"{QMS_USER_PREFIX}{centre}"
-
-
-def ingest_instance_users(instances: int = 1) -> list[str]:
-    """One broker user per ingest instance: ``svc.ingest`` (the first), ``svc.ingest.2`` ... ``svc.ingest.N``.
-
-    The broker sets each client's id to its username, so two instances sharing one user
-    would take over each other's persistent session.
-    """
-    return [INGEST_USER] + [f"{INGEST_USER}.{i}" for i in range(2, instances + 1)]
-
-
-def worker_user(instance_user: str, index: int) -> str:
-    """Worker ``index`` of an ingest instance (ingest/workers.py): the first keeps the instance's user."""
-    return instance_user if index == 0 else f"{instance_user}.w{index}"
-
-
-def ingest_users(instances: int = 1, workers: int = 1) -> list[str]:
-    """Every ingest user: each instance's own, then its worker processes' (same password, own session)."""
-    return [worker_user(u, k) for u in ingest_instance_users(instances) for k in range(workers)]
+from broker.identities import (
+    ADMIN_USER,
+    QMS_USER_PREFIX,
+    ingest_users,
+    qms_user,
+)
 
 
 def service_users(registry: Registry, ingest_instances: int = 1, ingest_workers: int = 1) -> list[str]:

@@ -35,8 +35,9 @@ from broker.fleet.credentials import FleetState
 from broker.fleet.passwd import render_passwd
 from broker.fleet.pki import write_private
 from broker.fleet.registry import Registry
+from broker.identities import ingest_instance_users, worker_user
 from broker.kernel.settings import ConfigError, Settings, load_model, validation_to_config_error
-from broker.mosquitto.acl import ingest_instance_users, render_acl, service_users, worker_user
+from broker.mosquitto.acl import render_acl, service_users
 
 BROKER_FILE = "broker.toml"
 # Room for the rest of a PUBLISH around a contract payload: fixed header (5), topic (2 + ~80),

@@ -102,7 +102,7 @@ def probe(broker: FleetBroker, name: str, *, user: str | None = None, password: 
     ``client_id`` defaults to ``probe-<name>``; the rendered broker replaces it by the username.
     ``port`` defaults to the listener that matches the credentials (certificate or password).
     A raw paho client on purpose: these probes set client ids, protocol versions and clean-start
-    flags that no production client of ours (broker.kernel.session) ever would.
+    flags that no production client of ours (broker.mqtt.session) ever would.
     """
     v5 = protocol == mqtt.MQTTv5
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"probe-{name}",

@@ -14,14 +14,14 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from broker.kernel.consumer import MqttConsumer, Subscription
-from broker.kernel.mqtt import MqttSettings
-from broker.kernel.session import MqttSession
+from broker.mqtt.consumer import MqttConsumer
+from broker.mqtt.session import MqttSession
+from broker.mqtt.settings import MqttSettings
+from broker.mqtt.subscriptions import RETAIN_DO_NOT_SEND, SubOptions, Subscription
 from tests.support.waiting import wait_until
 
-NO_REPLAY = SubscribeOptions(qos=1, retainAsPublished=True, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
+NO_REPLAY = SubOptions(qos=1, retain_as_published=True, retain_handling=RETAIN_DO_NOT_SEND)
 
 
 class Got:

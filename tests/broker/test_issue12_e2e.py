@@ -14,10 +14,10 @@ import pytest
 
 from broker.contract import rating_topic
 from broker.fleet.credentials import FleetState
-from broker.kernel.mqtt import MqttSettings
-from ingest.influxql import InfluxQL
+from broker.mqtt.settings import MqttSettings
 from ingest.retained import RETAINED_NOT_ALLOWED
 from ingest.service import IngestService
+from storage.influxql import InfluxQL
 from tests.broker.fleet_broker import FleetBroker, Probe, close, probe, start_fleet_broker
 from tests.support.ingest import rating, start_ingest
 from tests.support.waiting import wait_until

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from broker.kernel.mqtt import MqttSettings
+from broker.mqtt.settings import MqttSettings
 from device.config import load_device_config
 from device.runtime import DeviceRuntime
 from device.state import RatingDraft
 from hailong.cli import main
-from ingest.influxql import InfluxQL
+from storage.influxql import InfluxQL
 from tests.broker.fleet_broker import start_fleet_broker
 from tests.support.ingest import start_ingest
 from tests.support.waiting import wait_until

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.kernel.mqtt import MqttSettings
-from broker.kernel.session import LastWill, Message, MqttSession
+from broker.mqtt.session import LastWill, Message, MqttSession
+from broker.mqtt.settings import MqttSettings
 from tests.support.waiting import wait_until
 
 
@@ -187,7 +187,7 @@ def test_receive_maximum_bounds_unacked_messages_and_ack_releases_more(
 
 def test_per_topic_callbacks_are_refused_not_silently_ignored() -> None:
     """The session replaces paho's per-topic matcher (walked for every message, never used by us)."""
-    from broker.kernel.mqtt import MqttSettings
+    from broker.mqtt.settings import MqttSettings
 
     session = MqttSession(MqttSettings.model_validate({"url": "mqtt://127.0.0.1:1"}), "no-topic-callbacks")
     with pytest.raises(NotImplementedError, match="no per-topic callbacks"):

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, Field, SecretStr
 
-from broker.kernel.mqtt import MqttSettings
 from broker.kernel.settings import ConfigError, SecretFile, Settings, load_model, secret_files
+from broker.mqtt.settings import MqttSettings
 
 PACKAGES = ("broker", "device", "ingest", "dashboards", "firmware_config", "hailong")
 WIRE_MODULES = ("broker.contract",)  # payload models: strict wire types, not configs

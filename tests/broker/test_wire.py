@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from broker.kernel import wire
+from broker.mqtt import wire
 
 
 @pytest.mark.parametrize(("value", "encoded"), [

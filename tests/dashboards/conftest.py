@@ -12,7 +12,7 @@ import pytest
 from dashboards.rollup import backfill
 from dashboards.settings import DashboardSettings
 from hailong.localstack import InfluxServer
-from ingest.influxql import InfluxQL
+from storage.influxql import InfluxQL
 
 from .scenario import DAYS as SCENARIO_DAYS
 from .scenario import FIRST as SCENARIO_FIRST

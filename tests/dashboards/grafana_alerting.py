@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ingest.influxql import InfluxQL
+from storage.influxql import InfluxQL
 
 from .gotemplate import MISSING, GoTemplate, render
 

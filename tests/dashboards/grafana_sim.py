@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ingest.influxql import InfluxQL
+from storage.influxql import InfluxQL
 
 Row = dict[str, Any]
 

@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from broker.contract import DeviceStatus, QmsEvent, RatingEvent, qms_topic, rating_topic, satisfaction_class
-from ingest.lineproto import Point
 from ingest.points import rating_point, rejected_point, status_point, ticket_point
 from ingest.tickets import Close as IndexClose
+from storage.lineproto import Point
 
 from .seed import TZ, ms
 

@@ -19,8 +19,8 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from broker.contract import QMS_BRIDGE_DEVICE, DeviceStatus, RatingEvent, satisfaction_class
-from ingest.lineproto import Point
 from ingest.points import rating_point, rejected_point, status_point
+from storage.lineproto import Point
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 FIRST_MONDAY = datetime(2026, 10, 26, tzinfo=TZ)  # 2026-W44

@@ -18,8 +18,8 @@ from dashboards.boards import centre_overview
 from dashboards.provisioning import NOTIFY_MESSAGE, NOTIFY_SUBJECT, render
 from dashboards.settings import DashboardSettings
 from hailong.localstack import InfluxServer
-from ingest.influxql import InfluxQL
-from ingest.lineproto import Point
+from storage.influxql import InfluxQL
+from storage.lineproto import Point
 
 from .grafana_alerting import Rule, notification, rules_by_uid
 from .seed import write_points

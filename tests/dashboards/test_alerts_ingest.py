@@ -9,11 +9,11 @@ import uuid
 import yaml
 
 from broker.contract import qms_topic, rating_topic
-from broker.kernel.mqtt import MqttSettings
+from broker.mqtt.settings import MqttSettings
 from dashboards.provisioning import render
 from dashboards.settings import DashboardSettings
 from hailong.localstack import InfluxServer, MosquittoServer
-from ingest.influxql import InfluxQL
+from storage.influxql import InfluxQL
 from tests.support.ingest import TCentre, TDevice, TFleet, now_ms, publish_all, rating, start_ingest, ticket_closed
 from tests.support.waiting import wait_until
 

@@ -19,10 +19,10 @@ import yaml
 from dashboards.provisioning import render
 from dashboards.settings import DashboardSettings
 from hailong.localstack import InfluxServer
-from ingest.influxql import InfluxQL
-from ingest.lineproto import Point
 from ingest.points import ticket_point
 from ingest.tickets import Close
+from storage.influxql import InfluxQL
+from storage.lineproto import Point
 
 from .grafana_alerting import rules_by_uid
 from .seed import write_points

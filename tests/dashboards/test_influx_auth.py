@@ -1,7 +1,7 @@
 """One InfluxDB connection model against an InfluxDB 1.6.7 with ``auth-enabled = true``.
 
 The ingest's writer, the weekly report, the rollups and the panel queries all log in
-through ingest/influx.py: with credentials they work, without (or with a wrong
+through storage/connection.py: with credentials they work, without (or with a wrong
 password) they stop with a message that says what to configure, and a non-zero exit.
 """
 
@@ -21,9 +21,9 @@ from dashboards.settings import DashboardSettings
 from hailong.cli import main
 from hailong.localstack import InfluxServer
 from ingest.config import load_config
-from ingest.influx import InfluxConnection
-from ingest.influxql import InfluxQueryError
 from ingest.writer import make_writer
+from storage.connection import InfluxConnection
+from storage.influxql import InfluxQueryError
 
 from .grafana_sim import TimeRange, run_panel, stat_value
 from .seed import FIRST_MONDAY, NOW, build_seed, ms

@@ -15,9 +15,9 @@ import pytest
 from dashboards.boards_integrity import integrity
 from dashboards.settings import DashboardSettings
 from hailong.localstack import InfluxServer
-from ingest.influxql import InfluxQL
-from ingest.lineproto import Point
 from ingest.points import rejected_point
+from storage.influxql import InfluxQL
+from storage.lineproto import Point
 
 from .grafana_sim import Table, TimeRange, run_panel
 from .seed import write_points

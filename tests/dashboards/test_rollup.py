@@ -14,8 +14,8 @@ from dashboards.rollup import REASON_1D, backfill, day_offset, install, installe
 from dashboards.settings import DashboardSettings
 from hailong.cli import main
 from hailong.localstack import InfluxServer
-from ingest.influxql import InfluxQL
-from ingest.lineproto import Point
+from storage.influxql import InfluxQL
+from storage.lineproto import Point
 from tests.support.waiting import wait_until
 
 from .conftest import Seeded

@@ -27,7 +27,7 @@ import pytest
 from click.testing import CliRunner
 
 from broker.contract import satisfaction_class
-from broker.kernel.session import MqttSession
+from broker.mqtt.session import MqttSession
 from dashboards.boards import all_dashboards
 from dashboards.report import pct, write_weekly
 from dashboards.rollup import backfill
@@ -36,8 +36,8 @@ from dashboards.settings import DashboardSettings
 from hailong.cli import main
 from hailong.localstack import InfluxServer, MosquittoServer
 from ingest.config import ClockSettings
-from ingest.influxql import InfluxQL
 from ingest.service import IngestService
+from storage.influxql import InfluxQL
 from tests.support.ingest import TCentre, TDevice, TFleet, start_ingest
 from tests.support.judging import mqtt_settings
 from tests.support.waiting import wait_until

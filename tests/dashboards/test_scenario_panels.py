@@ -26,7 +26,7 @@ import pytest
 from dashboards.boards import all_dashboards
 from dashboards.queries import LABELS
 from dashboards.settings import DashboardSettings
-from ingest.influxql import InfluxQL
+from storage.influxql import InfluxQL
 
 from .conftest import ScenarioWorld
 from .grafana_sim import Table, TimeRange, display_text, run_panel, stat_value

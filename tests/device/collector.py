@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from broker.kernel.mqtt import MqttSettings
-from broker.kernel.session import Message, MqttSession
+from broker.mqtt.session import Message, MqttSession
+from broker.mqtt.settings import MqttSettings
 from tests.support.waiting import wait_until
 
 

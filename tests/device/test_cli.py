@@ -15,7 +15,7 @@ from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
 from broker.contract import QmsEvent, parse_qms, parse_rating, parse_status, qms_topic, rating_topic, status_topic
-from broker.kernel.mqtt import MqttSettings
+from broker.mqtt.settings import MqttSettings
 from device.config import DeviceConfig
 from device.demo import launch_demo_terminal
 from device.runner import run_headless

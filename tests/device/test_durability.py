@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from broker.contract import parse_rating, parse_status, rating_topic, status_topic
-from broker.kernel.mqtt import MqttSettings
+from broker.mqtt.settings import MqttSettings
 from device.link import WINDOW
 from hailong.localstack import MosquittoServer
 from tests.support.waiting import wait_until

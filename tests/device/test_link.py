@@ -20,7 +20,7 @@ from broker.contract import (
     rating_topic,
     status_topic,
 )
-from broker.kernel.mqtt import MqttSettings
+from broker.mqtt.settings import MqttSettings
 from device.config import DeviceConfig
 from device.runtime import DeviceRuntime, HeadlessLoop
 from device.state import State

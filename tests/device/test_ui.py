@@ -20,7 +20,7 @@ from pathlib import Path
 from PIL import Image, ImageChops, ImageStat
 
 from broker.contract import parse_rating, rating_topic
-from broker.kernel.mqtt import MqttSettings
+from broker.mqtt.settings import MqttSettings
 from device.ui.textfit import NBSP, units
 from device.ui.theme import contrast
 from tests.conftest import ARTIFACTS

@@ -33,7 +33,7 @@ from kivy.uix.behaviors import ButtonBehavior  # noqa: E402
 from kivy.uix.widget import Widget  # noqa: E402
 
 from broker.contract import DeviceConfigUpdate, QmsEvent, config_topic, qms_topic  # noqa: E402
-from broker.kernel.session import MqttSession  # noqa: E402
+from broker.mqtt.session import MqttSession  # noqa: E402
 from device.config import load_device_config  # noqa: E402
 from device.runtime import DeviceRuntime  # noqa: E402
 from device.state import State  # noqa: E402

@@ -20,7 +20,7 @@ from broker.fleet.registry import load_registry
 from broker.mosquitto.acl import service_users
 from hailong.localstack import InfluxServer
 from ingest.config import load_config
-from ingest.influxql import InfluxQL
+from storage.influxql import InfluxQL
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "technician.md"

@@ -17,8 +17,8 @@ import pytest
 from click.testing import CliRunner
 from cryptography import x509
 
-from broker.kernel.mqtt import MqttSettings
-from broker.kernel.session import MqttSession
+from broker.mqtt.session import MqttSession
+from broker.mqtt.settings import MqttSettings
 from device.config import load_device_config
 from device.runtime import DeviceRuntime
 from hailong.cli import main

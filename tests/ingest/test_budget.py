@@ -16,10 +16,10 @@ import pytest
 import urllib3
 
 from broker.contract import rating_topic
-from broker.kernel.mqtt import MqttSettings
+from broker.mqtt.settings import MqttSettings
 from hailong.localstack import InfluxServer
-from ingest.influxql import InfluxQL
 from ingest.service import IngestService
+from storage.influxql import InfluxQL
 from tests.support.ingest import publish_all, rating, start_ingest
 from tests.support.waiting import wait_until
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from broker.contract import qms_topic, rating_topic, status_topic
-from broker.kernel.mqtt import MqttSettings
+from broker.mqtt.settings import MqttSettings
 from hailong.localstack import InfluxServer, MosquittoServer, free_port
-from ingest.influxql import InfluxQL
+from storage.influxql import InfluxQL
 from tests.support.ingest import (
     IngestProcess,
     TCentre,

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from broker.contract import RatingEvent, new_event_id, parse_rating, rating_topic
-from broker.kernel.mqtt import MqttSettings
+from broker.mqtt.settings import MqttSettings
 from device.sim import plan_counters, run_counters
 from hailong.localstack import InfluxServer
-from ingest.influxql import InfluxQL
+from storage.influxql import InfluxQL
 from tests.support.golden import invalid_payloads, valid_payloads
 from tests.support.ingest import publish_all, start_ingest
 from tests.support.v2proxy import V2Proxy

@@ -12,12 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from broker.contract import new_event_id, qms_topic, rating_topic, status_topic
-from broker.kernel.mqtt import MqttSettings
+from broker.mqtt.settings import MqttSettings
 from ingest.config import IngestConfig
 from ingest.handlers import MessageHandler
-from ingest.influxql import InfluxQL
 from ingest.registry import RegistryHolder
 from ingest.stats import IngestStats
+from storage.influxql import InfluxQL
 from tests.support.ingest import TCentre, TDevice, TFleet, publish_all, rating, start_ingest
 from tests.support.waiting import wait_until
 

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from broker.contract import qms_topic, rating_topic, status_topic
-from broker.kernel.mqtt import MqttSettings
+from broker.mqtt.settings import MqttSettings
 from device.publisher import RatingPublisher
 from hailong.localstack import InfluxServer, MosquittoServer
-from ingest.influxql import InfluxQL
 from ingest.service import IngestService
+from storage.influxql import InfluxQL
 from tests.support.ingest import TCentre, TDevice, TFleet, now_ms, rating, start_ingest, ticket_closed
 from tests.support.waiting import wait_until
 

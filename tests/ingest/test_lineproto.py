@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from hailong.localstack import InfluxServer
-from ingest.config import InfluxSettings
-from ingest.influxql import InfluxQL
-from ingest.lineproto import Point
 from ingest.writer import make_writer
+from storage.connection import InfluxConnection
+from storage.influxql import InfluxQL
+from storage.lineproto import Point
 
 AWKWARD = [
     "một\ndòng mới",                # newline inside a value (issue 12, item 9)
@@ -27,7 +27,7 @@ def test_string_fields_stored_exactly(request: pytest.FixtureRequest, influx_ser
                                       influx_db: InfluxQL, api: str) -> None:
     # v2: influxdb-client through the /api/v2/write proxy the suite uses for 1.6.7
     url = influx_server.url if api == "v1" else request.getfixturevalue("v2proxy").url
-    writer = make_writer(InfluxSettings(url=url, api=api, database=influx_db.database))
+    writer = make_writer(InfluxConnection(url=url, api=api, database=influx_db.database))
     try:
         points = [Point("rejected", {"reason": "t", "centre": f"c{i}"}, {"payload": v, "n": i}, 1_000_000_000 + i)
                   for i, v in enumerate(AWKWARD)]

@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from broker.mqtt.subscriptions import RETAIN_DO_NOT_SEND, SubOptions
 from hailong.localstack import InfluxServer, MosquittoServer
 from ingest.config import IngestConfig
-from ingest.influxql import InfluxQL
 from ingest.partition import other_rating_filters, partition_of, subscriptions
 from ingest.registry import RegistryHolder
 from ingest.service import IngestService
+from storage.influxql import InfluxQL
 from tests.support.ingest import TCentre, TDevice, TFleet, ingest_config, now_ms
 from tests.support.judging import Judged, Msg, mqtt_settings, new_uid
 from tests.support.waiting import wait_until
@@ -134,7 +134,7 @@ def test_ratings_and_qms_are_subscribed_without_retained_replay() -> None:
             if topic.endswith("/status"):
                 assert opts == 1, "a retained status (last will) is wanted on subscribe"
                 continue
-            assert isinstance(opts, SubscribeOptions), topic
-            assert opts.retainHandling == SubscribeOptions.RETAIN_DO_NOT_SEND and opts.retainAsPublished
+            assert isinstance(opts, SubOptions), topic
+            assert opts.retain_handling == RETAIN_DO_NOT_SEND and opts.retain_as_published
     v311 = IngestConfig.model_validate({"mqtt": {"protocol": "3.1.1"}})
     assert all(o == 1 for _, o in subscriptions(v311, None)), "3.1.1 has no options; retained.py handles replays"

@@ -24,8 +24,8 @@ import pytest
 from broker.contract import qms_topic, rating_topic
 from broker.fleet.credentials import FleetState
 from hailong.localstack import free_port
-from ingest.influxql import InfluxQL
 from ingest.partition import partition_of
+from storage.influxql import InfluxQL
 from tests.broker.fleet_broker import FleetBroker, Probe, close, probe, start_fleet_broker
 from tests.support.ingest import now_ms, rating, ticket_closed
 from tests.support.waiting import wait_until

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broker.contract import QmsEvent, RatingEvent, new_event_id
-from broker.kernel.mqtt import MqttSettings
+from broker.mqtt.settings import MqttSettings
 from ingest.config import IngestConfig
-from ingest.influxql import InfluxQL
 from ingest.registry import FleetRegistry, RegistryHolder
 from ingest.service import IngestService
+from storage.influxql import InfluxQL
 
 
 def ingest_config(mqtt: MqttSettings, db: InfluxQL, uid: str, *, api: str = "v1",

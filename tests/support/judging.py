@@ -13,10 +13,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from broker.contract import QmsEvent, new_event_id, qms_topic, rating_topic
-from broker.kernel.mqtt import MqttSettings
+from broker.mqtt.settings import MqttSettings
 from device.publisher import RatingPublisher
-from ingest.influxql import InfluxQL
 from ingest.service import IngestService
+from storage.influxql import InfluxQL
 from tests.support.waiting import wait_until
 
 Msg = tuple[str, bytes]

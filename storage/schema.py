@@ -6,9 +6,9 @@ typo is an AttributeError instead of an empty panel. DESIGN.md "InfluxDB schema"
 specification; where we add to it (``rejected.detail``, ``device_status.state``, ...) the
 addition is listed here too.
 
-It lives in ``ingest`` because the ingest is the lowest layer that writes what it names;
-``dashboards`` sits above ``ingest`` and imports it. Nothing here imports anything but the
-contract's enums, so importing it costs nothing.
+It lives in ``storage``, below the ingest and the dashboards alike (the dashboards may not
+import the ingest). Nothing here imports anything but the contract's enums, so importing it
+costs nothing.
 
 Ticket numbers, dossier codes and event ids are fields, never tags (series cardinality).
 """
@@ -107,8 +107,7 @@ class Field:
     HELD: Final = "held"
 
 
-# Values of the ``class`` tag, best first (the three legal classes of official reports).
-CLASS_VALUES: Final = tuple(c.value for c in SatisfactionClass)
+# The ``class`` tag's value for the legal class "Không hài lòng".
 NOT_SATISFIED: Final = SatisfactionClass.NOT_SATISFIED.value
 
 # Values of the ``walkup`` tag.
@@ -121,7 +120,3 @@ TICKET_REJECTIONS: Final = ("duplicate_ticket", "unknown_ticket")
 # Longest ``rejected.payload`` kept (bytes of the original message, decoded lossily).
 MAX_REJECTED_PAYLOAD: Final = 1024
 
-
-def rating_tag_keys() -> tuple[str, ...]:
-    """The rating measurement's tags in the order dashboards offer them as variables."""
-    return (Tag.PROVINCE, Tag.CENTRE, Tag.COUNTER, Tag.OFFICER, Tag.SERVICE, Tag.DEVICE, Tag.CLASS, Tag.WALKUP)

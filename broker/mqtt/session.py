@@ -33,10 +33,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from .mqtt import MqttSettings
-
-# (topic filter, QoS or MQTT 5 SubscribeOptions) as paho's subscribe() takes them
-Subscription = tuple[str, int | SubscribeOptions]
+from .settings import MqttSettings
+from .subscriptions import Subscription, subscription_changes
 
 log = logging.getLogger("hailong.mqtt")
 
@@ -44,11 +42,11 @@ MessageInfo = mqtt.MQTTMessageInfo
 Message = mqtt.MQTTMessage
 
 
-def subscription_changes(current: Sequence[Subscription],
-                         fresh: Sequence[Subscription]) -> tuple[list[Subscription], list[str]]:
-    """(subscriptions to add, filters to drop) to go from ``current`` to ``fresh`` (paho session and consumer)."""
-    old, new = dict(current), dict(fresh)
-    return [(f, o) for f, o in fresh if f not in old], [f for f in old if f not in new]
+def _paho(subs: Sequence[Subscription]) -> list[tuple[str, int | SubscribeOptions]]:
+    """Our subscriptions as paho's subscribe() takes them."""
+    return [(f, o if isinstance(o, int) else SubscribeOptions(
+        qos=o.qos, noLocal=o.no_local, retainAsPublished=o.retain_as_published, retainHandling=o.retain_handling))
+        for f, o in subs]
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +191,7 @@ class MqttSession:
         if gone:
             self.client.unsubscribe(gone)
         if added:
-            self._subscribe_mid = self.client.subscribe(cast(Any, added))[1]
+            self._subscribe_mid = self.client.subscribe(cast(Any, _paho(added)))[1]
         return [f for f, _ in added], gone
 
     def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False) -> MessageInfo:
@@ -224,7 +222,7 @@ class MqttSession:
         if self.subscriptions:
             # subscribed again on every connect: a session the broker lost (expired, restarted
             # without persistence) would otherwise stay silent
-            self._subscribe_mid = client.subscribe(cast(Any, self.subscriptions))[1]
+            self._subscribe_mid = client.subscribe(cast(Any, _paho(self.subscriptions)))[1]
         self.connected.set()
         self._call("connect", self._hook_connect)
 

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import pytest
 import sqlalchemy as sa
 
-from broker.kernel.mqtt import MqttSettings
+from broker.mqtt.settings import MqttSettings
 from hailong.localstack import MosquittoServer
 from tests.support.sqlservers import PostgresServer
 from tests.support.waiting import wait_until

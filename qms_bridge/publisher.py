@@ -1,7 +1,7 @@
 """Outbox -> broker, QoS 1, under the centre's QMS identity (``svc.qms.<centre>``).
 
 The only module of the bridge that talks MQTT, through the shared session wrapper
-(broker.kernel.session). An event leaves the outbox only
+(broker.mqtt.session). An event leaves the outbox only
 on its PUBACK; paho keeps un-acked messages across reconnects and resends them, and
 after a restart everything still pending is published again (same event id: the
 receivers de-duplicate, QoS 1 is at least once).
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from broker.contract import QMS_BRIDGE_DEVICE, DeviceStatus, qms_bridge_status_topic
-from broker.kernel.session import LastWill, MqttSession, ReasonCode
+from broker.mqtt.session import LastWill, MqttSession, ReasonCode
 
 from .config import BridgeConfig
 from .outbox import Outbox, Pending

@@ -1,10 +1,9 @@
 """The one InfluxDB connection model: where the data lives and how to authenticate.
 
 Used by the ingest (``[influx]`` of ingest.toml, the writer and the ticket-index
-rebuild), and by the layers above it: the dashboards' datasource, the rollups
-(``hailong dashboards rollup``) and the weekly report (``hailong report weekly``).
-It lives in ``ingest`` because the ingest is the lowest layer that talks to InfluxDB;
-``dashboards`` imports it.
+rebuild), the dashboards' datasource, the rollups (``hailong dashboards rollup``) and the
+weekly report (``hailong report weekly``). It lives in ``storage``, below both the ingest
+and the dashboards, so that the dashboards never import the ingest.
 
 Credentials, in the order they are used:
 - InfluxDB 1.x with ``auth-enabled``: ``username`` + ``password`` (or ``password_file``),

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from broker.kernel.mqtt import MqttSettings
-from broker.kernel.session import Message, MqttSession
+from broker.mqtt.session import Message, MqttSession
+from broker.mqtt.settings import MqttSettings
 from hailong.localstack import free_port
 from tests.support.sqlservers import MariaDbServer, PostgresServer, SqlServer
 from tests.support.waiting import wait_until

@@ -23,14 +23,15 @@ from broker.contract import RatingEvent
 from broker.fleet.passwd import hash_password, render_passwd
 from broker.fleet.pki import write_private
 from broker.fleet.registry import Officer, load_registry
-from broker.kernel.mqtt import MqttSettings
-from broker.mosquitto.acl import INGEST_USER, qms_user, render_acl
+from broker.identities import INGEST_USER, qms_user
+from broker.mosquitto.acl import render_acl
+from broker.mqtt.settings import MqttSettings
 from device.config import DeviceConfig
 from device.runtime import DeviceRuntime, HeadlessLoop
 from device.state import RatingDraft, State
 from firmware_config.fleetedit import render_officers
 from hailong.localstack import InfluxServer, MosquittoServer
-from ingest.influxql import InfluxQL
+from storage.influxql import InfluxQL
 from tests.support.ingest import start_ingest, write_fleet
 from tests.support.sqlservers import SqlServer
 from tests.support.waiting import wait_until

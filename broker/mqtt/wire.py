@@ -1,6 +1,6 @@
 """The MQTT packets a consumer exchanges, encoded and decoded by hand (OASIS MQTT 5.0 and 3.1.1).
 
-Only what :mod:`broker.kernel.consumer` needs: CONNECT, SUBSCRIBE, UNSUBSCRIBE, PUBACK, PINGREQ
+Only what :mod:`broker.mqtt.consumer` needs: CONNECT, SUBSCRIBE, UNSUBSCRIBE, PUBACK, PINGREQ
 and DISCONNECT out; CONNACK, SUBACK, UNSUBACK, PINGRESP, DISCONNECT and PUBLISH in. Section
 numbers below are those of the MQTT 5.0 standard (3.1.1 differs only where noted).
 

@@ -1,6 +1,6 @@
 """A lean MQTT consumer for the ingest: persistent session, QoS 1 in, PUBACKs sent in batches.
 
-Why not :class:`~broker.kernel.session.MqttSession` (paho) here: a paho MQTT 5 client that
+Why not :class:`~broker.mqtt.session.MqttSession` (paho) here: a paho MQTT 5 client that
 does nothing but ack costs 62 µs of CPU per message on the reference machine (issue 14, its
 ``Properties`` objects and per-message callbacks alone were 10 % of an ingest worker), more
 than the ingest's whole budget of 60 µs per rating. This client reads the socket in large
@@ -33,11 +33,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from paho.mqtt.subscribeoptions import SubscribeOptions
-
 from . import wire
-from .mqtt import MqttSettings
-from .session import Subscription, subscription_changes
+from .settings import MqttSettings
+from .subscriptions import Subscription, options_byte, subscription_changes
 
 log = logging.getLogger("hailong.mqtt")
 
@@ -46,10 +44,6 @@ MessageHook = Callable[[str, bytes, int, int, bool], None]
 
 RECV_BYTES = 256 * 1024
 TOPIC_CACHE = 65_536  # distinct topics decoded once (one per device and kind); cleared when full
-
-
-def _options_byte(options: int | SubscribeOptions) -> int:
-    return options if isinstance(options, int) else options.pack()[0]
 
 
 class MqttConsumer:
@@ -337,7 +331,7 @@ class MqttConsumer:
     def _subscribe(self, subs: Sequence[Subscription]) -> None:
         packet_id = self._packet_id()
         self._subscribe_id = packet_id
-        self._send(wire.subscribe(packet_id, [(f, _options_byte(o)) for f, o in subs], self._v5))
+        self._send(wire.subscribe(packet_id, [(f, options_byte(o)) for f, o in subs], self._v5))
 
     def _send(self, data: bytes) -> None:
         """Never raises: a dead socket is noticed (and re-made) by the network thread."""

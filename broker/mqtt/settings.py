@@ -1,4 +1,4 @@
-"""MQTT connection settings, shared by device and ingest (the client itself: broker.kernel.session)."""
+"""MQTT connection settings, shared by device and ingest (the client itself: broker.mqtt.session)."""
 
 from __future__ import annotations
 

@@ -16,8 +16,8 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from broker.contract import ID_PATTERN, QmsEventType
-from broker.kernel.mqtt import MqttSettings
 from broker.kernel.settings import SecretFile, Settings, load_model
+from broker.mqtt.settings import MqttSettings
 
 ENV_PREFIX = "HAILONG_QMS"
 # Our fields a vendor record can fill. ``type`` is only mapped for the webhook: a SQL

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from broker.kernel.mqtt import MqttSettings
+from broker.mqtt.settings import MqttSettings
 from tests.support.sqlservers import SqlServer
 from tests.support.waiting import wait_until
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from broker.kernel.mqtt import MqttSettings
-from ingest.qms_bridge.config import load_config
-from ingest.qms_bridge.service import Bridge
+from broker.mqtt.settings import MqttSettings
+from qms_bridge.config import load_config
+from qms_bridge.service import Bridge
 from tests.support.waiting import wait_until
 
 from .conftest import DEPLOY, QmsListener, bridge_config
