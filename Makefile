@@ -19,29 +19,42 @@ unexport PYTHONHOME
 # The venv is (re)filled when pyproject.toml changes; the stamp records the last install.
 STAMP := $(VENV)/.hailong-installed
 
-.PHONY: demo test setup system-deps venv lint typecheck layers bench schema clean distclean
+.PHONY: demo test setup setup-test system-deps system-deps-test venv lint typecheck layers bench schema clean distclean
 
+# Set-up prints one line per step (apt's and pip's output go to .hailong/*.log, their tail on failure).
+# The demo gets what the demo runs; the tests also get the servers and tools only tests use
+# (PostgreSQL, MariaDB, Xvfb, ...): the lists are in scripts/install-system-deps.sh.
 setup: system-deps $(STAMP)
 
+setup-test: system-deps-test $(STAMP)
+
 system-deps:
-	bash scripts/install-system-deps.sh
+	@bash scripts/install-system-deps.sh demo
+
+system-deps-test:
+	@bash scripts/install-system-deps.sh test
 
 $(PYTHON):
-	$(SYSTEM_PYTHON) -m venv $(VENV)
+	@echo "project virtual environment: $(SYSTEM_PYTHON) -m venv $(VENV)"
+	@$(SYSTEM_PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(PYTHON)
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
-	touch $(STAMP)
+	@mkdir -p .hailong
+	@echo "python packages: pip install -e '.[dev]' into $(VENV) (log: .hailong/pip.log)"
+	@$(PYTHON) -m pip install --disable-pip-version-check -e '.[dev]' >.hailong/pip.log 2>&1 \
+	  || { rc=$$?; echo "pip install failed (exit $$rc); last 25 lines of .hailong/pip.log:" >&2; \
+	       tail -n 25 .hailong/pip.log >&2; exit $$rc; }
+	@touch $(STAMP)
 
 venv: $(STAMP)
 
 ## the whole system locally: broker, InfluxDB, ingest, simulated counters (state in .hailong/)
 demo: setup
-	$(PYTHON) -m hailong.cli demo $(DEMO_ARGS)
+	@$(PYTHON) -m hailong.cli demo $(DEMO_ARGS)
 
 ## the whole test suite against real Mosquitto and InfluxDB (Kivy under Xvfb)
 # pytest exits 5 when it collected no test: reported, and make fails (never a silent green)
-test: setup
+test: setup-test
 	$(PYTHON) -c 'import sys; print("tests run with", sys.executable, "(base", sys.base_prefix + ")")'
 	$(PYTHON) -m pytest $(PYTEST_ARGS) || { rc=$$?; [ $$rc -ne 5 ] || echo "pytest collected no test" >&2; exit $$rc; }
 

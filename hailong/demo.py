@@ -17,9 +17,11 @@ import logging
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from types import FrameType
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -33,6 +35,7 @@ DEMO_CENTRES = {
     "ttphcc-ha-noi": ("Trung tâm Phục vụ hành chính công thành phố Hà Nội", "ha-noi"),
     "ttphcc-da-nang": ("Trung tâm Phục vụ hành chính công thành phố Đà Nẵng", "da-nang"),
 }
+DEMO_TZ = "Asia/Ho_Chi_Minh"  # the registry's default time zone of a centre (broker/fleet/registry.py)
 TERMINAL = {"centre": "ttphcc-demo", "counter": "q01", "device": "demo-t01"}
 
 CLASS_LABELS_VI = {
@@ -128,7 +131,8 @@ def demo(state_dir: Path, ratings: int, per_centre: int, interval: float, keep: 
         cfg = IngestConfig.model_validate({
             "mqtt": mqtt,
             "influx": {"url": influx.url, "api": "v1", "database": "hailong"},
-            "client_id": "hl-ingest-demo", "registry": str((state_dir / "fleet").resolve()),
+            # client_id left to its default, the username: what a broker rendered by hailong enforces
+            "registry": str((state_dir / "fleet").resolve()),
         })
         svc = IngestService(cfg).start()
         click.echo(f"broker mqtt://127.0.0.1:{broker.port}  influxdb {influx.url}  ingest connected={svc.connected}")
@@ -145,11 +149,12 @@ def demo(state_dir: Path, ratings: int, per_centre: int, interval: float, keep: 
         time.sleep(0.5)
         rows = db.rows('SELECT count("score") AS n FROM "rating" WHERE "centre" != \'ttphcc-demo\' '
                        'GROUP BY "centre", "class"')
-        total = summarize(rows, len(counters), len(sent), state_dir, influx.url)
+        running = keep or window is not None
+        total = summarize(rows, len(counters), len(sent), state_dir, influx.url if running else None)
         click.echo(f"technical details: published {len(sent)}, stored {total}; ingest {svc.stats.summary()}")
         if total != len(sent):
             raise click.ClickException(f"demo stored {total} of {len(sent)} ratings; see {state_dir}")
-        if keep or window is not None:
+        if running:
             click.echo("servers keep running" + (" until the terminal window is closed" if window else "")
                        + "; press Ctrl-C to stop")
             while window is None or window.poll() is None:
@@ -179,9 +184,33 @@ def demo(state_dir: Path, ratings: int, per_centre: int, interval: float, keep: 
         click.echo("demo stopped; nothing is left running")
 
 
+def shown_path(path: Path) -> str:
+    """A path as the reader types it from the repository root (where `make demo` runs): relative
+    when it lies below the current directory, absolute otherwise."""
+    path = path.absolute()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def report_command(state_dir: Path, influx_url: str) -> str:
+    """The weekly scorecard of this run's data, runnable exactly as printed: the venv's own `hailong`
+    (in another window the venv is not on PATH), this run's InfluxDB and the demo's registry (the
+    officers' names on the scorecard), the week in the centres' time zone."""
+    year, week, _ = datetime.datetime.now(ZoneInfo(DEMO_TZ)).isocalendar()
+    hailong = shown_path(Path(sys.prefix) / "bin" / "hailong")
+    return (f"{hailong} report weekly --centre ttphcc-ha-noi --week {year}-W{week:02d} "
+            f"--influx-url {influx_url} --db hailong --registry {shown_path(state_dir / 'fleet')} "
+            f"--out {shown_path(state_dir / 'reports')}")
+
+
 def summarize(rows: list[dict[str, object]], n_counters: int, published: int, state_dir: Path,
-              influx_url: str) -> int:
-    """What a centre director reads: how many citizens rated, how satisfied, per centre; then next steps."""
+              influx_url: str | None) -> int:
+    """What a centre director reads: how many citizens rated, how satisfied, per centre; then next steps.
+    Every command it shows (between backticks) runs as printed from the repository root
+    (tests/firmware_config/test_demo.py runs them); `influx_url` is None when the servers stop
+    after the summary, so the report command is only offered by a run that keeps them."""
     by_centre: dict[str, dict[str, int]] = {}
     for r in rows:
         by_centre.setdefault(str(r["centre"]), {})[str(r["class"])] = int(str(r["n"]))
@@ -203,11 +232,13 @@ def summarize(rows: list[dict[str, object]], n_counters: int, published: int, st
     click.echo("")
     click.echo("Next steps:")
     click.echo(f"  - The ratings are in the demo's own database (InfluxDB, database \"hailong\", files in "
-               f"{state_dir / 'influxdb'}); it is deleted when the demo runs again.")
-    year, week, _ = datetime.date.today().isocalendar()
-    click.echo("  - Weekly PDF scorecard per officer: run the demo with --keep, then in another window "
-               f"`hailong report weekly --centre ttphcc-ha-noi --week {year}-W{week:02d} "
-               f"--influx-url {influx_url} --db hailong --out reports/`.")
+               f"{shown_path(state_dir / 'influxdb')}); it is deleted when the demo runs again.")
+    if influx_url is None:
+        click.echo("  - Weekly PDF scorecard per officer: run `make demo DEMO_ARGS=--keep`; while its servers "
+                   "run it shows the command that writes the scorecard.")
+    else:
+        click.echo("  - Weekly PDF scorecard per officer, while the demo runs: from the repository root "
+                   f"in another window, `{report_command(state_dir, influx_url)}`")
     click.echo("  - The live Grafana dashboards are not part of the demo: docs/dashboards.md installs them "
                "on the centre server.")
     click.echo("  - Setting up a real centre (server, broker, 20 terminals): docs/technician.md.")

@@ -15,6 +15,8 @@ import pytest
 
 from tests.device.conftest import xvfb  # noqa: F401 - the session's Xvfb, for the terminal window
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 def test_demo_runs_end_to_end_and_prints_the_summary(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
@@ -36,8 +38,12 @@ def test_demo_runs_end_to_end_and_prints_the_summary(tmp_path: Path) -> None:
     assert re.search(r"^Overall \d+\.\d% of citizens were satisfied", out, flags=re.M)
     assert "766" not in out.split("technical details")[0]
     nxt = out.split("Next steps:")[1]
-    assert "hailong report weekly --centre ttphcc-ha-noi" in nxt and "Grafana dashboards are not part" in nxt
+    # its servers stop after the summary: the only command offered is the run that keeps them
+    assert re.findall(r"`([^`]+)`", out) == ["make demo DEMO_ARGS=--keep"]
+    assert "Grafana dashboards are not part" in nxt
     assert str(tmp_path / "demo" / "influxdb") in nxt
+    # no warning (e.g. a client id other than the broker username) and nothing else on stderr
+    assert "WARNING" not in proc.stderr and "differs from" not in proc.stderr, proc.stderr
     # the demo's private servers are stopped afterwards: their ports refuse connections
     ports = re.search(r"broker mqtt://127.0.0.1:(\d+)\s+influxdb http://127.0.0.1:(\d+)", out)
     assert ports, out
@@ -104,3 +110,46 @@ def test_demo_stops_everything_on_signal(sig: signal.Signals, tmp_path: Path, xv
     for c in left:  # never leave them to the next test, but fail
         os.kill(c, signal.SIGKILL)
     assert not left, f"{signal.Signals(sig).name} left processes running: {left}"
+
+
+@pytest.mark.timeout(300)
+def test_make_demo_prints_little_before_the_demo_and_every_hint_runs_as_printed() -> None:
+    """What the README tells a new user: `make demo` from the repository root (the packages are
+    installed here already), then `make demo DEMO_ARGS=--keep` as its summary suggests, then every
+    command that one prints, exactly as printed, from the repository root in another shell."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "VIRTUAL_ENV", "MAKEFLAGS", "MAKELEVEL")}
+    env["PATH"] = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"  # a new shell: no venv on PATH
+    first = subprocess.run(["make", "demo", "DEMO_ARGS=--ratings 2 --counters 1 --interval 0"], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)
+    assert first.returncode == 0, first.stdout + first.stderr
+    before = first.stdout.split("starting Mosquitto")[0].splitlines()
+    assert len(before) < 40, before
+    assert any(line.startswith("system packages for 'demo'") for line in before), before
+    assert "WARNING" not in first.stderr, first.stderr
+    hints = re.findall(r"`([^`]+)`", first.stdout)
+    assert hints == ["make demo DEMO_ARGS=--keep"], first.stdout
+    log = ROOT / ".hailong" / "test-demo-keep.out"
+    with open(log, "wb") as out:
+        keep = subprocess.Popen(hints[0].split(), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while "press Ctrl-C to stop" not in log.read_text(errors="replace"):
+            assert keep.poll() is None, log.read_text(errors="replace")
+            assert time.monotonic() < deadline, log.read_text(errors="replace")
+            time.sleep(0.5)
+        text = log.read_text(errors="replace")
+        commands = re.findall(r"`([^`]+)`", text)
+        assert commands and commands[0].startswith(".venv/bin/hailong report weekly"), text
+        for command in commands:
+            ran = subprocess.run(["bash", "-c", command], cwd=ROOT, env=env, capture_output=True, text=True,
+                                 timeout=120, stdin=subprocess.DEVNULL)
+            assert ran.returncode == 0, f"{command}\n{ran.stdout}{ran.stderr}"
+            if " report weekly " in command:  # the scorecard it names exists and is a PDF
+                pdf = next(line for line in ran.stdout.splitlines() if line.endswith(".pdf"))
+                assert (ROOT / pdf).read_bytes().startswith(b"%PDF")
+    finally:
+        if keep.poll() is None:
+            os.killpg(keep.pid, signal.SIGINT)  # Ctrl-C in that window: make and the demo
+            keep.wait(timeout=60)
+    assert "nothing is left running" in log.read_text(errors="replace")
