@@ -16,6 +16,7 @@ import pytest
 from broker.mqtt.settings import MqttSettings
 from hailong.localstack import InfluxServer, MosquittoServer
 from storage.influxql import InfluxQL
+from tests.support import tally
 from tests.support.v2proxy import V2Proxy
 
 
@@ -75,3 +76,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Check the tallies whose feeding tests all ran (tests/support/tally.py); a short one fails the session."""
+    lines = []
+    for t in tally.REGISTRY:
+        ok, line = t.verdict()
+        if line:
+            lines.append(line)
+        if ok is False and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and lines:
+        reporter.ensure_newline()
+        for line in lines:
+            reporter.write_line(line)

@@ -35,15 +35,12 @@ from typing import Any
 
 from . import wire
 from .settings import MqttSettings
+from .splitter import MessageHook, split_packets
 from .subscriptions import Subscription, options_byte, subscription_changes
 
 log = logging.getLogger("hailong.mqtt")
 
-# topic, payload, packet id (0 for QoS 0), QoS, retain flag
-MessageHook = Callable[[str, bytes, int, int, bool], None]
-
 RECV_BYTES = 256 * 1024
-TOPIC_CACHE = 65_536  # distinct topics decoded once (one per device and kind); cleared when full
 
 
 class MqttConsumer:
@@ -228,63 +225,11 @@ class MqttConsumer:
         assert sock is not None
         keepalive = self._keepalive_s
         sock.settimeout(min(1.0, keepalive / 2))
-        v5, on_message, topics = self._v5, self._on_message, self._topics
+        v5, on_message, topics, control = self._v5, self._on_message, self._topics, self._control
         buf = self._pending
         last_heard = time.monotonic()
         while not self._stop.is_set():
-            n = len(buf)
-            pos = 0
-            while n - pos >= 2:
-                first = buf[pos]
-                # remaining length (§1.5.5), one- and two-byte forms inline: a rating PUBLISH is
-                # 128..16,383 bytes, and a call per message was 3 % of a worker (issue 14 profile)
-                b = buf[pos + 1]
-                if b < 0x80:
-                    length, start = b, pos + 2
-                elif pos + 2 < n and buf[pos + 2] < 0x80:
-                    length, start = (b & 0x7F) | (buf[pos + 2] << 7), pos + 3
-                else:
-                    got = wire.read_varint(buf, pos + 1)
-                    if got is None:
-                        break
-                    length, start = got
-                end = start + length
-                if end > n:
-                    break
-                if first & 0xF0 == 0x30:  # PUBLISH (§3.3), decoded here: once per message
-                    qos = (first >> 1) & 3
-                    tlen = (buf[start] << 8) | buf[start + 1]
-                    p = start + 2 + tlen
-                    key = buf[start + 2:p]
-                    topic = topics.get(key)
-                    if topic is None:
-                        if len(topics) >= TOPIC_CACHE:
-                            topics.clear()
-                        # the broker checks UTF-8; "replace" keeps one bad topic from looping reconnects
-                        # (the ingest refuses it by name, and acks it)
-                        topic = topics[key] = key.decode("utf-8", "replace")
-                    mid = 0
-                    if qos:
-                        if qos == 2:
-                            raise wire.ProtocolError("QoS 2 PUBLISH on a QoS 1 subscription")
-                        mid = (buf[p] << 8) | buf[p + 1]
-                        p += 2
-                    if v5:
-                        plen = buf[p]
-                        if plen < 0x80:
-                            p += 1 + plen
-                        else:
-                            got = wire.read_varint(buf, p)
-                            if got is None:
-                                raise wire.ProtocolError("truncated PUBLISH properties")
-                            p = got[1] + got[0]
-                    try:
-                        on_message(topic, buf[p:end], mid, qos, bool(first & 1))
-                    except Exception:  # a hook bug must not end the session
-                        log.exception("message hook of %s failed on %s", self.client_id, topic)
-                else:
-                    self._control(first, buf[start:end])
-                pos = end
+            pos = split_packets(buf, v5, topics, on_message, control, self.client_id)
             buf = buf[pos:]
             try:
                 chunk = sock.recv(RECV_BYTES)

@@ -42,7 +42,7 @@ MessageInfo = mqtt.MQTTMessageInfo
 Message = mqtt.MQTTMessage
 
 
-def _paho(subs: Sequence[Subscription]) -> list[tuple[str, int | SubscribeOptions]]:
+def paho_subscriptions(subs: Sequence[Subscription]) -> list[tuple[str, int | SubscribeOptions]]:
     """Our subscriptions as paho's subscribe() takes them."""
     return [(f, o if isinstance(o, int) else SubscribeOptions(
         qos=o.qos, noLocal=o.no_local, retainAsPublished=o.retain_as_published, retainHandling=o.retain_handling))
@@ -191,7 +191,7 @@ class MqttSession:
         if gone:
             self.client.unsubscribe(gone)
         if added:
-            self._subscribe_mid = self.client.subscribe(cast(Any, _paho(added)))[1]
+            self._subscribe_mid = self.client.subscribe(cast(Any, paho_subscriptions(added)))[1]
         return [f for f, _ in added], gone
 
     def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False) -> MessageInfo:
@@ -222,7 +222,7 @@ class MqttSession:
         if self.subscriptions:
             # subscribed again on every connect: a session the broker lost (expired, restarted
             # without persistence) would otherwise stay silent
-            self._subscribe_mid = client.subscribe(cast(Any, _paho(self.subscriptions)))[1]
+            self._subscribe_mid = client.subscribe(cast(Any, paho_subscriptions(self.subscriptions)))[1]
         self.connected.set()
         self._call("connect", self._hook_connect)
 

@@ -284,6 +284,7 @@ def test_a_device_cannot_kick_a_terminal_but_its_owner_can_reconnect(broker: Fle
 def test_retained_ratings_and_qms_are_not_replayed_to_the_ingest(broker: FleetBroker) -> None:
     """Issue 12.2: the broker cannot refuse the retain flag (acl has no retain control, retain_available is
     global); the ingest's subscription options (retain handling 2, retain as published) are what holds."""
+    from broker.mqtt.session import paho_subscriptions
     from ingest.config import IngestConfig
     from ingest.partition import subscriptions
 
@@ -292,7 +293,7 @@ def test_retained_ratings_and_qms_are_not_replayed_to_the_ingest(broker: FleetBr
     dev_a = probe(broker, "ret-devA", user=A, password=broker.password(A))
     qms = probe(broker, "ret-qms", user=f"svc.qms.{X}", password=broker.password(f"svc.qms.{X}"))
     try:
-        subs = subscriptions(IngestConfig.model_validate({"share_group": "hl-ingest"}), None)
+        subs = paho_subscriptions(subscriptions(IngestConfig.model_validate({"share_group": "hl-ingest"}), None))
         mid = ing.client.subscribe(subs)[1]
         wait_until(lambda: mid in ing.suback, 10, what="ingest SUBACK")
         _acked(dev_a, [dev_a.client.publish(TOPICS["A.rating"], retained[TOPICS["A.rating"]], qos=1, retain=True)])

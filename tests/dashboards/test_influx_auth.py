@@ -7,7 +7,9 @@ password) they stop with a message that says what to configure, and a non-zero e
 
 from __future__ import annotations
 
+import json
 import secrets
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -32,12 +34,26 @@ ADMIN = "hl-admin"
 DB = "hailong_auth"
 
 
-def create_admin(url: str, password: str) -> None:
-    """InfluxDB 1.x lets the first admin be created without credentials (and nothing else)."""
+def create_admin(url: str, password: str, timeout_s: float = 30.0) -> None:
+    """InfluxDB 1.x lets the first admin be created without credentials (and nothing else).
+
+    InfluxDB answers 200 with the error in the body ({"results": [{"error": ...}]}), so the body is
+    read: a statement error is retried while the server settles (its meta store opens after the
+    HTTP listener on a loaded machine), then the fixture fails with InfluxDB's own message.
+    """
     q = f"CREATE USER \"{ADMIN}\" WITH PASSWORD '{password}' WITH ALL PRIVILEGES"
-    req = urllib.request.Request(f"{url}/query", data=urllib.parse.urlencode({"q": q}).encode(), method="POST")
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        assert resp.status == 200
+    deadline = time.monotonic() + timeout_s
+    while True:
+        req = urllib.request.Request(f"{url}/query", data=urllib.parse.urlencode({"q": q}).encode(), method="POST")
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            status, body = resp.status, json.loads(resp.read() or b"{}")
+        errors = [r["error"] for r in body.get("results", []) if "error" in r] + (
+            [body["error"]] if "error" in body else [])
+        if status == 200 and not errors:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"InfluxDB refused CREATE USER {ADMIN}: HTTP {status}, {errors or body}")
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")

@@ -40,6 +40,7 @@ from ingest.service import IngestService
 from storage.influxql import InfluxQL
 from tests.support.ingest import TCentre, TDevice, TFleet, start_ingest
 from tests.support.judging import mqtt_settings
+from tests.support.tally import Tally
 from tests.support.waiting import wait_until
 
 from . import test_scenario_panels as every_panel
@@ -63,7 +64,6 @@ from .scenario import (
 from .seed import TZ, ms
 from .truth import shared_ranks
 
-CELLS = {"n": 0}
 MIN_SAMPLE = 10
 
 
@@ -133,6 +133,16 @@ def check_weekly_csv(sc: Scenario, csv_path: Path, centre: str, start: int, end:
 # --------------------------------------------------------------------------- (1) seeded
 
 RANGES = {"3 weeks": (0, DAYS), "W46": (7, 14), "zero day": (ZERO_DAY[2], ZERO_DAY[2] + 1)}
+WEEKS = ("2026-W45", "2026-W46", "2026-W47")
+
+
+def _enough(counts: Counter[str]) -> None:
+    assert counts["n"] > 100, "fewer than 100 scenario cells compared"
+
+
+# checked at the session's end once every feeding test below passed (tests/support/tally.py)
+SEEDED = Tally("scenario (seeded)", len(CENTRES) * len(RANGES) + 1 + len(CENTRES) * len(WEEKS), _enough)
+CELLS = SEEDED.counts
 
 
 @pytest.mark.parametrize("rng", sorted(RANGES))
@@ -147,14 +157,16 @@ def test_officer_panels_equal_the_legal_truth(world: tuple[Scenario, DashboardSe
         want = sc.officer_counts(centre, start, end)
         ranks = shared_ranks({o: v[1] / v[0] for o, v in want.items() if v[0] >= s.min_sample})
         assert sorted(ranks.values()) == [1, 1, 3], "two c-pd officers tie at 100 %: ranks 1, 1, 3"
+    SEEDED.fed()
 
 
 def test_zero_percent_counter_day_shows_0(world: tuple[Scenario, DashboardSettings, InfluxQL]) -> None:
     _sc, s, db = world
     CELLS["n"] += check_zero_day(s, db, FIRST)
+    SEEDED.fed()
 
 
-@pytest.mark.parametrize("week", ["2026-W45", "2026-W46", "2026-W47"])
+@pytest.mark.parametrize("week", WEEKS)
 @pytest.mark.parametrize("centre", sorted(CENTRES))
 def test_weekly_csv_equals_the_legal_truth(world: tuple[Scenario, DashboardSettings, InfluxQL], centre: str,
                                            week: str, tmp_path: Path) -> None:
@@ -168,11 +180,7 @@ def test_weekly_csv_equals_the_legal_truth(world: tuple[Scenario, DashboardSetti
                                   "--config", str(cfg)])
     assert r.exit_code == 0, r.output
     CELLS["n"] += check_weekly_csv(sc, Path(r.output.split()[1]), centre, start, end)
-
-
-def test_cells_were_checked() -> None:
-    assert CELLS["n"] > 100, CELLS
-    print(f"scenario cells checked: {CELLS['n']}")
+    SEEDED.fed()
 
 
 # --------------------------------------------------------------------------- (2) over MQTT, the real ingest

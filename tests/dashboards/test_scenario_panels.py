@@ -27,6 +27,7 @@ from dashboards.boards import all_dashboards
 from dashboards.queries import LABELS
 from dashboards.settings import DashboardSettings
 from storage.influxql import InfluxQL
+from tests.support.tally import Tally
 
 from .conftest import ScenarioWorld
 from .grafana_sim import Table, TimeRange, display_text, run_panel, stat_value
@@ -41,8 +42,17 @@ BOARDS = ("hl-centre", "hl-officer", "hl-province", "hl-integrity")
 RANGES = {"zero day": (ZERO_DAY[2], ZERO_DAY[2] + 1), "W45": (0, 7), "W46": (7, 14), "W47": (14, 21),
           "3 weeks": (0, 21)}
 WEEKDAYS = {1: "Thứ 2", 2: "Thứ 3", 3: "Thứ 4", 4: "Thứ 5", 5: "Thứ 6", 6: "Thứ 7", 7: "Chủ nhật"}
-CELLS: Counter[str] = Counter()  # board uid -> cells compared
 SEEN: Counter[str] = Counter()  # "0 %", "100 %", "tie", "—" cells met, per board
+
+
+def _every_board_and_edge_case(cells: Counter[str]) -> None:
+    """The numbers of cells, and that 0 %, 100 %, ties and '—' were all met."""
+    for uid in BOARDS:
+        assert cells[uid] > 500, f"{uid}: only {cells[uid]} cells compared"
+    for what in ("hl-centre 0 %", "hl-centre 100 %", "hl-officer 0 %", "hl-officer 100 %", "hl-officer tie",
+                 "hl-integrity 0 %", "hl-integrity 100 %", "hl-integrity top run", "hl-integrity disagreement",
+                 "hl-integrity duplicate"):
+        assert SEEN[what] > 0, f"edge case {what!r} never met ({dict(SEEN)})"
 
 
 def selections(centre: str) -> dict[str, Selection]:
@@ -321,6 +331,9 @@ def centre_choices(board_json: dict[str, Any]) -> list[tuple[str, list[str] | No
 
 
 CASES = [(uid, mode, rng) for uid in BOARDS for mode in modes(uid, DashboardSettings()) for rng in RANGES]
+# every case compares cells into PANELS.counts (board uid -> cells); checked at the session's end
+PANELS = Tally("scenario panels", len(CASES), _every_board_and_edge_case)
+CELLS = PANELS.counts
 
 
 def run_board(db: InfluxQL, s: DashboardSettings, hc: HandCount, uid: str, start: int,
@@ -356,6 +369,7 @@ def test_panels_equal_the_hand_count(scenario_world: ScenarioWorld, uid: str, mo
     runs, failures = run_board(scenario_world.db, s, HandCount.of(scenario_world.scenario), uid, start, end)
     assert runs > 0
     assert not failures, f"{len(failures)} of {runs} panel views differ:\n" + "\n".join(failures[:15])
+    PANELS.fed()
 
 
 def test_every_panel_has_a_scenario_check(scenario_world: ScenarioWorld) -> None:
@@ -369,14 +383,3 @@ def test_every_panel_has_a_scenario_check(scenario_world: ScenarioWorld) -> None
     assert set(CHECKS) == {p.key for b in all_dashboards(s) if b.uid in BOARDS for p in b.panels}
     assert {(u, m) for u, m, _ in CASES} >= {("hl-officer", "rollup"), ("hl-officer", "raw"),
                                               ("hl-province", "rollup"), ("hl-province", "raw")}
-
-
-def test_cells_were_checked_with_every_edge_case() -> None:
-    """Runs last in this module: the numbers of cells, and that 0 %, 100 %, ties and '—' were all met."""
-    print("\nscenario cells checked per dashboard:", dict(CELLS), dict(SEEN))
-    for uid in BOARDS:
-        assert CELLS[uid] > 500, (uid, CELLS)
-    for what in ("hl-centre 0 %", "hl-centre 100 %", "hl-officer 0 %", "hl-officer 100 %", "hl-officer tie",
-                 "hl-integrity 0 %", "hl-integrity 100 %", "hl-integrity top run", "hl-integrity disagreement",
-                 "hl-integrity duplicate"):
-        assert SEEN[what] > 0, (what, dict(SEEN))

@@ -21,7 +21,7 @@ from hailong.localstack import free_port
 from tests.support.sqlservers import MariaDbServer, PostgresServer, SqlServer
 from tests.support.waiting import wait_until
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy" / "qms"
 
 
