@@ -92,10 +92,13 @@ def run(config_path: Path | None, demo: bool, url: str, username: str | None, pa
     except ConfigError as exc:
         if on_config_error == "exit":
             raise click.ClickException(str(exc)) from None
+        from .config import config_error_code, device_id_hint
         from .runner import run_screen
 
+        # the full error (file, key, problem) goes to the journal; the screen shows a code and the device id
         click.echo(str(exc), err=True)
-        run_screen(None, width=width, height=height, config_error=str(exc))
+        run_screen(None, width=width, height=height, config_error=str(exc), config_code=config_error_code(exc),
+                   device_id=device_id_hint(config_path) or "")
         raise SystemExit(1) from None
     if cfg.hardware == "buttons":
         from .runner import run_headless

@@ -11,13 +11,16 @@ changed live by a retained ``DeviceConfigUpdate``; see :meth:`DeviceConfig.with_
 
 from __future__ import annotations
 
+import os
+import re
+import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from broker.contract import ID_PATTERN, REASON_PATTERN, DeviceConfigUpdate
-from broker.kernel.settings import SettingError, Settings, load_model
+from broker.kernel.settings import ConfigError, SettingError, Settings, load_model
 from broker.mqtt.settings import MqttSettings
 
 ENV_PREFIX = "HAILONG_DEVICE"
@@ -167,3 +170,29 @@ class DeviceConfig(Settings):
 def load_device_config(path: Path | str | None, environ: dict[str, str] | None = None) -> DeviceConfig:
     """Read a device TOML file plus HAILONG_DEVICE__* env overrides; raise ConfigError."""
     return load_model(DeviceConfig, path, ENV_PREFIX, environ)
+
+
+def config_error_code(exc: ConfigError) -> str:
+    """The short code the out-of-service screen shows for a config that failed to load.
+
+    C1: the file does not exist; C2: it cannot be read or is not TOML; C3: a key is missing or
+    invalid (the log names file, key and problem). docs/technician.md lists every code.
+    """
+    if exc.key is None and exc.problem == "file not found":
+        return "C1"
+    if exc.key is None and exc.problem.startswith(("not valid TOML", "cannot read")):
+        return "C2"
+    return "C3"
+
+
+def device_id_hint(path: Path | str | None, environ: dict[str, str] | None = None) -> str | None:
+    """The device id a config names even when the config as a whole is invalid (for the
+    out-of-service screen, so a technician knows which unit it is), or None. Never raises."""
+    env = os.environ if environ is None else environ
+    found = env.get(f"{ENV_PREFIX}__DEVICE_ID")
+    if found is None and path is not None:
+        try:
+            found = tomllib.loads(Path(path).read_text(encoding="utf-8")).get("device_id")
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            return None
+    return found if isinstance(found, str) and re.fullmatch(ID_PATTERN, found) else None

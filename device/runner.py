@@ -67,15 +67,19 @@ def run_headless(cfg: DeviceConfig, pin_factory: Any = None, stop: threading.Eve
 
 
 def run_screen(cfg: DeviceConfig | None, *, width: int = 800, height: int = 480, config_error: str = "",
+               config_code: str = "", device_id: str = "",
                before_run: Callable[[DeviceRuntime | None], None] | None = None) -> None:
-    """The touch terminal. With ``cfg`` None it only shows OUT_OF_SERVICE with ``config_error``."""
+    """The touch terminal. With ``cfg`` None it only shows OUT_OF_SERVICE: ``config_code`` and the
+    ``device_id`` the invalid file names (``config_error`` is kept for the log, never drawn)."""
     from .ui.boot import prepare_kivy
 
     prepare_kivy(width, height, fullscreen=bool(cfg and cfg.fullscreen))
     from .ui.app import TerminalApp, kivy_dispatch
 
     if cfg is None:
-        TerminalApp(Terminal(None, _RefusingSink(), config_error=config_error), on_tick=Watchdog().beat).run()
+        log.error("out of service (%s): %s", config_code or "C3", config_error)
+        TerminalApp(Terminal(None, _RefusingSink(), config_error=config_error, config_code=config_code),
+                    device_id, on_tick=Watchdog().beat).run()
         return
     rt = DeviceRuntime(cfg, kivy_dispatch)
     panel = _buttons(cfg, rt.terminal, kivy_dispatch)

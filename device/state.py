@@ -118,11 +118,13 @@ class View:
     prompt_ticket: str | None = None
     prompt_ticket_id: str | None = None
     prompt_officer: str | None = None
+    rated_officer_name: str | None = None  # whom PROMPT/REASONS/THANKS are about: the close's officer, by name
     reasons_offered: tuple[str, ...] = ()
     reasons_chosen: tuple[str, ...] = ()
     score: int | None = None
     oos_reason: str | None = None
-    oos_detail: str = ""
+    oos_detail: str = ""  # for the log and tests; never drawn (it may hold exception text or a path)
+    oos_code: str = ""    # the short code the screen shows a technician (OOS_CODES)
 
 
 # Out-of-service reasons; the UI shows a catalogue message per code that tells a technician what to do.
@@ -130,6 +132,9 @@ OOS_NO_CONFIG = "no_config"
 OOS_NO_OFFICER = "no_officer"
 OOS_OUTBOX_FULL = "outbox_full"
 OOS_STORAGE = "storage_error"
+# Short codes drawn on the out-of-service screen for the technician (docs/technician.md lists them).
+# A terminal without a valid config is given its code by whoever read the file (device.config.config_error_code).
+OOS_CODES = {OOS_NO_CONFIG: "C3", OOS_NO_OFFICER: "L1", OOS_OUTBOX_FULL: "S1", OOS_STORAGE: "S2"}
 
 _REMEMBERED_TICKETS = 2000  # closes remembered to reject QoS1 redeliveries / repeats
 # Without a vendor ticket id, the same number closed again within this time is a recall/redelivery of
@@ -150,13 +155,14 @@ class Terminal:
     """The state machine. Call :meth:`tick` at least a few times a second (or at :meth:`next_deadline`)."""
 
     def __init__(self, config: DeviceConfig | None, sink: RatingSink, clock: Clock | None = None,
-                 config_error: str = "") -> None:
+                 config_error: str = "", config_code: str = "") -> None:
         self.config = config
         self.sink = sink
         self.clock = clock or SystemClock()
         self.stats = Stats()
         self.listeners: list[Callable[[View], None]] = []
         self._config_error = config_error
+        self._config_code = config_code or OOS_CODES[OOS_NO_CONFIG]
         self._officer: str | None = config.officer_id if config else None
         self._serving: str | None = None
         self._serving_meta: tuple[str | None, str | None] = (None, None)
@@ -172,6 +178,7 @@ class Terminal:
         self._storage_reason: str | None = None
         self._oos_detail = ""
         self._view_score: int | None = None
+        self._view_officer: str | None = None  # the officer of the rating being thanked for
         self._language: str = config.language if config else "vi"
         self.state = State.OUT_OF_SERVICE
         self._view = self._make_view()
@@ -435,7 +442,7 @@ class Terminal:
         if draft.ticket is not None:
             self._remember(draft.ticket, draft.ticket_id, draft.closed_at)
         self._deadline = self.clock.mono_ms() + int(cfg.thanks_s * 1000)
-        self._view_score = draft.score
+        self._view_score, self._view_officer = draft.score, draft.officer
         self._go(State.THANKS)
 
     def _after_thanks(self) -> None:
@@ -512,8 +519,12 @@ class Terminal:
         cfg = self.config
         if cfg is None:
             return View(State.OUT_OF_SERVICE, self._language, 4, oos_reason=OOS_NO_CONFIG,
-                        oos_detail=self._config_error)
+                        oos_detail=self._config_error, oos_code=self._config_code)
         blocked = self._blocked() if self.state == State.OUT_OF_SERVICE else None
+        # the QMS close names who served this citizen; the terminal's own officer only when it does not
+        rated = (self._bound.officer if self._bound is not None else
+                 self._draft.officer if self._draft is not None else
+                 self._view_officer if self.state == State.THANKS else None)
         return View(
             state=self.state, language=self._language, scale=cfg.scale, centre_name=cfg.centre_name,
             counter_label=cfg.counter_label, officer_name=cfg.officer_name(self._officer),
@@ -521,10 +532,12 @@ class Terminal:
             prompt_ticket=self._bound.ticket if self._bound is not None else None,
             prompt_ticket_id=self._bound.ticket_id if self._bound is not None else None,
             prompt_officer=self._bound.officer if self._bound is not None else None,
+            rated_officer_name=cfg.officer_name(rated),
             reasons_offered=cfg.reasons, reasons_chosen=tuple(self._chosen),
             score=self._draft.score if self._draft is not None else
             (self._view_score if self.state == State.THANKS else None),
             oos_reason=blocked[0] if blocked else None, oos_detail=blocked[1] if blocked else "",
+            oos_code=OOS_CODES[blocked[0]] if blocked else "",
         )
 
     def _emit(self) -> None:

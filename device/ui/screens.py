@@ -7,8 +7,22 @@ from kivy.uix.screenmanager import Screen
 
 from ..i18n import Catalogue
 from ..state import View
+from .textfit import NBSP
 from .theme import level_style, rgba
 from .widgets import Chip, FitLabel, LevelTile
+
+
+def unbroken(text: str) -> str:
+    """A name or counter label kept on one line ("Nguyễn Văn An", "Quầy 3" are never cut)."""
+    return text.replace(" ", NBSP)
+
+
+def who_text(view: View, cat: Catalogue) -> str:
+    """ "Quầy 3 - Cán bộ Nguyễn Văn An": the counter and the officer the citizen is rating
+    (the QMS close's officer when known, else the one logged in at the terminal)."""
+    counter = unbroken(view.counter_label)
+    name = view.rated_officer_name or view.officer_name
+    return cat.text("prompt.who", counter=counter, officer=unbroken(name)) if name else counter
 
 
 class TerminalScreen(Screen):
@@ -36,6 +50,7 @@ class PromptScreen(TerminalScreen):
         super().update(view, cat, device)
         self.countdown_fmt = cat.text("countdown")
         self.ids.title.source = cat.text("prompt.title")
+        self.ids.who.source = who_text(view, cat)
         self.ids.ticket.text = (cat.text("prompt.ticket", ticket=view.prompt_ticket) if view.prompt_ticket
                                 else cat.text("prompt.walkup"))
         if self._built != (view.scale, cat.language):  # rebuilt only when scale or language changes
@@ -102,16 +117,21 @@ class ThanksScreen(TerminalScreen):
         style = level_style(score, view.scale)
         # confirms what was recorded: the face and the words of the level the citizen chose
         self.ids.chosen.text = cat.text("thanks.chosen", label=cat.levels(view.scale)[view.scale - score])
+        self.ids.who.source = who_text(view, cat)
         self.ids.face.face_rgba = list(rgba(style.face))
         self.ids.face.curve = style.curve
         self.ids.face.open_mouth = style.open_mouth
 
 
 class OutOfServiceScreen(TerminalScreen):
+    """In the terminal's language only: what is wrong, what a technician does, the device id and a
+    short code. The reason's detail (exception text, a file path) is in the log, never drawn."""
+
     def update(self, view: View, cat: Catalogue, device: str) -> None:
         super().update(view, cat, device)
-        self.ids.title.text = cat.text("oos.title")
+        self.ids.title.source = cat.text("oos.title")
         reason = view.oos_reason or "no_config"
-        self.ids.message.text = cat.text(f"oos.{reason}", counter=view.counter_label, detail=view.oos_detail or "?")
-        # the citizen-facing screen shows no internal code: the device id is what a technician needs
-        self.ids.device.text = cat.text("oos.device", device=device)
+        self.ids.message.source = cat.text(f"oos.{reason}.message", counter=unbroken(view.counter_label))
+        self.ids.fix.source = cat.text(f"oos.{reason}.fix")
+        self.ids.device.text = cat.text("oos.device", device=device or cat.text("oos.unknown_device"))
+        self.ids.code.text = cat.text("oos.code", code=view.oos_code) if view.oos_code else ""

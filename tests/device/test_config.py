@@ -9,7 +9,7 @@ import pytest
 
 from broker.contract import DeviceConfigUpdate
 from broker.kernel.settings import ConfigError
-from device.config import DeviceConfig, load_device_config
+from device.config import DeviceConfig, config_error_code, device_id_hint, load_device_config
 
 EXAMPLE = Path(__file__).parents[2] / "device" / "examples" / "device.toml"
 
@@ -110,3 +110,20 @@ def test_a_model_rule_names_its_own_key(tmp_path: Path) -> None:
     assert err.value.key == "gpio.buttons"
     assert str(err.value) == (f"config error in {f}: gpio.buttons: hardware='both' needs a pin for every "
                               "score 1..4; missing [1]")
+
+
+def test_an_invalid_config_still_names_its_device_and_a_code(tmp_path: Path) -> None:
+    def code_and_hint(text: str | None, environ: dict[str, str] | None = None) -> tuple[str, str | None]:
+        f = tmp_path / "device.toml"
+        f.unlink(missing_ok=True)
+        if text is not None:
+            f.write_text(text, encoding="utf-8")
+        with pytest.raises(ConfigError) as err:
+            load_device_config(f, environ={})
+        return config_error_code(err.value), device_id_hint(f, environ or {})
+
+    assert code_and_hint(None) == ("C1", None)
+    assert code_and_hint('device_id = "qn-t1"\ncentre = \n') == ("C2", None)
+    assert code_and_hint('device_id = "qn-t1"\nscale = 7\n') == ("C3", "qn-t1")
+    assert code_and_hint('device_id = "Not An Id!"\n') == ("C3", None)  # only a valid id is shown
+    assert code_and_hint('device_id = 7\n', {"HAILONG_DEVICE__DEVICE_ID": "qn-t2"}) == ("C3", "qn-t2")

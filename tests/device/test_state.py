@@ -320,3 +320,32 @@ def test_yesterdays_call_and_close_arriving_late_do_not_name_the_officer_at_the_
     assert (r.term.stats.ignored["stale_call"], r.term.stats.ignored["stale_close"]) == (1, 1)
     r.run([("login", "cb01"), ("close", "A001")])  # today's A001, by today's officer
     assert r.term.state == State.PROMPT and r.term.view.prompt_officer == "cb01"
+
+
+def test_the_screens_name_the_officer_of_the_close_through_prompt_reasons_and_thanks() -> None:
+    r = rig({"officer_names": {"cb01": "Nguyễn Thị Lan", "cb02": "Nguyễn Văn An"}})
+    r.run([("login", "cb01")])
+    assert r.term.view.officer_name == "Nguyễn Thị Lan" and r.term.view.rated_officer_name is None
+    # the QMS says cb02 served this ticket (the terminal missed the hand-over): the citizen rates cb02
+    r.term.on_qms(qms("ticket_closed", "A-7", officer="cb02", at=r.clock.wall))
+    assert r.term.state == State.PROMPT and r.term.view.rated_officer_name == "Nguyễn Văn An"
+    r.run([("press", 1)])
+    assert r.term.state == State.REASONS and r.term.view.rated_officer_name == "Nguyễn Văn An"
+    r.run([("skip",)])
+    assert r.term.state == State.THANKS and r.term.view.rated_officer_name == "Nguyễn Văn An"
+    assert r.sink.drafts[-1].officer == "cb02"
+    r.run([("wait", 4)])
+    assert r.term.state == State.IDLE and r.term.view.rated_officer_name is None
+
+
+@pytest.mark.parametrize(("steps", "reason", "code"), [
+    ([], "no_officer", "L1"),
+    ([*SERVED, ("full", True), ("press", 4)], "outbox_full", "S1"),
+    ([*SERVED, ("broken",), ("press", 4)], "storage_error", "S2"),
+])
+def test_out_of_service_carries_a_short_code_for_the_technician(steps: list[tuple[Any, ...]], reason: str,
+                                                                 code: str) -> None:
+    r = rig()
+    r.run(steps)
+    assert (r.term.state, r.term.view.oos_reason, r.term.view.oos_code) == (State.OUT_OF_SERVICE, reason, code)
+    assert rig(no_config=True).term.view.oos_code == "C3"  # no code given by the loader: "a key is invalid"

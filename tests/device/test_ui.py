@@ -16,11 +16,13 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageChops, ImageStat
 
 from broker.contract import parse_rating, rating_topic
 from broker.mqtt.settings import MqttSettings
+from device.i18n import load_catalogue
 from device.ui.textfit import NBSP, units
 from device.ui.theme import contrast
 from tests.conftest import ARTIFACTS
@@ -37,6 +39,16 @@ MIN_TARGET_MM = 15.0
 MIN_EDGE_CONTRAST = 3.0   # WCAG 2.1 SC 1.4.11
 MIN_GREY_MAD = 18.0       # mean absolute grey difference (0..255) between the two best faces
 MIN_INK_DIFFERENCE = 0.25 # 1 - IoU of the faces' dark features (eyes, mouth): a different shape
+# A Vietnamese syllable written without diacritics ("Lan", "An", "tin"): onset, 1-3 vowels, coda.
+# English words and code ("config", "Error", "MQTT", "file", "sqlite") do not fit it.
+VI_SYLLABLE = re.compile(r"(ngh|ng|gh|gi|kh|nh|ph|qu|th|tr|ch|[bcdghklmnprstvx])?[aeiouy]{1,3}(ng|nh|ch|[cmnpt])?")
+
+
+def _words(language: str) -> set[str]:
+    return {w.lower() for w in re.findall(r"[^\W\d_]+", json.dumps(load_catalogue(language).data, ensure_ascii=False))}
+
+
+EN_ONLY_WORDS = _words("en") - _words("vi")
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -66,6 +78,32 @@ def greyscale_difference(path: Path, a: list[float], b: list[float]) -> tuple[fl
     mad = ImageStat.Stat(ImageChops.difference(fa, fb)).mean[0]
     ia, ib = ink(fa), ink(fb)
     return mad, 1 - len(ia & ib) / len(ia | ib)
+
+
+def foreign_words(texts: list[str], data: tuple[str, ...] = ()) -> list[str]:
+    """What on a Vietnamese screen is not Vietnamese: a path, an English word, a Latin-only token
+    that is no Vietnamese syllable (an exception name, "MQTT"). ``data`` (device ids, ticket
+    numbers) is removed first: it is the citizen's and the technician's data, not language."""
+    bad: list[str] = []
+    for text in texts:
+        for value in data:
+            text = text.replace(value, " ")
+        if re.search(r"[/\\]|\.(toml|py|sqlite3?)\b", text):
+            bad.append(text)
+        for word in re.findall(r"[^\W\d_]+", text):
+            low = word.lower()
+            if len(word) > 1 and low.isascii() and (low in EN_ONLY_WORDS or not VI_SYLLABLE.fullmatch(low)):
+                bad.append(word)
+    return bad
+
+
+def test_the_foreign_word_check_finds_what_it_must() -> None:
+    ok = ["Kỹ thuật viên: kiểm tra thẻ nhớ.", "Cán bộ Nguyễn Văn An", "Thiết bị: t-01"]
+    assert foreign_words(ok, ("t-01",)) == []
+    assert foreign_words(["Lỗi (OSError: disk I/O error)"]) == ["Lỗi (OSError: disk I/O error)", "OSError", "disk",
+                                                                 "error"]
+    assert foreign_words(["kiểm tra tệp cấu hình (/etc/hailong/device.toml)", "máy chủ MQTT", "Terminal"]) == [
+        "kiểm tra tệp cấu hình (/etc/hailong/device.toml)", "etc", "hailong", "device", "toml", "MQTT", "Terminal"]
 
 
 def test_touch_flows_publish_the_right_ratings_and_every_screen_is_captured(
@@ -107,6 +145,23 @@ username = "{mqtt_settings.username}"
         assert [(e.ticket, e.score, e.scale, list(e.reasons), e.input, e.officer) for e in got] == \
                [(x["ticket"], x["score"], x.get("scale", 4), x["reasons"], "touch", "cb01") for x in expected]
         assert all(e.closed_at is not None and e.sent_at >= e.rated_at for e in got)
+
+        # whom the citizen rates, on the prompt and on the thanks screen: the QMS close's officer by name
+        for screen in ("prompt", "thanks"):
+            for lang, who in (("vi", "Quầy 3 - Cán bộ Nguyễn Thị Lan"), ("en", "Quầy 3 - Officer Nguyễn Thị Lan")):
+                seen = [t["texts"] for t in res["texts"] if t["screen"] == screen and t["lang"] == lang]
+                assert seen and all(any(" ".join(x.split()) == who for x in texts) for texts in seen), (screen, seen)
+        who_labels = [lb for lb in res["labels"] if lb["source"].startswith("Quầy")]
+        assert {lb["screen"] for lb in who_labels} == {"prompt", "thanks"}
+        for lb in who_labels:  # never cut inside the name or the counter label
+            assert all(line.startswith("Quầy") or line.startswith(("Cán", "Officer")) for line in lb["lines"]), lb
+        # a Vietnamese screen speaks Vietnamese only: no English word, no path, no code. The one
+        # exception is the language button, which names English in English ("English") on purpose.
+        switch = load_catalogue("vi").text("switch_to")
+        vi_texts = [t for t in res["texts"] if t["lang"] == "vi"]
+        assert {t["screen"] for t in vi_texts} == {"idle", "prompt", "reasons", "thanks", "out_of_service"}
+        for t in vi_texts:
+            assert foreign_words(t["texts"], (device, switch, "T-five", "T-undo", "T-skip", "T-top")) == [], t
 
         # every screen, both languages, both sizes, captured at the right size
         shots = {(s["name"], s["lang"], tuple(s["size"])) for s in res["screens"]}
@@ -182,3 +237,63 @@ username = "{mqtt_settings.username}"
             assert mad >= MIN_GREY_MAD and ink_diff >= MIN_INK_DIFFERENCE, (f["shot"], mad, ink_diff)
     finally:
         col.stop()
+
+
+def _oos_driver(xvfb: str, tmp_path: Path, *args: str) -> dict[str, Any]:
+    results = tmp_path / f"oos-{len(list(tmp_path.glob('oos-*.json')))}.json"
+    env = os.environ | {"DISPLAY": xvfb, "KIVY_HOME": str(tmp_path / "kivy"), "KIVY_NO_ARGS": "1",
+                        "KIVY_NO_CONSOLELOG": "1"}
+    proc = subprocess.run([sys.executable, "-m", "tests.device.oos_driver", args[0], args[1], str(SCREENS),
+                           str(results), *args[2:]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert results.exists(), f"driver wrote no results (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
+    res: dict[str, Any] = json.loads(results.read_text(encoding="utf-8"))
+    assert res["errors"] == [], res["errors"][0]
+    res["stderr"] = proc.stderr
+    return res
+
+
+def test_out_of_service_screens_show_language_device_and_code_never_errors(xvfb: str, tmp_path: Path) -> None:
+    """Every way a terminal stops rating, as the citizen sees it: the terminal's language only,
+    the device id the file names (even an invalid file), a short code; the error text in the log."""
+    invalid = tmp_path / "invalid.toml"
+    invalid.write_text('device_id = "qn-t07"\ncentre = "c1"\ncounter = "q1"\ncentre_name = "C"\n'
+                       'counter_label = "Quầy 7"\nscale = 7\n[mqtt]\nurl = "mqtt://127.0.0.1:1"\n', encoding="utf-8")
+    broken = tmp_path / "broken.toml"
+    broken.write_text('device_id = "qn-t08"\ncentre = \n', encoding="utf-8")
+    valid = tmp_path / "device.toml"
+    valid.write_text('device_id = "qn-t09"\ncentre = "c1"\ncounter = "q1"\n'
+                     'centre_name = "Trung tâm Phục vụ hành chính công"\n'
+                     'counter_label = "Quầy 9"\nfullscreen = false\n[officer_names]\ncb01 = "Nguyễn Văn An"\n'
+                     f'[outbox]\npath = "{tmp_path / "unused.sqlite3"}"\n[mqtt]\nurl = "mqtt://127.0.0.1:1"\n',
+                     encoding="utf-8")
+    captures: list[dict[str, Any]] = []
+    for path, name, device, code in ((tmp_path / "missing.toml", "oos_no_config_missing", None, "C1"),
+                                     (broken, "oos_no_config_broken", None, "C2"),
+                                     (invalid, "oos_no_config_invalid", "qn-t07", "C3")):
+        res = _oos_driver(xvfb, tmp_path, "no_config", str(path), name)
+        assert res["exit"] == 1
+        assert f"config error in {path}" in res["stderr"]  # the whole error, with the path, goes to the log
+        shots = res["captures"]
+        assert [(c["lang"], c["reason"], c["code"]) for c in shots] == [("vi", "no_config", code),
+                                                                        ("en", "no_config", code)]
+        for c in shots:
+            shown = " | ".join(t.replace(NBSP, " ") for t in c["texts"])
+            unit = device or ("chưa rõ" if c["lang"] == "vi" else "unknown")
+            assert ("Thiết bị: " if c["lang"] == "vi" else "Terminal: ") + unit in shown, shown
+            assert ("Mã: " if c["lang"] == "vi" else "Code: ") + code in shown, shown
+            assert str(tmp_path) not in shown and "toml" not in shown and "error" not in shown.lower(), shown
+        captures += shots
+    res = _oos_driver(xvfb, tmp_path, "storage", str(valid))
+    assert [(c["lang"], c["reason"], c["code"]) for c in res["captures"]] == [
+        ("vi", "storage_error", "S2"), ("en", "storage_error", "S2"), ("vi", "outbox_full", "S1"),
+        ("en", "outbox_full", "S1")]
+    captures += res["captures"]
+    for c in captures:
+        shown = [t.replace(NBSP, " ") for t in c["texts"]]
+        assert c["state"] == "out_of_service" and png_size(SCREENS / c["shot"]) == (800, 480)
+        assert not any(w in " ".join(shown) for w in ("OSError", "disk I/O", "StorageFull", "MQTT", "/var/")), shown
+        if c["lang"] == "vi":
+            assert foreign_words(shown, ("qn-t07", "qn-t09", load_catalogue("vi").text("switch_to"))) == [], shown
+            assert any("Kỹ thuật viên" in t or "Cán bộ" in t for t in shown), shown
+    vi_codes = {c["code"]: " ".join(c["texts"]).replace(NBSP, " ") for c in captures if c["lang"] == "vi"}
+    assert "Mã: S1" in vi_codes["S1"] and "Thiết bị: qn-t09" in vi_codes["S2"]

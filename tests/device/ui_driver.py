@@ -30,6 +30,7 @@ from kivy.clock import Clock  # noqa: E402
 from kivy.core.window import Window  # noqa: E402
 from kivy.tests.common import UnitTestTouch  # noqa: E402
 from kivy.uix.behaviors import ButtonBehavior  # noqa: E402
+from kivy.uix.label import Label  # noqa: E402
 from kivy.uix.widget import Widget  # noqa: E402
 
 from broker.contract import DeviceConfigUpdate, QmsEvent, config_topic, qms_topic  # noqa: E402
@@ -53,7 +54,8 @@ class Driver:
         self.app = TerminalApp(self.rt.terminal, self.cfg.device_id, on_started=self._begin)
         self.qms = MqttSession(self.cfg.mqtt, f"{self.cfg.device_id}-qms")
         self.results: dict[str, Any] = {"expected": [], "screens": [], "targets": [], "errors": [], "latency_ms": [],
-                                        "labels": [], "edges": [], "faces": [], "countdown": []}
+                                        "labels": [], "edges": [], "faces": [], "countdown": [],
+                                        "texts": []}
         self._gen: Step | None = None
         self._wait: tuple[Callable[[], bool], float] | None = None
         self._n = 0
@@ -156,6 +158,9 @@ class Driver:
                     "lines": list(widget.fitted.lines), "fits": widget.fitted.fits, "font": widget.font_size,
                     "text": widget.text, "w": widget.width, "h": widget.height,
                     "texture": list(widget.texture_size)})
+        # every text drawn on this screen, as the citizen reads it (NBSP shown as a space)
+        self.results["texts"].append({"screen": screen.name, "size": size, "lang": lang, "texts": [
+            w.text.replace("\u00a0", " ") for w in screen.walk() if isinstance(w, Label) and w.text]})
         if "countdown" in screen.ids:
             self.results["countdown"].append({"screen": screen.name, "lang": lang, "text": screen.ids.countdown.text,
                                               "at": time.monotonic()})
@@ -222,6 +227,7 @@ class Driver:
                 yield self.state_is(State.THANKS)
                 yield frame
                 self.shot("thanks")
+                self.measure()
                 self.results["expected"].append({"ticket": ticket, "score": 1,
                                                  "reasons": ["thai_do", "thoi_gian_cho"]})
                 yield self.state_is(State.IDLE)
