@@ -2,7 +2,7 @@
 
 - One :class:`broker.mqtt.session.MqttSession`: QoS 1, persistent session (a week), so QMS
   events and config updates published while the terminal was offline still reach it;
-  reconnects by itself with exponential backoff (1 s .. 60 s).
+  reconnects by itself on the fleet's randomised, capped schedule (``[mqtt] reconnect_*``).
 - Drains the outbox in seq order with a bounded window of in-flight messages,
   from one drain thread; a rating is deleted only once its PUBACK arrived. paho re-sends in-flight
   messages after a reconnect; after a crash the outbox re-sends everything not
@@ -100,7 +100,7 @@ class DeviceLink:
         self.session = MqttSession(
             mqtt_settings, device,
             subscriptions=[(qms_topic(centre, counter), 1), (config_topic(centre, device), 1)],
-            session_expiry_s=SESSION_EXPIRY_S, max_inflight=WINDOW, reconnect_s=(1, 60),
+            session_expiry_s=SESSION_EXPIRY_S, max_inflight=WINDOW,
             will=LastWill(self._status_topic, self._status(online=False).to_json()),
             on_connect=self._on_connect, on_disconnect=self._on_disconnect,
             on_publish=self._on_publish, on_message=self._on_message,

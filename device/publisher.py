@@ -17,7 +17,7 @@ class RatingPublisher:
     def __init__(self, settings: MqttSettings, client_id: str) -> None:
         self.settings = settings
         # a throw-away session: a publisher receives nothing the broker should keep for it
-        self.session = MqttSession(settings, client_id, reconnect_s=(1, 30))
+        self.session = MqttSession(settings, client_id)
         self.connected = self.session.connected
 
     def start(self, timeout: float = 10.0) -> bool:

@@ -109,7 +109,6 @@ class IngestService:
             # persistent session + receive maximum: what is not yet written stays on the broker,
             # and at most max_in_flight un-acked messages are ever in our memory
             session_expiry_s=config.session_expiry_s, receive_maximum=config.batch.max_in_flight,
-            reconnect_s=(1, 30),
             on_connect=self._on_connect, on_disconnect=self._on_disconnect, on_message=self._on_message,
         )
 

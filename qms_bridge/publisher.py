@@ -56,7 +56,7 @@ class Publisher:
         client_id = (settings.username or f"qms-bridge-{cfg.centre}")[:64]
         self.session = MqttSession(
             settings, client_id, will=LastWill(self.status_topic, self._status(False).to_json()),
-            reconnect_s=(1, 5), on_connect=self._on_connect, on_disconnect=self._on_disconnect,
+            on_connect=self._on_connect, on_disconnect=self._on_disconnect,
             on_publish=self._on_publish)
         self._thread = threading.Thread(target=self._run, name="qms-publisher", daemon=True)
 

@@ -16,7 +16,9 @@ Same delivery rules as MqttSession, which the ingest relies on:
   delivered it (the caller's hooks see every connect and disconnect, in order, on this thread);
 - MQTT 5 Receive Maximum: the broker hands us at most that many un-acked messages;
 - the subscription list is subscribed again on every connect; :meth:`resubscribe` changes it;
-- reconnect with a doubling backoff; a refused CONNACK is logged with the broker's reason.
+- reconnect on the fleet's randomised, capped schedule (backoff.py, settings ``reconnect_*``);
+  TCP connect and TLS handshake time out after ``connect_timeout_s``; a refused CONNACK is
+  logged with the broker's reason.
 
 Hooks run on the network thread; an exception in one is logged and swallowed. ``on_message``
 may block (the ingest's budget does): the socket is then not read, TCP pushes back on the broker.
@@ -55,7 +57,6 @@ class MqttConsumer:
         on_message: MessageHook,
         session_expiry_s: int | None = None,
         receive_maximum: int | None = None,
-        reconnect_s: tuple[float, float] = (1.0, 60.0),
         on_connect: Callable[[], None] | None = None,
         on_disconnect: Callable[[str], None] | None = None,  # an established connection ended; why
         drop_on_connect: Sequence[str] = (),  # filters a session made earlier may hold: unsubscribed
@@ -66,7 +67,8 @@ class MqttConsumer:
         self.drop_on_connect = [f for f in drop_on_connect if f not in dict(self.subscriptions)]
         self.session_expiry_s = session_expiry_s
         self.receive_maximum = receive_maximum
-        self.reconnect_s = reconnect_s
+        self.backoff = settings.backoff()
+        self.failed_attempts = 0  # attempts that ended without a session, since start
         self.connected = threading.Event()
         self.subscribed = threading.Event()  # the SUBACK of the latest subscription change arrived
         self.connect_failed = threading.Event()  # an attempt ended without a session
@@ -130,32 +132,33 @@ class MqttConsumer:
     # ------------------------------------------------------------------ network thread
 
     def _run(self) -> None:
-        delay = self.reconnect_s[0]
         while not self._stop.is_set():
             established = False
             why = "connection closed"
             try:
                 established = self._connect()
                 if established:
-                    delay = self.reconnect_s[0]
+                    self.backoff.connected()
                     why = self._read_loop()
             except (OSError, wire.ProtocolError, ValueError) as exc:
                 why = f"{type(exc).__name__}: {exc}"
                 if not established:
                     log.warning("%s cannot connect to %s: %s", self.client_id, self.settings.url, why)
-                    self.connect_failed.set()
             except Exception as exc:  # e.g. bytes we cannot index: never end the thread, re-make the session
                 why = f"{type(exc).__name__}: {exc}"
                 log.exception("%s: unexpected error on the MQTT connection; reconnecting", self.client_id)
-                self.connect_failed.set()
             finally:
                 self._close()
             if established:
                 self.connected.clear()
                 self._hook("disconnect", self._on_disconnect, why)
+                delay = self.backoff.after_loss()
+            else:
+                self.failed_attempts += 1
+                self.connect_failed.set()
+                delay = self.backoff.after_failure()
             if self._stop.wait(delay):
                 return
-            delay = min(delay * 2, self.reconnect_s[1])
 
     def _tls_context(self) -> ssl.SSLContext:
         s = self.settings
@@ -173,7 +176,8 @@ class MqttConsumer:
     def _connect(self) -> bool:
         """TCP (+TLS), CONNECT, CONNACK, SUBSCRIBE. False when the broker refused us."""
         s = self.settings
-        raw = socket.create_connection((s.host, s.port), timeout=10)
+        # one timeout for the TCP connect, the TLS handshake and the CONNACK: long enough for SYN retransmits
+        raw = socket.create_connection((s.host, s.port), timeout=s.connect_timeout_s)
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock: socket.socket = self._tls.wrap_socket(raw, server_hostname=s.host) if self._tls else raw
         self._sock = sock

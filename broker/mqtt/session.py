@@ -2,8 +2,8 @@
 
 Before this module each user wired paho by hand and each did it a little differently. Here,
 once: TLS and credentials from :class:`MqttSettings`, MQTT 5 vs 3.1.1, the persistent session,
-MQTT 5 receive-maximum, the last will, reconnect backoff, re-subscribing on every connect,
-manual ack, and a clean disconnect.
+MQTT 5 receive-maximum, the last will, the fleet's reconnect schedule (randomised and capped,
+broker/mqtt/backoff.py), re-subscribing on every connect, manual ack, and a clean disconnect.
 
 Delivery rules the callers rely on:
 - ``session_expiry_s`` set = persistent session: the broker keeps subscriptions and queued QoS 1
@@ -92,7 +92,6 @@ class MqttSession:
         will: LastWill | None = None,
         manual_ack: bool = False,
         max_inflight: int | None = None,
-        reconnect_s: tuple[float, float] = (1.0, 60.0),
         on_message: Callable[[Message], None] | None = None,
         on_connect: Callable[[], None] | None = None,
         on_disconnect: Callable[[ReasonCode], None] | None = None,  # an established connection ended
@@ -108,6 +107,8 @@ class MqttSession:
         self.subscribed = threading.Event()  # the SUBACK of the on-connect subscriptions arrived
         self.connect_rc: ReasonCode | None = None  # the last CONNACK's reason code
         self.connect_failed = threading.Event()  # an attempt ended without a session (socket, TLS, refused)
+        self.backoff = settings.backoff()
+        self.failed_attempts = 0  # attempts that ended without a session, since start (benchmarks read it)
         self._hook_message, self._hook_connect = on_message, on_connect
         self._hook_disconnect, self._hook_publish = on_disconnect, on_publish
         self._hook_subscribe = on_subscribe
@@ -137,8 +138,14 @@ class MqttSession:
             self.client.max_inflight_messages_set(max_inflight)
         # paho's default: the outgoing queue is unbounded (0), so a publish while offline is kept
         self.client.max_queued_messages_set(0)
-        # paho hints int, but only compares and doubles the delay: sub-second backoff works (tests use it)
-        self.client.reconnect_delay_set(min_delay=reconnect_s[0], max_delay=reconnect_s[1])  # type: ignore[arg-type]
+        # TCP connect and TLS handshake, each: long enough for the kernel's own SYN retransmits
+        self.client.connect_timeout = settings.connect_timeout_s
+        # paho's own backoff doubles without jitter (a fleet stays in lockstep); its loop calls this
+        # wait before every new attempt, and each wait is one draw of our schedule (see _reconnect_wait)
+        self._next_wait = 0.0
+        self._wait_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self.client._reconnect_wait = self._reconnect_wait  # type: ignore[method-assign]
         if hasattr(self.client, "_on_message_filtered"):  # paho 2.x internals; see _NoTopicCallbacks
             self.client._on_message_filtered = _NoTopicCallbacks()  # type: ignore[assignment]
         self.client.on_connect = self._on_connect
@@ -151,7 +158,8 @@ class MqttSession:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> MqttSession:
-        """Connect in the background; paho keeps reconnecting with the backoff until :meth:`stop`."""
+        """Connect in the background; paho keeps reconnecting on the schedule until :meth:`stop`."""
+        self._stopping.clear()
         kwargs: dict[str, Any] = {"keepalive": self.settings.keepalive_s}
         if self._v5:
             props = Properties(PacketTypes.CONNECT)
@@ -171,6 +179,7 @@ class MqttSession:
 
     def stop(self) -> None:
         """DISCONNECT (so the broker does not send the will), then end the network thread."""
+        self._stopping.set()
         self.client.disconnect()
         self.client.loop_stop()
         self.connected.clear()
@@ -212,13 +221,32 @@ class MqttSession:
         except Exception:  # never raise into paho's thread: it would stop the session for good
             log.exception("%s hook of %s failed", what, self.client_id)
 
+    def _wait_next(self, delay_s: float) -> None:
+        """The wait before paho's next attempt: every attempt ends in on_connect_fail or on_disconnect,
+        which draw it from the schedule before paho's loop waits."""
+        with self._wait_lock:
+            self._next_wait = delay_s
+
+    def _reconnect_wait(self) -> None:
+        """Replaces paho's wait (``Client._reconnect_wait``, a doubling without jitter).
+
+        The drawn wait is used once: paho's loop waits twice after a first connect that failed
+        (once in its connect loop, once in its read loop) with no attempt in between, and that
+        second wait must not add another delay. :meth:`stop` ends a wait at once.
+        """
+        with self._wait_lock:
+            delay, self._next_wait = self._next_wait, 0.0
+        self._stopping.wait(delay)
+
     def _on_connect(self, client: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: object = None) -> None:
         self.connect_rc = rc
         if rc.is_failure:
+            # the broker closes the connection next: on_disconnect counts the failure and sets the wait
             log.error("broker %s refused %s: %s (check mqtt.username / password / TLS)",
                       self.settings.url, self.client_id, rc)
             return
         log.info("%s connected to %s", self.client_id, self.settings.url)
+        self.backoff.connected()
         if self.subscriptions:
             # subscribed again on every connect: a session the broker lost (expired, restarted
             # without persistence) would otherwise stay silent
@@ -232,9 +260,10 @@ class MqttSession:
         # a refused CONNACK also ends in a disconnect: the hook hears only of established connections lost,
         # so a wrong password logs one error per attempt, not an error and a warning
         if was_connected:
+            self._wait_next(self.backoff.after_loss())
             self._call("disconnect", self._hook_disconnect, rc)
         else:
-            self.connect_failed.set()  # e.g. TLS 1.3 refuses a client certificate only after the handshake
+            self._failed()  # e.g. TLS 1.3 refuses a client certificate only after the handshake
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: Message) -> None:
         self._call("message", self._hook_message, msg)
@@ -249,4 +278,9 @@ class MqttSession:
         self._call("subscribe", self._hook_subscribe, mid, codes)
 
     def _on_connect_fail(self, _c: mqtt.Client, _u: object) -> None:
+        self._failed()  # TCP connect refused or timed out, TLS handshake failed or timed out
+
+    def _failed(self) -> None:
+        self.failed_attempts += 1
+        self._wait_next(self.backoff.after_failure())
         self.connect_failed.set()

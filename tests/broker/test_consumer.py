@@ -19,6 +19,7 @@ from broker.mqtt.consumer import MqttConsumer
 from broker.mqtt.session import MqttSession
 from broker.mqtt.settings import MqttSettings
 from broker.mqtt.subscriptions import RETAIN_DO_NOT_SEND, SubOptions, Subscription
+from tests.support.mqtt import reconnecting
 from tests.support.waiting import wait_until
 
 NO_REPLAY = SubOptions(qos=1, retain_as_published=True, retain_handling=RETAIN_DO_NOT_SEND)
@@ -58,8 +59,8 @@ def opened() -> Iterator[list[MqttConsumer | MqttSession]]:
 
 def consumer(opened: list[MqttConsumer | MqttSession], settings: MqttSettings, cid: str, subs: list[Subscription],
              got: Got, **kw: object) -> MqttConsumer:
-    c = MqttConsumer(settings, cid, subscriptions=subs, on_message=got, session_expiry_s=600,
-                     reconnect_s=(0.2, 1), **kw)  # type: ignore[arg-type]
+    c = MqttConsumer(reconnecting(settings, 0.2, 1), cid, subscriptions=subs, on_message=got, session_expiry_s=600,
+                     **kw)  # type: ignore[arg-type]
     opened.append(c)
     c.start()
     assert c.wait_connected(10), f"{cid} did not connect: {c.connect_rc}"
@@ -187,7 +188,7 @@ def test_a_refused_connect_is_reported_with_the_brokers_reason(
         mqtt_settings: MqttSettings, uid: str, opened: list[MqttConsumer | MqttSession], protocol: str,
         code: int, name: str, caplog: pytest.LogCaptureFixture) -> None:
     wrong = mqtt_settings.model_copy(update={"protocol": protocol, "password": "not-the-password"})
-    c = MqttConsumer(wrong, f"cons-{uid}", subscriptions=[("x", 1)], on_message=Got(), reconnect_s=(5, 5))
+    c = MqttConsumer(reconnecting(wrong, 5, 5), f"cons-{uid}", subscriptions=[("x", 1)], on_message=Got())
     opened.append(c)
     with caplog.at_level(logging.ERROR, logger="hailong.mqtt"):
         c.start()

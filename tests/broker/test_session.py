@@ -11,6 +11,7 @@ import pytest
 
 from broker.mqtt.session import LastWill, Message, MqttSession
 from broker.mqtt.settings import MqttSettings
+from tests.support.mqtt import reconnecting
 from tests.support.waiting import wait_until
 
 
@@ -71,7 +72,7 @@ def test_credentials_from_password_file_connect_and_wrong_password_is_refused(
 
     wrong = MqttSettings.model_validate({"url": mqtt_settings.url, "username": mqtt_settings.username,
                                          "password": "not-the-password"})
-    bad = MqttSession(wrong, f"cred-bad-{uid}", reconnect_s=(5, 5))
+    bad = MqttSession(reconnecting(wrong, 5, 5), f"cred-bad-{uid}")
     sessions.append(bad)
     bad.start()
     wait_until(lambda: bad.connect_rc is not None, 10, what="CONNACK for the wrong password")

@@ -40,6 +40,7 @@ from ingest.service import IngestService
 from storage.influxql import InfluxQL
 from tests.support.ingest import TCentre, TDevice, TFleet, start_ingest
 from tests.support.judging import mqtt_settings
+from tests.support.mqtt import reconnecting
 from tests.support.tally import Tally
 from tests.support.waiting import wait_until
 
@@ -276,7 +277,7 @@ def ingested(mosquitto: MosquittoServer, influx_server: InfluxServer) -> Iterato
     msgs = sc.messages()
     splits = [0, *restart_points(sc, msgs, first), len(msgs)]
     svc = start_ingest(mqtt, db, uid, **ingest_kw)
-    pub = MqttSession(mqtt, f"scn-pub-{uid}", reconnect_s=(0.2, 2)).start()
+    pub = MqttSession(reconnecting(mqtt, 0.2, 2), f"scn-pub-{uid}").start()
     try:
         assert pub.wait_connected(10), "publisher could not connect"
         for i, (a, b) in enumerate(itertools.pairwise(splits)):

@@ -10,13 +10,12 @@ from tests.support.waiting import wait_until
 
 
 class Collector:
-    def __init__(self, settings: MqttSettings, client_id: str, topics: list[str], *,
-                 reconnect_s: tuple[float, float] = (1, 60)) -> None:
+    def __init__(self, settings: MqttSettings, client_id: str, topics: list[str]) -> None:
         self.messages: list[tuple[str, bytes, bool]] = []
         self._lock = threading.Lock()
         # persistent, so nothing published while a broker restart separates us from it is missed
         self.session = MqttSession(settings, client_id, subscriptions=[(t, 1) for t in topics],
-                                   session_expiry_s=3600, reconnect_s=reconnect_s, on_message=self._on_message)
+                                   session_expiry_s=3600, on_message=self._on_message)
 
     def _on_message(self, msg: Message) -> None:
         with self._lock:

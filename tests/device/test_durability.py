@@ -31,6 +31,7 @@ from broker.contract import parse_rating, parse_status, rating_topic, status_top
 from broker.mqtt.settings import MqttSettings
 from device.link import WINDOW
 from hailong.localstack import MosquittoServer
+from tests.support.mqtt import reconnecting
 from tests.support.waiting import wait_until
 
 from .collector import Collector
@@ -80,8 +81,7 @@ keepalive_s = 5
     env = os.environ | {"HAILONG_DEVICE__MQTT__PASSWORD": broker.password}
     settings = MqttSettings.model_validate({"url": f"mqtt://127.0.0.1:{broker.port}", "username": broker.username,
                                             "password": broker.password, "protocol": "3.1.1"})
-    col = Collector(settings, f"col-{uid}", [rating_topic(centre, device), status_topic(centre, device)],
-                    reconnect_s=(0.1, 0.5))
+    col = Collector(reconnecting(settings), f"col-{uid}", [rating_topic(centre, device), status_topic(centre, device)])
     col.start()
 
     def spawn() -> subprocess.Popen[bytes]:

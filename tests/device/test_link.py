@@ -25,6 +25,7 @@ from device.config import DeviceConfig
 from device.runtime import DeviceRuntime, HeadlessLoop
 from device.state import State
 from hailong.localstack import MosquittoServer
+from tests.support.mqtt import reconnecting
 from tests.support.waiting import wait_until
 
 from .collector import Collector, publish
@@ -138,7 +139,7 @@ def test_outbox_drains_in_seq_order_after_broker_outage(tmp_path: Path, uid: str
         settings = MqttSettings.model_validate({"url": f"mqtt://127.0.0.1:{broker.port}",
                                                 "username": broker.username, "password": broker.password})
         cfg = device_config(settings, uid, tmp_path, officer_id="cb01", walkup_allowed=True, rating_window_s=5)
-        col = Collector(settings, f"col-{uid}", [rating_topic(cfg.centre, cfg.device_id)], reconnect_s=(0.1, 0.5))
+        col = Collector(reconnecting(settings), f"col-{uid}", [rating_topic(cfg.centre, cfg.device_id)])
         col.start()
         r = Running(cfg)
         try:

@@ -18,6 +18,7 @@ import pytest
 from broker.mqtt.session import Message, MqttSession
 from broker.mqtt.settings import MqttSettings
 from hailong.localstack import free_port
+from tests.support.mqtt import reconnecting
 from tests.support.sqlservers import MariaDbServer, PostgresServer, SqlServer
 from tests.support.waiting import wait_until
 
@@ -106,9 +107,9 @@ class QmsListener:
     def start(self) -> QmsListener:
         # 3.1.1 with a kept session: nothing published while the broker restarts is missed
         self.session = MqttSession(
-            self.settings.model_copy(update={"protocol": "3.1.1"}), self.client_id,
+            reconnecting(self.settings.model_copy(update={"protocol": "3.1.1"}), 0.2, 1), self.client_id,
             subscriptions=[(f"hl/v1/{self.centre}/qms/+", 1), (f"hl/v1/{self.centre}/qms/bridge/status", 1)],
-            session_expiry_s=3600, reconnect_s=(0.2, 1), on_message=self._on_message).start()
+            session_expiry_s=3600, on_message=self._on_message).start()
         wait_until(self.session.subscribed.is_set, 10, what="listener subscribed")
         return self
 
