@@ -19,7 +19,7 @@ unexport PYTHONHOME
 # The venv is (re)filled when pyproject.toml changes; the stamp records the last install.
 STAMP := $(VENV)/.hailong-installed
 
-.PHONY: demo test setup setup-test system-deps system-deps-test venv lint typecheck layers bench schema clean distclean
+.PHONY: demo test setup setup-test system-deps system-deps-test venv lint typecheck layers bench schema config-reference clean distclean
 
 # Set-up prints one line per step (apt's and pip's output go to .hailong/*.log, their tail on failure).
 # The demo gets what the demo runs; the tests also get the servers and tools only tests use
@@ -66,6 +66,10 @@ typecheck: $(STAMP)
 
 layers: $(STAMP)
 	$(VENV_ABS)/bin/lint-imports
+
+## docs/configuration.md from the settings models (tests/test_config_reference.py checks it is current)
+config-reference: $(STAMP)
+	$(VENV_ABS)/bin/hailong config reference --out docs/configuration.md
 
 schema: $(STAMP)
 	$(PYTHON) -m hailong.cli contract schema --out docs/schemas

@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, str] = {
     "dashboards": "dashboards.cli:dashboards",
     "report": "dashboards.cli:report",
     "qms": "qms_bridge.cli:qms",
+    "config": "hailong.configref:config",
 }
 
 
