@@ -55,7 +55,16 @@ class GpioSettings(Settings):
     served_pin: BcmPin | None = Field(default=None,
                                       description="BCM pin of the officer's 'served' button (manual_served mode)")
     debounce_ms: int = Field(default=50, ge=1, le=2000, description="Contact debounce time in milliseconds")
+    hold_ms: int = Field(default=20, ge=1, le=1000,
+                         description="A press counts only once the button has been held down this long: "
+                                     "a glitch on the line or a brushing hand records nothing")
     pull_up: bool = Field(default=True, description="Buttons connect the pin to ground (internal pull-up)")
+    buzzer_pin: BcmPin | None = Field(default=None,
+                                      description="BCM pin of an optional buzzer that sounds the outcome of "
+                                                  "every press (accepted, too early, already rated)")
+    buzzer_tonal: bool = Field(default=False,
+                               description="The buzzer is a passive piezo played with tones (gpiozero "
+                                           "TonalBuzzer, needs PWM); false: an active buzzer switched on/off")
 
     @field_validator("buttons", "leds")
     @classmethod
@@ -68,7 +77,7 @@ class GpioSettings(Settings):
     @model_validator(mode="after")
     def _distinct(self) -> GpioSettings:
         pins = [*self.buttons.values(), *self.leds.values(),
-                *([self.served_pin] if self.served_pin is not None else [])]
+                *(p for p in (self.served_pin, self.buzzer_pin) if p is not None)]
         dup = sorted({p for p in pins if pins.count(p) > 1})
         if dup:
             raise ValueError(f"BCM pins used twice: {dup}")

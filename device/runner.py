@@ -36,6 +36,7 @@ def _buttons(cfg: DeviceConfig, terminal: Terminal, dispatch: Callable[[Callable
     panel = ButtonPanel(cfg.gpio, press=terminal.press, served=terminal.served, dispatch=dispatch,
                         pin_factory=pin_factory)
     terminal.listeners.append(panel.show)
+    terminal.press_listeners.append(panel.feedback)  # every press answered: accepted, too early, already rated
     return panel
 
 

@@ -49,6 +49,38 @@ class State(StrEnum):
     OUT_OF_SERVICE = "out_of_service"
 
 
+class Outcome(StrEnum):
+    """What a citizen's press came to, for the feedback a button unit and the speaker give.
+
+    Before these, a press before the QMS close and a second press after rating were only
+    counted in ``Stats.ignored``: a citizen who cannot see the screen could not tell
+    "too early" from "not registered".
+    """
+
+    ACCEPTED = "accepted"  # the press started or completed a rating
+    TOO_EARLY = "too_early"  # no ticket closed yet: wait for the officer to finish the ticket
+    ALREADY_RATED = "already_rated"  # this citizen's rating is taken (thank-you showing, or just rated)
+    NOT_NOW = "not_now"  # no rating possible now (out of service, window passed)
+
+
+@dataclass(frozen=True, slots=True)
+class PressFeedback:
+    """One judged press: its outcome, the level pressed, how, and the reason when refused."""
+
+    outcome: Outcome
+    score: int
+    input: InputKind
+    why: str | None = None
+
+
+# refusals that say nothing to the citizen: a contact bounce is part of a press already judged
+_SILENT = frozenset({"bounce", "bad_score"})
+_OUTCOME_OF = {"no_config": Outcome.NOT_NOW, "rate_limited": Outcome.ALREADY_RATED,
+               "outside_window": Outcome.NOT_NOW, "no_ticket": Outcome.TOO_EARLY,
+               "collapsed": Outcome.ALREADY_RATED, "in_thanks": Outcome.ALREADY_RATED,
+               "in_reasons": Outcome.ALREADY_RATED, "in_out_of_service": Outcome.NOT_NOW}
+
+
 class Clock(Protocol):
     def wall_ms(self) -> int: ...
     def mono_ms(self) -> int: ...
@@ -161,6 +193,7 @@ class Terminal:
         self.clock = clock or SystemClock()
         self.stats = Stats()
         self.listeners: list[Callable[[View], None]] = []
+        self.press_listeners: list[Callable[[PressFeedback], None]] = []  # every judged press (LEDs, speaker)
         self._config_error = config_error
         self._config_code = config_code or OOS_CODES[OOS_NO_CONFIG]
         self._officer: str | None = config.officer_id if config else None
@@ -239,33 +272,63 @@ class Terminal:
         self._offer(bound)
 
     def press(self, score: int, input: InputKind = "touch") -> bool:
-        """A citizen pressed a level. Returns True when it started or completed a rating."""
+        """A citizen pressed a level. Returns True when it started or completed a rating.
+
+        Every press that means something to the citizen is told to ``press_listeners``
+        (after the state change, so a listener sees the THANKS view of an accepted press).
+        """
+        why = self._judge_press(score, input)
+        if why is None:  # taken; unless the outbox refused it (out of service: nothing stored, no thanks)
+            outcome: Outcome | None = Outcome.NOT_NOW if self.state == State.OUT_OF_SERVICE else Outcome.ACCEPTED
+        else:
+            self.stats.ignored[why] += 1
+            outcome = None if why in _SILENT else self._refusal(why)
+        if outcome is not None:
+            feedback = PressFeedback(outcome, score, input, why)
+            for fn in list(self.press_listeners):
+                try:
+                    fn(feedback)
+                except Exception:
+                    log.exception("press listener failed")
+        return why is None
+
+    def _refusal(self, why: str) -> Outcome:
+        cfg = self.config
+        if why == "no_ticket" and cfg is not None \
+                and self.clock.mono_ms() - self._last_rating < cfg.rating_window_s * 1000:
+            return Outcome.ALREADY_RATED  # idle again after the thank-you: the same citizen pressing again
+        return _OUTCOME_OF.get(why, Outcome.NOT_NOW)
+
+    def _judge_press(self, score: int, input: InputKind) -> str | None:
+        """Rate the press, or return why it is refused (a key of ``Stats.ignored``)."""
         cfg = self.config
         mono = self.clock.mono_ms()
         if cfg is None:
-            return self._ignore("no_config")
+            return "no_config"
         if mono - self._last_press < cfg.gpio.debounce_ms:
-            return self._ignore("bounce")
+            return "bounce"
         self._last_press = mono
         if not 1 <= score <= cfg.scale:
-            return self._ignore("bad_score")
+            return "bad_score"
         if self.state == State.PROMPT:
             if cfg.mode == "always_on" and mono - self._last_rating < cfg.always_on_min_interval_s * 1000:
-                return self._ignore("rate_limited")
+                return "rate_limited"
             assert self._bound is not None
             if self._bound.ticket is not None and mono - self._bound.closed_mono > cfg.rating_window_s * 1000:
                 self._not_rated()
-                return self._ignore("outside_window")
-            return self._rate(self._bound, score, input)
+                return "outside_window"
+            self._rate(self._bound, score, input)
+            return None
         if self.state == State.IDLE:
             if not cfg.walkup_allowed:
-                return self._ignore("no_ticket")
+                return "no_ticket"
             if mono - self._last_rating < cfg.rating_window_s * 1000:
-                return self._ignore("collapsed")  # the same citizen pressing again after rating
+                return "collapsed"  # the same citizen pressing again after rating
             assert self._officer is not None
             walkup = BoundTicket(None, self._officer, None, None, None, mono)
-            return self._rate(walkup, score, input)
-        return self._ignore(f"in_{self.state.value}")
+            self._rate(walkup, score, input)
+            return None
+        return f"in_{self.state.value}"
 
     def toggle_reason(self, code: str) -> None:
         if self.state != State.REASONS or self.config is None or code not in self.config.reasons:
@@ -398,7 +461,7 @@ class Terminal:
             self._deadline = bound.closed_mono + min(cfg.prompt_timeout_s, cfg.rating_window_s) * 1000
         self._go(State.PROMPT)
 
-    def _rate(self, bound: BoundTicket, score: int, input: InputKind) -> bool:
+    def _rate(self, bound: BoundTicket, score: int, input: InputKind) -> None:
         cfg = self.config
         assert cfg is not None
         self._draft = RatingDraft(
@@ -416,7 +479,6 @@ class Terminal:
             self._go(State.REASONS)
         else:
             self._finish(())
-        return True
 
     def _finish(self, reasons: tuple[str, ...]) -> None:
         cfg = self.config

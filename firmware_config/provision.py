@@ -89,6 +89,8 @@ def device_config(reg: Registry, dev: Device, s: ProvisionSettings) -> DeviceCon
     gpio: dict[str, Any] = {"buttons": dict(sorted(buttons.items())), "leds": dict(sorted(leds.items()))}
     if served is not None:
         gpio["served_pin"] = served
+    if "buzzer" in dev.pins:
+        gpio["buzzer_pin"] = dev.pins["buzzer"]
     if s.mode == "cert":
         mqtt: dict[str, Any] = {"url": f"mqtts://{s.broker_host}:{s.cert_port}", "username": dev.id,
                                 "ca_file": f"{osfiles.ETC}/ca.crt", "cert_file": f"{osfiles.ETC}/device.crt",

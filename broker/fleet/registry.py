@@ -36,7 +36,7 @@ Hardware = Literal["touch", "buttons", "both"]
 # BCM numbers of the 40-pin header's general-purpose pins (GPIO0/1 are the HAT EEPROM bus).
 GPIO_PINS = range(2, 28)
 # score_N: button for score N; led_N: LED beside it; served: the officer's "served" button.
-_PIN_NAME_RE = re.compile(r"^(score_[1-5]|led_[1-5]|served)$")
+_PIN_NAME_RE = re.compile(r"^(score_[1-5]|led_[1-5]|served|buzzer)$")
 
 
 class RegistryError(ValueError):
@@ -106,7 +106,8 @@ class Device(_Entry):
     centre: str = Field(description="Centre the device is installed in")
     counter: str = Field(description="Counter id (within the centre) the device rates")
     hardware: Hardware = Field(default="touch", description="touch screen, physical buttons, or both")
-    pins: dict[str, int] = Field(default_factory=dict, description="score_N / led_N / served -> BCM GPIO number")
+    pins: dict[str, int] = Field(default_factory=dict,
+                                 description="score_N / led_N / served / buzzer -> BCM GPIO number")
     retired: bool = Field(default=False, description="Retired devices get no credentials and no ACL entry")
 
     @field_validator("pins")
@@ -114,7 +115,7 @@ class Device(_Entry):
     def _pins(cls, v: dict[str, int]) -> dict[str, int]:
         for name, pin in v.items():
             if not _PIN_NAME_RE.match(name):
-                raise ValueError(f"pin name {name!r} must be score_1..score_5, led_1..led_5 or served")
+                raise ValueError(f"pin name {name!r} must be score_1..score_5, led_1..led_5, served or buzzer")
             if pin not in GPIO_PINS:
                 raise ValueError(f"pin {name} = {pin} is not a usable BCM GPIO (2..27)")
         seen: dict[int, str] = {}

@@ -349,3 +349,40 @@ def test_out_of_service_carries_a_short_code_for_the_technician(steps: list[tupl
     r.run(steps)
     assert (r.term.state, r.term.view.oos_reason, r.term.view.oos_code) == (State.OUT_OF_SERVICE, reason, code)
     assert rig(no_config=True).term.view.oos_code == "C3"  # no code given by the loader: "a key is invalid"
+
+
+def test_every_press_tells_its_outcome() -> None:
+    """A press before the close, a second press and a refused press are told apart (not dropped silently)."""
+    from device.state import Outcome, PressFeedback
+
+    sink = MemorySink()
+    term = Terminal(make_config(), sink, FakeClock())
+    heard: list[PressFeedback] = []
+    term.press_listeners.append(heard.append)
+
+    def press(score: int) -> Outcome:
+        term.clock.advance(500)  # type: ignore[attr-defined]
+        n = len(heard)
+        term.press(score, "button")
+        assert len(heard) == n + 1, "every press the citizen makes is answered"
+        return heard[-1].outcome
+
+    login = QmsEvent(v=1, type="officer_login", counter="q01", officer="cb01", at=T0_WALL)
+    term.on_qms(login)
+    assert press(4) == Outcome.TOO_EARLY
+    term.on_qms(QmsEvent(v=1, type="ticket_closed", counter="q01", officer="cb01", ticket="A-1", at=T0_WALL))
+    assert press(4) == Outcome.ACCEPTED and term.state == State.THANKS
+    assert press(3) == Outcome.ALREADY_RATED  # on "Cảm ơn"
+    term.clock.advance(3000)  # type: ignore[attr-defined]
+    term.tick()
+    assert press(3) == Outcome.ALREADY_RATED  # idle again, same citizen within the rating window
+    term.clock.advance(60_000)  # type: ignore[attr-defined]
+    assert press(3) == Outcome.TOO_EARLY  # a minute later: the next citizen, before their close
+    term.on_qms(QmsEvent(v=1, type="ticket_closed", counter="q01", officer="cb01", ticket="A-2",
+                         at=term.clock.wall_ms()))
+    sink.full = True
+    assert press(4) == Outcome.NOT_NOW and term.state == State.OUT_OF_SERVICE  # not stored: no thanks
+    assert press(4) == Outcome.NOT_NOW
+    n = len(heard)
+    term.press(4, "button")  # same instant: a contact bounce, part of the press already answered
+    assert len(heard) == n and [d.ticket for d in sink.drafts] == ["A-1"]

@@ -85,6 +85,7 @@ def test_password_mode_and_centre_without_qms(fleet: Path, tmp_path: Path) -> No
     buttons = load_device_config(out / "dn-q01" / "device.toml", environ=on_this_machine("dn-q01"))
     touch = load_device_config(out / "dn-q02" / "device.toml", environ=on_this_machine("dn-q02"))
     assert buttons.mode == "manual_served" and buttons.walkup_allowed and buttons.hardware == "buttons"
+    assert buttons.gpio.leds == {1: 12, 2: 16, 3: 20, 4: 21} and buttons.gpio.buzzer_pin == 18
     assert buttons.mqtt.secret() == secret
     assert touch.mqtt.secret() == FleetState.for_fleet(fleet).password("dn-q02")
     assert 'password_file = "/etc/hailong/mqtt.pass"' in (out / "dn-q02" / "device.toml").read_text()
@@ -182,7 +183,8 @@ def test_provisioning_refuses_what_the_terminal_would_refuse(fleet: Path, tmp_pa
     """A buttons unit with too few pins passes the registry; the Pi's own DeviceConfig refuses it here."""
     devices = fleet / "devices.toml"
     devices.write_text(devices.read_text(encoding="utf-8").replace(
-        "pins = { score_1 = 5, score_2 = 6, score_3 = 13, score_4 = 19, served = 26 }\n\n[device.dn-q02]",
+        "pins = { score_1 = 5, score_2 = 6, score_3 = 13, score_4 = 19, served = 26, led_1 = 12, led_2 = 16, "
+        "led_3 = 20, led_4 = 21, buzzer = 18 }\n\n[device.dn-q02]",
         "pins = { score_1 = 5, score_2 = 6, served = 26 }\n\n[device.dn-q02]"), encoding="utf-8")
     assert "score_1 = 5, score_2 = 6, served" in devices.read_text(encoding="utf-8")
     assert _run("fleet", "--fleet", str(fleet), "list")  # the registry itself still loads
