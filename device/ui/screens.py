@@ -61,7 +61,7 @@ class PromptScreen(TerminalScreen):
                 score = view.scale - i  # best first, left to right
                 style = level_style(score, view.scale)
                 tile = LevelTile(score=score, text=label, tile_hex=style.tile, face_rgba=list(rgba(style.face)),
-                                 curve=style.curve, open_mouth=style.open_mouth)
+                                 curve=style.curve, open_mouth=style.open_mouth, eyes=style.eyes, brows=style.brows)
                 tile.bind(on_release=lambda t: self.manager.press(int(t.score)))
                 tile.ids.label.bind(natural_font=self._same_font)
                 box.add_widget(tile)
@@ -121,6 +121,8 @@ class ThanksScreen(TerminalScreen):
         self.ids.face.face_rgba = list(rgba(style.face))
         self.ids.face.curve = style.curve
         self.ids.face.open_mouth = style.open_mouth
+        self.ids.face.eyes = style.eyes
+        self.ids.face.brows = style.brows
 
 
 class OutOfServiceScreen(TerminalScreen):

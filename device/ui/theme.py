@@ -31,14 +31,20 @@ class LevelStyle:
     face: str     # face fill
     curve: float  # mouth: +1 wide smile .. -1 frown
     open_mouth: bool = False  # the scale's ends: an open laugh / wail, a shape that reads in greyscale
+    eyes: str = "dots"        # "arcs" (closed, smiling), "dots", "dashes" (flat), "squeezed" (> <)
+    brows: bool = False       # sad brows, inner ends raised
 
 
+# Neighbouring levels differ in eyes, brows and mouth, and their fills differ in grey (luma, ITU-R
+# 601: green 102, blue 147, yellow 178, red 110, crimson 86), so every neighbouring pair of every
+# scale passes the greyscale test, including "Hài lòng" beside "Không hài lòng" on the 3-level scale.
 _STYLES = {
-    "very_satisfied": LevelStyle("very_satisfied", "#D4EED6", "#2E8B3E", 1.0, open_mouth=True),
-    "satisfied": LevelStyle("satisfied", "#DCEBFA", "#4A90D9", 0.55),
-    "neutral": LevelStyle("neutral", "#FFF1CC", "#F2B400", 0.0),
-    "not_satisfied": LevelStyle("not_satisfied", "#FADCD9", "#E0533F", -0.7),
-    "very_dissatisfied": LevelStyle("very_dissatisfied", "#F2D7E3", "#B0285A", -1.0, open_mouth=True),
+    "very_satisfied": LevelStyle("very_satisfied", "#D4EED6", "#2E8B3E", 1.0, open_mouth=True, eyes="arcs"),
+    "satisfied": LevelStyle("satisfied", "#DCEBFA", "#5AA0E6", 0.9),
+    "neutral": LevelStyle("neutral", "#FFF1CC", "#F2B400", 0.0, eyes="dashes"),
+    "not_satisfied": LevelStyle("not_satisfied", "#FADCD9", "#D64532", -0.7, brows=True),
+    "very_dissatisfied": LevelStyle("very_dissatisfied", "#F2D7E3", "#B0285A", -1.0, open_mouth=True,
+                                    eyes="squeezed"),
 }
 _TONES = {
     3: ("very_satisfied", "satisfied", "not_satisfied"),

@@ -22,44 +22,49 @@ from .textfit import fit_text
 class FaceIcon(Widget):
     """A round face drawn with canvas instructions; ``curve`` +1 smiles, -1 frowns.
 
-    The two ends of the scale also differ in shape, not only in mouth curve and colour,
-    so they read in greyscale and to a colour-blind citizen: ``open_mouth`` draws a
-    filled, open mouth (a laugh with closed, smiling eyes at the top; a wail under
-    raised brows at the bottom), while the levels between have a line mouth and dot eyes.
+    Neighbouring levels differ in shape, not only in mouth curve and colour, so they read in
+    greyscale and to a colour-blind citizen (tests/device/test_ui.py compares every
+    neighbouring pair of every scale in a greyscale screenshot). Each level has its own eyes
+    (``eyes``: closed smiling arcs, round dots, flat dashes, squeezed > <), optional sad brows
+    (``brows``) and a mouth: a line bent by ``curve``, or, at the scale's ends, a filled open
+    mouth (``open_mouth``: a laugh at the top, a wail at the bottom).
     """
 
     face_rgba = ListProperty([0.5, 0.5, 0.5, 1])
     curve = NumericProperty(0.0)
     open_mouth = BooleanProperty(False)
+    eyes = StringProperty("dots")   # theme.LevelStyle.eyes
+    brows = BooleanProperty(False)  # sad brows, inner ends raised
     mouth_points = ListProperty([])  # line mouth (empty when open)
     mouth_mesh = ListProperty([])    # open mouth: triangle-fan vertices x, y, u, v (empty when a line)
     mouth_indices = ListProperty([])
-    eye_dots = BooleanProperty(True)  # False: closed smiling eyes drawn as arcs
+    eye_dots = BooleanProperty(True)  # round eyes drawn as ellipses; otherwise eye_left/eye_right lines
     eye_left = ListProperty([])
     eye_right = ListProperty([])
+    eye_width = NumericProperty(2)  # line eyes: flat dashes are drawn bolder, so they read as eyes
     brow_left = ListProperty([])
     brow_right = ListProperty([])
     radius = NumericProperty(10)
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
-        self.bind(pos=self._shape, size=self._shape, curve=self._shape, open_mouth=self._shape)
+        self.bind(pos=self._shape, size=self._shape, curve=self._shape, open_mouth=self._shape, eyes=self._shape,
+                  brows=self._shape)
         self._shape()
 
     def _shape(self, *_a: object) -> None:
         r = max(4.0, min(self.width, self.height) / 2 - 2)
         self.radius = r
         cx, cy = self.center
-        laugh = self.open_mouth and self.curve > 0
-        wail = self.open_mouth and self.curve < 0
-        self.eye_dots = not laugh
-        self.eye_left, self.eye_right = ([_arc(cx + side * 0.26 * r, cy + 0.2 * r, 0.13 * r, 0.12 * r)
-                                          for side in (-1, 1)] if laugh else ([], []))
-        # raised inner brows: distress, readable without colour
-        self.brow_left, self.brow_right = ([[cx - 0.46 * r, cy + 0.4 * r, cx - 0.14 * r, cy + 0.54 * r],
-                                            [cx + 0.46 * r, cy + 0.4 * r, cx + 0.14 * r, cy + 0.54 * r]]
-                                           if wail else ([], []))
+        self.eye_dots = self.eyes == "dots"
+        self.eye_width = max(2.0, r * (0.1 if self.eyes == "dashes" else 0.07))
+        self.eye_left, self.eye_right = (_eye(self.eyes, cx, cy, r, side) for side in (-1, 1))
+        # raised inner brows: sadness, readable without colour
+        self.brow_left, self.brow_right = ([[cx - 0.48 * r, cy + 0.42 * r, cx - 0.14 * r, cy + 0.6 * r],
+                                            [cx + 0.48 * r, cy + 0.42 * r, cx + 0.14 * r, cy + 0.6 * r]]
+                                           if self.brows else ([], []))
         if self.open_mouth:
+            laugh = self.curve > 0
             half = 0.56 * r if laugh else 0.5 * r
             if laugh:   # flat top, deep round bottom: a D lying on its back
                 top, bottom, base = -0.02 * r, -0.56 * r, cy - 0.08 * r
@@ -75,7 +80,7 @@ class FaceIcon(Widget):
             self.mouth_indices = list(range(len(fan)))
             self.mouth_points = []
             return
-        half = 0.45 * r
+        half = 0.45 * r if self.curve else 0.5 * r  # a flat mouth a little wider: it differs from a smile
         pts: list[float] = []
         for x in _steps(half):
             # corners rise above the middle for a smile, drop below it for a frown
@@ -83,6 +88,19 @@ class FaceIcon(Widget):
             pts += [cx + x, cy + y]
         self.mouth_points = pts
         self.mouth_mesh, self.mouth_indices = [], []
+
+
+def _eye(kind: str, cx: float, cy: float, r: float, side: int) -> list[float]:
+    """Line points of one eye (``side`` -1 left, +1 right); [] for round dots (drawn as ellipses)."""
+    ex = cx + side * 0.26 * r
+    if kind == "arcs":      # closed, smiling
+        return _arc(ex, cy + 0.2 * r, 0.13 * r, 0.12 * r)
+    if kind == "dashes":    # flat, neither pleased nor displeased
+        return [ex - 0.12 * r, cy + 0.14 * r, ex + 0.12 * r, cy + 0.14 * r]
+    if kind == "squeezed":  # shut tight: > on the left, < on the right
+        tip, back = ex - side * 0.1 * r, ex + side * 0.12 * r
+        return [back, cy + 0.34 * r, tip, cy + 0.22 * r, back, cy + 0.1 * r]
+    return []
 
 
 def _steps(half: float, n: int = 12) -> list[float]:
@@ -155,6 +173,8 @@ class LevelTile(ButtonBehavior, BoxLayout):
     face_rgba = ListProperty([0.5, 0.5, 0.5, 1])
     curve = NumericProperty(0.0)
     open_mouth = BooleanProperty(False)
+    eyes = StringProperty("dots")
+    brows = BooleanProperty(False)
 
 
 class Chip(ButtonBehavior, Label):

@@ -72,3 +72,19 @@ def test_face_and_colour_follow_the_legal_class() -> None:
         for s in range(1, scale + 1):
             if satisfaction_class(s, scale) is SatisfactionClass.NOT_SATISFIED:
                 assert level_style(s, scale).curve < 0
+
+
+def test_neighbouring_faces_differ_in_eyes_and_mouth_at_every_scale() -> None:
+    """The shape half of the greyscale rule (test_ui.py measures the pixels): no two neighbours share
+    both their eyes and their kind of mouth, and their fills differ in grey by >= 20 of 255."""
+    def luma(hex_colour: str) -> float:  # ITU-R 601, what a greyscale conversion keeps
+        h = hex_colour.lstrip("#")
+        r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
+        return 0.299 * r + 0.587 * g + 0.114 * b
+
+    for scale in (3, 4, 5):
+        for better in range(scale, 1, -1):
+            a, b = level_style(better, scale), level_style(better - 1, scale)
+            assert a.eyes != b.eyes or a.brows != b.brows, (scale, better, a, b)
+            assert (a.open_mouth, a.curve > 0, a.curve < 0) != (b.open_mouth, b.curve > 0, b.curve < 0), (a, b)
+            assert abs(luma(a.face) - luma(b.face)) >= 20, (scale, better, a.face, b.face)

@@ -3,8 +3,9 @@
 Screenshots of every screen in vi and en at 800x480 and 1280x720 are written to
 tests/artifacts/screens/ (gitignored) for a person to look at; the same run measures
 what a person would check on them: touch targets in mm on both axes of the official
-7" panel, labels cut only between words, the grey buttons' edges, the countdown, and
-that the two best faces differ in greyscale.
+7" panel, labels cut only between words, the grey buttons' edges, the countdown, that
+every neighbouring pair of faces of every scale differs in greyscale, and that a Vietnamese
+screen shows no English word, path or code.
 """
 
 from __future__ import annotations
@@ -161,7 +162,7 @@ username = "{mqtt_settings.username}"
         vi_texts = [t for t in res["texts"] if t["lang"] == "vi"]
         assert {t["screen"] for t in vi_texts} == {"idle", "prompt", "reasons", "thanks", "out_of_service"}
         for t in vi_texts:
-            assert foreign_words(t["texts"], (device, switch, "T-five", "T-undo", "T-skip", "T-top")) == [], t
+            assert foreign_words(t["texts"], (device, switch, "T-five", "T-three", "T-undo", "T-skip", "T-top")) == [], t
 
         # every screen, both languages, both sizes, captured at the right size
         shots = {(s["name"], s["lang"], tuple(s["size"])) for s in res["screens"]}
@@ -229,12 +230,19 @@ username = "{mqtt_settings.username}"
         assert res["rechosen"] == 1
         print("tap -> Cảm ơn (ms, under Xvfb, includes frame waits):", [round(v) for v in res["latency_ms"]])
 
-        # the two best faces differ in shape, not only in colour: compare them in greyscale
+        # neighbouring faces differ in shape, not only in colour: every neighbouring pair of every
+        # scale, compared in greyscale
+        assert {f["scale"] for f in res["faces"]} == {3, 4, 5}
+        pairs = []
         for f in res["faces"]:
-            top, second = str(f["scale"]), str(f["scale"] - 1)
-            mad, ink_diff = greyscale_difference(SCREENS / f["shot"], f["boxes"][top], f["boxes"][second])
-            print(f"faces {f['shot']}: grey MAD {mad:.1f}, ink 1-IoU {ink_diff:.2f}")
-            assert mad >= MIN_GREY_MAD and ink_diff >= MIN_INK_DIFFERENCE, (f["shot"], mad, ink_diff)
+            for better in range(f["scale"], 1, -1):
+                mad, ink_diff = greyscale_difference(SCREENS / f["shot"], f["boxes"][str(better)],
+                                                     f["boxes"][str(better - 1)])
+                pairs.append((f["shot"], f"{better}-{better - 1}", round(mad, 1), round(ink_diff, 2)))
+        print("faces (shot, pair, grey MAD, ink 1-IoU):", *pairs, sep="\n  ")
+        assert len(pairs) == 2 * 2 + 4 * 3 + 2 * 4, pairs  # shots x pairs: scale 3, 4 (vi, en), 5
+        failing = [p for p in pairs if p[2] < MIN_GREY_MAD or p[3] < MIN_INK_DIFFERENCE]
+        assert not failing, failing
     finally:
         col.stop()
 

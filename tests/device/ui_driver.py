@@ -293,9 +293,28 @@ class Driver:
         yield frame
         self.shot("prompt_scale5")
         self.measure()
+        self.faces("prompt_scale5_vi_1280x720.png")
         self.tap(self.app.current_screen().tile(5))
         yield self.state_is(State.THANKS)
         self.results["expected"].append({"ticket": "T-five", "score": 5, "reasons": [], "scale": 5})
+        yield self.state_is(State.IDLE)
+        # and to a 3-level scale: "Hài lòng" sits beside "Không hài lòng" (faces compared at both sizes)
+        upd = DeviceConfigUpdate(v=1, issued_at=time.time_ns() // 1_000_000, scale=3)
+        self.qms.publish(config_topic(self.cfg.centre, self.cfg.device_id), upd.to_json(), qos=1, retain=True)
+        yield self.until("scale 3 applied", lambda: self.rt.terminal.view.scale == 3)
+        self.publish("ticket_called", "T-three")
+        self.publish("ticket_closed", "T-three")
+        yield self.state_is(State.PROMPT)
+        for size in (SIZES[1], SIZES[0]):
+            Window.size = size
+            yield self.until(f"window {size}", lambda s=size: tuple(Window.size) == s)
+            yield frame
+            self.shot("prompt_scale3")
+            self.measure()
+            self.faces(f"prompt_scale3_vi_{size[0]}x{size[1]}.png")
+        self.tap(self.app.current_screen().tile(2))  # Hài lòng: above the reasons threshold
+        yield self.state_is(State.THANKS)
+        self.results["expected"].append({"ticket": "T-three", "score": 2, "reasons": [], "scale": 3})
         self.qms.publish(config_topic(self.cfg.centre, self.cfg.device_id), b"", qos=1, retain=True)
         self.results["shown"] = sorted({s.value for s in self.app.shown})
 
