@@ -1,5 +1,6 @@
-"""``hailong fleet init / add-centre / add-counter / set-counter / show``: the registry's centres
-and counters from the command line, so a technician never edits centres.toml by hand.
+"""``hailong fleet init / add-centre / add-counter / set-counter / show / import``: the registry's
+centres and counters from the command line (or a whole province from a spreadsheet), so a
+technician never edits centres.toml by hand.
 
 Every edit goes through firmware_config/fleetedit.py: written to a scratch copy,
 the whole registry re-validated, then replaced atomically.
@@ -138,4 +139,30 @@ def _has_cert(pki: Path, device: str) -> bool:
     return (pki / "devices" / f"{device}.crt").exists()
 
 
-COMMANDS = (init, add_centre, add_counter, set_counter, show)
+@click.command("import")
+@click.argument("csv_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Check the file against the registry; write nothing.")
+@pass_ctx
+def import_(ctx: Ctx, csv_file: Path, dry_run: bool) -> None:
+    """Centres, counters, terminals and officers from a CSV sheet (columns: docs/fleet.md), all or nothing."""
+    from .fleet_import import CsvImportError, import_csv
+
+    try:
+        out = import_csv(ctx.fleet, csv_file, dry_run=dry_run)
+    except CsvImportError as exc:
+        raise click.ClickException(str(exc)) from None
+    for warning in out.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    added = (f"{out.centres} centre(s), {out.counters} counter(s), {out.devices} terminal(s), "
+             f"{out.officers} officer(s)")
+    if not out.changed:
+        click.echo(f"{csv_file}: {out.rows} rows, all already in the registry; nothing to import")
+        return
+    if dry_run:
+        click.echo(f"{csv_file}: {out.rows} rows are good; would add {added} (--dry-run: nothing written)")
+        return
+    click.echo(f"{csv_file}: {out.rows} rows imported: added {added}; next: "
+               "hailong fleet provision --centre ID --out DIR --broker-out DIR")
+
+
+COMMANDS = (init, add_centre, add_counter, set_counter, show, import_)

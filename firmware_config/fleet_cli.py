@@ -85,12 +85,12 @@ def _pins(values: tuple[str, ...]) -> dict[str, int]:
 @pass_ctx
 def add_device(ctx: Ctx, device_id: str, centre: str, counter: str, hardware: str, pins: tuple[str, ...]) -> None:
     """Register a new terminal at a counter."""
-    from .fleetedit import add_device as add
-    from .fleetedit import new_device
+    from .fleetedit import append_device, new_device
 
-    reg = ctx.registry()
-    dev = _edit(new_device, reg, id=device_id, centre=centre, counter=counter, hardware=hardware, pins=_pins(pins))
-    _edit(add, reg, dev)
+    # no whole-registry load: the new table is checked against the parsed files and appended
+    dev = _edit(new_device, ctx.fleet, id=device_id, centre=centre, counter=counter, hardware=hardware,
+                pins=_pins(pins))
+    _edit(append_device, ctx.fleet, dev)
     click.echo(f"added {device_id} at {centre}/{counter}; next: hailong fleet provision {device_id} --out DIR")
 
 
@@ -133,11 +133,9 @@ def retire_device(ctx: Ctx, device_id: str, broker_out: Path | None) -> None:
 @pass_ctx
 def add_officer(ctx: Ctx, officer_id: str, name: str, centre: str) -> None:
     """Register an officer (cán bộ) as the queue system identifies them."""
-    from .fleetedit import add_officer as add
-    from .fleetedit import new_officer
+    from .fleetedit import append_officer, new_officer
 
-    reg = ctx.registry()
-    _edit(add, reg, _edit(new_officer, reg, id=officer_id, name=name, centre=centre))
+    _edit(append_officer, ctx.fleet, _edit(new_officer, ctx.fleet, id=officer_id, name=name, centre=centre))
     click.echo(f"added officer {officer_id} ({name}) at {centre}; re-provision the centre's terminals "
                "or push a config update for the new name to show")
 
@@ -194,8 +192,7 @@ def provision(ctx: Ctx, devices: tuple[str, ...], centre: str | None, out: Path,
     from broker.kernel.settings import ConfigError
     from broker.mosquitto.render import load_options
 
-    from .provision import ProvisionSettings
-    from .provision import provision as make_bundle
+    from .provision import ProvisionSettings, provision_many
     from .wheel import WheelError, project_wheel
 
     reg = ctx.registry()
@@ -220,17 +217,20 @@ def provision(ctx: Ctx, devices: tuple[str, ...], centre: str | None, out: Path,
     if settings.broker_host in ("localhost", "127.0.0.1"):
         click.echo(f"warning: terminals will connect to {settings.broker_host}; record the broker's name once "
                    f"with `hailong broker render --fleet {ctx.fleet} --hostname NAME --out DIR`", err=True)
-    t0 = time.monotonic()
+    t0 = t = time.monotonic()
+    # one run: the wheel, CA and OS files prepared once, the passwords written once, for every terminal
+    bundles = provision_many(reg, list(devices), ctx.state, out, settings)
     for i, dev in enumerate(devices, 1):
-        t = time.monotonic()
         try:
-            target = make_bundle(reg, dev, ctx.state, out, settings)
+            target = next(bundles)
         except RegistryError as exc:
             raise click.ClickException(f"[{i}/{len(devices)}] {exc}") from None
         except ConfigError as exc:  # the terminal would refuse this config at first boot
             raise click.ClickException(f"[{i}/{len(devices)}] {dev}: the terminal would stop with: {exc} "
                                        f"(fix device.{dev} in {ctx.fleet / 'devices.toml'})") from None
-        click.echo(f"[{i}/{len(devices)}] {dev:<20} {target}  ({(time.monotonic() - t) * 1000:.0f} ms)")
+        now = time.monotonic()
+        click.echo(f"[{i}/{len(devices)}] {dev:<20} {target}  ({(now - t) * 1000:.0f} ms)")
+        t = now
     total = time.monotonic() - t0
     click.echo(f"provisioned {len(devices)} terminal(s) in {total:.2f}s ({total / len(devices) * 1000:.0f} ms each)")
     _rerender(ctx, broker_out)

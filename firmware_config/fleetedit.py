@@ -1,4 +1,4 @@
-"""Changes to the fleet registry made by ``hailong fleet`` (add, move, retire).
+"""Changes to the fleet registry made by ``hailong fleet`` (add, move, retire, import).
 
 Edits are all-or-nothing: the new devices.toml / officers.toml is written to a
 scratch copy of the fleet, the whole registry is re-validated from there (the
@@ -6,21 +6,32 @@ same checks a hand edit gets), and only then replaced atomically. A technician
 can therefore never leave the fleet in a state the broker renderer or the
 ingest would refuse. The rewritten files keep a fixed header; comments inside
 tables are not preserved (docs/fleet.md says so).
+
+Adding one terminal or one officer is the exception that keeps a province usable
+from the command line: the new table is appended (comments kept) after checking
+exactly what a new entry can break -- its id, its own fields, the centre and counter
+it names, one active terminal per counter -- against the parsed files, instead of
+re-validating and rewriting 2,000 entries per call. Every writer holds the fleet's
+lock (``<fleet>/.fleet.lock``), so two technicians' commands never interleave.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable
+import tomllib
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
+from broker.contract import RESERVED_DEVICE_IDS
 from broker.fleet.registry import (
     CENTRES_FILE,
     DEVICES_FILE,
@@ -85,12 +96,70 @@ def render_centres(centres: Iterable[Centre], counters: Iterable[Counter]) -> st
     return "".join(out)
 
 
+_DEVICE_DEFAULTS: dict[str, Any] = {"retired": False, "pins": {}}
+_OFFICER_DEFAULTS: dict[str, Any] = {"retired": False}
+
+
+def centres_text(centres: Iterable[Centre], counters: Iterable[Counter]) -> str:
+    return _HEADERS[CENTRES_FILE] + render_centres(centres, counters)
+
+
 def render_devices(devices: Iterable[Device]) -> str:
-    return _HEADERS[DEVICES_FILE] + dump_tables("device", devices, {"retired": False, "pins": {}})
+    return _HEADERS[DEVICES_FILE] + dump_tables("device", devices, _DEVICE_DEFAULTS)
 
 
 def render_officers(officers: Iterable[Officer]) -> str:
-    return _HEADERS[OFFICERS_FILE] + dump_tables("officer", officers, {"retired": False})
+    return _HEADERS[OFFICERS_FILE] + dump_tables("officer", officers, _OFFICER_DEFAULTS)
+
+
+LOCK_FILE = ".fleet.lock"
+
+
+@contextmanager
+def locked(root: Path) -> Iterator[None]:
+    """Hold the fleet's edit lock: read-check-write sequences of two commands never interleave."""
+    fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text``: readers see the old file or the new one, never half of it."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def replace_files(root: Path, stages: Sequence[dict[str, str]]) -> None:
+    """Validate the registry the stages end in, then write them in order (each file atomically).
+
+    A later stage overrides an earlier one's file. Callers order the stages so that the
+    registry is valid after each of them too (a crash between two files leaves a fleet the
+    tools still load); only the final state is validated here, in a scratch copy.
+    """
+    final: dict[str, str] = {}
+    for stage in stages:
+        final.update(stage)
+    with tempfile.TemporaryDirectory(prefix=".fleet-edit-", dir=root) as scratch:
+        for name in (CENTRES_FILE, DEVICES_FILE, OFFICERS_FILE):
+            if name in final:
+                Path(scratch, name).write_text(final[name], encoding="utf-8")
+            else:
+                shutil.copyfile(root / name, Path(scratch, name))
+        try:
+            load_registry(Path(scratch))
+        except RegistryError as exc:
+            # report against the real file name, not the scratch directory
+            raise RegistryError(root / Path(exc.file).name, exc.key, exc.problem, exc.line) from None
+    for stage in stages:
+        for name, text in stage.items():
+            write_atomic(root / name, text)
 
 
 def save(registry: Registry, devices: dict[str, Device] | None = None,
@@ -100,60 +169,109 @@ def save(registry: Registry, devices: dict[str, Device] | None = None,
     root = registry.root
     texts: dict[str, str] = {}
     if centres is not None or counters is not None:
-        texts[CENTRES_FILE] = _HEADERS[CENTRES_FILE] + render_centres(
+        texts[CENTRES_FILE] = centres_text(
             (centres if centres is not None else registry.centres).values(),
             (counters if counters is not None else registry.counters).values())
     if devices is not None:
         texts[DEVICES_FILE] = render_devices(devices.values())
     if officers is not None:
         texts[OFFICERS_FILE] = render_officers(officers.values())
-    with tempfile.TemporaryDirectory(prefix=".fleet-edit-", dir=root) as scratch:
-        for name in (CENTRES_FILE, DEVICES_FILE, OFFICERS_FILE):
-            if name in texts:
-                Path(scratch, name).write_text(texts[name], encoding="utf-8")
-            else:
-                shutil.copyfile(root / name, Path(scratch, name))
-        try:
-            load_registry(Path(scratch))
-        except RegistryError as exc:
-            # report against the real file name, not the scratch directory
-            raise RegistryError(root / Path(exc.file).name, exc.key, exc.problem, exc.line) from None
-        for name, text in texts.items():
-            tmp = root / f".{name}.tmp"
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, root / name)
+    with locked(root):
+        replace_files(root, [texts])
     return load_registry(root)
 
 
-def new_device(reg: Registry, **data: Any) -> Device:
-    return build_entry(Device, data, reg.root / DEVICES_FILE, f"device.{data.get('id')}")
+# --------------------------------------------------------------------------- appending one entry
+
+def _parsed(path: Path) -> tuple[dict[str, Any], str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+        return tomllib.loads(text), text
+    except FileNotFoundError:
+        raise RegistryError(path, None, "file not found") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise RegistryError(path, None, f"cannot read: {exc}") from None
 
 
-def new_officer(reg: Registry, **data: Any) -> Officer:
-    return build_entry(Officer, data, reg.root / OFFICERS_FILE, f"officer.{data.get('id')}")
+def _append(path: Path, text: str, table: str) -> None:
+    write_atomic(path, text + ("" if not text or text.endswith("\n") else "\n") + table)
+
+
+def append_device(root: Path, device: Device) -> None:
+    """Add one terminal by appending its table to devices.toml, after the checks a new terminal can fail."""
+    key = f"device.{device.id}"
+    with locked(root):
+        centres = _parsed(root / CENTRES_FILE)[0].get("centre", {})
+        path = root / DEVICES_FILE
+        data, text = _parsed(path)
+        devices = data.get("device", {})
+        if device.id in RESERVED_DEVICE_IDS:
+            raise RegistryError(path, key, f"device id {device.id!r} is reserved")
+        if device.id in devices:
+            raise RegistryError(path, key, "already exists")
+        if device.centre not in centres:
+            raise RegistryError(path, f"{key}.centre", f"centre {device.centre!r} is not in {CENTRES_FILE}")
+        counters = centres[device.centre].get("counter", {}) if isinstance(centres[device.centre], dict) else {}
+        if device.counter not in counters:
+            raise RegistryError(path, f"{key}.counter",
+                                f"counter {device.counter!r} is not a counter of centre {device.centre!r}")
+        if device.hardware in ("buttons", "both") and not device.pins:
+            raise RegistryError(path, f"{key}.pins", f"hardware {device.hardware!r} needs a pin map")
+        if not device.retired:
+            for other, body in devices.items():
+                if (isinstance(body, dict) and not body.get("retired", False)
+                        and (body.get("centre"), body.get("counter")) == (device.centre, device.counter)):
+                    raise RegistryError(path, f"{key}.counter",
+                                        f"counter {device.counter!r} of centre {device.centre!r} already has "
+                                        f"active device {other!r}; retire or move it first")
+        _append(path, text, dump_tables("device", [device], _DEVICE_DEFAULTS))
+
+
+def append_officer(root: Path, officer: Officer) -> None:
+    """Add one officer by appending its table to officers.toml (its id and centre checked)."""
+    key = f"officer.{officer.id}"
+    with locked(root):
+        centres = _parsed(root / CENTRES_FILE)[0].get("centre", {})
+        path = root / OFFICERS_FILE
+        data, text = _parsed(path)
+        if officer.id in data.get("officer", {}):
+            raise RegistryError(path, key, "already exists")
+        if officer.centre not in centres:
+            raise RegistryError(path, f"{key}.centre", f"centre {officer.centre!r} is not in {CENTRES_FILE}")
+        _append(path, text, dump_tables("officer", [officer], _OFFICER_DEFAULTS))
+
+
+def new_device(root: Path, **data: Any) -> Device:
+    _check_id(root / DEVICES_FILE, f"device.{data.get('id')}", data.get("id"))
+    return build_entry(Device, data, root / DEVICES_FILE, f"device.{data.get('id')}")
+
+
+def new_officer(root: Path, **data: Any) -> Officer:
+    _check_id(root / OFFICERS_FILE, f"officer.{data.get('id')}", data.get("id"))
+    return build_entry(Officer, data, root / OFFICERS_FILE, f"officer.{data.get('id')}")
 
 
 def add_device(reg: Registry, device: Device) -> Registry:
-    if device.id in reg.devices:
-        raise RegistryError(reg.root / DEVICES_FILE, f"device.{device.id}", "already exists")
-    return save(reg, devices={**reg.devices, device.id: device})
+    """Add one terminal (appended, see append_device) and return the registry with it."""
+    append_device(reg.root, device)
+    return Registry(reg.root, reg.centres, reg.counters, {**reg.devices, device.id: device}, reg.officers)
 
 
 def update_device(reg: Registry, device_id: str, **changes: Any) -> Registry:
-    updated = new_device(reg, **(reg.device(device_id).model_dump() | changes))
+    updated = new_device(reg.root, **(reg.device(device_id).model_dump() | changes))
     return save(reg, devices={**reg.devices, device_id: updated})
 
 
 def add_officer(reg: Registry, officer: Officer) -> Registry:
-    if officer.id in reg.officers:
-        raise RegistryError(reg.root / OFFICERS_FILE, f"officer.{officer.id}", "already exists")
-    return save(reg, officers={**reg.officers, officer.id: officer})
+    """Add one officer (appended, see append_officer) and return the registry with it."""
+    append_officer(reg.root, officer)
+    return Registry(reg.root, reg.centres, reg.counters, reg.devices, {**reg.officers, officer.id: officer})
 
 
 def update_officer(reg: Registry, officer_id: str, **changes: Any) -> Registry:
     if officer_id not in reg.officers:
         raise RegistryError(reg.root / OFFICERS_FILE, f"officer.{officer_id}", "no such officer")
-    updated = new_officer(reg, **(reg.officers[officer_id].model_dump() | changes))
+    updated = new_officer(reg.root, **(reg.officers[officer_id].model_dump() | changes))
     return save(reg, officers={**reg.officers, officer_id: updated})
 
 
@@ -169,20 +287,20 @@ def init_fleet(root: Path) -> Path:
     return root
 
 
-def _check_id(reg: Registry, key: str, ident: object) -> None:
+def _check_id(file: Path, key: str, ident: object) -> None:
     # ids become TOML table names and MQTT topic levels: the same rule load_registry applies
     if not isinstance(ident, str) or not re.fullmatch(ID_PATTERN, ident):
-        raise RegistryError(reg.root / CENTRES_FILE, key, f"id {ident!r} must match {ID_PATTERN}")
+        raise RegistryError(file, key, f"id {ident!r} must match {ID_PATTERN}")
 
 
 def new_centre(reg: Registry, **data: Any) -> Centre:
-    _check_id(reg, f"centre.{data.get('id')}", data.get("id"))
+    _check_id(reg.root / CENTRES_FILE, f"centre.{data.get('id')}", data.get("id"))
     return build_entry(Centre, data, reg.root / CENTRES_FILE, f"centre.{data.get('id')}")
 
 
 def new_counter(reg: Registry, **data: Any) -> Counter:
     key = f"centre.{data.get('centre')}.counter.{data.get('id')}"
-    _check_id(reg, key, data.get("id"))
+    _check_id(reg.root / CENTRES_FILE, key, data.get("id"))
     return build_entry(Counter, data, reg.root / CENTRES_FILE, key)
 
 

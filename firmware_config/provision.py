@@ -17,13 +17,21 @@ boot installs it from there; ``--pip-spec`` overrides that.
 The boot files carry the device's secrets (key, password) because the Pi must
 be able to connect on first boot without a technician typing anything; both
 first-boot paths delete them from the FAT boot partition once installed.
+
+A centre's terminals are provisioned as one run (``Run``): the CA, the OS files and
+the wheel are read once, and each shared file is encoded once for both first-boot
+paths and referenced by every bundle; passwords are generated with one write of the
+password file. What is left per terminal is its config, its secret and the writes.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import shlex
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,7 +39,7 @@ import yaml
 from pydantic import Field, SecretStr, ValidationError
 
 from broker.fleet.credentials import FleetState
-from broker.fleet.pki import write_private
+from broker.fleet.pki import FleetCA, write_private
 from broker.fleet.registry import Device, Registry, RegistryError
 from broker.kernel.settings import ConfigError, Settings, secret_files, validation_to_config_error
 from device.config import DeviceConfig
@@ -49,6 +57,23 @@ class BundleFile:
     data: bytes
     mode: int
     secret: bool = False
+
+    # Encoded once per file object: a run's shared files (the 250 KB wheel above all) are the same
+    # objects in every bundle. PyYAML's pure-Python emitter scans a scalar character by character,
+    # ~200 ms for the wheel, so the write_files entries are emitted here (a JSON string is a YAML
+    # double-quoted scalar; the tests load the result back with yaml.safe_load).
+    @cached_property
+    def cloud_init_entry(self) -> str:
+        return (f"- path: {json.dumps(self.path, ensure_ascii=False)}\n  encoding: b64\n"
+                f"  content: \"{base64.b64encode(self.data).decode()}\"\n"
+                f"  permissions: '0{self.mode:o}'\n  owner: root:root\n")
+
+    @cached_property
+    def firstrun_lines(self) -> str:
+        d, q = shlex.quote(str(Path(self.path).parent)), shlex.quote(self.path)
+        return "\n".join([f"mkdir -p {d}", f"base64 -d > {q} <<'HAILONG_EOF'",
+                          base64.encodebytes(self.data).decode().rstrip("\n"), "HAILONG_EOF",
+                          f"chmod {self.mode:o} {q}"])
 
 
 class ProvisionSettings(Settings):
@@ -141,8 +166,47 @@ def _key(k: str) -> str:
     return k if k.replace("-", "").replace("_", "").isalnum() and k.isascii() else f'"{k}"'
 
 
-def bundle_files(reg: Registry, dev: Device, state: FleetState, s: ProvisionSettings) -> list[BundleFile]:
-    ca = state.ca().cert_path.read_bytes()
+class Run:
+    """One provisioning run (one terminal or a whole centre): what its bundles share, prepared once."""
+
+    def __init__(self, state: FleetState, s: ProvisionSettings) -> None:
+        self.state, self.settings = state.ensure(), s
+        self.ca: FleetCA = state.ca()
+        etc = osfiles.ETC
+        self.common = [
+            BundleFile(f"{etc}/ca.crt", self.ca.cert_path.read_bytes(), 0o644),
+            BundleFile(f"{etc}/kiosk.env", osfiles.kiosk_env().encode(), 0o644),
+            BundleFile(f"{etc}/kivy-config.ini", osfiles.kivy_config().encode(), 0o644),
+            BundleFile(f"/etc/systemd/system/{osfiles.UNIT_NAME}",
+                       osfiles.systemd_unit(watchdog=s.watchdog).encode(), 0o644),
+            BundleFile("/etc/systemd/journald.conf.d/hailong-volatile.conf", osfiles.journald_conf().encode(),
+                       0o644),
+            BundleFile(f"{osfiles.LIB}/sd-wear.sh", osfiles.sd_wear_script().encode(), 0o755),
+            BundleFile(f"{osfiles.LIB}/install.sh", osfiles.install_script().encode(), 0o755),
+            *_app_files(s),
+        ]
+        self.network_config = network_config(s).encode()
+        self._passwords: dict[str, str] = {}
+
+    def prepare(self, device_ids: list[str]) -> None:
+        """Credentials of many terminals at once (password mode: one write of the password file)."""
+        if self.settings.mode == "password":
+            self._passwords.update(self.state.passwords(device_ids))
+
+    def secret_files(self, dev: Device) -> list[BundleFile]:
+        etc = osfiles.ETC
+        if self.settings.mode == "cert":
+            cert = self.state.device_cert(dev.id, ca=self.ca)
+            return [BundleFile(f"{etc}/device.crt", cert.cert_path.read_bytes(), 0o644),
+                    BundleFile(f"{etc}/device.key", cert.key_path.read_bytes(), 0o600, secret=True)]
+        if dev.id not in self._passwords:
+            self.prepare([dev.id])
+        return [BundleFile(f"{etc}/mqtt.pass", (self._passwords[dev.id] + "\n").encode(), 0o600, secret=True)]
+
+
+def bundle_files(reg: Registry, dev: Device, state: FleetState, s: ProvisionSettings,
+                 run: Run | None = None) -> list[BundleFile]:
+    run = run or Run(state, s)
     header = (f"# hailong terminal {dev.id} -- generated by `hailong fleet provision`.\n"
               f"# Registry: {dev.centre} / {dev.counter}. Keys documented in docs/device.md.")
     cfg = device_config(reg, dev, s)
@@ -150,23 +214,11 @@ def bundle_files(reg: Registry, dev: Device, state: FleetState, s: ProvisionSett
     etc = osfiles.ETC
     files = [
         BundleFile(osfiles.CONFIG_PATH, config_toml, 0o640),
-        BundleFile(f"{etc}/ca.crt", ca, 0o644),
-        BundleFile(f"{etc}/kiosk.env", osfiles.kiosk_env().encode(), 0o644),
-        BundleFile(f"{etc}/kivy-config.ini", osfiles.kivy_config().encode(), 0o644),
+        *run.common[:3],  # ca.crt, kiosk.env, kivy-config.ini
         BundleFile(f"{etc}/README.txt", f"hailong terminal {dev.id}; see docs/technician.md\n".encode(), 0o644),
-        BundleFile(f"/etc/systemd/system/{osfiles.UNIT_NAME}", osfiles.systemd_unit(watchdog=s.watchdog).encode(),
-                   0o644),
-        BundleFile("/etc/systemd/journald.conf.d/hailong-volatile.conf", osfiles.journald_conf().encode(), 0o644),
-        BundleFile(f"{osfiles.LIB}/sd-wear.sh", osfiles.sd_wear_script().encode(), 0o755),
-        BundleFile(f"{osfiles.LIB}/install.sh", osfiles.install_script().encode(), 0o755),
-        *_app_files(s),
+        *run.common[3:],
+        *run.secret_files(dev),
     ]
-    if s.mode == "cert":
-        cert = state.device_cert(dev.id)
-        files += [BundleFile(f"{etc}/device.crt", cert.cert_path.read_bytes(), 0o644),
-                  BundleFile(f"{etc}/device.key", cert.key_path.read_bytes(), 0o600, secret=True)]
-    else:
-        files.append(BundleFile(f"{etc}/mqtt.pass", (state.password(dev.id) + "\n").encode(), 0o600, secret=True))
     shipped = {f.path for f in files}
     for key, file in secret_files(cfg):  # the Pi reads these at start: each must be in the bundle
         if str(file) not in shipped:
@@ -196,10 +248,8 @@ def user_data(dev: Device, files: list[BundleFile], s: ProvisionSettings) -> str
         "ssh_pwauth": False,
         "users": [user],
         "package_update": False,
-        "write_files": [
-            {"path": f.path, "encoding": "b64", "content": base64.b64encode(f.data).decode(),
-             "permissions": f"0{f.mode:o}", "owner": "root:root"} for f in files
-        ],
+    }
+    tail: dict[str, Any] = {
         "runcmd": [
             ["sh", f"{osfiles.LIB}/install.sh"],
             # The boot partition is FAT and readable by anyone holding the card: replace the file with
@@ -209,7 +259,9 @@ def user_data(dev: Device, files: list[BundleFile], s: ProvisionSettings) -> str
                          "shred -u \"$f\"; printf '#cloud-config\\n{}\\n' > \"$f\"; fi; done"],
         ],
     }
-    return "#cloud-config\n" + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=1000)
+    return ("#cloud-config\n" + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=1000)
+            + "write_files:\n" + "".join(f.cloud_init_entry for f in files)
+            + yaml.safe_dump(tail, sort_keys=False, allow_unicode=True, width=1000))
 
 
 def network_config(s: ProvisionSettings) -> str:
@@ -226,11 +278,7 @@ def firstrun_sh(dev: Device, files: list[BundleFile], s: ProvisionSettings) -> s
     out = ["#!/bin/bash", f"# hailong first boot for terminal {dev.id} (Bookworm-era images without cloud-init)",
            "set +e", "exec >/dev/kmsg 2>&1", f"hostnamectl set-hostname {shlex.quote(dev.id)}",
            f"timedatectl set-timezone {TIMEZONE}"]
-    for f in files:
-        d = shlex.quote(str(Path(f.path).parent))
-        q = shlex.quote(f.path)
-        out += [f"mkdir -p {d}", f"base64 -d > {q} <<'HAILONG_EOF'",
-                base64.encodebytes(f.data).decode().rstrip("\n"), "HAILONG_EOF", f"chmod {f.mode:o} {q}"]
+    out += [f.firstrun_lines for f in files]
     if s.ssh_keys:
         keys = "\n".join(s.ssh_keys)
         out += ["id tech >/dev/null 2>&1 || useradd -m -G sudo,adm -s /bin/bash tech",
@@ -259,21 +307,22 @@ CMDLINE_APPEND = ("systemd.run=/boot/firmware/firstrun.sh systemd.run_success_ac
                   "systemd.unit=kernel-command-line.target")
 
 
-def provision(reg: Registry, device_id: str, state: FleetState, out: Path, s: ProvisionSettings) -> Path:
+def provision(reg: Registry, device_id: str, state: FleetState, out: Path, s: ProvisionSettings,
+              run: Run | None = None) -> Path:
     """Write the bundle of one device under ``out/<device>``; return that directory."""
     dev = reg.device(device_id)
     if dev.retired:
         raise RegistryError(reg.root / "devices.toml", f"device.{dev.id}", "is retired; add it again to reuse")
-    state.ensure()
-    if s.mode == "password":
-        state.password(dev.id)
-    files = bundle_files(reg, dev, state, s)
+    files = bundle_files(reg, dev, state, s, run)
     target = out / dev.id
     (target / "boot").mkdir(parents=True, exist_ok=True)
     target.chmod(0o700)  # the bundle holds the terminal's private key / password
+    made: set[Path] = set()
     for f in files:
         dest = target / "rootfs" / f.path.lstrip("/")
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.parent not in made:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            made.add(dest.parent)
         if f.secret:
             write_private(dest, f.data)
         else:
@@ -282,7 +331,8 @@ def provision(reg: Registry, device_id: str, state: FleetState, out: Path, s: Pr
     (target / "device.toml").write_bytes(files[0].data)
     write_private(target / "boot" / "user-data", user_data(dev, files, s).encode())
     write_private(target / "boot" / "firstrun.sh", firstrun_sh(dev, files, s).encode())
-    write_private(target / "boot" / "network-config", network_config(s).encode())  # may hold a Wi-Fi key
+    write_private(target / "boot" / "network-config",  # may hold a Wi-Fi key
+                  run.network_config if run else network_config(s).encode())
     (target / "boot" / "meta-data").write_text(f"instance-id: hailong-{dev.id}\nlocal-hostname: {dev.id}\n")
     (target / "boot" / "cmdline-append.txt").write_text(CMDLINE_APPEND + "\n")
     where = f"{reg.centres[dev.centre].name} / {reg.counters[(dev.centre, dev.counter)].label}"
@@ -295,3 +345,13 @@ def provision(reg: Registry, device_id: str, state: FleetState, out: Path, s: Pr
         encoding="utf-8")
     return target
 
+
+def provision_many(reg: Registry, device_ids: list[str], state: FleetState, out: Path,
+                   s: ProvisionSettings) -> Iterator[Path]:
+    """Bundles for many terminals in one run (shared files prepared once); yields each bundle directory.
+
+    Stops at the first terminal whose bundle cannot be made (the exception names it)."""
+    run = Run(state, s)
+    run.prepare([d for d in device_ids if d in reg.devices and not reg.devices[d].retired])
+    for device_id in device_ids:
+        yield provision(reg, device_id, state, out, s, run)

@@ -85,6 +85,26 @@ class FleetState:
             return path.read_text(encoding="utf-8").strip()
         return self.rotate_password(user)
 
+    def passwords(self, users: list[str]) -> dict[str, str]:
+        """``password`` for many users with one read and at most one write of ``passwd``
+        (a centre's terminals provisioned together: not O(fleet) file work per terminal)."""
+        hashes = self.hashes()
+        out: dict[str, str] = {}
+        fresh = False
+        for user in users:
+            path = self.secret_path(user)
+            if user in hashes and path.exists():
+                out[user] = path.read_text(encoding="utf-8").strip()
+                continue
+            self.ensure()
+            out[user] = new_password()
+            write_private(path, (out[user] + "\n").encode())
+            hashes[user] = hash_password(out[user])
+            fresh = True
+        if fresh:
+            self._save_hashes(hashes)
+        return out
+
     def share_password(self, user: str, owner: str) -> str:
         """``user`` logs in with ``owner``'s password (an ingest instance's worker processes).
 
@@ -137,12 +157,13 @@ class FleetState:
             names_file.write_text(wanted)
         return key, crt
 
-    def device_cert(self, device: str, *, renew: bool = False) -> DeviceCert:
+    def device_cert(self, device: str, *, renew: bool = False, ca: FleetCA | None = None) -> DeviceCert:
+        """The device's certificate, issued on first use (``ca``: the loaded CA, when issuing many)."""
         key, crt = self.pki_dir / "devices" / f"{device}.key", self.pki_dir / "devices" / f"{device}.crt"
         if renew or not (key.exists() and crt.exists()):
             if crt.exists():
                 self.revoke_serial(device, cert_serial(crt.read_bytes()))
-            key_pem, cert_pem, _ = self.ca().issue(device)
+            key_pem, cert_pem, _ = (ca or self.ca()).issue(device)
             write_private(key, key_pem)
             crt.write_bytes(cert_pem)
         return DeviceCert(key, crt, cert_serial(crt.read_bytes()))

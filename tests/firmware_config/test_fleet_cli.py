@@ -134,3 +134,30 @@ def test_help_works_without_a_fleet_and_commands_ask_for_one(monkeypatch: pytest
     assert helped.exit_code == 0 and "--centre" in helped.output
     missing = CliRunner().invoke(main, ["fleet", "list"])
     assert missing.exit_code == 2 and "HAILONG_FLEET" in missing.output
+
+
+def test_add_device_and_officer_append_without_rewriting(fleet: Path) -> None:
+    """One terminal or officer is appended (the file's comments and other tables kept byte for byte),
+    and the result is the registry a full validated rewrite would hold."""
+    devices, officers = (fleet / "devices.toml").read_text(), (fleet / "officers.toml").read_text()
+    run(fleet, "add-counter", "q04", "--centre", "qn-tthc", "--label", "Quầy 4 – Tư pháp")
+    run(fleet, "add-device", "qn-q04", "--centre", "qn-tthc", "--counter", "q04", "--hardware", "both",
+        "--pin", "score_1=5", "--pin", "score_2=6", "--pin", "score_3=13", "--pin", "score_4=19")
+    run(fleet, "add-officer", "ngo-van-tu", "--name", "Ngô Văn Tư", "--centre", "qn-tthc")
+    assert (fleet / "devices.toml").read_text().startswith(devices)
+    assert (fleet / "officers.toml").read_text().startswith(officers)
+    assert "# Counter terminals." in (fleet / "devices.toml").read_text()  # the hand-written comment stays
+    reg = load_registry(fleet)
+    assert reg.devices["qn-q04"].pins == {"score_1": 5, "score_2": 6, "score_3": 13, "score_4": 19}
+    assert reg.officers["ngo-van-tu"].name == "Ngô Văn Tư"
+    # the second terminal on q04 and an id that would break out of its TOML table are refused, file untouched
+    before = (fleet / "devices.toml").read_text()
+    out = run(fleet, "add-device", "qn-q05", "--centre", "qn-tthc", "--counter", "q04", code=1)
+    assert "device.qn-q05.counter: counter 'q04' of centre 'qn-tthc' already has active device 'qn-q04'" in out
+    out = run(fleet, "add-device", "x]\n[centre.evil", "--centre", "qn-tthc", "--counter", "q04", code=1)
+    assert "must match" in out
+    out = run(fleet, "add-officer", "ngo-van-tu", "--name", "Ngô Văn Tư", "--centre", "qn-tthc", code=1)
+    assert "officer.ngo-van-tu: already exists" in out
+    out = run(fleet, "add-device", "qms", "--centre", "qn-tthc", "--counter", "q04", code=1)
+    assert "device.qms: device id 'qms' is reserved" in out
+    assert (fleet / "devices.toml").read_text() == before

@@ -204,3 +204,30 @@ def test_provisioning_refuses_what_the_terminal_would_refuse(fleet: Path, tmp_pa
     with pytest.raises(ConfigError) as err:
         load_device_config(pi, environ={})
     assert str(err.value) == pi_message.replace("/etc/hailong/device.toml", str(pi))
+
+
+def test_whole_centre_in_password_mode_one_run(fleet: Path, tmp_path: Path) -> None:
+    """A centre's bundles share one run: each still carries its own password (hashed in passwd), and every
+    bundle references the same wheel and CA bytes."""
+    from broker.fleet.passwd import parse_passwd, verify_password
+
+    out = tmp_path / "bundles"
+    state = FleetState.for_fleet(fleet)
+    state.ensure()
+    kept = state.password("qn-q02")  # an existing password is reused, not rotated
+    _run("fleet", "--fleet", str(fleet), "provision", "--centre", "qn-tthc", "--mode", "password", "--out", str(out),
+         "--broker-host", "mqtt.qn.example.vn")
+    hashes = parse_passwd(state.passwd_path.read_text())
+    secrets = {}
+    for dev in ("qn-q01", "qn-q02", "qn-q03"):
+        secrets[dev] = (out / dev / "rootfs/etc/hailong/mqtt.pass").read_text().strip()
+        assert verify_password(hashes[dev], secrets[dev]), dev
+        assert secrets[dev] == state.secret_path(dev).read_text().strip()
+        doc = yaml.safe_load((out / dev / "boot/user-data").read_text())
+        files = {f["path"]: base64.b64decode(f["content"]) for f in doc["write_files"]}
+        assert files["/etc/hailong/mqtt.pass"].decode().strip() == secrets[dev]
+        assert not (out / dev / "rootfs/etc/hailong/device.key").exists()
+    assert secrets["qn-q02"] == kept and len(set(secrets.values())) == 3
+    wheels = [next((out / d / "rootfs/usr/local/lib/hailong/wheels").glob("hailong-*.whl")).read_bytes()
+              for d in secrets]
+    assert wheels[0] == wheels[1] == wheels[2] and wheels[0][:2] == b"PK"
