@@ -23,6 +23,8 @@ SUBCOMMANDS: dict[str, str] = {
     "report": "dashboards.cli:report",
     "qms": "qms_bridge.cli:qms",
     "config": "hailong.configref:config",
+    "federation": "federation.cli:federation",
+    "national": "national.cli:national",
 }
 
 

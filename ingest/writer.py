@@ -20,113 +20,17 @@ must not drop the good points that happened to share its batch.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-import urllib.parse
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Callable
 
-import urllib3
-
-from storage.connection import InfluxConnection
 from storage.lineproto import Point
+from storage.writer import WriteError, Writer, make_writer
 
 from .config import BatchSettings
 from .stats import IngestStats
 
-
-class WriteError(Exception):
-    def __init__(self, message: str, *, retryable: bool, status: int | None = None) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-        self.status = status
-
-
-def _classify(status: int, body: str) -> WriteError:
-    msg = body
-    try:
-        parsed = json.loads(body)
-        msg = parsed.get("error") or parsed.get("message") or body
-    except (ValueError, AttributeError):
-        pass
-    retryable = status >= 500 or status in (408, 429)
-    return WriteError(f"InfluxDB HTTP {status}: {msg}"[:1000], retryable=retryable, status=status)
-
-
-class Writer(Protocol):
-    def write(self, lines: Sequence[str]) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class V1Writer:
-    """POST /write?db=...&precision=ns (InfluxDB 1.x)."""
-
-    def __init__(self, settings: InfluxConnection) -> None:
-        self._settings = settings
-        params = {"db": settings.database, "precision": "ns"}
-        if settings.username:
-            params["u"] = settings.username
-            params["p"] = settings.secret_password() or ""
-        self._url = f"{settings.url.rstrip('/')}/write?{urllib.parse.urlencode(params)}"
-        self._http = urllib3.PoolManager(
-            retries=False, timeout=urllib3.Timeout(total=settings.timeout_s), maxsize=2
-        )
-
-    def write(self, lines: Sequence[str]) -> None:
-        body = ("\n".join(lines) + "\n").encode("utf-8")
-        try:
-            resp = self._http.request("POST", self._url, body=body, headers={"Content-Type": "text/plain"})
-        except urllib3.exceptions.HTTPError as exc:
-            raise WriteError(f"cannot reach InfluxDB at {self._settings.url}: {exc}", retryable=True) from None
-        if resp.status not in (200, 204):
-            raise _classify(resp.status, resp.data.decode("utf-8", errors="replace"))
-
-    def close(self) -> None:
-        self._http.clear()
-
-
-class V2Writer:
-    """influxdb-client's synchronous write API (no client-side retries: we own retry policy)."""
-
-    def __init__(self, settings: InfluxConnection) -> None:
-        from influxdb_client import InfluxDBClient
-        from influxdb_client.client.write_api import SYNCHRONOUS
-
-        self._settings = settings
-        self._client = InfluxDBClient(
-            url=settings.url,
-            token=settings.secret_token() or "",
-            org=settings.org,
-            timeout=int(settings.timeout_s * 1000),
-            retries=False,
-        )
-        self._api = self._client.write_api(write_options=SYNCHRONOUS)
-
-    def write(self, lines: Sequence[str]) -> None:
-        from influxdb_client.client.write_api import WritePrecision
-        from influxdb_client.rest import ApiException
-
-        try:
-            self._api.write(
-                bucket=self._settings.database,
-                org=self._settings.org,
-                record="\n".join(lines),
-                write_precision=WritePrecision.NS,  # type: ignore[arg-type]
-            )
-        except ApiException as exc:
-            raise _classify(int(exc.status or 0), str(exc.body or exc.reason)) from None
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise WriteError(f"cannot reach InfluxDB at {self._settings.url}: {exc}", retryable=True) from None
-
-    def close(self) -> None:
-        self._api.close()
-        self._client.close()
-
-
-def make_writer(settings: InfluxConnection) -> Writer:
-    return V2Writer(settings) if settings.api == "v2" else V1Writer(settings)
+__all__ = ["BatchWriter", "WriteError", "Writer", "make_writer"]
 
 
 log = logging.getLogger("hailong.ingest")

@@ -39,6 +39,12 @@ class Measurement:
     TICKET_CENTRE_1D: Final = "ticket_centre_1d"
     # one point per newly accepted "Không hài lòng" rating, at ingest arrival time (alerting keys on it)
     ESCALATION: Final = "escalation"
+    # national side (national/): one point per centre and service day, stamped local midnight, from the
+    # provinces' CentreDay aggregates (broker/federation.py); and the aggregates it refused, with a reason
+    AGG_CENTRE_DAY: Final = "agg_centre_day"
+    AGG_REJECTED: Final = "agg_rejected"
+    # the national consumer's own counters (like ingest_stats)
+    NATIONAL_STATS: Final = "national_stats"
 
 
 class Tag:
@@ -105,6 +111,19 @@ class Field:
     WRITTEN: Final = "written"
     IN_FLIGHT: Final = "in_flight"
     HELD: Final = "held"
+    # agg_centre_day (counts of broker.federation.CentreDay, plus its revision and digest)
+    RATED: Final = "rated"
+    NOT_SATISFIED: Final = "not_satisfied"
+    SATISFIED: Final = "satisfied"
+    VERY_SATISFIED: Final = "very_satisfied"
+    WALKUPS: Final = "walkups"
+    SERVED: Final = "served"
+    REVISION: Final = "revision"
+    # national_stats
+    STORED: Final = "stored"
+    DUPLICATES: Final = "duplicates"
+    OLDER: Final = "older"
+    REFUSED: Final = "refused"
 
 
 # The ``class`` tag's value for the legal class "Không hài lòng".

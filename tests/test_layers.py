@@ -50,6 +50,9 @@ def test_the_tree_keeps_every_contract(tmp_path: Path) -> None:
     ("qms_bridge/mapping.py", "import ingest.tickets", "never import each other"),
     ("dashboards/queries.py", "import ingest.service", "never the ingest"),
     ("broker/mqtt/consumer.py", "import paho.mqtt.client", "do not use paho"),
+    ("national/service.py", "import ingest.writer", "never import each other"),
+    ("dashboards/queries.py", "import national.store", "never the ingest"),
+    ("national/store.py", "import federation.publish", "Package layers"),
 ])
 def test_an_upward_import_breaks_a_contract(tmp_path: Path, module: str, upward: str, contract: str) -> None:
     tree = _copy_tree(tmp_path)
