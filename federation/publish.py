@@ -92,7 +92,7 @@ def publish(cfg: FederationConfig, days: int, now_ms: int | None = None) -> Publ
     tz = timezone_of(cfg)
     window = Window.ending_today(days, tz, None if now_ms is None else dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC))
     messages = build_messages(cfg, window, centres, revision)
-    session = MqttSession(cfg.mqtt, cfg.client_id, reconnect_s=(0.5, 10.0)).start()
+    session = MqttSession(cfg.mqtt, cfg.client_id).start()
     sent = 0
     try:
         if not session.wait_connected(min(30.0, cfg.ack_timeout_s)):

@@ -31,7 +31,8 @@ from pydantic.fields import FieldInfo
 from broker.kernel.settings import SECRET_FILE, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("broker", "storage", "device", "ingest", "qms_bridge", "dashboards", "firmware_config", "hailong")
+PACKAGES = ("broker", "storage", "device", "ingest", "qms_bridge", "national", "dashboards", "firmware_config",
+            "federation", "hailong")
 DEFAULT_OUT = Path("docs/configuration.md")
 COMMAND = "hailong config reference --out docs/configuration.md"
 
@@ -85,6 +86,12 @@ FILES: tuple[ConfigFile, ...] = (
                "hailong broker render --fleet DIR; hailong fleet provision (broker name and ports)",
                (Layout("broker.mosquitto.render:RenderOptions"),), "HAILONG_BROKER", (),
                "Optional; `hailong broker render` flags write their values here, so later renders keep them."),
+    ConfigFile("federation.toml", "a province's daily aggregates toward the nation",
+               "hailong federation publish --config federation.toml --days N",
+               (Layout("federation.config:FederationConfig"),), "HAILONG_FEDERATION",
+               ("deploy/federation.example.toml",)),
+    ConfigFile("national.toml", "the national consumer (Ministry)", "hailong national consume --config national.toml",
+               (Layout("national.config:NationalConfig"),), "HAILONG_NATIONAL", ("deploy/national.example.toml",)),
     ConfigFile("provisioning", "provisioning a terminal (flags, not a file)",
                "hailong fleet provision ... (its flags and <fleet>/broker.toml fill these)",
                (Layout("firmware_config.provision:ProvisionSettings"),), None, (),
