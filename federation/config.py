@@ -41,13 +41,11 @@ class FederationConfig(Settings):
 
     @field_validator("registry", "dashboards")
     @classmethod
-    def _exists(cls, v: Path | None, info: ValidationInfo) -> Path | None:
-        # relative to the config file, as the ingest's registry path is
+    def _relative(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        # relative to the config file, as the ingest's registry path is; read (and checked) when used
         base = (info.context or {}).get("base_dir")
         if v is not None and not v.is_absolute() and base is not None:
             v = (Path(base) / v).resolve()
-        if v is not None and not v.exists():
-            raise ValueError(f"{v} does not exist")
         return v
 
 

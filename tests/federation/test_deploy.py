@@ -33,11 +33,7 @@ def test_units_and_timers_verify(tmp_path: Path) -> None:
 
 
 def test_example_configs_load(tmp_path: Path) -> None:
-    fleet = DEPLOY / "example-fleet"
-    (tmp_path / "dashboards.toml").write_text("", encoding="utf-8")
-    env = {"HAILONG_FEDERATION__REGISTRY": str(fleet),
-           "HAILONG_FEDERATION__DASHBOARDS": str(tmp_path / "dashboards.toml")}
-    cfg = load_federation(DEPLOY / "federation.example.toml", environ=env)
+    cfg = load_federation(DEPLOY / "federation.example.toml")
     assert cfg.province == "quang-ninh" and cfg.mqtt.username == "svc.federation"
     nat = load_national(DEPLOY / "national.example.toml")
     assert nat.mqtt.username == "svc.national" and nat.influx.database == "hailong_national"

@@ -108,7 +108,7 @@ def test_config_errors_name_the_key(tmp_path: Path, uid: str, mqtt_settings: Mqt
     toml = tmp_path / "federation.toml"
     toml.write_text('province = "hue"\nregistry = "nowhere"\n', encoding="utf-8")
     result = CliRunner().invoke(main, ["federation", "publish", "--config", str(toml)])
-    assert result.exit_code != 0 and "registry" in result.output and "does not exist" in result.output
+    assert result.exit_code != 0 and f"{tmp_path / 'nowhere'}: fleet directory not found" in result.output
 
 
 def test_influx_down_is_a_clear_error_and_nothing_is_sent(tmp_path: Path, uid: str, mqtt_settings: MqttSettings,
