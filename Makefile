@@ -59,7 +59,7 @@ test: setup-test
 	$(PYTHON) -m pytest $(PYTEST_ARGS) || { rc=$$?; [ $$rc -ne 5 ] || echo "pytest collected no test" >&2; exit $$rc; }
 
 lint: $(STAMP)
-	$(PYTHON) -m ruff check broker storage device ingest qms_bridge national dashboards firmware_config federation hailong tests bench
+	$(PYTHON) -m ruff check broker storage device ingest qms_bridge national web dashboards firmware_config federation hailong tests bench
 
 typecheck: $(STAMP)
 	$(PYTHON) -m mypy

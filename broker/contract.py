@@ -37,7 +37,17 @@ UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0
 VENDOR_TICKET_ID_PATTERN = r"^[!-~]{1,64}$"
 # A device may not be called "qms": hl/v1/{centre}/qms/{counter} would then be
 # ambiguous with hl/v1/{centre}/{device}/rating for a counter named "rating".
-RESERVED_DEVICE_IDS = frozenset({"qms"})
+# Nor "web": hl/v1/{centre}/web/rating is where the web rating service (web/) publishes the
+# ratings citizens give from their phones, under its own broker identity, never a terminal's.
+WEB_DEVICE = "web"
+RESERVED_DEVICE_IDS = frozenset({"qms", WEB_DEVICE})
+# The counter a web rating names when its link was made before the ticket was called (a slip
+# printed at issue): the ingest takes the counter, like the officer, from the ticket's QMS close.
+WEB_ANY_COUNTER = "web"
+# How a web rating's link reached the citizen (RatingEvent.source)
+LinkSourceName = Literal["qr", "sms", "zalo", "terminal-qr"]
+COMMENT_MAX_CHARS = 280
+DAY_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 MAX_PAYLOAD_BYTES = 8192
 # Timestamps are UTC epoch milliseconds. The lower bound is 0, not "recent":
 # a Pi without RTC may boot at 1970 and the ingest corrects that using
@@ -109,6 +119,11 @@ def rating_topic(centre: str, device: str) -> str:
     return str(Topic(TopicKind.RATING, validate_id(centre, "centre"), device=validate_device_id(device)))
 
 
+def web_rating_topic(centre: str) -> str:
+    """Where the web rating service publishes a centre's ratings (its ACL allows only these)."""
+    return str(Topic(TopicKind.RATING, validate_id(centre, "centre"), device=WEB_DEVICE))
+
+
 def status_topic(centre: str, device: str) -> str:
     return str(Topic(TopicKind.STATUS, validate_id(centre, "centre"), device=validate_device_id(device)))
 
@@ -173,6 +188,8 @@ def parse_topic(topic: str) -> Topic:
         kind = TopicKind(last)
         if kind is TopicKind.QMS:
             raise ValueError(last)
+        if middle == WEB_DEVICE and kind is TopicKind.RATING:
+            return Topic(kind, centre, device=WEB_DEVICE)  # the web service's ratings (no status, no config)
         return Topic(kind, centre, device=validate_device_id(middle))
     except ContractError as exc:
         raise ContractError("bad_topic", f"topic {topic!r}: {exc.message}", field=exc.field) from None
@@ -246,8 +263,18 @@ class RatingEvent(_Message):
     scale: Literal[3, 4, 5] = Field(description="Number of levels on the device's scale")
     score: int = Field(ge=1, le=5, description="1..scale, higher is better")
     reasons: tuple[ReasonCode, ...] = Field(default=(), max_length=12, description="Reason codes for a low score")
-    input: Literal["touch", "button"] = Field(description="How the rating was given")
-    closed_at: EpochMs | None = Field(description="When the ticket was closed (null for walk-up)")
+    input: Literal["touch", "button", "web"] = Field(
+        description="How the rating was given: at the terminal (touch, button) or later from a phone (web)")
+    source: LinkSourceName | None = Field(
+        default=None, description="web only: how the link reached the citizen (slip QR, SMS, Zalo, terminal QR)")
+    service_day: Annotated[str, Field(pattern=DAY_PATTERN)] | None = Field(
+        default=None, description="web only: the ticket's service day (centre's local date) from the link")
+    link_expires_at: EpochMs | None = Field(
+        default=None, description="web only: until when the link could be used (the ingest re-checks it)")
+    comment: Annotated[str, Field(min_length=1, max_length=COMMENT_MAX_CHARS)] | None = Field(
+        default=None, description="web only: the citizen's short comment (never shown publicly)")
+    closed_at: EpochMs | None = Field(
+        description="When the ticket was closed (null for walk-up; a web rating may not know it)")
     rated_at: EpochMs = Field(description="When the citizen rated, device clock")
     sent_at: EpochMs = Field(description="When the device published this message, device clock")
     boot_id: Annotated[str, Field(min_length=1, max_length=64)] = Field(description="Device boot identifier")
@@ -259,8 +286,17 @@ class RatingEvent(_Message):
             raise ValueError(f"score: {self.score} exceeds scale {self.scale}")
         if self.ticket is None and self.closed_at is not None:
             raise ValueError("closed_at: must be null for a walk-up rating (ticket is null)")
-        if self.ticket is not None and self.closed_at is None:
+        if self.ticket is not None and self.closed_at is None and self.input != "web":
             raise ValueError("closed_at: required when ticket is set")
+        if self.input == "web":
+            if self.device != WEB_DEVICE:
+                raise ValueError(f"device: a web rating comes from device {WEB_DEVICE!r}")
+            if self.ticket is None or self.service_day is None or self.link_expires_at is None:
+                raise ValueError("ticket: a web rating names its ticket, service_day and link_expires_at")
+        else:
+            for name in ("source", "service_day", "link_expires_at", "comment"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name}: only a web rating has it")
         if self.ticket is None and self.ticket_id is not None:
             raise ValueError("ticket_id: must be null for a walk-up rating (ticket is null)")
         if len(set(self.reasons)) != len(self.reasons):
@@ -443,7 +479,14 @@ _CROSS_FIELD_RULES: dict[str, list[dict[str, Any]]] = {
     "rating_event": [
         *(_when("scale", {"const": n}, {"score": {"maximum": n}}) for n in (3, 4, 5)),
         _when("ticket", _NULL, {"closed_at": _NULL, "ticket_id": _NULL}),
-        _when("ticket", {"type": "string"}, {"closed_at": {"type": "integer"}}),
+        {"if": {"properties": {"ticket": {"type": "string"}, "input": {"enum": ["touch", "button"]}},
+                "required": ["ticket", "input"]},
+         "then": {"properties": {"closed_at": {"type": "integer"}}}},
+        _when("input", {"const": "web"}, {"device": {"const": WEB_DEVICE}, "ticket": {"type": "string"},
+                                           "service_day": {"type": "string"}, "link_expires_at": {"type": "integer"}},
+              ("ticket", "service_day", "link_expires_at")),
+        _when("input", {"enum": ["touch", "button"]},
+              {"source": _NULL, "service_day": _NULL, "link_expires_at": _NULL, "comment": _NULL}),
     ],
     "qms_event": [
         _when("type", {"enum": ["ticket_called", "ticket_closed"]}, {"ticket": {"type": "string"}}, ("ticket",)),

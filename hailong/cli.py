@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, str] = {
     "config": "hailong.configref:config",
     "federation": "federation.cli:federation",
     "national": "national.cli:national",
+    "web": "web.cli:web",
 }
 
 

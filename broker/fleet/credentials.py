@@ -14,15 +14,20 @@ Layout::
     state/pki/server.key server.crt  broker certificate
     state/pki/devices/<id>.key .crt  device client certificates
     state/revoked.toml               revoked certificate serials per device
+    state/weblink/<centre>.toml      the centre's rating-link keys (broker/weblink.py), current and retired
 """
 
 from __future__ import annotations
 
+import os
+import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from broker.contract import validate_id
 from broker.fleet.passwd import check_username, hash_password, new_password, parse_passwd, render_passwd
+from broker.weblink import Keyring, LinkKey
 
 from .pki import FleetCA, cert_serial, write_private
 
@@ -53,7 +58,7 @@ class FleetState:
         self.root.chmod(0o700)
         if fresh or not (self.root / ".gitignore").exists():
             (self.root / ".gitignore").write_text("# generated credentials: never commit\n*\n")
-        for sub in ("secrets", "pki", "pki/devices"):
+        for sub in ("secrets", "pki", "pki/devices", "weblink"):
             (self.root / sub).mkdir(mode=0o700, exist_ok=True)
         return self
 
@@ -214,3 +219,33 @@ class FleetState:
         """Revoked and not re-provisioned since (no live credential)."""
         crt = self.pki_dir / "devices" / f"{device}.crt"
         return device in self.revoked() and device not in self.hashes() and not crt.exists()
+
+    # ------------------------------------------------------------------ rating-link keys
+    # Longest a rating link may live: a retired key verifies for this long after its retirement.
+    LINK_KEY_KEEP_S = 35 * 86_400
+
+    @property
+    def weblink_dir(self) -> Path:
+        return self.root / "weblink"
+
+    def link_keyring(self, centre: str, *, create: bool = True) -> Keyring:
+        """The centre's rating-link keys (broker/weblink.py), made with a first key on first use."""
+        path = self.weblink_dir / f"{validate_id(centre, 'centre')}.toml"
+        if path.exists():
+            return Keyring.parse(centre, path.read_text(encoding="utf-8"), str(path))
+        if not create:
+            raise FileNotFoundError(f"{path}: centre {centre} has no rating-link key yet")
+        ring = Keyring(centre, 1, (LinkKey(1, os.urandom(32), int(time.time())),))
+        self._save_keyring(ring)
+        return ring
+
+    def rotate_link_key(self, centre: str, now_s: int | None = None) -> Keyring:
+        """A new signing key for the centre; links signed with the previous keys keep working until they expire."""
+        now = int(time.time()) if now_s is None else now_s
+        ring = self.link_keyring(centre).rotated(now, self.LINK_KEY_KEEP_S, os.urandom(32))
+        self._save_keyring(ring)
+        return ring
+
+    def _save_keyring(self, ring: Keyring) -> None:
+        self.ensure()
+        write_private(self.weblink_dir / f"{ring.centre}.toml", ring.render().encode("utf-8"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -129,3 +130,12 @@ def test_old_payloads_without_ticket_identity_stay_valid() -> None:
     event = c.parse_qms(valid_payloads()["qms__ticket_closed"])
     assert (event.ticket_id, event.event_id) == (None, None)
     assert "ticket_id" not in c.json_schemas()["qms_event"]["required"]
+
+
+def test_committed_schema_export_is_current() -> None:
+    """docs/schemas is what `make schema` writes: a vendor reading the repository reads today's contract."""
+    out = Path(__file__).resolve().parents[2] / "docs" / "schemas"
+    for name, doc in c.json_schemas().items():
+        text = (out / f"{name}.schema.json").read_text(encoding="utf-8")
+        assert text == json.dumps(doc, indent=2, ensure_ascii=False) + "\n", f"run `make schema` ({name})"
+    assert "web" in c.json_schemas()["rating_event"]["properties"]["input"]["enum"]
