@@ -19,7 +19,7 @@ unexport PYTHONHOME
 # The venv is (re)filled when pyproject.toml changes; the stamp records the last install.
 STAMP := $(VENV)/.hailong-installed
 
-.PHONY: demo test setup setup-test system-deps system-deps-test venv lint typecheck layers bench schema config-reference clean distclean
+.PHONY: demo test setup setup-test system-deps system-deps-test venv js lint typecheck layers bench schema config-reference clean distclean
 
 # Set-up prints one line per step (apt's and pip's output go to .hailong/*.log, their tail on failure).
 # The demo gets what the demo runs; the tests also get the servers and tools only tests use
@@ -48,13 +48,25 @@ $(STAMP): pyproject.toml | $(PYTHON)
 
 venv: $(STAMP)
 
+## Grafana's frontend code the dashboard tests run (@grafana/data, pinned by package-lock.json)
+JS_DIR := tests/dashboards/grafana_js
+$(JS_DIR)/node_modules/.package-lock.json: $(JS_DIR)/package-lock.json
+	@echo "grafana frontend packages: npm ci in $(JS_DIR) (log: .hailong/npm.log)"
+	@mkdir -p .hailong
+	@cd $(JS_DIR) && npm ci --no-audit --no-fund >$(CURDIR)/.hailong/npm.log 2>&1 \
+	  || { rc=$$?; echo "npm ci failed (exit $$rc); last 25 lines of .hailong/npm.log:" >&2; \
+	       tail -n 25 $(CURDIR)/.hailong/npm.log >&2; exit $$rc; }
+	@touch $@
+
+js: $(JS_DIR)/node_modules/.package-lock.json
+
 ## the whole system locally: broker, InfluxDB, ingest, simulated counters (state in .hailong/)
 demo: setup
 	@$(PYTHON) -m hailong.cli demo $(DEMO_ARGS)
 
 ## the whole test suite against real Mosquitto and InfluxDB (Kivy under Xvfb)
 # pytest exits 5 when it collected no test: reported, and make fails (never a silent green)
-test: setup-test
+test: setup-test js
 	$(PYTHON) -c 'import sys; print("tests run with", sys.executable, "(base", sys.base_prefix + ")")'
 	$(PYTHON) -m pytest $(PYTEST_ARGS) || { rc=$$?; [ $$rc -ne 5 ] || echo "pytest collected no test" >&2; exit $$rc; }
 
@@ -75,7 +87,7 @@ schema: $(STAMP)
 	$(PYTHON) -m hailong.cli contract schema --out docs/schemas
 
 clean:
-	rm -rf .hailong tests/artifacts .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .hailong tests/artifacts .pytest_cache .mypy_cache .ruff_cache $(JS_DIR)/node_modules
 
 distclean: clean
 	rm -rf $(VENV)

@@ -37,7 +37,8 @@ from hailong.localstack import InfluxServer
 from storage.influxql import InfluxQL
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.dashboards.grafana_sim import TimeRange, run_panel
+from tests.dashboards.grafana_backend import TimeRange
+from tests.dashboards.grafana_frontend import show_panel
 
 TZ = "Asia/Ho_Chi_Minh"
 OFFICER_SEL: dict[str, list[str] | None] = {"province": ["p1"], "centre": ["c03"], "officer": ["o03-05"]}
@@ -207,7 +208,7 @@ def main() -> None:
                     continue  # never reads rollups
                 for spec, panel in zip(board.panels, js["panels"], strict=True):
                     rng = TimeRange(start_ms, datetime_ms(end) - 1)
-                    ts = timed(lambda js=js, panel=panel, rng=rng, sel=sel: run_panel(
+                    ts = timed(lambda js=js, panel=panel, rng=rng, sel=sel: show_panel(
                         db, js, panel, rng, datetime_ms(end) - 1, sel, 3_600_000), runs=3)
                     mode = "rollup" if use_rollups and uid != "hl-centre" else "raw"
                     print(f"panel {spec.key:28s} {what:26s} {mode:6s} median {statistics.median(ts) * 1000:7.0f} ms")

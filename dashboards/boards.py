@@ -60,14 +60,20 @@ def centre_overview(s: DashboardSettings) -> Dashboard:
         "centre.heatmap", "table", "Lượt đánh giá theo giờ và thứ",
         "Rated tickets by hour of day (rows) and weekday (columns), in the centre's time zone.",
         (Target("A", rated_query(k, alias="n", time="1h", tz=tz)),),
-        (Transform("formatTime", {"timeField": "Time", "outputFormat": "[thu=]E[ gio=]HH", "useTimezone": True}),
-         Transform("extractFields", {"source": "Time", "format": "kvp", "replace": False, "keepTime": False}),
-         Transform("groupBy", {"fields": {"thu": {"aggregations": [], "operation": "groupby"},
+        # the hour and the weekday of each bucket, both in the dashboard's zone (formatTime's ``timezone``;
+        # without it Grafana formats in each viewer's own zone): Time is copied (Time + 0) and the copy
+        # made a time field again, then one is formatted as the weekday, the other as the hour
+        (binary("Time", "+", "0", "gio"),
+         Transform("convertFieldType", {"fields": {}, "conversions": [{"targetField": "gio",
+                                                                       "destinationType": "time"}]}),
+         Transform("formatTime", {"timeField": "Time", "outputFormat": "E", "useTimezone": True, "timezone": tz}),
+         Transform("formatTime", {"timeField": "gio", "outputFormat": "HH", "useTimezone": True, "timezone": tz}),
+         Transform("groupBy", {"fields": {"Time": {"aggregations": [], "operation": "groupby"},
                                           "gio": {"aggregations": [], "operation": "groupby"},
                                           "n": {"aggregations": ["sum"], "operation": "aggregate"}}}),
-         Transform("groupingToMatrix", {"columnField": "thu", "rowField": "gio", "valueField": "n (sum)",
+         Transform("groupingToMatrix", {"columnField": "Time", "rowField": "gio", "valueField": "n (sum)",
                                         "emptyValue": "null"}),
-         organize({**WEEKDAYS, "gio\\thu": "Giờ"}, exclude=())),
+         organize({**WEEKDAYS, "gio\\Time": "Giờ"}, exclude=())),
         width=24, height=10)
     fields = (Tag.COUNTER, Tag.OFFICER, Field.TICKET, Field.DOSSIER, Field.REASONS, Field.SCORE)
     live = Panel(
@@ -78,7 +84,7 @@ def centre_overview(s: DashboardSettings) -> Dashboard:
                 + " ORDER BY time DESC LIMIT 100"),),
         (organize({Tag.COUNTER: "Quầy", Tag.OFFICER: "Cán bộ", Field.TICKET: "Vé", Field.DOSSIER: "Hồ sơ",
                    Field.REASONS: "Lý do", Field.SCORE: "Điểm", "Time": "Thời điểm"}, exclude=()),),
-        width=12, height=9)
+        width=12, height=9, no_value="—", times=("Thời điểm",))  # a walk-up has no ticket, a rating may have no reason
     devices = Panel(
         "centre.devices_online", "table", "Thiết bị trực tuyến",
         "Last reported online state of each terminal in the centre.",
@@ -127,7 +133,7 @@ def officer_scorecard(s: DashboardSettings) -> Dashboard:
          organize({RATIO: "Cán bộ", "centre_ratio": "Trung tâm"},
                   exclude=(raw(RATED), raw(SATISFIED), "centre_rated_q", "centre_satisfied_q", RATED, SATISFIED,
                            "centre_rated", "centre_satisfied"))),
-        unit="percentunit", width=24)
+        unit="percentunit", decimals=1, width=24)
     reasons = Panel(
         "officer.reasons", "barchart", "Lý do — các lượt Không hài lòng",
         "How often each reason code was given with a 'not satisfied' rating (a rating may carry several). "

@@ -29,7 +29,7 @@ def qms_panels() -> tuple[Panel, Panel]:
         (Target("A", f'SELECT last("{F.STATE}") AS "state" FROM "{M.DEVICE_STATUS}" WHERE $timeFilter AND '
                      f'"{T.DEVICE}" = \'{QMS_BRIDGE_DEVICE}\'{centre} GROUP BY "{T.CENTRE}"'),),
         (organize({"Time": "Lần cuối thấy", "centre": "Trung tâm", "state": "Trạng thái"}, exclude=()),),
-        time_from=QMS_TIME_FROM, width=12, height=6)
+        time_from=QMS_TIME_FROM, width=12, height=6, times=("Lần cuối thấy",))
     last = Panel(
         "fleet.qms_last_event", "table", "Cầu nối QMS: vé đóng gần nhất",
         "The last ticket close each centre's queue system sent: a bridge quiet during opening hours raises "
@@ -37,7 +37,7 @@ def qms_panels() -> tuple[Panel, Panel]:
         (Target("A", f'SELECT last("{F.TICKET}") AS "ticket" FROM "{M.TICKET}" WHERE $timeFilter{centre} '
                      f'GROUP BY "{T.CENTRE}"'),),
         (organize({"Time": "Vé đóng gần nhất", "centre": "Trung tâm", "ticket": "Số vé"}, exclude=()),),
-        time_from=QMS_TIME_FROM, width=12, height=6)
+        time_from=QMS_TIME_FROM, width=12, height=6, times=("Vé đóng gần nhất",))
     return bridge, last
 
 
@@ -72,7 +72,7 @@ def fleet_health(s: DashboardSettings) -> Dashboard:
             Panel("fleet.last_seen", "table", "Lần cuối thấy", "When each terminal last reported its status.",
                   (Target("A", last_online + group_clause(KEYS)),),
                   (organize({"Time": "Lần cuối thấy", "centre": "Trung tâm", "device": "Thiết bị",
-                             "online": "Trực tuyến"}, exclude=()),), width=12),
+                             "online": "Trực tuyến"}, exclude=()),), width=12, times=("Lần cuối thấy",)),
             Panel("fleet.outbox", "timeseries", "Độ sâu hàng đợi outbox",
                   "Largest outbox depth per terminal per interval: ratings waiting to be sent.",
                   (Target("A", f'SELECT max("{F.OUTBOX_DEPTH}") FROM "{M.DEVICE_STATUS}" WHERE $timeFilter'

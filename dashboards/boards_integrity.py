@@ -48,7 +48,8 @@ def walkup_panel() -> Panel:
         (binary("all", "-", "ticketed", "walkup"), binary("walkup", "/", "all", "walkup_share"),
          sort_by("walkup_share"),
          organize({"centre": "Trung tâm", "counter": "Quầy", "all": "Tất cả", "walkup": "Không vé",
-                   "walkup_share": "Tỷ lệ không vé"}, exclude=("Time", "ticketed"))), unit="", width=12)
+                   "walkup_share": "Tỷ lệ không vé"}, exclude=("Time", "ticketed"))), width=12,
+        percent=("Tỷ lệ không vé",))
 
 
 def fast_panel() -> Panel:
@@ -63,7 +64,8 @@ def fast_panel() -> Panel:
         (Target("A", q),),
         (binary("fast", "/", RATED, "fast_share"), sort_by("fast_share"),
          organize({"centre": "Trung tâm", "counter": "Quầy", "officer": "Cán bộ", RATED: LABELS[RATED],
-                   "fast": "Dưới 1 giây", "fast_share": "Tỷ lệ dưới 1 giây"})), width=12)
+                   "fast": "Dưới 1 giây", "fast_share": "Tỷ lệ dưới 1 giây"})), width=12,
+        percent=("Tỷ lệ dưới 1 giây",))
 
 
 def top_runs_panel(s: DashboardSettings) -> Panel:
@@ -91,7 +93,8 @@ def disagreement_panel() -> Panel:
         (filter_at_least("disagree", 1), binary("disagree", "/", RATED, "disagree_share"),
          sort_by("disagree_share"),
          organize({"centre": "Trung tâm", "counter": "Quầy", "officer": "Cán bộ (theo QMS)", RATED: LABELS[RATED],
-                   "disagree": "Khác cán bộ", "disagree_share": "Tỷ lệ khác"})), width=12)
+                   "disagree": "Khác cán bộ", "disagree_share": "Tỷ lệ khác"})), width=12,
+        percent=("Tỷ lệ khác",))
 
 
 def ticket_rejections_panel() -> Panel:

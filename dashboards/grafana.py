@@ -17,6 +17,7 @@ GRID_WIDTH = 24
 MAX_UID = 40  # Grafana's limit on dashboard uids
 
 Json = dict[str, Any]
+NO_DATA = "Không có dữ liệu"  # what a stat shows when its query returned nothing
 PanelKind = Literal["stat", "table", "timeseries", "barchart", "heatmap"]
 
 
@@ -126,6 +127,18 @@ class Panel:
     height: int = 8
     decimals: int | None = None
     value_text: tuple[tuple[str, str], ...] = ()  # stored value -> text shown (e.g. class ids -> Vietnamese)
+    percent: tuple[str, ...] = ()  # shown column names of ratios in a table: "89.7%", never 0.897
+    no_value: str = ""  # what an empty cell shows (a stat: NO_DATA)
+    times: tuple[str, ...] = ()  # shown column names of times in a table: local date and time to the second
+
+    def _overrides(self) -> list[Json]:
+        # a ratio column by its shown name (after organize): percent with one decimal, like the stat panels
+        out = [{"matcher": {"id": "byName", "options": name},
+                "properties": [{"id": "unit", "value": "percentunit"}, {"id": "decimals", "value": 1}]}
+               for name in self.percent]
+        # a time column: Grafana's default adds milliseconds when a column's times span under a minute
+        return out + [{"matcher": {"id": "byName", "options": name},
+                       "properties": [{"id": "unit", "value": "dateTimeAsIso"}]} for name in self.times]
 
     def to_json(self, panel_id: int, pos: Json, ds: Json) -> Json:
         defaults: Json = {}
@@ -133,6 +146,10 @@ class Panel:
             defaults["unit"] = self.unit
         if self.decimals is not None:
             defaults["decimals"] = self.decimals
+        elif self.kind in ("table", "stat", "barchart") and self.unit != "percentunit":
+            defaults["decimals"] = 0  # counts are whole numbers: "45", never "45.0"
+        if self.kind == "stat" or self.no_value:
+            defaults["noValue"] = self.no_value or NO_DATA  # Grafana's own "No data" is English
         if self.unit == "percentunit" or self.kind == "table":
             # a ratio of nothing (0 rated) is 0/0 = NaN: shown as "—", never "NaN"
             defaults["mappings"] = [{"type": "special", "options": {"match": "nan", "result": {"text": "—"}}}]
@@ -144,7 +161,7 @@ class Panel:
             "gridPos": pos, "datasource": ds,
             "targets": [t.to_json(ds) for t in self.targets],
             "transformations": [t.to_json() for t in self.transforms],
-            "fieldConfig": {"defaults": defaults, "overrides": []},
+            "fieldConfig": {"defaults": defaults, "overrides": self._overrides()},
             "options": self._options(),
         }
         if self.time_from:

@@ -8,8 +8,8 @@ MISSING_VALUE = undefined), which JavaScript arithmetic turns into NaN: a counte
 with no satisfied rating would show NaN instead of 0 %. So each count is queried
 under a ``*_q`` alias and turned into its shown column by a ``reduceRow`` sum
 (calculateField mode reduceRow: doStandardCalcs starts ``sum`` at 0 and adds only
-values that are not null/undefined), which yields 0 for a missing cell. See
-tests/dashboards/grafana_sim.py for the Grafana source this follows.
+values that are not null/undefined), which yields 0 for a missing cell. The dashboard
+tests run these transformations through Grafana's own @grafana/data (tests/dashboards/grafana_js).
 
 Every measurement, tag and field name comes from storage/schema.py.
 """
@@ -161,7 +161,7 @@ def ratio_table(key: str, title: str, description: str, keys: tuple[str, ...], g
     """Rated, satisfied, not satisfied, served, ratio and response rate per ``group``, best first."""
     return Panel(key, kind, title, description, ratio_targets(keys, group, served=True, rollup=rollup),
                  (*ratio_transforms(served=True), *extra, sort_by(RATIO), organize(LABELS, exclude=HIDDEN)),
-                 width=12, height=9)
+                 width=12, height=9, percent=(LABELS[RATIO], LABELS[RESPONSE]))
 
 
 def shared_rank(label: str, min_sample: int = 0) -> tuple[Transform, ...]:
@@ -170,23 +170,31 @@ def shared_rank(label: str, min_sample: int = 0) -> tuple[Transform, ...]:
     Grafana has no rank transformation. After sorting by ratio, the row index is the number
     of rows before this one; grouping the rows by ratio and taking the first index of each
     group gives the number of rows with a strictly better ratio, i.e. rank - 1 for every row
-    of a tie. The group keeps its members (``allValues``), so a tie is one line naming all of
-    them: "Hạng 1 — Lan, Bình".
+    of a tie. A tie is one line naming its members ("Hạng 1 — Lan, Bình": ``allValues`` of the
+    names, which Grafana prints joined by ", "); its counts are the line's sums and its response
+    rate is computed from them, so every number on the line is one number Grafana formats
+    (an ``allValues`` of numbers would be printed as raw text, "0.5, 0.25").
     """
-    cols = (label, RATED, SERVED, RESPONSE)
     return (*((filter_at_least(RATED, min_sample),) if min_sample else ()), sort_by(RATIO),
-            row_index("rank0"), group_by((RATIO,), {"rank0": "first", **dict.fromkeys(cols, "allValues")}),
+            row_index("rank0"),
+            group_by((RATIO,), {"rank0": "first", label: "allValues", RATED: "sum", SERVED: "sum"}),
             binary("rank0 (first)", "+", "1", RANK),
-            organize({RANK: LABELS[RANK], RATIO: LABELS[RATIO], **{f"{c} (allValues)": LABELS[c] for c in cols}},
-                     exclude=("rank0 (first)",), order=(RANK, RATIO, *(f"{c} (allValues)" for c in cols))))
+            binary(f"{RATED} (sum)", "/", f"{SERVED} (sum)", RESPONSE),
+            organize({RANK: LABELS[RANK], RATIO: LABELS[RATIO], f"{label} (allValues)": LABELS[label],
+                      f"{RATED} (sum)": LABELS[RATED], f"{SERVED} (sum)": LABELS[SERVED],
+                      RESPONSE: LABELS[RESPONSE]},
+                     exclude=("rank0 (first)",),
+                     order=(RANK, RATIO, f"{label} (allValues)", f"{RATED} (sum)", f"{SERVED} (sum)", RESPONSE)))
 
 
 def ranking_table(key: str, title: str, description: str, keys: tuple[str, ...], label: str,
                   min_sample: int = 0, rollup: bool = False) -> Panel:
     """Rows of ``label`` ranked by satisfaction ratio with the shared-rank rule."""
-    return Panel(key, "table", title, f"{description} {RANK_RULE}.",
+    return Panel(key, "table", title, f"{description} {RANK_RULE}; a tie is one line: its n, served and response "
+                 "rate are the line's totals.",
                  ratio_targets(keys, (label,), served=True, rollup=rollup),
-                 (*ratio_transforms(served=True), *shared_rank(label, min_sample)), width=12, height=9)
+                 (*ratio_transforms(served=True), *shared_rank(label, min_sample)), width=12, height=9,
+                 percent=(LABELS[RATIO], LABELS[RESPONSE]))
 
 
 def reason_query(code: str, keys: tuple[str, ...], rollup: bool = False, not_satisfied_only: bool = False) -> str:

@@ -14,10 +14,18 @@ from dashboards.settings import DashboardSettings
 from hailong.localstack import InfluxServer
 from storage.influxql import InfluxQL
 
+from .grafana_frontend import ensure_installed
 from .scenario import DAYS as SCENARIO_DAYS
 from .scenario import FIRST as SCENARIO_FIRST
 from .scenario import Scenario, build_scenario
 from .seed import FIRST_MONDAY, NOW, Seed, build_seed, write_points
+
+
+@pytest.fixture(scope="session", autouse=True)
+def grafana_js() -> None:
+    """Grafana's frontend code (@grafana/data) the panel tests run: ``npm ci`` once when it is missing or
+    older than its package-lock.json (``make test`` has already done it)."""
+    ensure_installed()
 
 
 @dataclass(frozen=True)

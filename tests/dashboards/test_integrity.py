@@ -1,7 +1,7 @@
 """Integrity panels at their edges (issue 15 findings 6, 8, 9): 0 % and 100 % rows, walk-up-only
 counters, runs across a shift change, terminal/QMS disagreement, rejections under every variable.
 
-Queries run on real InfluxDB and through tests/dashboards/grafana_sim.py (Grafana's transformations).
+Queries run on real InfluxDB and through Grafana's own frontend code (@grafana/data: transformations and display).
 """
 
 from __future__ import annotations
@@ -19,7 +19,10 @@ from ingest.points import rejected_point
 from storage.influxql import InfluxQL
 from storage.lineproto import Point
 
-from .grafana_sim import Table, TimeRange, run_panel
+from .grafana_backend import TimeRange
+from .grafana_frontend import Shown as Table
+from .grafana_frontend import show_panel
+from .readable import audit
 from .seed import write_points
 
 S = DashboardSettings(top_run_length=15)
@@ -81,27 +84,33 @@ def db(influx_server: InfluxServer, influx_db: InfluxQL) -> InfluxQL:
 
 def show(db: InfluxQL, key: str, sel: dict[str, list[str] | None] | None = None) -> Table:
     panel = next(p for spec, p in zip(BOARD.panels, JS["panels"], strict=True) if spec.key == key)
-    return run_panel(db, JS, panel, RANGE, NOW_MS, sel or {})
+    shown = show_panel(db, JS, panel, RANGE, NOW_MS, sel or {})
+    assert audit(f"{key} {sel}", panel, shown) >= 0  # every displayed cell in a readable form
+    return shown
 
 
 def by(table: Table, *cols: str) -> dict[tuple[Any, ...], dict[str, Any]]:
     return {tuple(r[c] for c in cols): r for r in table.rows}
 
 
+def text_by(table: Table, *cols: str) -> dict[tuple[Any, ...], dict[str, str]]:
+    return {tuple(r[c] for c in cols): t for r, t in zip(table.rows, table.text, strict=True)}
+
+
 def test_fast_share_is_100_and_0_percent_not_nan(db: InfluxQL) -> None:
-    rows = by(show(db, "integrity.fast"), "Cán bộ")
-    assert rows[("o-fast",)]["Tỷ lệ dưới 1 giây"] == 1.0 and rows[("o-fast",)]["Dưới 1 giây"] == 4
-    assert rows[("o-slow",)]["Tỷ lệ dưới 1 giây"] == 0.0 and rows[("o-slow",)]["Dưới 1 giây"] == 0
+    rows = text_by(show(db, "integrity.fast"), "Cán bộ")
+    assert rows[("o-fast",)]["Tỷ lệ dưới 1 giây"] == "100.0%" and rows[("o-fast",)]["Dưới 1 giây"] == "4"
+    assert rows[("o-slow",)]["Tỷ lệ dưới 1 giây"] == "0.0%" and rows[("o-slow",)]["Dưới 1 giây"] == "0"
     only = show(db, "integrity.fast", {"officer": ["o-fast"]})  # the columns stay with one officer selected
-    assert [(r["Cán bộ"], r["Tỷ lệ dưới 1 giây"]) for r in only.rows] == [("o-fast", 1.0)]
+    assert [(r["Cán bộ"], r["Tỷ lệ dưới 1 giây"]) for r in only.text] == [("o-fast", "100.0%")]
 
 
 def test_walkup_only_counter_is_100_percent(db: InfluxQL) -> None:
-    rows = by(show(db, "integrity.walkup"), "Quầy")
-    assert (rows[("q3",)]["Không vé"], rows[("q3",)]["Tỷ lệ không vé"]) == (5, 1.0)
-    assert (rows[("q1",)]["Không vé"], rows[("q1",)]["Tỷ lệ không vé"]) == (0, 0.0)
+    rows = text_by(show(db, "integrity.walkup"), "Quầy")
+    assert (rows[("q3",)]["Không vé"], rows[("q3",)]["Tỷ lệ không vé"]) == ("5", "100.0%")
+    assert (rows[("q1",)]["Không vé"], rows[("q1",)]["Tỷ lệ không vé"]) == ("0", "0.0%")
     alone = show(db, "integrity.walkup", {"counter": ["q3"]})
-    assert [(r["Quầy"], r["Tỷ lệ không vé"]) for r in alone.rows] == [("q3", 1.0)]
+    assert [(r["Quầy"], r["Tỷ lệ không vé"]) for r in alone.text] == [("q3", "100.0%")]
 
 
 def test_top_runs_are_per_officer(db: InfluxQL) -> None:
@@ -110,9 +119,9 @@ def test_top_runs_are_per_officer(db: InfluxQL) -> None:
 
 
 def test_terminal_qms_disagreement(db: InfluxQL) -> None:
-    rows = by(show(db, "integrity.disagreement"), "Quầy", "Cán bộ (theo QMS)")
+    rows = text_by(show(db, "integrity.disagreement"), "Quầy", "Cán bộ (theo QMS)")
     assert set(rows) == {("q6", "o-qms")}
-    assert (rows[("q6", "o-qms")]["Khác cán bộ"], rows[("q6", "o-qms")]["Tỷ lệ khác"]) == (2, 0.5)
+    assert (rows[("q6", "o-qms")]["Khác cán bộ"], rows[("q6", "o-qms")]["Tỷ lệ khác"]) == ("2", "50.0%")
 
 
 @pytest.mark.parametrize(("var", "value", "want"), [
@@ -130,7 +139,9 @@ def test_rejections_follow_every_variable(db: InfluxQL, var: str | None, value: 
                                  {"province": ["p2"]}])
 def test_no_nan_anywhere(db: InfluxQL, sel: dict[str, list[str] | None]) -> None:
     for spec in BOARD.panels:
-        for row in show(db, spec.key, sel).rows:
+        shown = show(db, spec.key, sel)
+        for row, text in zip(shown.rows, shown.text, strict=True):
             for col, v in row.items():
                 assert not (isinstance(v, float) and math.isnan(v)), (spec.key, sel, col, row)
                 assert v is not None or col in ("Quầy",), (spec.key, sel, col, row)
+                assert text[col] not in ("NaN", "—") and (text[col] or col == "Quầy"), (spec.key, sel, col, text)

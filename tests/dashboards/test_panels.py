@@ -1,4 +1,5 @@
-"""Every panel's queries, after Grafana's substitution, run on real InfluxDB: numbers equal the seed's."""
+"""Every panel's queries, after Grafana's substitution, run on real InfluxDB and through Grafana's own
+frontend code (@grafana/data): numbers equal the seed's and every cell reads as a person should read it."""
 
 from __future__ import annotations
 
@@ -12,10 +13,14 @@ from typing import Any
 import pytest
 
 from dashboards.boards import all_dashboards, for_centre
-from dashboards.queries import LABELS
+from dashboards.grafana import NO_DATA
+from dashboards.queries import CLASS_TEXT, LABELS
 
 from .conftest import Seeded
-from .grafana_sim import Table, TimeRange, panel_range, run_panel, stat_value
+from .grafana_backend import TimeRange
+from .grafana_frontend import Shown as Displayed
+from .grafana_frontend import panel_range, show_panel
+from .readable import DASH, audit, count, local_time, pct
 from .seed import FIRST_MONDAY, NOW, TZ, Selection, in_range, ms
 from .truth import last_status, ratings, ratios, shared_ranks, top_windows
 
@@ -25,6 +30,7 @@ ONE_OFFICER: Selection = {"province": ["hn"], "centre": ["c-ba"], "officer": ["o
 TWO_CENTRES: Selection = {"centre": ["c-ba", "c-hk"], "service": ["ho-tich"]}
 SELECTIONS = (ALL, ONE_OFFICER, TWO_CENTRES)
 L = LABELS
+CELLS: Counter[str] = Counter()  # panel key -> displayed cells audited
 
 
 def board_of(settings: Any, key: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -59,12 +65,17 @@ class Shown:
         names = {v["name"] for v in self.board["templating"]["list"]}
         self.sel: Selection = {k: v for k, v in sel.items() if k in names}
         self.range = panel_range(self.panel, self.board, FULL, ms(NOW))
-        self.table: Table = run_panel(seeded.db, self.board, self.panel, FULL, ms(NOW), self.sel, interval_ms)
+        self.table: Displayed = show_panel(seeded.db, self.board, self.panel, FULL, ms(NOW), self.sel, interval_ms)
+        CELLS[key] += audit(f"{key} {sel}", self.panel, self.table)
 
     def rows_by(self, *cols: str) -> dict[tuple[Any, ...], dict[str, Any]]:
         out = {tuple(r[c] for c in cols): r for r in self.table.rows}
         assert len(out) == len(self.table.rows), "duplicate group rows"
         return out
+
+    def text_by(self, *cols: str) -> dict[tuple[Any, ...], dict[str, str]]:
+        """The displayed text of each row, by the raw values of ``cols``."""
+        return {tuple(r[c] for c in cols): t for r, t in zip(self.table.rows, self.table.text, strict=True)}
 
 
 def close(a: float | None, b: float | None) -> bool:
@@ -79,11 +90,13 @@ def close(a: float | None, b: float | None) -> bool:
 def check_ratio_stat(s: Seeded, key: str, sel: Selection) -> None:
     shown = Shown(s, key, sel)
     want = ratios(s.seed, shown.range.start_ms, shown.range.end_ms, shown.sel, ()).get(())
-    got = stat_value(shown.panel, shown.table)
-    expected = None if want is None else want.response if "response" in key else want.ratio
-    if want is not None and want.rated == 0 and "response" not in key:
-        expected = None  # served but nothing rated: 0/0, shown as "—"
-    assert close(got, expected), (key, sel, got, expected)
+    if want is None:
+        expected = NO_DATA
+    elif "response" in key:
+        expected = pct(want.rated, want.served)
+    else:
+        expected = pct(want.satisfied, want.rated)  # served but nothing rated: 0/0, shown as "—"
+    assert shown.table.stat == [expected], (key, sel, shown.table.stat, expected)
     if key.endswith("_today"):
         assert shown.range.start_ms == ms(NOW.replace(hour=0, minute=0))
     if key.endswith("_week"):
@@ -95,31 +108,39 @@ def check_ratio_table(s: Seeded, key: str, sel: Selection, group: tuple[str, ...
     want = ratios(s.seed, FULL.start_ms, FULL.end_ms, shown.sel, group)
     got = shown.rows_by(*(L[g] for g in group))
     assert set(got) == set(want), (key, sel)
+    text = shown.text_by(*(L[g] for g in group))
     for k, w in want.items():
         row = got[k]
         assert row[L["rated"]] == w.rated and row[L["satisfied"]] == w.satisfied
         assert row[L["served"]] == w.served and row[L["not_satisfied"]] == w.not_satisfied
         assert close(row[L["ratio"]], w.ratio) and close(row[L["response_rate"]], w.response)
+        assert (text[k][L["ratio"]], text[k][L["response_rate"]], text[k][L["rated"]]) == (
+            pct(w.satisfied, w.rated), pct(w.rated, w.served), count(w.rated)), (k, text[k])
     shown_ratios = [r[L["ratio"]] for r in shown.table.rows if not math.isnan(r[L["ratio"]])]
     assert shown_ratios == sorted(shown_ratios, reverse=True), "best first"
 
 
 def check_rank_table(s: Seeded, key: str, sel: Selection, label: str, min_sample: int) -> None:
-    """Shared rank (1, 1, 3) over the rows with n >= min_sample; a tie is one line listing its members."""
+    """Shared rank (1, 1, 3) over the rows with n >= min_sample; a tie is one line listing its members,
+    its n, served and response rate the line's totals."""
     shown = Shown(s, key, sel)
     centre_sel = {k: v for k, v in shown.sel.items() if k in ("province", "centre", "service")}
     want = {k[0]: w for k, w in ratios(s.seed, FULL.start_ms, FULL.end_ms, centre_sel, (label,)).items()
             if w.rated >= max(min_sample, 1)}
     ranks = shared_ranks({k: w.ratio for k, w in want.items() if w.ratio is not None})
     got = {}
-    for row in shown.table.rows:
+    for row, text in zip(shown.table.rows, shown.table.text, strict=True):
         members = row[L[label]]
-        for i, name in enumerate(members):
-            got[name] = (row["Hạng"], row[L["rated"]][i], row[L["served"]][i], row[L["ratio"]])
+        assert text[L[label]] == ", ".join(members)
+        rated, served = sum(want[m].rated for m in members), sum(want[m].served for m in members)
+        assert (text["Hạng"], text[L["rated"]], text[L["served"]], text[L["response_rate"]]) == (
+            str(ranks[members[0]]), count(rated), count(served), pct(rated, served)), (members, text)
+        for name in members:
+            got[name] = (row["Hạng"], row[L["ratio"]], text[L["ratio"]])
     assert set(got) == set(want), (key, sel)
     for name, w in want.items():
-        assert got[name][:3] == (ranks[name], w.rated, w.served), (name, got[name])
-        assert close(got[name][3], w.ratio)
+        assert got[name][0] == ranks[name], (name, got[name])
+        assert close(got[name][1], w.ratio) and got[name][2] == pct(w.satisfied, w.rated)
     assert [r["Hạng"] for r in shown.table.rows] == sorted(r["Hạng"] for r in shown.table.rows)
 
 
@@ -127,6 +148,8 @@ def check_by_class(s: Seeded, key: str, sel: Selection) -> None:
     shown = Shown(s, key, sel)
     want = Counter(r.cls for r in ratings(s.seed, FULL.start_ms, FULL.end_ms, shown.sel))
     assert {r[L["class"]]: r["n"] for r in shown.table.rows} == dict(want)
+    names = dict(CLASS_TEXT)
+    assert {t[L["class"]]: t["n"] for t in shown.table.text} == {names[c]: count(n) for c, n in want.items()}
 
 
 def check_heatmap(s: Seeded, key: str, sel: Selection) -> None:
@@ -136,17 +159,17 @@ def check_heatmap(s: Seeded, key: str, sel: Selection) -> None:
     for r in ratings(s.seed, FULL.start_ms, FULL.end_ms, shown.sel):
         t = datetime.fromtimestamp(r.time_ns / 1e9, TZ)
         want[(f"{t.hour:02d}", days[t.isoweekday()])] += 1
-    got = {(row["Giờ"], day): n for row in shown.table.rows for day, n in row.items()
-           if day != "Giờ" and n is not None}
-    assert got == dict(want)
+    got = {(row["Giờ"], day): n for row in shown.table.text for day, n in row.items() if day != "Giờ" and n}
+    assert got == {k: count(n) for k, n in want.items()}
 
 
 def check_live(s: Seeded, key: str, sel: Selection) -> None:
     shown = Shown(s, key, sel)
     rs = [r for r in ratings(s.seed, FULL.start_ms, FULL.end_ms, shown.sel, walkups=True) if r.cls == "not_satisfied"]
     rs.sort(key=lambda r: r.time_ns, reverse=True)
-    want = [(r.time_ns // 1_000_000, r.counter, r.officer, r.ticket, ",".join(r.reasons), r.score) for r in rs[:100]]
-    got = [(r["Thời điểm"], r["Quầy"], r["Cán bộ"], r["Vé"], r["Lý do"], r["Điểm"]) for r in shown.table.rows]
+    want = [(local_time(r.time_ns // 1_000_000, TZ.key), r.counter, r.officer, r.ticket or DASH,
+             ",".join(r.reasons) or DASH, count(r.score)) for r in rs[:100]]
+    got = [(r["Thời điểm"], r["Quầy"], r["Cán bộ"], r["Vé"], r["Lý do"], r["Điểm"]) for r in shown.table.text]
     assert got == want and want
 
 
@@ -190,7 +213,7 @@ def check_online(s: Seeded, key: str, sel: Selection) -> None:
     shown = Shown(s, key, sel)
     last = last_status(s.seed, FULL.start_ms, FULL.end_ms, shown.sel.get("centre"))
     n = sum(st.online == (key == "fleet.online") for st in last.values())
-    assert stat_value(shown.panel, shown.table) == (n or None)
+    assert shown.table.stat == [count(n) if n else NO_DATA]
 
 
 def check_fleet_status(s: Seeded, key: str, sel: Selection) -> None:
@@ -204,6 +227,8 @@ def check_fleet_status(s: Seeded, key: str, sel: Selection) -> None:
                 st.online, st.outbox_depth, st.version, st.uptime_s)
         else:
             assert got[k]["Lần cuối thấy"] == st.time_ns // 1_000_000
+            assert shown.text_by("Trung tâm", "Thiết bị")[k]["Lần cuối thấy"] == local_time(
+                st.time_ns // 1_000_000, TZ.key)
 
 
 def check_outbox(s: Seeded, key: str, sel: Selection) -> None:
@@ -261,9 +286,10 @@ def check_walkup(s: Seeded, key: str, sel: Selection) -> None:
     walk = Counter((r.centre, r.counter) for r in rs if r.walkup)
     got = shown.rows_by("Trung tâm", "Quầy")
     assert set(got) == set(every)
+    text = shown.text_by("Trung tâm", "Quầy")
     for k, n in every.items():
         assert got[k]["Tất cả"] == n and got[k]["Không vé"] == walk[k]
-        assert close(got[k]["Tỷ lệ không vé"], walk[k] / n)
+        assert close(got[k]["Tỷ lệ không vé"], walk[k] / n) and text[k]["Tỷ lệ không vé"] == pct(walk[k], n)
 
 
 def check_fast(s: Seeded, key: str, sel: Selection) -> None:
@@ -273,9 +299,11 @@ def check_fast(s: Seeded, key: str, sel: Selection) -> None:
     fast = Counter((r.centre, r.counter, r.officer) for r in rs if (r.response_ms or 0) < 1000)
     got = shown.rows_by("Trung tâm", "Quầy", "Cán bộ")
     assert set(got) == set(n) and sum(fast.values()) > 0
+    text = shown.text_by("Trung tâm", "Quầy", "Cán bộ")
     for k in n:
         assert got[k][L["rated"]] == n[k] and got[k]["Dưới 1 giây"] == fast[k]
         assert close(got[k]["Tỷ lệ dưới 1 giây"], fast[k] / n[k])
+        assert text[k]["Tỷ lệ dưới 1 giây"] == pct(fast[k], n[k]) and text[k]["Dưới 1 giây"] == count(fast[k])
 
 
 def check_top_runs(s: Seeded, key: str, sel: Selection) -> None:
@@ -337,15 +365,14 @@ def test_panel_number_equals_seed(seeded: Seeded, key: str, sel: Selection) -> N
 def test_today_panels_cover_only_today(seeded: Seeded) -> None:
     today = Shown(seeded, "centre.ratio_today", {"centre": ["c-ba"]})
     week = Shown(seeded, "centre.ratio_week", {"centre": ["c-ba"]})
-    n_today = stat_value(today.panel, Table(today.table.columns, today.table.rows))
-    assert n_today is not None and today.table.rows[0]["rated"] < week.table.rows[0]["rated"]
+    assert today.table.stat != [NO_DATA] and today.table.rows[0]["rated"] < week.table.rows[0]["rated"]
 
 
 def test_per_centre_copy_shows_only_its_centre(seeded: Seeded) -> None:
     board = next(b for b in all_dashboards(seeded.settings) if b.uid == "hl-centre")
     locked = for_centre(board, "hn", "c-hk", "Hoàn Kiếm").to_json(seeded.settings.datasource_uid)
     panel = next(p for spec, p in zip(board.panels, locked["panels"], strict=True) if spec.key == "centre.by_counter")
-    table = run_panel(seeded.db, locked, panel, FULL, ms(NOW), {})  # nothing selected: the constants still apply
+    table = show_panel(seeded.db, locked, panel, FULL, ms(NOW), {})  # nothing selected: the constants still apply
     want = ratios(seeded.seed, FULL.start_ms, FULL.end_ms, {"centre": ["c-hk"]}, ("centre", "counter"))
     assert {("c-hk", r[L["counter"]]): r[L["rated"]] for r in table.rows} == {
         k: w.rated for k, w in want.items()}
@@ -365,3 +392,4 @@ def test_raw_mode_panels_equal_seed_too(seeded: Seeded, key: str, sel: Selection
     assert any("_1d" in t["query"] for t in Shown(seeded, key, one).panel["targets"])
     for one in per_single_value(raw, key, sel):
         CHECKS[key](raw, key, one)
+

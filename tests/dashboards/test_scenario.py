@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-import math
 import subprocess
 import time
 import uuid
@@ -29,6 +28,7 @@ from click.testing import CliRunner
 from broker.contract import satisfaction_class
 from broker.mqtt.session import MqttSession
 from dashboards.boards import all_dashboards
+from dashboards.grafana import NO_DATA
 from dashboards.report import pct, write_weekly
 from dashboards.rollup import backfill
 from dashboards.scorecard import IsoWeek
@@ -46,8 +46,10 @@ from tests.support.waiting import wait_until
 
 from . import test_scenario_panels as every_panel
 from .conftest import ScenarioWorld
-from .grafana_sim import TimeRange, run_panel, stat_value
+from .grafana_backend import TimeRange
+from .grafana_frontend import show_panel
 from .handcount import HandCount
+from .readable import pct as shown_pct
 from .scenario import (
     CENTRES,
     DAYS,
@@ -89,19 +91,21 @@ def check_officer_panels(sc: Scenario, s: DashboardSettings, db: InfluxQL, centr
     want = sc.officer_counts(centre, start, end)
     tr = TimeRange(start, end - 1)
     board, rank_panel = panel(s, "officer.ranking")
-    table = run_panel(db, board, rank_panel, tr, end, {"centre": [centre]})
+    table = show_panel(db, board, rank_panel, tr, end, {"centre": [centre]})
     eligible = {o: v for o, v in want.items() if v[0] >= s.min_sample}
     ranks = shared_ranks({o: v[1] / v[0] for o, v in eligible.items()})
-    got = {name: (row["Hạng"], row["Đã đánh giá (n)"][i], row["Vé đã phục vụ"][i])
-           for row in table.rows for i, name in enumerate(row["Cán bộ"])}
-    assert got == {o: (ranks[o], v[0], v[2]) for o, v in eligible.items()}, (centre, start, end)
+    # one line per rank; a tie names its members and shows their summed n and served
+    got = {name: (int(row["Hạng"]), text["Đã đánh giá (n)"], text["Vé đã phục vụ"])
+           for row, text in zip(table.rows, table.text, strict=True) for name in row["Cán bộ"]}
+    lines = {name: row["Cán bộ"] for row in table.rows for name in row["Cán bộ"]}
+    assert got == {o: (ranks[o], str(sum(eligible[m][0] for m in lines[o])), str(sum(eligible[m][2] for m in lines[o])))
+                   for o in eligible}, (centre, start, end)
     cells += 3 * len(got)
     _, ratio_panel = panel(s, "officer.ratio")
     for officer, (rated, sat, _) in want.items():
-        shown = stat_value(ratio_panel, run_panel(db, board, ratio_panel, tr, end,
-                                                  {"centre": [centre], "officer": [officer]}))
-        expected = sat / rated if rated else None
-        assert (shown is None and expected is None) or math.isclose(shown, expected), (officer, shown, expected)
+        shown = show_panel(db, board, ratio_panel, tr, end, {"centre": [centre], "officer": [officer]}).stat
+        expected = shown_pct(sat, rated) if rated else NO_DATA
+        assert shown == [expected], (officer, shown, expected)
         cells += 1
     return cells
 
@@ -110,9 +114,9 @@ def check_zero_day(s: DashboardSettings, db: InfluxQL, first: datetime) -> int:
     centre, counter, day = ZERO_DAY
     start, end = ms(first + timedelta(days=day)), ms(first + timedelta(days=day + 1))
     board, p = panel(s, "centre.by_counter")
-    table = run_panel(db, board, p, TimeRange(start, end - 1), end, {"centre": [centre]})
-    row = next(r for r in table.rows if r["Quầy"] == counter)
-    assert row["Tỷ lệ hài lòng"] == 0.0 and row["Hài lòng trở lên"] == 0.0 and row["Đã đánh giá (n)"] > 0, row
+    table = show_panel(db, board, p, TimeRange(start, end - 1), end, {"centre": [centre]})
+    row = next(t for t in table.text if t["Quầy"] == counter)
+    assert row["Tỷ lệ hài lòng"] == "0.0%" and row["Hài lòng trở lên"] == "0" and int(row["Đã đánh giá (n)"]) > 0, row
     return 3
 
 

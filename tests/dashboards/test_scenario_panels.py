@@ -2,14 +2,15 @@
 
 Table-driven: ``CHECKS`` has one entry per panel key, and the boards are enumerated from
 ``dashboards.boards.all_dashboards``, so a panel added without a check fails
-:func:`test_every_panel_has_a_scenario_check`. Each panel runs through the Grafana
-emulation (tests/dashboards/grafana_sim.py) on the seeded scenario (points shaped as the
-ingest writes them), for
+:func:`test_every_panel_has_a_scenario_check`. Each panel's queries run on the seeded scenario
+(points shaped as the ingest writes them) and its transformations and field display run in
+Grafana's own frontend code (@grafana/data, tests/dashboards/grafana_frontend.py), for
 - one centre at a time (the single-valued centre / province variable, repeated per value);
 - single, multi and All selections of the other variables;
 - a day range (the 0 % counter-day), each ISO week and the whole 3 weeks;
 - rollup and raw modes where the board has both;
-and every shown cell is compared with the hand count (tests/dashboards/handcount.py).
+and every shown cell is compared, as the text Grafana displays ("89.7%", "—", "45"), with the hand
+count (tests/dashboards/handcount.py) written as a person writes it (tests/dashboards/readable.py).
 """
 
 from __future__ import annotations
@@ -24,24 +25,28 @@ from typing import Any
 import pytest
 
 from dashboards.boards import all_dashboards
+from dashboards.grafana import NO_DATA
 from dashboards.queries import LABELS
 from dashboards.settings import DashboardSettings
 from storage.influxql import InfluxQL
 from tests.support.tally import Tally
 
 from .conftest import ScenarioWorld
-from .grafana_sim import Table, TimeRange, display_text, run_panel, stat_value
+from .grafana_backend import TimeRange
+from .grafana_frontend import Shown, show_panel
 from .handcount import HandCount, Selection, day_start_ms, monday_ms
+from .readable import DASH, audit, count, local_time, pct
 from .scenario import CENTRES, FIRST, PROVINCES, ZERO_DAY
 from .seed import TZ, ms
 from .test_panels import CHECKS as SEED_CHECKS
-from .truth import Ratio, shared_ranks
+from .truth import shared_ranks
 
 L = LABELS
 BOARDS = ("hl-centre", "hl-officer", "hl-province", "hl-integrity")
 RANGES = {"zero day": (ZERO_DAY[2], ZERO_DAY[2] + 1), "W45": (0, 7), "W46": (7, 14), "W47": (14, 21),
           "3 weeks": (0, 21)}
 WEEKDAYS = {1: "Thứ 2", 2: "Thứ 3", 3: "Thứ 4", 4: "Thứ 5", 5: "Thứ 6", 6: "Thứ 7", 7: "Chủ nhật"}
+AUDITED: Counter[str] = Counter()  # board uid -> displayed cells checked for a readable form
 SEEN: Counter[str] = Counter()  # "0 %", "100 %", "tie", "—" cells met, per board
 
 
@@ -49,6 +54,7 @@ def _every_board_and_edge_case(cells: Counter[str]) -> None:
     """The numbers of cells, and that 0 %, 100 %, ties and '—' were all met."""
     for uid in BOARDS:
         assert cells[uid] > 500, f"{uid}: only {cells[uid]} cells compared"
+        assert AUDITED[uid] >= cells[uid] // 2, f"{uid}: only {AUDITED[uid]} displayed cells audited"
     for what in ("hl-centre 0 %", "hl-centre 100 %", "hl-officer 0 %", "hl-officer 100 %", "hl-officer tie",
                  "hl-integrity 0 %", "hl-integrity 100 %", "hl-integrity top run", "hl-integrity disagreement",
                  "hl-integrity duplicate"):
@@ -81,26 +87,20 @@ class View:
     sel: Selection
     start: int
     end: int
-    table: Table
+    table: Shown
 
-    def cell(self, got: Any, want: float | int | None, what: str) -> None:
-        """Compare one shown cell; NaN is allowed only where the hand count has no ratio (shown as "—")."""
-        if isinstance(got, float) and math.isnan(got):
-            mappings = self.panel["fieldConfig"]["defaults"].get("mappings", [])
-            assert any(m["options"].get("match") == "nan" and m["options"]["result"]["text"] == "—"
-                       for m in mappings), f"{what}: NaN without a '—' mapping"
-            got = None
+    def cell(self, shown: str, want: str, what: str) -> None:
+        """One displayed cell against what a person should read there."""
+        assert shown == want, f"{what}: shown {shown!r}, hand count {want!r}"
+        if want == DASH:
             SEEN[f"{self.uid} —"] += 1
-        if want is None or got is None:
-            assert got is None and want is None, f"{what}: shown {got!r}, hand count {want!r}"
-        else:
-            assert math.isclose(got, want, rel_tol=1e-12, abs_tol=1e-12), f"{what}: shown {got!r}, hand count {want!r}"
-            if isinstance(want, float) and want in (0.0, 1.0):
-                SEEN[f"{self.uid} {'0 %' if want == 0 else '100 %'}"] += 1
+        elif want in ("0.0%", "100.0%"):
+            SEEN[f"{self.uid} {'0 %' if want == '0.0%' else '100 %'}"] += 1
         CELLS[self.uid] += 1
 
-    def rows_by(self, *cols: str) -> dict[tuple[Any, ...], dict[str, Any]]:
-        out = {tuple(r[c] for c in cols): r for r in self.table.rows}
+    def rows_by(self, *cols: str) -> dict[tuple[Any, ...], dict[str, str]]:
+        """Displayed text of each row, by the raw values of ``cols`` (one row per group)."""
+        out = {tuple(r[c] for c in cols): t for r, t in zip(self.table.rows, self.table.text, strict=True)}
         assert len(out) == len(self.table.rows), "one row per group"
         return out
 
@@ -108,17 +108,17 @@ class View:
         return {k: v for k, v in self.sel.items() if k in names}
 
 
-def ratio_of(r: Ratio | None) -> float | None:
-    return r.ratio if r else None
-
-
 # --------------------------------------------------------------------------- checks, one per kind of panel
 
 def check_stat(v: View) -> None:
     want = v.hc.ratios(v.start, v.end, v.sel).get(())
     response = v.panel["options"]["reduceOptions"]["fields"] == "/^response_rate$/"
-    expected = None if want is None else want.response if response else want.ratio
-    v.cell(stat_value(v.panel, v.table), expected, "stat")
+    if want is None or (not response and want.rated == 0):
+        expected = NO_DATA  # nothing rated (nor served): the queries return no series
+    else:
+        expected = pct(want.rated, want.served) if response else pct(want.satisfied, want.rated)
+    assert len(v.table.stat) == 1, v.table.stat
+    v.cell(v.table.stat[0], expected, "stat")
 
 
 def check_ratio_table(v: View, group: str) -> None:
@@ -127,38 +127,44 @@ def check_ratio_table(v: View, group: str) -> None:
     assert set(got) == set(want), (set(got), set(want))
     for k, w in want.items():
         row = got[k]
-        for col, n in (("rated", w.rated), ("satisfied", w.satisfied), ("not_satisfied", w.not_satisfied),
-                       ("served", w.served), ("ratio", w.ratio), ("response_rate", w.response)):
-            v.cell(row[L[col]], n, f"{k} {col}")
+        for col, expected in (("rated", count(w.rated)), ("satisfied", count(w.satisfied)),
+                              ("not_satisfied", count(w.not_satisfied)), ("served", count(w.served)),
+                              ("ratio", pct(w.satisfied, w.rated)), ("response_rate", pct(w.rated, w.served))):
+            v.cell(row[L[col]], expected, f"{k} {col}")
     shown = [r[L["ratio"]] for r in v.table.rows]
     numbers = [x for x in shown if not math.isnan(x)]
     assert numbers == sorted(numbers, reverse=True) and shown[:len(numbers)] == numbers, "best first, '—' last"
 
 
 def check_ranking(v: View, label: str, min_sample: int) -> None:
-    """Shared rank (1, 1, 3) within the one selected centre/province; a tie is one line listing its members."""
+    """Shared rank (1, 1, 3) within the one selected centre/province; a tie is one line listing its members,
+    with the line's totals of n and served and the response rate of those totals."""
     scope = v.keys("province", "centre", "service")  # counter/officer choices never narrow a ranking
     want = {k[0]: w for k, w in v.hc.ratios(v.start, v.end, scope, (label,)).items() if w.rated >= min_sample
             and w.rated > 0}
     ranks = shared_ranks({k: w.satisfied / w.rated for k, w in want.items()})
-    got: dict[str, tuple[Any, ...]] = {}
-    for row in v.table.rows:
+    members_seen: set[str] = set()
+    for row, text in zip(v.table.rows, v.table.text, strict=True):
         members = row[L[label]]
+        assert set(members) <= set(want), set(members) - set(want)
         if len(members) > 1:
             SEEN[f"{v.uid} tie"] += 1
-        for i, name in enumerate(members):
-            got[name] = (row["Hạng"], row[L["ratio"]], row[L["rated"]][i], row[L["served"]][i],
-                         row[L["response_rate"]][i])
-    assert set(got) == set(want), (set(got), set(want))
-    for name, w in want.items():
-        rank, ratio, rated, served, response = got[name]
-        for shown, expected, what in ((rank, ranks[name], "rank"), (ratio, w.ratio, "ratio"), (rated, w.rated, "n"),
-                                      (served, w.served, "served"), (response, w.response, "response")):
-            v.cell(shown, expected, f"{name} {what}")
+        members_seen |= set(members)
+        first = want[members[0]]
+        rated, served = sum(want[m].rated for m in members), sum(want[m].served for m in members)
+        assert {ranks[m] for m in members} == {ranks[members[0]]}, "a line is one rank"
+        for shown, expected, what in ((text["Hạng"], str(ranks[members[0]]), "rank"),
+                                      (text[L[label]], ", ".join(members), "members"),
+                                      (text[L["ratio"]], pct(first.satisfied, first.rated), "ratio"),
+                                      (text[L["rated"]], count(rated), "n"),
+                                      (text[L["served"]], count(served), "served"),
+                                      (text[L["response_rate"]], pct(rated, served), "response")):
+            v.cell(shown, expected, f"{members} {what}")
+    assert members_seen == set(want), (members_seen, set(want))
     assert [r["Hạng"] for r in v.table.rows] == sorted(r["Hạng"] for r in v.table.rows), "rank order"
     if label == "officer":
-        assert {v.sel["centre"][0]} == {r.centre for r in v.hc.ratings if r.officer in got} or not got, \
-            "officers of one centre only"
+        assert {v.sel["centre"][0]} == {r.centre for r in v.hc.ratings if r.officer in members_seen} \
+            or not members_seen, "officers of one centre only"
 
 
 CLASS_NAMES = {"very_satisfied": "Rất hài lòng", "satisfied": "Hài lòng (gồm Bình thường)",
@@ -167,26 +173,27 @@ CLASS_NAMES = {"very_satisfied": "Rất hài lòng", "satisfied": "Hài lòng (g
 
 def check_by_class(v: View) -> None:
     want = v.hc.by_class(v.start, v.end, v.sel)
-    got = {display_text(v.panel, r[L["class"]]): r["n"] for r in v.table.rows}
+    got = {t[L["class"]]: t["n"] for t in v.table.text}
     assert set(got) == {CLASS_NAMES[c] for c in want}, "classes shown by their Vietnamese names"
     for cls, n in want.items():
-        v.cell(got[CLASS_NAMES[cls]], n, cls)
+        v.cell(got[CLASS_NAMES[cls]], count(n), cls)
 
 
 def check_heatmap(v: View) -> None:
     want = v.hc.heatmap(v.start, v.end, v.sel)
-    got = {(row["Giờ"], day): n for row in v.table.rows for day, n in row.items() if day != "Giờ" and n is not None}
+    got = {(row["Giờ"], day): n for row in v.table.text for day, n in row.items() if day != "Giờ" and n}
     assert set(got) == {(h, WEEKDAYS[d]) for h, d in want}
     for (hour, day), n in want.items():
-        v.cell(got[(hour, WEEKDAYS[day])], n, f"{hour} {day}")
+        v.cell(got[(hour, WEEKDAYS[day])], count(n), f"{hour} {day}")
 
 
 def check_live(v: View) -> None:
     want = v.hc.live_not_satisfied(v.start, v.end, v.sel)
     assert len(v.table.rows) == len(want)
-    for row, r in zip(v.table.rows, want, strict=True):
-        assert (row["Thời điểm"], row["Quầy"], row["Cán bộ"], row["Vé"], row["Lý do"] or "", row["Điểm"]) == (
-            r.time_ns // 1_000_000, r.counter, r.officer, r.ticket, ",".join(r.reasons), r.score), row
+    for row, r in zip(v.table.text, want, strict=True):
+        assert (row["Thời điểm"], row["Quầy"], row["Cán bộ"], row["Vé"], row["Lý do"], row["Điểm"]) == (
+            local_time(r.time_ns // 1_000_000, TZ.key), r.counter, r.officer, r.ticket or DASH,
+            ",".join(r.reasons) or DASH, count(r.score)), row
         CELLS[v.uid] += 6
 
 
@@ -204,8 +211,9 @@ def check_trend(v: View) -> None:
     got = v.rows_by("Time")
     assert set(got) == {(w,) for w in whole}, "one point per week with a rated ticket in the centre"
     for week, w in whole.items():
-        v.cell(got[(week,)]["Cán bộ"], ratio_of(officer.get(week)), f"week {week} officer")
-        v.cell(got[(week,)]["Trung tâm"], w.ratio, f"week {week} centre")
+        mine = officer.get(week)
+        v.cell(got[(week,)]["Cán bộ"], pct(mine.satisfied, mine.rated) if mine else DASH, f"week {week} officer")
+        v.cell(got[(week,)]["Trung tâm"], pct(w.satisfied, w.rated), f"week {week} centre")
 
 
 def check_reasons(v: View) -> None:
@@ -213,7 +221,7 @@ def check_reasons(v: View) -> None:
     assert len(v.table.rows) == (1 if want else 0)
     for code, label in v.settings.reasons.items():
         if v.table.rows:
-            v.cell(v.table.rows[0].get(label), want.get(code), code)  # a reason never given: no bar
+            v.cell(v.table.text[0].get(label, ""), count(want.get(code)), code)  # a reason never given: no bar
 
 
 def check_walkup(v: View) -> None:
@@ -221,7 +229,7 @@ def check_walkup(v: View) -> None:
     got = v.rows_by("Trung tâm", "Quầy")
     assert set(got) == set(want), (set(got), set(want))
     for k, (n, walk) in want.items():
-        for col, expected in (("Tất cả", n), ("Không vé", walk), ("Tỷ lệ không vé", walk / n)):
+        for col, expected in (("Tất cả", count(n)), ("Không vé", count(walk)), ("Tỷ lệ không vé", pct(walk, n))):
             v.cell(got[k][col], expected, f"{k} {col}")
 
 
@@ -230,7 +238,8 @@ def check_fast(v: View) -> None:
     got = v.rows_by("Trung tâm", "Quầy", "Cán bộ")
     assert set(got) == set(want), (set(got), set(want))
     for k, (n, quick) in want.items():
-        for col, expected in ((L["rated"], n), ("Dưới 1 giây", quick), ("Tỷ lệ dưới 1 giây", quick / n)):
+        for col, expected in ((L["rated"], count(n)), ("Dưới 1 giây", count(quick)),
+                              ("Tỷ lệ dưới 1 giây", pct(quick, n))):
             v.cell(got[k][col], expected, f"{k} {col}")
 
 
@@ -239,7 +248,7 @@ def check_top_runs(v: View) -> None:
     got = v.rows_by("Trung tâm", "Cán bộ")
     assert set(got) == set(want), (set(got), set(want))
     for k, n in want.items():
-        v.cell(got[k]["Số cửa sổ"], n, f"{k} windows")
+        v.cell(got[k]["Số cửa sổ"], count(n), f"{k} windows")
         SEEN[f"{v.uid} top run"] += 1
 
 
@@ -249,7 +258,7 @@ def check_disagreement(v: View) -> None:
     assert set(got) == set(want), (set(got), set(want))
     for k, (n, other) in want.items():
         SEEN[f"{v.uid} disagreement"] += 1
-        for col, expected in ((L["rated"], n), ("Khác cán bộ", other), ("Tỷ lệ khác", other / n)):
+        for col, expected in ((L["rated"], count(n)), ("Khác cán bộ", count(other)), ("Tỷ lệ khác", pct(other, n))):
             v.cell(got[k][col], expected, f"{k} {col}")
 
 
@@ -267,7 +276,7 @@ def check_ticket_rejections(v: View) -> None:
     else:
         assert set(got) == set(want), (set(got) ^ set(want))
     for k, n in got.items():
-        v.cell(n, want[k], f"{k} rejections")
+        v.cell(n, count(want[k]), f"{k} rejections")
         SEEN[f"{v.uid} duplicate"] += 1
 
 
@@ -351,10 +360,11 @@ def run_board(db: InfluxQL, s: DashboardSettings, hc: HandCount, uid: str, start
                     if sel in seen:
                         continue
                     seen.append(sel)
-                    table = run_panel(db, js, panel, TimeRange(start, end), end, sel)
+                    table = show_panel(db, js, panel, TimeRange(start, end), end, sel)
                     view = View(uid, hc, s, panel, sel, panel_start(panel, start, now), end, table)
                     runs += 1
                     try:
+                        AUDITED[uid] += audit(f"{spec.key} {sel}", panel, table)
                         CHECKS[spec.key](view)
                     except (AssertionError, KeyError, TypeError) as exc:  # a missing column is a difference too
                         failures.append(f"{spec.key} [{name}] {sel}: {exc}")

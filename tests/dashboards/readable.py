@@ -1,0 +1,81 @@
+"""What a person should read in a panel cell, written down independently of Grafana's code.
+
+The dashboard tests compare what @grafana/data displays (tests/dashboards/grafana_frontend.py) with
+these: a ratio is a percent with one decimal, rounded half up from the exact fraction ("89.7%");
+a ratio of nothing is "—"; a count is a whole number ("45"); a time is the centre's local
+date and time; a stat with no data says so in Vietnamese. :func:`audit` checks every cell of a
+panel against these forms, whatever the panel.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+from fractions import Fraction
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from dashboards.grafana import NO_DATA
+
+from .grafana_frontend import Shown
+
+DASH = "—"
+PERCENT = re.compile(r"^\d{1,3}\.\d%$")
+INTEGER = re.compile(r"^-?\d+$")
+DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+RAW = re.compile(r"^-?\d*\.\d+$|NaN|undefined|Infinity|\[object|^\[|^\{")  # what no person should read
+
+
+def pct(num: int | Fraction | None, den: int | None = None) -> str:
+    """``num / den`` as a person writes it: "89.7%"; nothing to divide by -> "—"."""
+    if num is None or den == 0:
+        return DASH
+    x = Fraction(num) if den is None else Fraction(num, den)
+    shown = (Decimal(x.numerator) * 100 / Decimal(x.denominator)).quantize(Decimal("0.1"), ROUND_HALF_UP)
+    return f"{shown}%"
+
+
+def count(n: int | None) -> str:
+    return "" if n is None else str(int(n))
+
+
+def local_time(ms: int, tz: str) -> str:
+    return datetime.fromtimestamp(ms / 1000, ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def audit(what: str, panel: dict[str, Any], shown: Shown) -> int:
+    """Every displayed cell is in a form a person reads; returns the number of cells looked at.
+
+    A ratio column (a percent override) shows "89.7%" or "—"; any other number is a whole number;
+    a time column a local date and time; nothing shows a raw fraction, NaN, undefined or an array.
+    """
+    percent_cols = {o["matcher"]["options"] for o in panel["fieldConfig"]["overrides"]
+                    if {"id": "unit", "value": "percentunit"} in o["properties"]}
+    whole_panel_percent = panel["fieldConfig"]["defaults"].get("unit") == "percentunit"
+    cells = 0
+    # a stat panel shows its reduced value only (its table is not on the screen)
+    for raw_row, text_row in zip(shown.rows, shown.text, strict=True) if panel["type"] != "stat" else ():
+        for col, text in text_row.items():
+            value = raw_row.get(col)
+            cells += 1
+            where = f"{what} [{col}] shows {text!r} (value {value!r})"
+            assert not RAW.search(text), where
+            if col in percent_cols or (whole_panel_percent and col != "Time"):
+                assert PERCENT.match(text) or text == DASH, where
+            elif isinstance(value, float | int) and not isinstance(value, bool) and col not in ("Time",):
+                kind = next((f["type"] for f in shown.frames[0]["fields"] if f["name"] == col), "number")
+                if kind == "time":
+                    assert DATETIME.match(text), where
+                else:
+                    assert INTEGER.match(text) or text == DASH, where
+            elif col == "Time" or col.startswith("Thời điểm") or col.startswith("Lần cuối"):
+                assert DATETIME.match(text) or text == "", where
+    for text in shown.stat:
+        cells += 1
+        assert not RAW.search(text), f"{what} stat shows {text!r}"
+        if whole_panel_percent:
+            assert PERCENT.match(text) or text in (DASH, NO_DATA), f"{what} stat shows {text!r}"
+        else:
+            assert INTEGER.match(text) or text == NO_DATA, f"{what} stat shows {text!r}"
+    return cells
