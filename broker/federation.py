@@ -31,11 +31,15 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
+
+from broker.kernel.settings import ConfigError
 
 from .contract import ID_PATTERN, MAX_EPOCH_MS, ContractError, Id, _Message, parse_payload, validate_id
 
@@ -173,3 +177,31 @@ def revision_verdict(stored: tuple[int, str] | None, msg: CentreDay) -> Verdict:
     if msg.revision < stored[0]:
         return "older"
     return "duplicate" if msg.digest == stored[1] else "conflict"
+
+
+# --------------------------------------------------------------------------- the accepted centres
+# centres.json, rendered by `hailong national render` (broker/mosquitto/national.py) from
+# provinces.toml and read by the national consumer: {"v": 1, "centres": {"<centre>": "<province>"}}.
+# A centre id is unique nationally (the render refuses the same id in two provinces).
+
+
+def load_centres(path: Path) -> dict[str, str]:
+    """centre -> province; every problem is a ConfigError naming the file and the key."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(path, None, "file not found (render it with `hailong national render`)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(path, None, f"cannot read: {exc}") from None
+    if not isinstance(data, dict) or data.get("v") != 1 or not isinstance(data.get("centres"), dict):
+        raise ConfigError(path, "centres", 'expected {"v": 1, "centres": {"<centre>": "<province>"}}')
+    out: dict[str, str] = {}
+    for centre, province in data["centres"].items():
+        if not _ID_RE.match(centre) or not isinstance(province, str) or not _ID_RE.match(province):
+            raise ConfigError(path, f"centres.{centre}", f"centre and province must match {ID_PATTERN}")
+        out[centre] = province
+    return out
+
+
+def dump_centres(centres: dict[str, str]) -> str:
+    return json.dumps({"v": 1, "centres": dict(sorted(centres.items()))}, indent=1, ensure_ascii=False) + "\n"

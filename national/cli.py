@@ -33,3 +33,25 @@ def consume(config_path: Path) -> None:
     if service.health is not None:
         click.echo(f"healthz on http://127.0.0.1:{service.health.port}/healthz", err=True)
     service.run_forever()
+
+
+@national.command("render")
+@click.option("--national", "national_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              envvar="HAILONG_NATIONAL_DIR", help="The Ministry's directory: provinces.toml, national-broker.toml, "
+              "state/ (env HAILONG_NATIONAL_DIR).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Where to write mosquitto.conf, acl, passwd, certificates, centres.json and provinces/<id>/.")
+def render(national_dir: Path, out: Path) -> None:
+    """Render the national broker's files and each province's bridge bundle; then reload the broker (SIGHUP)."""
+    from broker.kernel.settings import ConfigError
+    from broker.mosquitto.national import render_national
+
+    try:
+        paths = render_national(national_dir, out)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    for p in paths:
+        click.echo(f"wrote {p}")
+    click.echo("send each province its provinces/<id>/ (the key is secret: a secure channel); it goes to "
+               "<fleet>/state/federation/ on the province server, then `hailong broker render` there")
+    click.echo(f"the consumer's password: {national_dir / 'state' / 'secrets' / 'svc.national.password'}")

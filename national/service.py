@@ -36,6 +36,7 @@ from broker.federation import (
     NATIONAL_FILTER,
     CentreDay,
     check_centre_day,
+    load_centres,
     parse_centre_day,
     parse_national_topic,
     revision_verdict,
@@ -48,7 +49,6 @@ from storage.lineproto import Point
 from storage.schema import Field, Measurement, Tag
 from storage.writer import WriteError, Writer, make_writer
 
-from .centres import load_centres
 from .config import NationalConfig
 from .store import Key, RevisionIndex, centre_day_point, rejected_point
 

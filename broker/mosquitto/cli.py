@@ -58,7 +58,10 @@ def render(fleet: Path, state: Path | None, out: Path, target: str | None, conf_
         raise click.ClickException(str(exc)) from None
     if saved is not None:
         click.echo(f"recorded in {saved}: later renders and `hailong fleet provision` use these settings")
-    paths = render_broker(registry, fleet_state, out, opt)
+    try:
+        paths = render_broker(registry, fleet_state, out, opt)
+    except ConfigError as exc:  # e.g. the [federation] bundle is missing or the queue bounds are too small
+        raise click.ClickException(str(exc)) from None
     for p in paths:
         click.echo(f"wrote {p}")
     click.echo(f"server certificate names: {', '.join(opt.hostnames)}; terminals connect to {opt.hostnames[0]}")

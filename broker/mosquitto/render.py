@@ -38,6 +38,14 @@ from broker.fleet.registry import Registry
 from broker.identities import ingest_instance_users, worker_user
 from broker.kernel.settings import ConfigError, Settings, load_model, validation_to_config_error
 from broker.mosquitto.acl import render_acl, service_users
+from broker.mosquitto.federation import (
+    FEDERATION_USER,
+    FederationOptions,
+    autosave_interval,
+    bridge_conf,
+    federation_acl,
+    federation_files,
+)
 
 BROKER_FILE = "broker.toml"
 # Room for the rest of a PUBLISH around a contract payload: fixed header (5), topic (2 + ~80),
@@ -78,6 +86,9 @@ class RenderOptions(Settings):
         default=4, ge=1, le=64,
         description="Worker processes per ingest instance (`workers` in ingest.toml); each gets its own user, "
                     "svc.ingest.w1 ... (the first keeps svc.ingest), with the instance's password")
+    federation: FederationOptions | None = Field(
+        default=None, description="The bridge to the national broker (broker/mosquitto/federation.py, "
+        "docs/national.md); absent = this province sends nothing")
 
 
 def load_options(fleet: Path, state: FleetState | None = None, **overrides: object) -> RenderOptions:
@@ -121,8 +132,10 @@ def _toml(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):  # a table ([federation]) written inline: one line, still TOML
+        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + "}"
     return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a valid TOML basic string
 
 
@@ -142,7 +155,7 @@ def render_conf(opt: RenderOptions) -> str:
         "",
         "persistence true",
         f"persistence_location {opt.data_dir.rstrip('/')}/",
-        f"autosave_interval {opt.autosave_interval_s}",
+        f"autosave_interval {autosave_interval(opt.autosave_interval_s, opt.federation)}",
         f"persistent_client_expiration {opt.persistent_client_expiration}",
         "",
         "# Ratings are QoS1 and leave the terminal's outbox on PUBACK: from then on the broker",
@@ -184,6 +197,8 @@ def render_conf(opt: RenderOptions) -> str:
     if opt.local_port:
         lines += ["", "# Plain MQTT for services on this host only (ingest, QMS adapter).",
                   f"listener {opt.local_port} 127.0.0.1", "use_username_as_clientid true"]
+    if opt.federation:  # after the listeners: every line after `connection` belongs to the bridge
+        lines += bridge_conf(opt.federation, opt.conf_dir)
     return "\n".join(lines) + "\n"
 
 
@@ -193,6 +208,7 @@ def render_broker(registry: Registry, state: FleetState, out: Path, opt: RenderO
     revoked = {d for d in registry.devices if state.is_revoked(d)}
     devices = [d for d in registry.active_devices() if d.id not in revoked]
     users = service_users(registry, opt.ingest_instances, opt.ingest_workers)
+    users += [FEDERATION_USER] if opt.federation else []
     for instance in ingest_instance_users(opt.ingest_instances):
         for k in range(1, opt.ingest_workers):
             state.share_password(worker_user(instance, k), instance)  # one secret per instance, one session per worker
@@ -200,12 +216,17 @@ def render_broker(registry: Registry, state: FleetState, out: Path, opt: RenderO
         state.password(user)  # generated on first render, kept afterwards
     hashes = state.hashes()
     wanted = set(users) | {d.id for d in devices}
+    # the bridge's bundle and queue bounds first: a refusal leaves nothing half rendered
+    bridge = [] if opt.federation is None else federation_files(
+        registry.root, opt.federation, out, opt.max_queued_messages, opt.max_queued_bytes,
+        sum(c.province == opt.federation.province for c in registry.centres.values()))
     out.mkdir(parents=True, exist_ok=True)
     ca = state.ca()
     key, crt = state.server_cert(opt.hostnames)
     files = {
         "mosquitto.conf": render_conf(opt).encode(),
-        "acl": render_acl(registry, devices, opt.ingest_instances, opt.ingest_workers).encode(),
+        "acl": (render_acl(registry, devices, opt.ingest_instances, opt.ingest_workers)
+                + ("\n".join(federation_acl()) + "\n" if opt.federation else "")).encode(),
         "ca.crt": ca.cert_path.read_bytes(),
         "server.crt": crt.read_bytes(),
         "crl.pem": ca.crl(state.revoked_serials()),
@@ -214,4 +235,4 @@ def render_broker(registry: Registry, state: FleetState, out: Path, opt: RenderO
         (out / name).write_bytes(data)
     write_private(out / "passwd", render_passwd({u: h for u, h in hashes.items() if u in wanted}).encode())
     write_private(out / "server.key", key.read_bytes())
-    return [out / n for n in (*files, "passwd", "server.key")]
+    return [out / n for n in (*files, "passwd", "server.key")] + bridge

@@ -17,10 +17,9 @@ from typing import Any
 
 import pytest
 
-from broker.federation import CentreDay, national_topic
+from broker.federation import CentreDay, dump_centres, national_topic
 from broker.mqtt.session import MqttSession
 from broker.mqtt.settings import MqttSettings
-from national.centres import dump_centres
 from national.config import NationalConfig
 from national.service import NationalService
 from storage.influxql import InfluxQL

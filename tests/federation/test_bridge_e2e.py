@@ -1,0 +1,189 @@
+"""End to end on loopback, real processes: 3 province brokers bridged over TLS (client certificates
+fed.<province>) to a national broker, the national consumer and InfluxDB 1.6.7.
+
+- the national weekly figures (summed counts per province) equal each province's own, exactly,
+  and rank the provinces the same way;
+- a rogue province cannot write another's aggregates (ACL: nothing arrives), nor claim another
+  province's centre under its own prefix (refused: wrong_province);
+- the national broker stopped and restarted: the bridges' queues deliver, nothing is missing;
+- a province broker SIGKILLed with its queue unsaved: the next re-send heals it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import ssl
+import time
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from broker.federation import CentreDay, national_topic
+from federation.publish import publish
+from hailong.localstack import InfluxServer
+from storage.influxql import InfluxQL
+from storage.schema import Measurement
+
+from .stack import National, Province
+from .support import ZONE, local_day, seed_province
+
+PROVINCES = {"pa": 3, "pb": 3, "pc": 2}
+
+
+def wait_for(check, timeout: float = 30, what: str = "condition"):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.2)
+    raise AssertionError(f"{what}: not met within {timeout:.0f} s")
+
+
+def stored_count(db: InfluxQL) -> int:
+    return int(db.scalar(f'SELECT count("revision") FROM "{Measurement.AGG_CENTRE_DAY}"') or 0)
+
+
+@pytest.fixture
+def federation(tmp_path: Path, influx_server: InfluxServer) -> Iterator[tuple[National, dict[str, Province]]]:
+    centres = {p: [f"{p}-c{i}" for i in range(1, n + 1)] for p, n in PROVINCES.items()}
+    nat = National(tmp_path, centres, influx_server)
+    provinces: dict[str, Province] = {}
+    try:
+        nat.broker.start()
+        for p in centres:
+            provinces[p] = Province(tmp_path, p, centres[p], nat, influx_server)
+            provinces[p].broker.start()
+        nat.start_consumer()
+        yield nat, provinces
+    finally:
+        for prov in provinces.values():
+            prov.stop()
+        nat.stop()
+
+
+def last_full_week() -> tuple[dt.date, dt.date]:
+    today = local_day(0)
+    monday = today - dt.timedelta(days=today.weekday() + 7)
+    return monday, monday + dt.timedelta(days=7)
+
+
+def week_ms(monday: dt.date) -> tuple[int, int]:
+    start = dt.datetime.combine(monday, dt.time(), ZONE)
+    return int(start.timestamp() * 1000), int((start + dt.timedelta(days=7)).timestamp() * 1000)
+
+
+def test_national_ranking_equals_the_provinces_own(federation: tuple[National, dict[str, Province]]) -> None:
+    nat, provinces = federation
+    monday, _ = last_full_week()
+    days = [monday + dt.timedelta(days=i) for i in range(7)]
+    window = (local_day(0) - monday).days + 1
+    truth = {}
+    for seed, (p, prov) in enumerate(provinces.items()):
+        truth[p] = seed_province(prov.db.url, prov.db.database, p, prov.centres, days, seed=seed + 11,
+                                 per_day=(5, 30))
+        publish(prov.federation_config(), days=window)
+    expected = sum(len(prov.centres) for prov in provinces.values()) * window
+    wait_for(lambda: stored_count(nat.db) == expected, what=f"{expected} centre-days stored nationally")
+    start, end = week_ms(monday)
+    national = {r["province"]: r for r in nat.db.rows(
+        f'SELECT sum("rated") AS rated, sum("not_satisfied") AS ns, sum("served") AS served '
+        f'FROM "{Measurement.AGG_CENTRE_DAY}" WHERE time >= {start}ms AND time < {end}ms GROUP BY "province"')}
+    ratios = {}
+    for p, prov in provinces.items():
+        # the province's own weekly figures, from its own rollups (what its dashboards show)
+        own_rated = prov.db.scalar(f'SELECT sum("n") FROM "{Measurement.RATING_CENTRE_1D}" WHERE "walkup" = '
+                                   f"'false' AND time >= {start}ms AND time < {end}ms")
+        own_ns = prov.db.scalar(f'SELECT sum("n") FROM "{Measurement.RATING_CENTRE_1D}" WHERE "walkup" = '
+                                f"'false' AND \"class\" = 'not_satisfied' AND time >= {start}ms AND time < {end}ms")
+        hand_rated = sum(truth[p].of(c, d.isoformat())["rated"] for c in prov.centres for d in days)
+        hand_ns = sum(truth[p].of(c, d.isoformat())["not_satisfied"] for c in prov.centres for d in days)
+        hand_served = sum(truth[p].of(c, d.isoformat())["served"] for c in prov.centres for d in days)
+        assert (national[p]["rated"], national[p]["ns"]) == (own_rated, own_ns or 0) == (hand_rated, hand_ns)
+        assert national[p]["served"] == hand_served
+        ratios[p] = Fraction(hand_rated - hand_ns, hand_rated)
+    nat_ratios = {p: Fraction(r["rated"] - r["ns"], r["rated"]) for p, r in national.items()}
+    assert nat_ratios == ratios
+    assert sorted(nat_ratios, key=lambda p: -nat_ratios[p]) == sorted(ratios, key=lambda p: -ratios[p])
+
+    # a rogue province: pb's own bridge certificate, straight to the national broker (pb's broker stopped:
+    # the client id is forced to the certificate's CN, so the bridge and the rogue would take turns)
+    provinces["pb"].broker.stop()
+    rogue = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="fed.pb", protocol=mqtt.MQTTv311)
+    bundle = nat.bundle("pb")
+    rogue.tls_set(ca_certs=str(bundle / "national-ca.crt"), certfile=str(bundle / "bridge.crt"),
+                  keyfile=str(bundle / "bridge.key"), cert_reqs=ssl.CERT_REQUIRED)
+    rogue.reconnect_delay_set(1, 1)
+    rogue.connect("localhost", nat.tls_port)
+    rogue.loop_start()
+    try:
+        wait_for(rogue.is_connected, 10, "the rogue connected with pb's certificate")
+        day = days[0].isoformat()
+        before = nat.db.rows(f'SELECT * FROM "{Measurement.AGG_CENTRE_DAY}" WHERE "centre" = \'pa-c1\'')
+        forged = CentreDay.build("pa", "pa-c1", day, int(time.time() * 1000) + 10**9, rated=1, not_satisfied=1,
+                                 satisfied=0, very_satisfied=0, walkups=0, served=1)
+        for _ in range(5):  # Mosquitto 2.0.11 acks a refused 3.1.1 publish, then drops the connection
+            wait_for(rogue.is_connected, 10, "the rogue (re)connected")
+            rogue.publish(national_topic("pa", "pa-c1", day), forged.to_json(), qos=1).wait_for_publish(10)
+            wait_for(lambda: not rogue.is_connected(), 10, "the broker dropped the rogue")
+        wait_for(rogue.is_connected, 10, "the rogue (re)connected")
+        claim = CentreDay.build("pb", "pa-c1", day, int(time.time() * 1000), rated=1, not_satisfied=1,
+                                satisfied=0, very_satisfied=0, walkups=0, served=1)
+        rogue.publish(national_topic("pb", "pa-c1", day), claim.to_json(), qos=1).wait_for_publish(10)
+        refused = wait_for(lambda: nat.db.rows(f'SELECT * FROM "{Measurement.AGG_REJECTED}" GROUP BY "reason"'),
+                           what="the claim refused")
+        assert [(r["reason"], r["topic"]) for r in refused] == [("wrong_province", f"national/pb/pa-c1/{day}")]
+        after = nat.db.rows(f'SELECT * FROM "{Measurement.AGG_CENTRE_DAY}" WHERE "centre" = \'pa-c1\'')
+        assert after == before  # the 5 writes under pa's prefix never reached the consumer
+    finally:
+        rogue.loop_stop()
+        rogue.disconnect()
+
+
+def test_outages_heal(federation: tuple[National, dict[str, Province]]) -> None:
+    nat, provinces = federation
+    pa = provinces["pa"]
+    days = [local_day(1), local_day(0)]
+    first = {p: seed_province(prov.db.url, prov.db.database, p, prov.centres, days, seed=5, per_day=(3, 10))
+             for p, prov in provinces.items()}
+    expected = sum(len(prov.centres) for prov in provinces.values()) * 2
+
+    # the national broker away: the bridges queue, and deliver in order when it is back
+    nat.broker.stop()
+    for prov in provinces.values():
+        publish(prov.federation_config(), days=2)
+    time.sleep(1)
+    nat.broker.start()
+    wait_for(lambda: stored_count(nat.db) == expected, what="everything queued during the outage")
+    revisions = {r["centre"]: r["revision"] for r in nat.db.rows(
+        f'SELECT last("revision") AS revision FROM "{Measurement.AGG_CENTRE_DAY}" GROUP BY "centre"')}
+
+    # a province broker SIGKILLed while its queue toward the nation is not yet saved
+    truth = seed_province(pa.db.url, pa.db.database, "pa", pa.centres, [days[1]], seed=99, per_day=(20, 20))
+    nat.broker.stop()
+    publish(pa.federation_config(), days=2)
+    pa.broker.proc.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
+    pa.broker.proc.wait(10)  # type: ignore[union-attr]
+    pa.broker.proc = None
+    pa.broker.start()
+    nat.broker.start()
+    time.sleep(3)  # whatever survived is delivered; the next scheduled re-send heals the rest
+    publish(pa.federation_config(), days=2)
+    today = days[1].isoformat()
+
+    def healed() -> bool:
+        rows = nat.db.rows(f'SELECT "rated", "revision" FROM "{Measurement.AGG_CENTRE_DAY}" '
+                           f"WHERE \"centre\" = 'pa-c1' GROUP BY \"centre\"")
+        latest = [r for r in rows if r["revision"] > revisions["pa-c1"]]
+        return len(latest) == 2
+
+    wait_for(healed, what="pa's days re-sent after the SIGKILL")
+    rows = nat.db.rows(f'SELECT * FROM "{Measurement.AGG_CENTRE_DAY}" WHERE "province" = \'pa\' GROUP BY "centre"')
+    got_today = {r["centre"]: r["served"] for r in rows if dt.datetime.fromtimestamp(r["time"] / 1000, ZONE).date()
+                 .isoformat() == today}
+    assert got_today == {c: first["pa"].of(c, today)["served"] + truth.of(c, today)["served"] for c in pa.centres}
+    assert stored_count(nat.db) == expected  # one point per centre-day, whatever was re-sent
