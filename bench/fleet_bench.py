@@ -3,7 +3,7 @@
     python bench/fleet_bench.py [--centres 20 --counters 50 --provision 100]
 
 1. A synthetic fleet (centres x counters terminals): registry load and broker render time.
-2. ``provision`` for N terminals, certificate and password mode: ms per terminal.
+2. ``provision`` for N terminals as one run (the wheel bundled), certificate and password mode: ms per terminal.
 3. Queue limit that matters: an offline ingest session, 3,000 ratings published, how many
    come back with Mosquitto's default max_queued_messages (1000) vs the rendered one.
 4. TLS login rate on the password listener ($7$ PBKDF2 check) vs the certificate listener.
@@ -25,7 +25,8 @@ from broker.fleet.registry import load_registry
 from broker.mosquitto.render import RenderOptions, render_broker
 from broker.mqtt.session import MqttSession
 from broker.mqtt.settings import MqttSettings
-from firmware_config.provision import ProvisionSettings, provision
+from firmware_config.provision import ProvisionSettings, provision_many
+from firmware_config.wheel import project_wheel
 from hailong.localstack import MosquittoServer, free_port
 
 
@@ -148,11 +149,12 @@ def main() -> None:
         t_load = time.monotonic() - t0
         state = FleetState.for_fleet(fleet).ensure()
         ids = [d.id for d in reg.active_devices()][: a.provision]
+        wheel = project_wheel()  # built once per source change; every bundle carries it
         for mode in ("cert", "password"):
-            settings = ProvisionSettings(broker_host="mqtt.example.vn", mode=mode)
+            settings = ProvisionSettings(broker_host="mqtt.example.vn", mode=mode, wheel=wheel)
             t0 = time.monotonic()
-            for dev in ids:
-                provision(reg, dev, state, tmp / f"bundles-{mode}", settings)
+            for _ in provision_many(reg, ids, state, tmp / f"bundles-{mode}", settings):
+                pass
             per = (time.monotonic() - t0) / len(ids) * 1000
             print(f"| provision, {mode} mode | {len(ids)} terminals | {per:.1f} ms per terminal |")
         t0 = time.monotonic()

@@ -85,7 +85,8 @@ def _pins(values: tuple[str, ...]) -> dict[str, int]:
 @pass_ctx
 def add_device(ctx: Ctx, device_id: str, centre: str, counter: str, hardware: str, pins: tuple[str, ...]) -> None:
     """Register a new terminal at a counter."""
-    from .fleetedit import append_device, new_device
+    from .fleet_append import append_device
+    from .fleetedit import new_device
 
     # no whole-registry load: the new table is checked against the parsed files and appended
     dev = _edit(new_device, ctx.fleet, id=device_id, centre=centre, counter=counter, hardware=hardware,
@@ -133,7 +134,8 @@ def retire_device(ctx: Ctx, device_id: str, broker_out: Path | None) -> None:
 @pass_ctx
 def add_officer(ctx: Ctx, officer_id: str, name: str, centre: str) -> None:
     """Register an officer (cán bộ) as the queue system identifies them."""
-    from .fleetedit import append_officer, new_officer
+    from .fleet_append import append_officer
+    from .fleetedit import new_officer
 
     _edit(append_officer, ctx.fleet, _edit(new_officer, ctx.fleet, id=officer_id, name=name, centre=centre))
     click.echo(f"added officer {officer_id} ({name}) at {centre}; re-provision the centre's terminals "

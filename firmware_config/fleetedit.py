@@ -7,12 +7,9 @@ can therefore never leave the fleet in a state the broker renderer or the
 ingest would refuse. The rewritten files keep a fixed header; comments inside
 tables are not preserved (docs/fleet.md says so).
 
-Adding one terminal or one officer is the exception that keeps a province usable
-from the command line: the new table is appended (comments kept) after checking
-exactly what a new entry can break -- its id, its own fields, the centre and counter
-it names, one active terminal per counter -- against the parsed files, instead of
-re-validating and rewriting 2,000 entries per call. Every writer holds the fleet's
-lock (``<fleet>/.fleet.lock``), so two technicians' commands never interleave.
+Adding one terminal or one officer is the exception (firmware_config/fleet_append.py):
+the new table is appended after the checks a new entry can fail. Every writer holds
+the fleet's lock (``<fleet>/.fleet.lock``), so two technicians' commands never interleave.
 """
 
 from __future__ import annotations
@@ -23,7 +20,6 @@ import os
 import re
 import shutil
 import tempfile
-import tomllib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,7 +27,6 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from broker.contract import RESERVED_DEVICE_IDS
 from broker.fleet.registry import (
     CENTRES_FILE,
     DEVICES_FILE,
@@ -96,8 +91,8 @@ def render_centres(centres: Iterable[Centre], counters: Iterable[Counter]) -> st
     return "".join(out)
 
 
-_DEVICE_DEFAULTS: dict[str, Any] = {"retired": False, "pins": {}}
-_OFFICER_DEFAULTS: dict[str, Any] = {"retired": False}
+DEVICE_DEFAULTS: dict[str, Any] = {"retired": False, "pins": {}}
+OFFICER_DEFAULTS: dict[str, Any] = {"retired": False}
 
 
 def centres_text(centres: Iterable[Centre], counters: Iterable[Counter]) -> str:
@@ -105,11 +100,11 @@ def centres_text(centres: Iterable[Centre], counters: Iterable[Counter]) -> str:
 
 
 def render_devices(devices: Iterable[Device]) -> str:
-    return _HEADERS[DEVICES_FILE] + dump_tables("device", devices, _DEVICE_DEFAULTS)
+    return _HEADERS[DEVICES_FILE] + dump_tables("device", devices, DEVICE_DEFAULTS)
 
 
 def render_officers(officers: Iterable[Officer]) -> str:
-    return _HEADERS[OFFICERS_FILE] + dump_tables("officer", officers, _OFFICER_DEFAULTS)
+    return _HEADERS[OFFICERS_FILE] + dump_tables("officer", officers, OFFICER_DEFAULTS)
 
 
 LOCK_FILE = ".fleet.lock"
@@ -181,66 +176,6 @@ def save(registry: Registry, devices: dict[str, Device] | None = None,
     return load_registry(root)
 
 
-# --------------------------------------------------------------------------- appending one entry
-
-def _parsed(path: Path) -> tuple[dict[str, Any], str]:
-    try:
-        text = path.read_text(encoding="utf-8")
-        return tomllib.loads(text), text
-    except FileNotFoundError:
-        raise RegistryError(path, None, "file not found") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise RegistryError(path, None, f"cannot read: {exc}") from None
-
-
-def _append(path: Path, text: str, table: str) -> None:
-    write_atomic(path, text + ("" if not text or text.endswith("\n") else "\n") + table)
-
-
-def append_device(root: Path, device: Device) -> None:
-    """Add one terminal by appending its table to devices.toml, after the checks a new terminal can fail."""
-    key = f"device.{device.id}"
-    with locked(root):
-        centres = _parsed(root / CENTRES_FILE)[0].get("centre", {})
-        path = root / DEVICES_FILE
-        data, text = _parsed(path)
-        devices = data.get("device", {})
-        if device.id in RESERVED_DEVICE_IDS:
-            raise RegistryError(path, key, f"device id {device.id!r} is reserved")
-        if device.id in devices:
-            raise RegistryError(path, key, "already exists")
-        if device.centre not in centres:
-            raise RegistryError(path, f"{key}.centre", f"centre {device.centre!r} is not in {CENTRES_FILE}")
-        counters = centres[device.centre].get("counter", {}) if isinstance(centres[device.centre], dict) else {}
-        if device.counter not in counters:
-            raise RegistryError(path, f"{key}.counter",
-                                f"counter {device.counter!r} is not a counter of centre {device.centre!r}")
-        if device.hardware in ("buttons", "both") and not device.pins:
-            raise RegistryError(path, f"{key}.pins", f"hardware {device.hardware!r} needs a pin map")
-        if not device.retired:
-            for other, body in devices.items():
-                if (isinstance(body, dict) and not body.get("retired", False)
-                        and (body.get("centre"), body.get("counter")) == (device.centre, device.counter)):
-                    raise RegistryError(path, f"{key}.counter",
-                                        f"counter {device.counter!r} of centre {device.centre!r} already has "
-                                        f"active device {other!r}; retire or move it first")
-        _append(path, text, dump_tables("device", [device], _DEVICE_DEFAULTS))
-
-
-def append_officer(root: Path, officer: Officer) -> None:
-    """Add one officer by appending its table to officers.toml (its id and centre checked)."""
-    key = f"officer.{officer.id}"
-    with locked(root):
-        centres = _parsed(root / CENTRES_FILE)[0].get("centre", {})
-        path = root / OFFICERS_FILE
-        data, text = _parsed(path)
-        if officer.id in data.get("officer", {}):
-            raise RegistryError(path, key, "already exists")
-        if officer.centre not in centres:
-            raise RegistryError(path, f"{key}.centre", f"centre {officer.centre!r} is not in {CENTRES_FILE}")
-        _append(path, text, dump_tables("officer", [officer], _OFFICER_DEFAULTS))
-
-
 def new_device(root: Path, **data: Any) -> Device:
     _check_id(root / DEVICES_FILE, f"device.{data.get('id')}", data.get("id"))
     return build_entry(Device, data, root / DEVICES_FILE, f"device.{data.get('id')}")
@@ -251,21 +186,9 @@ def new_officer(root: Path, **data: Any) -> Officer:
     return build_entry(Officer, data, root / OFFICERS_FILE, f"officer.{data.get('id')}")
 
 
-def add_device(reg: Registry, device: Device) -> Registry:
-    """Add one terminal (appended, see append_device) and return the registry with it."""
-    append_device(reg.root, device)
-    return Registry(reg.root, reg.centres, reg.counters, {**reg.devices, device.id: device}, reg.officers)
-
-
 def update_device(reg: Registry, device_id: str, **changes: Any) -> Registry:
     updated = new_device(reg.root, **(reg.device(device_id).model_dump() | changes))
     return save(reg, devices={**reg.devices, device_id: updated})
-
-
-def add_officer(reg: Registry, officer: Officer) -> Registry:
-    """Add one officer (appended, see append_officer) and return the registry with it."""
-    append_officer(reg.root, officer)
-    return Registry(reg.root, reg.centres, reg.counters, reg.devices, {**reg.officers, officer.id: officer})
 
 
 def update_officer(reg: Registry, officer_id: str, **changes: Any) -> Registry:

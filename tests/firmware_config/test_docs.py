@@ -117,6 +117,14 @@ def test_technician_guide_runs_as_written(tmp_path: Path) -> None:
     assert (root / "opt/hailong/bin/hailong").is_file()
     assert len(list((root / "var/lib/grafana/dashboards/hailong").glob("*.json"))) >= 5
     assert (root / "etc/grafana/provisioning/datasources/hailong.yaml").is_file()
+    # the province rollout from deploy/example-province.csv: 3 centres, 9 terminals bundled, in the broker's ACL
+    assert {"qn-halong", "qn-uongbi", "qn-vandon"} <= set(reg.centres)
+    assert reg.counters[("qn-vandon", "q01")].officer == "ly-van-duong"  # no queue system: credited per counter
+    for dev, centre in (("qn-hl-q01", "qn-halong"), ("qn-ub-q03", "qn-uongbi"), ("qn-vd-q02", "qn-vandon")):
+        cfg = tomllib.loads((home / "bundles" / dev / "device.toml").read_text())
+        assert cfg["centre"] == centre and cfg["mqtt"]["url"] == "mqtts://mqtt.qn.example.vn:8884", dev
+        assert f"hl/v1/{centre}/{dev}/rating" in acl, dev
+    assert "systemctl reload mosquitto hailong-ingest@svc.ingest" in recorded
 
     # the ingest config the guide wrote loads with the password from its env file, as the unit gives it
     env_file = dict(line.split("=", 1) for line in (root / "etc/hailong/secrets/ingest.env").read_text().split())

@@ -161,3 +161,63 @@ def test_add_device_and_officer_append_without_rewriting(fleet: Path) -> None:
     out = run(fleet, "add-device", "qms", "--centre", "qn-tthc", "--counter", "q04", code=1)
     assert "device.qms: device id 'qms' is reserved" in out
     assert (fleet / "devices.toml").read_text() == before
+
+
+SCANNED = {  # devices.toml text -> whether the line scan reads it (else tomllib does)
+    "as the tools write it": ('[device.a]\ncentre = "c"\ncounter = "q01"\npins = { score_1 = 5 }\n', True),
+    "trailing comments": ('# fleet\n[device.a]  # unit 1\ncentre = "c" # here\nretired = false # no\n', True),
+    "dotted key": ('[device.a]\ncentre = "c"\npins.score_1 = 5\n', False),
+    "quoted key": ('[device.a]\n"centre" = "c"\n', False),
+    "literal string": ("[device.a]\ncentre = 'c'\n", False),
+    "multi-line array": ('[device.a]\ncentre = "c"\nservices = [\n  "x",\n]\n', False),
+    "multi-line string": ('[device.a]\nnote = """\n[device.b]\n"""\ncentre = "c"\n', False),
+    "sub-table": ('[device.a]\ncentre = "c"\n[device.a.pins]\nscore_1 = 5\n', False),
+    "key before any table": ('centre = "c"\n[device.a]\n', False),
+    "table defined twice": ('[device.a]\ncentre = "c"\n[device.a]\ncounter = "q"\n', False),
+    "string with a hash": ('[device.a]\ncentre = "c#1"\n', True),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SCANNED))
+def test_the_line_scan_reads_exactly_what_tomllib_reads_or_steps_aside(case: str) -> None:
+    import tomllib
+
+    from firmware_config.fleet_append import scan_tables
+
+    text, readable = SCANNED[case]
+    got = scan_tables(text, "device", ("centre", "counter", "retired"))
+    assert (got is not None) == readable
+    if got is not None:
+        want = {k: {f: v for f, v in body.items() if f in ("centre", "counter", "retired")}
+                for k, body in tomllib.loads(text)["device"].items()}
+        assert got == want
+
+
+def test_scan_matches_tomllib_on_the_example_and_rendered_registries(fleet: Path) -> None:
+    import tomllib
+
+    from firmware_config.fleet_append import scan_tables
+
+    reg = load_registry(fleet)
+    keys = ("centre", "counter", "retired")
+    for text in ((fleet / "devices.toml").read_text(), render_devices(reg.devices.values())):
+        want = {k: {f: v for f, v in b.items() if f in keys} for k, b in tomllib.loads(text)["device"].items()}
+        assert scan_tables(text, "device", keys) == want
+    for text in ((fleet / "officers.toml").read_text(), render_officers(reg.officers.values())):
+        assert scan_tables(text, "officer", ("centre",)) == {
+            k: {"centre": b["centre"]} for k, b in tomllib.loads(text)["officer"].items()}
+
+
+def test_add_device_on_a_hand_written_file_the_scan_cannot_read(fleet: Path) -> None:
+    """A devices.toml in another TOML style is parsed by tomllib: the same checks, nothing missed."""
+    (fleet / "devices.toml").write_text(
+        '[device.qn-q01]\ncentre = "qn-tthc"\ncounter = "q01"\npins.score_1 = 5\n'
+        "[device.qn-q02]\ncentre = 'qn-tthc'\ncounter = 'q02'\n", encoding="utf-8")
+    (fleet / "centres.toml").write_text((fleet / "centres.toml").read_text() +
+                                        '\n[centre.qn-tthc.counter.q09]\nlabel = "Quầy 9"\n', encoding="utf-8")
+    out = run(fleet, "add-device", "x1", "--centre", "qn-tthc", "--counter", "q02", code=1)
+    assert "counter 'q02' of centre 'qn-tthc' already has active device 'qn-q02'" in out
+    out = run(fleet, "add-device", "qn-q01", "--centre", "qn-tthc", "--counter", "q09", code=1)
+    assert "device.qn-q01: already exists" in out
+    run(fleet, "add-device", "x1", "--centre", "qn-tthc", "--counter", "q09")
+    assert load_registry(fleet).devices["x1"].counter == "q09"

@@ -294,3 +294,13 @@ def test_import_provision_render_then_a_terminal_rates_on_the_real_broker(tmp_pa
     finally:
         close(*(p for p in (ingest, terminal, stranger) if p is not None))
         server.stop()
+
+
+def test_every_column_is_documented_and_the_example_uses_them() -> None:
+    from firmware_config.fleet_import import COLUMNS
+
+    doc = (ROOT / "docs" / "fleet.md").read_text(encoding="utf-8")
+    table = {line.split("`")[1] for line in doc.splitlines() if line.startswith("| `")}
+    assert set(COLUMNS) <= table, set(COLUMNS) - table
+    header = PROVINCE.read_text(encoding="utf-8").splitlines()[0].split(",")
+    assert set(header) <= set(COLUMNS) and len(set(header)) >= len(COLUMNS) - 1  # all but timezone
