@@ -30,10 +30,21 @@ def dashboards() -> None:
               help="Directory to write dashboards/*.json and provisioning/**.yaml into.")
 @click.option("--config", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="TOML file with dashboard settings (datasource uid, InfluxDB URL, minimum sample, contacts).")
-def build(out_dir: Path, config: Path | None) -> None:
+@click.option("--national", is_flag=True, help="The Ministry's Grafana instead: hl-national (Xếp hạng tỉnh) and "
+              "its alert, over the national InfluxDB (docs/national.md).")
+def build(out_dir: Path, config: Path | None, national: bool) -> None:
     """Write dashboards JSON and Grafana provisioning YAML (datasource, provider, alert rules)."""
     from .provisioning import build as build_files
 
+    if national:
+        from .boards_national import render_national
+
+        for rel, text in render_national(_settings(config)).items():
+            path = out_dir / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            click.echo(str(path))
+        return
     for path in build_files(out_dir, _settings(config)):
         click.echo(str(path))
 

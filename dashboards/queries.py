@@ -56,7 +56,8 @@ def raw(column: str) -> str:
 LABELS: dict[str, str] = {
     RATED: "Đã đánh giá (n)", SATISFIED: "Hài lòng trở lên", NOT_SATISFIED: "Không hài lòng",
     SERVED: "Vé đã phục vụ", RATIO: "Tỷ lệ hài lòng", RESPONSE: "Tỷ lệ phản hồi", RANK: "Hạng",
-    Tag.COUNTER: "Quầy", Tag.OFFICER: "Cán bộ", Tag.SERVICE: "Lĩnh vực", Tag.CENTRE: "Trung tâm", Tag.CLASS: "Mức",
+    Tag.PROVINCE: "Tỉnh", Tag.COUNTER: "Quầy", Tag.OFFICER: "Cán bộ", Tag.SERVICE: "Lĩnh vực", Tag.CENTRE: "Trung tâm",
+    Tag.CLASS: "Mức",
 }
 
 # the legal classes as people read them ("Bình thường" is counted as satisfied), best first

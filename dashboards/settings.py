@@ -83,6 +83,10 @@ class DashboardSettings(Settings):
         description="InfluxDB (url, database, credentials) that Grafana, the rollups and the reports query")
     timezone: str = Field(default="Asia/Ho_Chi_Minh", description="IANA zone for days, weeks and hour-of-day")
     min_sample: int = Field(default=30, ge=1, description="Minimum rated tickets before an officer is ranked")
+    national_min_sample: int = Field(default=100, ge=1, description="Minimum rated tickets in the period before a "
+                                     "province is ranked on the national dashboard (hl-national)")
+    national_silent_h: int = Field(default=26, ge=2, le=24 * 14, description="Hours without any aggregate from a "
+                                   "province before the national alert fires (the hourly re-send plus slack)")
     top_run_length: int = Field(default=15, ge=2, description="Unbroken top scores at one counter worth flagging")
     rejected_spike: int = Field(default=20, ge=1, description="Rejections per centre in 5 min that raise an alert")
     use_rollups: bool = Field(default=True, description="Officer and province dashboards read the daily rollups "

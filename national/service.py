@@ -20,6 +20,7 @@ the same bytes again cannot change the verdict.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import queue
 import random
@@ -30,6 +31,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from broker.contract import ContractError
 from broker.federation import (
@@ -50,7 +52,7 @@ from storage.schema import Field, Measurement, Tag
 from storage.writer import WriteError, Writer, make_writer
 
 from .config import NationalConfig
-from .store import Key, RevisionIndex, centre_day_point, rejected_point
+from .store import Key, RevisionIndex, centre_day_point, received_points, rejected_point, roster_points
 
 log = logging.getLogger("hailong.national")
 
@@ -86,6 +88,7 @@ class Judge:
     def batch(self, messages: list[Inbound]) -> tuple[list[Point], dict[Key, CentreDay]]:
         stored: dict[Key, CentreDay] = {}
         rejected: list[Point] = []
+        received: Counter[str] = Counter()
         for m in messages:
             try:
                 msg = self._check(m)
@@ -96,6 +99,7 @@ class Judge:
                 rejected.append(rejected_point(exc.reason, province, m.topic, m.payload, exc.message,
                                                self.unique_ns()))
                 continue
+            received[msg.province] += 1
             key = (msg.province, msg.centre, msg.day)
             pending = stored.get(key)
             held = (pending.revision, pending.digest) if pending is not None else self.index.get(key)
@@ -113,7 +117,7 @@ class Judge:
                 rejected.append(rejected_point("revision_conflict", msg.province, m.topic, m.payload, detail,
                                                self.unique_ns()))
         points = [centre_day_point(msg, self.tz) for msg in stored.values()]
-        return points + rejected, stored
+        return points + rejected + received_points(dict(received), self.unique_ns()), stored
 
     def _check(self, m: Inbound) -> CentreDay:
         topic = parse_national_topic(m.topic)
@@ -214,6 +218,7 @@ class NationalService:
         stats_due = time.monotonic() + self.cfg.health.stats_interval_s
         centres_due = time.monotonic() + self.cfg.centres_poll_s
         batch_cfg = self.cfg.batch
+        self._write_roster()
         while not self._stop.is_set():
             self._beat()
             batch = self._collect(batch_cfg.size, batch_cfg.max_delay_ms / 1000)
@@ -292,7 +297,15 @@ class NationalService:
             self._write_lines(lines[:mid], points[:mid])
             self._write_lines(lines[mid:], points[mid:])
 
+    def _write_roster(self) -> None:
+        today = dt.datetime.now(ZoneInfo(self.cfg.timezone)).date().isoformat()
+        try:
+            self.writer.write([p.to_line() for p in roster_points(self.judge.centres, today, self.cfg.timezone)])
+        except WriteError as exc:
+            log.warning("could not write agg_roster: %s", exc)
+
     def _write_stats(self) -> None:
+        self._write_roster()
         s = self.stats
         point = Point(Measurement.NATIONAL_STATS, {Tag.INSTANCE: self.cfg.client_id},
                       {Field.STORED: s.stored, Field.DUPLICATES: s.duplicates, Field.OLDER: s.older,

@@ -50,6 +50,20 @@ def rejected_point(reason: str, province: str, topic: str, payload: bytes, detai
                   Field.DETAIL: detail[:1024]}, time_ns)
 
 
+def received_points(provinces: dict[str, int], time_ns: int) -> list[Point]:
+    """``agg_received``: aggregates that arrived in one batch, per province (stored, duplicate or older alike)."""
+    return [Point(Measurement.AGG_RECEIVED, {Tag.PROVINCE: p}, {Field.N: n}, time_ns) for p, n in provinces.items()]
+
+
+def roster_points(centres: dict[str, str], day: str, tz: str) -> list[Point]:
+    """``agg_roster``: centres per province on ``day`` (the completeness panel's expected centre-days)."""
+    per: dict[str, int] = {}
+    for province in centres.values():
+        per[province] = per.get(province, 0) + 1
+    return [Point(Measurement.AGG_ROSTER, {Tag.PROVINCE: p}, {Field.CENTRES: n}, day_time_ns(day, tz))
+            for p, n in sorted(per.items())]
+
+
 class RevisionIndex:
     """(province, centre, day) -> (revision, digest) of what is stored."""
 

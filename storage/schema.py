@@ -43,6 +43,10 @@ class Measurement:
     # provinces' CentreDay aggregates (broker/federation.py); and the aggregates it refused, with a reason
     AGG_CENTRE_DAY: Final = "agg_centre_day"
     AGG_REJECTED: Final = "agg_rejected"
+    # per province, at arrival time: aggregates received in one batch (the "silent > 26 h" alert keys on it)
+    AGG_RECEIVED: Final = "agg_received"
+    # per province and local day (stamped midnight): how many centres centres.json lists (completeness panel)
+    AGG_ROSTER: Final = "agg_roster"
     # the national consumer's own counters (like ingest_stats)
     NATIONAL_STATS: Final = "national_stats"
 
@@ -124,6 +128,8 @@ class Field:
     DUPLICATES: Final = "duplicates"
     OLDER: Final = "older"
     REFUSED: Final = "refused"
+    # agg_roster
+    CENTRES: Final = "centres"
 
 
 # The ``class`` tag's value for the legal class "Không hài lòng".

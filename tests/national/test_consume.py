@@ -111,6 +111,10 @@ def test_revision_rule_end_to_end(setup: tuple[NationalConfig, MqttSession, str]
         bad = rejected(influx_db)
         assert [(r["reason"], r["province"]) for r in bad] == [("revision_conflict", p)]
         assert "digest" in bad[0]["detail"] and json.loads(bad[0]["payload"])["rated"] == 13
+        roster = influx_db.rows(f'SELECT * FROM "{Measurement.AGG_ROSTER}" GROUP BY "province"')
+        assert {(r["province"], r["centres"]) for r in roster} == {(p, 2), (f"q{p[1:]}", 1)}
+        received = influx_db.scalar(f'SELECT sum("n") FROM "{Measurement.AGG_RECEIVED}" WHERE "province" = \'{p}\'')
+        assert received == 5  # every well-formed aggregate of p, stored or not (the silence alert counts them)
         with urllib.request.urlopen(f"http://127.0.0.1:{run.service.health.port}/healthz", timeout=5) as r:  # type: ignore[union-attr]
             body = json.loads(r.read())
         assert r.status == 200 and body["broker_connected"] and body["stored"] == 2
