@@ -110,10 +110,30 @@ def ticket_rejections_panel() -> Panel:
                                  "n": "Số lần"})), width=12)
 
 
+def late_panel() -> Panel:
+    """The "Không hài lòng" that arrived after integrity.escalate_within_s (an outage backlog): told by the
+    alert "Không hài lòng nhận muộn" and listed here, newest arrival first."""
+    cols = (T.CENTRE_NAME, T.COUNTER_LABEL, T.OFFICER, T.OFFICER_NAME, T.TICKET, T.RATED_LOCAL, T.LATE_BY)
+    q = (f'SELECT "{F.LATE_S}", ' + ", ".join(f'"{c}"' for c in cols) + f' FROM "{M.LATE_ESCALATION}" '
+         f"WHERE $timeFilter{tag_filters(RATING_KEYS)} ORDER BY time DESC LIMIT 200")
+    return Panel(
+        "integrity.late", "table", "Không hài lòng nhận muộn",
+        "'Not satisfied' ratings that reached the server later than the live-escalation limit after they were "
+        "tapped (a terminal's backlog after an outage): not paged as urgent, told by the lower-severity alert "
+        "hl-not-satisfied-late (one message per centre) and counted in ingest_stats.late_escalations.",
+        (Target("A", q),),
+        (organize({"Time": "Thời điểm nhận", T.CENTRE_NAME: "Trung tâm", T.COUNTER_LABEL: "Quầy",
+                   T.OFFICER: "Mã cán bộ", T.OFFICER_NAME: "Cán bộ", T.TICKET: "Vé", T.RATED_LOCAL: "Đánh giá lúc",
+                   T.LATE_BY: "Nhận muộn"},
+                  exclude=(F.LATE_S,)),),
+        width=24, no_value="—", times=("Thời điểm nhận",))
+
+
 def integrity(s: DashboardSettings) -> Dashboard:
     return Dashboard(
         "hl-integrity", "Tính toàn vẹn dữ liệu",
         "Integrity: walk-up share, ratings within 1 s of ticket close, long top-score runs per officer, "
-        "terminal/QMS officer disagreement, duplicate/unknown-ticket rejections.",
-        (walkup_panel(), fast_panel(), top_runs_panel(s), disagreement_panel(), ticket_rejections_panel()),
+        "terminal/QMS officer disagreement, duplicate/unknown-ticket rejections, 'not satisfied' told late.",
+        (walkup_panel(), fast_panel(), top_runs_panel(s), disagreement_panel(), ticket_rejections_panel(),
+         late_panel()),
         tag_variables(M.RATING, RATING_KEYS), timezone=s.timezone)

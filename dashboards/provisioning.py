@@ -17,6 +17,7 @@ from storage.schema import Field, Measurement, Tag
 
 from .boards import all_dashboards, centre_overview
 from .boards_fleet import fleet_health
+from .boards_integrity import integrity
 from .settings import DashboardSettings, OpeningHours
 
 Json = dict[str, Any]
@@ -187,31 +188,93 @@ def _reasons(s: DashboardSettings) -> str:
     return f'{{{{ $labels.reasons{pipe} | reReplaceAll `,` `, ` }}}}'
 
 
+TICKET = "{{ if $labels.ticket }}vé {{ $labels.ticket }}{{ else }}không có vé{{ end }}"
+# the officer comes from the QMS close or the registry; an unverified walk-up claim is never shown
+OFFICER = ("{{ if $labels.officer_name }}{{ $labels.officer_name }} ({{ $labels.officer }})"
+           "{{ else if $labels.officer }}{{ $labels.officer }}"
+           "{{ else }}chưa xác định (đánh giá không có vé){{ end }}")
+COMPLAINT_TAGS = (T.PROVINCE, T.CENTRE, T.COUNTER, T.CENTRE_NAME, T.COUNTER_LABEL, T.OFFICER, T.OFFICER_NAME,
+                  T.TICKET, T.RATED_LOCAL)
+LATE_TITLE = "Không hài lòng nhận muộn"
+BURST_WINDOW_S = 1800
+
+
 def escalation_text(s: DashboardSettings, centre_uid: str) -> tuple[str, str]:
     centre, counter = _or(T.CENTRE_NAME, T.CENTRE), _or(T.COUNTER_LABEL, T.COUNTER)
-    ticket = "{{ if $labels.ticket }}vé {{ $labels.ticket }}{{ else }}không có vé{{ end }}"
-    summary = f"Không hài lòng: {centre} · {counter} · {ticket} · lúc {{{{ $labels.rated_local }}}}"
-    # the officer comes from the QMS close or the registry; an unverified walk-up claim is never shown
-    officer = ("{{ if $labels.officer_name }}{{ $labels.officer_name }} ({{ $labels.officer }})"
-               "{{ else if $labels.officer }}{{ $labels.officer }}"
-               "{{ else }}chưa xác định (đánh giá không có vé){{ end }}")
+    summary = f"Không hài lòng: {centre} · {counter} · {TICKET} · lúc {{{{ $labels.rated_local }}}}"
     reasons = f"{{{{ if $labels.reasons }}}}{_reasons(s)}{{{{ else }}}}không chọn lý do{{{{ end }}}}"
     description = (
         f"Một công dân vừa đánh giá Không hài lòng (điểm {{{{ $values.B.Value }}}}) và có thể vẫn còn ở trung tâm.\n"
-        f"Trung tâm: {centre}\nQuầy: {counter}\nCán bộ: {officer}\n"
+        f"Trung tâm: {centre}\nQuầy: {counter}\nCán bộ: {OFFICER}\n"
         f"Vé: {{{{ if $labels.ticket }}}}{{{{ $labels.ticket }}}}{{{{ else }}}}không có vé{{{{ end }}}}\n"
         f"Thời điểm đánh giá: {{{{ $labels.rated_local }}}} (giờ địa phương)\nLý do: {reasons}\n"
         f"Xem quầy: {_link(centre_uid, T.PROVINCE, T.CENTRE, T.COUNTER)}")
     return summary, description
 
 
+def burst_rule(centre_uid: str) -> AlertRule:
+    """≥ 3 "Không hài lòng" TAPPED at one counter within 30 minutes (``complaint`` points are stamped at
+    the tap): a backlog delivering old complaints together is no burst, and the alert ends when the
+    oldest tap leaves the 30 minutes. One instance per complaint (query B, joined to the counter's count
+    by Grafana's label union), so the notification, grouped per counter, lists every officer and ticket."""
+    centre, counter = _or(T.CENTRE_NAME, T.CENTRE), _or(T.COUNTER_LABEL, T.COUNTER)
+    by_counter = (T.PROVINCE, T.CENTRE, T.COUNTER, T.CENTRE_NAME, T.COUNTER_LABEL)
+    one = f"cán bộ {OFFICER} · {TICKET} · đánh giá lúc {{{{ $labels.rated_local }}}}"
+    return AlertRule(
+        "hl-not-satisfied-3", "≥ 3 Không hài lòng tại một quầy trong 30 phút",
+        f"{{{{ $values.N.Value }}}} lượt Không hài lòng trong 30 phút: {centre} · {counter} — {one}",
+        f"{{{{ $values.N.Value }}}} công dân đánh giá Không hài lòng tại {counter}, {centre}, trong 30 phút qua "
+        f"(tính theo lúc bấm). Lượt này: {one}.\nXem quầy: {_link(centre_uid, T.PROVINCE, T.CENTRE, T.COUNTER)}",
+        {"A": (f'SELECT count("{F.SCORE}") AS "n" FROM "{M.COMPLAINT}" WHERE $timeFilter' + _group(*by_counter),
+               BURST_WINDOW_S),
+         "B": (f'SELECT last("{F.SCORE}") AS "score" FROM "{M.COMPLAINT}" WHERE $timeFilter'
+               + _group(*COMPLAINT_TAGS), BURST_WINDOW_S)},
+        (reduce("N", "A"), reduce("L", "B"), math("C", "$N > 2 && $L > 0")), "C", severity="critical",
+        dashboard_uid=centre_uid)
+
+
+def late_rule(integrity_uid: str) -> AlertRule:
+    """A "Không hài lòng" that arrived later than escalate_within_s after its tap (``late_escalation``):
+    told, at a lower severity than the live page; the notification policy groups it per centre, so an
+    outage backlog is one message listing every late complaint."""
+    centre, counter = _or(T.CENTRE_NAME, T.CENTRE), _or(T.COUNTER_LABEL, T.COUNTER)
+    return AlertRule(
+        "hl-not-satisfied-late", LATE_TITLE,
+        f"{LATE_TITLE}: {centre} · {counter} · cán bộ {OFFICER} · {TICKET} · đánh giá lúc "
+        "{{ $labels.rated_local }} · nhận muộn {{ $labels.late_by }}",
+        "Đánh giá này đến hệ thống muộn {{ $labels.late_by }} sau khi công dân bấm (máy đánh giá mất kết nối?), "
+        "quá thời hạn báo ngay: công dân có lẽ đã rời trung tâm. "
+        f"Xem: {_link(integrity_uid, T.PROVINCE, T.CENTRE)}",
+        {"A": (f'SELECT last("{F.LATE_S}") AS "late_s" FROM "{M.LATE_ESCALATION}" WHERE $timeFilter'
+               + _group(*COMPLAINT_TAGS, T.LATE_BY), ESCALATION_WINDOW_S)},
+        (reduce("B", "A"), threshold("C", "B", "gt", 0)), "C", severity="warning", dashboard_uid=integrity_uid)
+
+
+def spike_rule(s: DashboardSettings, fleet_uid: str) -> AlertRule:
+    """Rejections of one centre in 5 minutes over the threshold; one instance per terminal and reason
+    (query B joined to the centre's count), so the notification names them: "d-q1: 8 × wrong_counter"."""
+    return AlertRule(
+        "hl-rejected-spike", "Tăng đột biến bản tin bị từ chối",
+        "{{ $values.N.Value }} bản tin bị từ chối trong 5 phút tại trung tâm {{ $labels.centre }} — thiết bị "
+        "{{ if $labels.device }}{{ $labels.device }}{{ else }}không rõ{{ end }}: {{ $values.D.Value }} × "
+        "{{ $labels.reason }}",
+        f"Ingest đã từ chối {{{{ $values.N.Value }}}} bản tin của trung tâm {{{{ $labels.centre }}}} trong 5 phút "
+        f"(ngưỡng {s.rejected_spike}); thiết bị {{{{ if $labels.device }}}}{{{{ $labels.device }}}}{{{{ else }}}}"
+        f"không rõ{{{{ end }}}} gửi {{{{ $values.D.Value }}}} bản tin bị từ chối với lý do {{{{ $labels.reason }}}}. "
+        f"Xem lý do trên bảng Sức khỏe thiết bị.\n{_link(fleet_uid, T.CENTRE)}",
+        {"A": (f'SELECT count("{F.TOPIC}") FROM "{M.REJECTED}" WHERE $timeFilter' + _group(T.CENTRE), 300),
+         "B": (f'SELECT count("{F.TOPIC}") FROM "{M.REJECTED}" WHERE $timeFilter'
+               + _group(T.CENTRE, T.DEVICE, T.REASON), 300)},
+        (reduce("N", "A"), reduce("D", "B"), math("C", f"$N > {s.rejected_spike - 1} && $D > 0")), "C",
+        dashboard_uid=fleet_uid)
+
+
 def alert_rules(s: DashboardSettings) -> dict[str, tuple[str, tuple[AlertRule, ...]]]:
     """group name -> (evaluation interval, rules)."""
     centre_uid = centre_overview(s).uid
     fleet_uid = fleet_health(s).uid
+    integrity_uid = integrity(s).uid
     esc_summary, esc_description = escalation_text(s, centre_uid)
-    burst_by = (T.PROVINCE, T.CENTRE, T.COUNTER, T.CENTRE_NAME, T.COUNTER_LABEL)
-    centre, counter = _or(T.CENTRE_NAME, T.CENTRE), _or(T.COUNTER_LABEL, T.COUNTER)
     live = (
         # keyed on the ingest's arrival time (the escalation point), never the terminal's clock:
         # a late or clock-skewed rating escalates at the first evaluation after it arrived
@@ -220,14 +283,8 @@ def alert_rules(s: DashboardSettings) -> dict[str, tuple[str, tuple[AlertRule, .
                          + _group(*ESCALATION_TAGS), ESCALATION_WINDOW_S)},
                   (reduce("B", "A"), threshold("C", "B", "gt", 0)), "C", severity="critical",
                   dashboard_uid=centre_uid),
-        AlertRule("hl-not-satisfied-3", "≥ 3 Không hài lòng tại một quầy trong 30 phút",
-                  f"{{{{ $values.B.Value }}}} lượt Không hài lòng trong 30 phút: {centre} · {counter}",
-                  f"{{{{ $values.B.Value }}}} công dân đánh giá Không hài lòng tại {counter}, {centre}, trong 30 phút "
-                  f"qua.\nXem quầy: {_link(centre_uid, T.PROVINCE, T.CENTRE, T.COUNTER)}",
-                  {"A": (f'SELECT count("{F.SCORE}") AS "n" FROM "{M.ESCALATION}" WHERE $timeFilter'
-                         + _group(*burst_by), 1800)},
-                  (reduce("B", "A"), threshold("C", "B", "gt", 2)), "C", severity="critical",
-                  dashboard_uid=centre_uid),
+        burst_rule(centre_uid),
+        late_rule(integrity_uid),
     )
     last_online = (f'SELECT last("{F.ONLINE}") AS "online" FROM "{M.DEVICE_STATUS}" WHERE $timeFilter'
                    + _group(T.CENTRE, T.DEVICE))
@@ -256,15 +313,7 @@ def alert_rules(s: DashboardSettings) -> dict[str, tuple[str, tuple[AlertRule, .
                    "B": (said_online, DEVICE_LOOKBACK_S)},
                   (reduce("C", "A"), reduce("D", "B"), math("E", "$C == 0 && $D > 0")), "E", for_="1m",
                   dashboard_uid=fleet_uid),
-        AlertRule("hl-rejected-spike", "Tăng đột biến bản tin bị từ chối",
-                  "{{ $values.B.Value }} bản tin bị từ chối trong 5 phút tại trung tâm {{ $labels.centre }}",
-                  f"Ingest đã từ chối {{{{ $values.B.Value }}}} bản tin của trung tâm {{{{ $labels.centre }}}} trong "
-                  f"5 phút (ngưỡng {s.rejected_spike}). Xem lý do trên bảng Sức khỏe thiết bị.\n"
-                  f"{_link(fleet_uid, T.CENTRE)}",
-                  {"A": (f'SELECT count("{F.TOPIC}") FROM "{M.REJECTED}" WHERE $timeFilter' + _group(T.CENTRE),
-                         300)},
-                  (reduce("B", "A"), threshold("C", "B", "gt", s.rejected_spike - 1)), "C",
-                  dashboard_uid=fleet_uid),
+        spike_rule(s, fleet_uid),
         # stalled: alive (writes its stats) but nothing written for the whole window while messages
         # that are not legitimately held (a rating waiting for its ticket_closed) wait; >= 2 samples
         AlertRule("hl-ingest-stalled", "Dịch vụ ingest ngừng ghi",
@@ -327,8 +376,12 @@ def contact_points_yaml(s: DashboardSettings) -> Json:
             {"uid": f"hl-c-{centre}"[:40], "type": "email",
              "settings": {"addresses": ";".join(emails), **email_text}}]})
         routes.append({"receiver": name, "object_matchers": [["centre", "=", centre]], "continue": True})
+    # late complaints are grouped per centre (not per counter): an outage backlog is one message with a list;
+    # the same centre receivers below it, so a centre's supervisors get it like every other alert
+    late = {"receiver": "hailong-province", "object_matchers": [["alertname", "=", LATE_TITLE]],
+            "group_by": ["alertname", "centre"], "routes": [dict(r) for r in routes]}
     policy = {"orgId": 1, "receiver": "hailong-province", "group_by": ["alertname", "centre", "counter"],
-              "group_wait": "0s", "group_interval": "1m", "repeat_interval": "4h", "routes": routes}
+              "group_wait": "0s", "group_interval": "1m", "repeat_interval": "4h", "routes": [late, *routes]}
     templates = [{"orgId": 1, "name": "hailong", "template": NOTIFY_SUBJECT + "\n" + NOTIFY_MESSAGE}]
     return {"apiVersion": 1, "contactPoints": points, "policies": [policy], "templates": templates}
 

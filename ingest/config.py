@@ -91,7 +91,8 @@ class IntegritySettings(Settings):
         default=3600, ge=60, le=366 * 86_400,
         description="Escalate a newly accepted 'Không hài lòng' only if it arrives within this long of being "
                     "rated: the alert is for a citizen who may still be in the building; a backlog after a long "
-                    "outage or a replayed history is stored and counted, not paged to a supervisor")
+                    "outage or a replayed history is stored, counted and told by the lower-severity alert "
+                    "'Không hài lòng nhận muộn' (one message per centre), not paged as urgent")
     # Sized for a terminal draining its outbox after an outage while its QMS bridge lags a few
     # seconds behind (a rating then arrives before its close): 20 and 1/s refused legal ratings
     # in that case. A flooding device is still bounded: at most this many held, each for

@@ -31,7 +31,7 @@ from broker.contract import (
 )
 from storage.influxql import InfluxQL
 from storage.lineproto import Point
-from storage.schema import NOT_SATISFIED, Tag
+from storage.schema import NOT_SATISFIED, Measurement, Tag
 
 from .clock import ClockCorrector
 from .config import IngestConfig
@@ -98,7 +98,6 @@ class MessageHandler:
         # ticket_called times, to compute serve_s of the ticket point (bounded)
         self._called_at: dict[tuple[str, str, str], int] = {}
         self.escalations = 0
-        self.stale_escalations = 0  # "Không hài lòng" that arrived too late to escalate
         self._escalate_within_ms = config.integrity.escalate_within_s * 1000
 
     def rebuild(self, db: InfluxQL, lookback_s: int) -> None:
@@ -188,16 +187,26 @@ class MessageHandler:
             return Handled((verdict.point,), "rating")
         # a newly accepted "Không hài lòng": escalate once, stamped at arrival (not the terminal's clock)
         a = verdict.attribution
-        if received_ns // 1_000_000 - a.rated_ms > self._escalate_within_ms:
-            self.stale_escalations += 1  # rated too long ago to reach the citizen: stored, not paged
-            return Handled((verdict.point,), "rating")
         officer = a.officer if a.officer_verified else ""
-        escalation = escalation_point(
-            verdict.point, event, officer=officer, names=self.registry.names(event.centre, event.counter, officer),
-            rated_local=local_time(a.rated_ms, self.registry.timezone_of(event.centre)), rated_at_ms=a.rated_ms,
-            at_ns=self._unique_ns(received_ns))
+        names = self.registry.names(event.centre, event.counter, officer)
+        rated_local = local_time(a.rated_ms, self.registry.timezone_of(event.centre))
+        # the same complaint stamped at its tap (never later than its arrival): the burst rule counts by it
+        complaint = escalation_point(verdict.point, event, officer=officer, names=names, rated_local=rated_local,
+                                     rated_at_ms=a.rated_ms, at_ns=min(verdict.point.time_ns, received_ns),
+                                     measurement=Measurement.COMPLAINT)
+        late_ms = received_ns // 1_000_000 - a.rated_ms
+        if late_ms > self._escalate_within_ms:
+            # rated too long ago to reach the citizen (an outage backlog): not paged as urgent, but told
+            # by the lower-severity rule "Không hài lòng nhận muộn" (one message per centre) and counted
+            self.stats.late_escalations += 1
+            late = escalation_point(verdict.point, event, officer=officer, names=names, rated_local=rated_local,
+                                    rated_at_ms=a.rated_ms, at_ns=self._unique_ns(received_ns),
+                                    measurement=Measurement.LATE_ESCALATION, late_ms=late_ms)
+            return Handled((verdict.point, complaint, late), "rating")
+        escalation = escalation_point(verdict.point, event, officer=officer, names=names, rated_local=rated_local,
+                                      rated_at_ms=a.rated_ms, at_ns=self._unique_ns(received_ns))
         self.escalations += 1
-        return Handled((verdict.point, escalation), "rating")
+        return Handled((verdict.point, complaint, escalation), "rating")
 
     def handle_status(self, topic: Topic, payload: bytes, received_ns: int) -> Handled:
         status = parse_status(payload)

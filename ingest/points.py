@@ -79,11 +79,13 @@ def rating_point(
 
 
 def escalation_point(rating: Point, event: RatingEvent, *, officer: str, names: Names, rated_local: str,
-                     rated_at_ms: int, at_ns: int) -> Point:
+                     rated_at_ms: int, at_ns: int, measurement: str = Measurement.ESCALATION,
+                     late_ms: int | None = None) -> Point:
     """The ``escalation`` point of a newly accepted "Không hài lòng" rating (preamble's agreed shape).
 
     Timestamped at the ingest's arrival time, so a late or clock-skewed rating still falls in the
-    alert's evaluation window; ``officer`` is "" for an unverified walk-up claim.
+    alert's evaluation window; ``officer`` is "" for an unverified walk-up claim. The same shape is
+    written as ``complaint`` (stamped at the tap) and, with ``late_ms``, as ``late_escalation``.
     """
     tags = {
         Tag.PROVINCE: str(rating.tags[Tag.PROVINCE]),
@@ -106,7 +108,21 @@ def escalation_point(rating: Point, event: RatingEvent, *, officer: str, names: 
         Field.RATED_AT_MS: rated_at_ms,
         Field.WALKUP: event.walkup,
     }
-    return Point(Measurement.ESCALATION, tags, fields, at_ns)
+    if late_ms is not None:
+        tags[Tag.LATE_BY] = late_text(late_ms)
+        fields[Field.LATE_S] = late_ms // 1000
+    return Point(measurement, tags, fields, at_ns)
+
+
+def late_text(ms: int) -> str:
+    """How late, as a supervisor reads it: "2 giờ 05 phút", "3 ngày 4 giờ", "45 phút"."""
+    minutes = ms // 60_000
+    days, hours, mins = minutes // 1440, minutes % 1440 // 60, minutes % 60
+    if days:
+        return f"{days} ngày {hours} giờ"
+    if hours:
+        return f"{hours} giờ {mins:02d} phút"
+    return f"{mins} phút"
 
 
 def rejected_point(

@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from storage.lineproto import FieldValue, Point
-from storage.schema import Measurement, Tag
+from storage.schema import Field, Measurement, Tag
 
 
 @dataclass
@@ -22,6 +22,7 @@ class IngestStats:
     held: int = 0
     write_failures: int = 0
     dead_lettered: int = 0
+    late_escalations: int = 0  # "Không hài lòng" that arrived too late to page: told as late_escalation
     batches: int = 0
     last_batch_s: float = 0.0
     max_batch_s: float = 0.0
@@ -50,6 +51,7 @@ class IngestStats:
                 "ratings": self.ratings, "tickets": self.tickets, "statuses": self.statuses,
                 "held": self.held, "in_flight": self.in_flight, "write_failures": self.write_failures,
                 "dead_lettered": self.dead_lettered, "batches": self.batches,
+                Field.LATE_ESCALATIONS: self.late_escalations,
                 "batch_last_ms": round(self.last_batch_s * 1000, 3),
                 "batch_max_ms": round(self.max_batch_s * 1000, 3),
                 "rejected": sum(self.rejected.values()),

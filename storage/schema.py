@@ -39,6 +39,14 @@ class Measurement:
     TICKET_CENTRE_1D: Final = "ticket_centre_1d"
     # one point per newly accepted "Không hài lòng" rating, at ingest arrival time (alerting keys on it)
     ESCALATION: Final = "escalation"
+    # a newly accepted "Không hài lòng" that arrived later than integrity.escalate_within_s after its tap
+    # (an outage backlog): the escalation's tags plus how late, at arrival time; the lower-severity
+    # rule "Không hài lòng nhận muộn" tells it, grouped per centre
+    LATE_ESCALATION: Final = "late_escalation"
+    # every newly accepted "Không hài lòng" (the escalation's tags), stamped at its TAP time (the
+    # corrected rated_at, never later than its arrival): the burst rule counts complaints by when
+    # they were tapped, not by when a backlog delivered them
+    COMPLAINT: Final = "complaint"
     # national side (national/): one point per centre and service day, stamped local midnight, from the
     # provinces' CentreDay aggregates (broker/federation.py); and the aggregates it refused, with a reason
     AGG_CENTRE_DAY: Final = "agg_centre_day"
@@ -71,6 +79,7 @@ class Tag:
     OFFICER_NAME: Final = "officer_name"
     RATED_LOCAL: Final = "rated_local"
     REASONS: Final = "reasons"
+    LATE_BY: Final = "late_by"  # late_escalation: how late it arrived, as a person reads it ("2 giờ 05 phút")
 
 
 class Field:
@@ -97,6 +106,7 @@ class Field:
     # escalation
     RATED_AT_MS: Final = "rated_at_ms"
     WALKUP: Final = "walkup"
+    LATE_S: Final = "late_s"  # late_escalation: arrival - tap, seconds
     # device_status
     ONLINE: Final = "online"
     OUTBOX_DEPTH: Final = "outbox_depth"
@@ -115,6 +125,7 @@ class Field:
     WRITTEN: Final = "written"
     IN_FLIGHT: Final = "in_flight"
     HELD: Final = "held"
+    LATE_ESCALATIONS: Final = "late_escalations"  # "Không hài lòng" told late (late_escalation points)
     # agg_centre_day (counts of broker.federation.CentreDay, plus its revision and digest)
     RATED: Final = "rated"
     NOT_SATISFIED: Final = "not_satisfied"

@@ -556,4 +556,39 @@ def notification(alerts: list[AlertState], templates: str, subject: str, message
     return out[0], out[1]
 
 
-__all__ = ["MISSING", "Rule", "evaluate", "notification", "rules_by_uid"]
+def _matches(route: dict[str, Any], labels: dict[str, str]) -> bool:
+    ops = {"=": lambda a, b: a == b, "!=": lambda a, b: a != b,
+           "=~": lambda a, b: re.fullmatch(b, a) is not None, "!~": lambda a, b: re.fullmatch(b, a) is None}
+    return all(ops[op](labels.get(name, ""), value) for name, op, value in route.get("object_matchers", []))
+
+
+def route(policy: dict[str, Any], labels: dict[str, str]) -> list[tuple[str, tuple[str, ...]]]:
+    """(receiver, group_by) of every route an alert is delivered through, as Alertmanager's routing tree
+    does (prometheus/alertmanager dispatch/route.go ``Match``): depth first, children in order, a
+    matching child stops its siblings unless it has ``continue``; the parent's receiver only when no
+    child matched; receiver and group_by are inherited from the parent when a route sets none."""
+
+    def walk(node: dict[str, Any], receiver: str, group_by: tuple[str, ...]) -> list[tuple[str, tuple[str, ...]]]:
+        receiver = node.get("receiver", receiver)
+        group_by = tuple(node.get("group_by", group_by))
+        out: list[tuple[str, tuple[str, ...]]] = []
+        for child in node.get("routes", []):
+            if _matches(child, labels):
+                out += walk(child, receiver, group_by)
+                if not child.get("continue"):
+                    break
+        return out or [(receiver, group_by)]
+
+    return walk(policy, policy["receiver"], tuple(policy.get("group_by", ())))
+
+
+def groups(alerts: list[AlertState], policy: dict[str, Any]) -> dict[tuple[str, tuple[str, ...]], list[AlertState]]:
+    """The notifications Alertmanager sends for these alerts: (receiver, group key) -> the group's alerts."""
+    out: dict[tuple[str, tuple[str, ...]], list[AlertState]] = {}
+    for a in alerts:
+        for receiver, group_by in route(policy, a.labels):
+            out.setdefault((receiver, tuple(a.labels.get(g, "") for g in group_by)), []).append(a)
+    return out
+
+
+__all__ = ["MISSING", "Rule", "evaluate", "groups", "notification", "route", "rules_by_uid"]

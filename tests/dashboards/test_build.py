@@ -102,7 +102,9 @@ def test_alert_rules_intervals_and_contact_points(tmp_path: Path) -> None:
     groups = {g["name"]: g for g in rules["groups"]}
     assert groups["hailong-live"]["interval"] == "10s"
     titles = [r["title"] for g in rules["groups"] for r in g["rules"]]
-    assert titles[0].startswith("Không hài lòng") and len(titles) == 8
+    assert titles[0].startswith("Không hài lòng") and len(titles) == 9
+    late = next(r for g in rules["groups"] for r in g["rules"] if r["uid"] == "hl-not-satisfied-late")
+    assert late["title"] == "Không hài lòng nhận muộn" and late["labels"]["severity"] == "warning"
     quiet = next(r for g in rules["groups"] for r in g["rules"] if r["uid"] == "hl-qms-quiet")
     clocks = {d["refId"]: d["relativeTimeRange"]["from"] for d in quiet["data"] if d["refId"][:4] in ("DAYS", "HOUR")}
     # Saturday 08:00-11:30: one weekday, and 08:30 (after the 30 quiet minutes) to 11:30 = 3 h
@@ -111,8 +113,11 @@ def test_alert_rules_intervals_and_contact_points(tmp_path: Path) -> None:
     names = [c["name"] for c in cp["contactPoints"]]
     assert names == ["hailong-province", "hailong-centre-c-ba"]
     assert cp["contactPoints"][0]["receivers"][1]["settings"]["url"] == "https://hooks.example.vn/x"
+    centre_route = {"receiver": "hailong-centre-c-ba", "object_matchers": [["centre", "=", "c-ba"]], "continue": True}
+    # late complaints first: grouped per centre (one message per backlog), to the same centre receivers
     assert cp["policies"][0]["routes"] == [
-        {"receiver": "hailong-centre-c-ba", "object_matchers": [["centre", "=", "c-ba"]], "continue": True}]
+        {"receiver": "hailong-province", "object_matchers": [["alertname", "=", "Không hài lòng nhận muộn"]],
+         "group_by": ["alertname", "centre"], "routes": [centre_route]}, centre_route]
     dash = json.loads((out / "dashboards/hl-officer.json").read_text())
     assert "n ≥ 30" in json.dumps(dash, ensure_ascii=False)
 

@@ -323,6 +323,11 @@ def check_ticket_rejections(s: Seeded, key: str, sel: Selection) -> None:
     assert got == dict(want)
 
 
+def check_late(s: Seeded, key: str, sel: Selection) -> None:
+    # the seed has no late complaint (test_alerts_ingest.py sends one through the real ingest)
+    assert Shown(s, key, sel).table.rows == []
+
+
 def check_disagreement(s: Seeded, key: str, sel: Selection) -> None:
     # the seed has no terminal/QMS disagreement: no row (test_integrity.py seeds the cases)
     assert Shown(s, key, sel).table.rows == []
@@ -346,6 +351,7 @@ CHECKS: dict[str, Callable[[Seeded, str, Selection], None]] = {
     "fleet.qms_bridge": check_qms_bridge, "fleet.qms_last_event": check_qms_last_event,
     "integrity.walkup": check_walkup, "integrity.fast": check_fast, "integrity.top_runs": check_top_runs,
     "integrity.ticket_rejections": check_ticket_rejections, "integrity.disagreement": check_disagreement,
+    "integrity.late": check_late,
 }
 
 

@@ -371,6 +371,13 @@ def test_published_over_mqtt_through_the_real_ingest_equals_the_truth(ingested: 
                           for eid, p in counted.items()
                           if satisfaction_class(p.event.score, p.event.scale).value == "not_satisfied")
     MQTT_CELLS["escalations"] += 3 * len(esc)
+    # the same complaints stamped at their tap (the burst rule's clock): one each, at the rating's time
+    taps = {r["event_id"]: r["time"] for r in db.rows('SELECT "event_id", "score" FROM "complaint"', epoch="ms")}
+    assert set(taps) == {eid for eid, _, _ in esc}
+    rated = {r["event_id"]: r["time"] for r in db.rows(
+        'SELECT "event_id", "score" FROM "rating" WHERE "class" = \'not_satisfied\'', epoch="ms")}
+    assert all(taps[eid] == rated[eid] for eid in taps), "stamped at the tap, like the rating"
+    assert db.rows('SELECT * FROM "late_escalation"') == [], "escalate_within_s covers the replay: none late"
 
     # per officer, centre and ISO week: n, satisfied, not satisfied, ratio, served, response rate
     for week, start, end in ingested.weeks:

@@ -280,6 +280,12 @@ def check_ticket_rejections(v: View) -> None:
         SEEN[f"{v.uid} duplicate"] += 1
 
 
+def check_late(v: View) -> None:
+    """The scenario is stored as the ingest stores it, without escalations: no late complaint
+    (test_alerts_ingest.py sends one through the real ingest and reads this panel)."""
+    assert v.table.rows == [] and v.table.text == []
+
+
 CHECKS: dict[str, Callable[[View], None]] = {
     "centre.ratio_today": check_stat, "centre.ratio_week": check_stat,
     "centre.response_today": check_stat, "centre.response_week": check_stat,
@@ -294,6 +300,7 @@ CHECKS: dict[str, Callable[[View], None]] = {
     "province.centres": lambda v: check_ranking(v, "centre", 0),
     "integrity.walkup": check_walkup, "integrity.fast": check_fast, "integrity.top_runs": check_top_runs,
     "integrity.disagreement": check_disagreement, "integrity.ticket_rejections": check_ticket_rejections,
+    "integrity.late": check_late,
 }
 
 

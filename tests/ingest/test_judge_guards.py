@@ -128,17 +128,28 @@ def test_late_and_clock_behind_ratings_escalate_on_arrival(j: Judged, case: str)
     assert 0 <= row["response_ms"] <= 5000
 
 
-def test_a_backlog_rated_hours_ago_is_counted_but_not_escalated(j: Judged) -> None:
-    """A terminal draining its outbox after a 2-hour outage: the citizen is gone, so no page to a supervisor
-    (integrity.escalate_within_s, default 1 h), but the rating counts like any other."""
+def test_a_backlog_rated_hours_ago_is_counted_and_told_late_not_paged(j: Judged) -> None:
+    """A terminal draining its outbox after a 2-hour outage: the citizen is gone, so no urgent page
+    (integrity.escalate_within_s, default 1 h), but the complaint is told as a late one (centre, counter,
+    officer, ticket, tap time, how late), counted in ingest_stats, and the rating counts like any other."""
     now = now_ms()
     rated = now - 2 * 3600_000
     m, eid = j.rating(qc(j), dev(j, 9), "q9", "B001", rated=rated, sent=now, score=1, closed=rated - 3000)
-    stale_before = j.services[0].handler.stale_escalations
+    handler = j.services[0].handler
+    late_before = handler.stats.late_escalations
+    arrival = time.time_ns()
     j.send([j.close(qc(j), "q9", "B001", rated - 3000), m])
     assert j.outcomes([eid]) == {eid: "rating"}
     assert j.escalations(eid) == []
-    assert j.services[0].handler.stale_escalations == stale_before + 1
+    assert handler.stats.late_escalations == late_before + 1
+    assert handler.stats.as_fields()["late_escalations"] == late_before + 1
+    (late,) = j.db.rows(f'SELECT * FROM "late_escalation" WHERE "event_id" = \'{eid}\'', epoch="ns")
+    assert arrival - 1_000_000_000 <= late["time"] <= time.time_ns(), "told at arrival"
+    assert (late["centre"], late["counter"], late["ticket"], late["rated_at_ms"]) == (qc(j), "q9", "B001", rated)
+    assert late["rated_local"] == local_time(rated, "Asia/Ho_Chi_Minh")
+    assert 2 * 3600 <= late["late_s"] <= 2 * 3600 + 30 and late["late_by"] == "2 giờ 00 phút"
+    (tap,) = j.db.rows(f'SELECT * FROM "complaint" WHERE "event_id" = \'{eid}\'', epoch="ns")
+    assert tap["time"] // 1_000_000 == rated, "the complaint is stamped at its tap"
     (row,) = j.ratings(f'WHERE "event_id" = \'{eid}\'')
     assert row["class"] == "not_satisfied"
 
