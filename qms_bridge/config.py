@@ -22,7 +22,10 @@ from broker.mqtt.settings import MqttSettings
 ENV_PREFIX = "HAILONG_QMS"
 # Our fields a vendor record can fill. ``type`` is only mapped for the webhook: a SQL
 # source says which event each of its time columns stands for.
-MappedField = Literal["type", "counter", "officer", "ticket", "ticket_id", "service", "dossier", "at"]
+MappedField = Literal["type", "counter", "officer", "ticket", "ticket_id", "service", "dossier", "at", "status"]
+# What a vendor's ticket status says about a close: served (published as ticket_closed) or not
+# (cancelled, transferred, no-show: never a ticket_closed, so never rated or counted as served)
+Served = Literal["served", "not_served"]
 _SQL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 
 
@@ -43,6 +46,11 @@ class ValueMaps(_Section):
     counters: dict[str, Any] = Field(default_factory=dict, description="Vendor counter code -> our counter id")
     officers: dict[str, Any] = Field(default_factory=dict, description="Vendor officer/staff code -> officer id")
     services: dict[str, Any] = Field(default_factory=dict, description="Vendor service code -> service id")
+    statuses: dict[str, Served] = Field(
+        default_factory=dict,
+        description="Vendor ticket status -> served or not_served, when a status column/field is mapped "
+        "(columns.status / webhook.fields.status): a ticket_closed whose status is not_served (cancelled, "
+        "transferred) is never published; a status not listed holds the row as a mapping error")
 
     @field_validator("counters", "officers", "services")
     @classmethod
@@ -118,7 +126,9 @@ class SqlSource(_Section):
     events: dict[QmsEventType, str] = Field(
         description="Event type -> time column; a row emits the event when that column is not null"
     )
-    where: str | None = Field(default=None, description="Extra SQL condition (read-only filter), e.g. status <> 'X'")
+    where: str | None = Field(
+        default=None, description="Row filter: an SQL condition rows must meet to be read at all, e.g. "
+        "\"status <> 'HUY'\" (cancelled tickets never read); rows it leaves out are traced at debug level")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)  # Settings' + the alias
 
@@ -164,6 +174,10 @@ class SqlSettings(_Section):
         default=None, description="Zone of naive timestamps in the database (default: the centre's zone)"
     )
     sources: list[SqlSource] = Field(default_factory=list, description="Tables to read")
+    retry_held_s: float = Field(
+        default=60, ge=1, le=86_400,
+        description="Rows held for a mapping gap (an officer code not in the map, ...) are retried this often "
+        "(and at start, and on `hailong qms bridge held retry`); each still-failing row logs one ERROR per retry")
 
     @model_validator(mode="after")
     def _check(self) -> SqlSettings:
@@ -223,6 +237,10 @@ class BridgeConfig(_Section):
     def _check(self) -> BridgeConfig:
         if not (self.webhook.enabled or self.sql.enabled):
             raise ValueError("enable the webhook ([webhook] enabled = true) or SQL polling ([sql] enabled = true)")
+        uses_status = "status" in self.webhook.fields or any("status" in s.columns for s in self.sql.sources)
+        if uses_status and not self.maps.statuses:
+            raise ValueError("maps.statuses: a status is mapped; list every status value the vendor uses, "
+                             'e.g. { DONE = "served", HUY = "not_served" }')
         return self
 
     @property

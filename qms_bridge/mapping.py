@@ -46,6 +46,19 @@ class MappingError(ValueError):
 
 
 @dataclass(frozen=True)
+class NotServed:
+    """A close the vendor's status says was not a service (cancelled, transferred): understood,
+    and deliberately not published (maps.statuses)."""
+
+    type: str
+    ticket: str | None
+    status: str
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": self.type, "ticket": self.ticket, "status": self.status}
+
+
+@dataclass(frozen=True)
 class Mapped:
     """One event ready for the outbox."""
 
@@ -79,7 +92,10 @@ def to_epoch_ms(value: Any, zone: zoneinfo.ZoneInfo, *, epoch_unit: str = "ms",
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a time")
     if isinstance(value, int | float):
-        return round(value * 1000) if epoch_unit == "s" else int(value)
+        try:
+            return round(value * 1000) if epoch_unit == "s" else int(value)
+        except (OverflowError, ValueError):  # inf, nan: not a time (strict JSON refuses them earlier)
+            raise ValueError(f"{value!r} is not a time") from None
     if isinstance(value, str):
         text = value.strip()
         if not text:
@@ -144,6 +160,18 @@ class Mapper:
             raise MappingError(reason, field, f"{text!r} is not an id {ID_PATTERN}; add it to [maps.{field}s]")
         return text
 
+    def served(self, event_type: str, values: Mapping[Any, Any], status_mapped: bool) -> str | None:
+        """The vendor status of a close when it says "not served" (the close is then no event), else None."""
+        if event_type != "ticket_closed" or not status_mapped:
+            return None
+        text = _text(values.get("status"))
+        if text is None:
+            raise MappingError("missing_status", "status", "missing in the vendor record")
+        verdict = self.maps.statuses.get(text)
+        if verdict is None:
+            raise MappingError("unknown_status", "status", f"unknown status {text!r} (not in [maps.statuses])")
+        return text if verdict == "not_served" else None
+
     def build(self, event_type: str, values: Mapping[Any, Any], at_ms: int) -> Mapped:
         """Map resolved vendor values (our field names) to an event with its deterministic id."""
         counter = self._code("counter", values.get("counter"), self.maps.counters, "unknown_counter")
@@ -173,7 +201,7 @@ class Mapper:
         return Mapped(event, topic)
 
     # ------------------------------------------------------------------ webhook
-    def from_webhook(self, body: Any) -> list[Mapped]:
+    def from_webhook(self, body: Any) -> list[Mapped | NotServed]:
         """A vendor JSON body (one object, or a list of objects) -> events; all or nothing."""
         records = body if isinstance(body, list) else [body]
         if not records:
@@ -189,7 +217,7 @@ class Mapper:
                 raise MappingError(exc.reason, where + exc.field, exc.problem) from None
         return out
 
-    def _one_webhook(self, record: Mapping[str, Any]) -> Mapped:
+    def _one_webhook(self, record: Mapping[str, Any]) -> Mapped | NotServed:
         fields = self.webhook.fields
         values = {name: dig(record, path) for name, path in fields.items()}
         vendor_type = _text(values.get("type"))
@@ -206,14 +234,19 @@ class Mapper:
                                 time_format=self.webhook.time_format)
         except ValueError as exc:
             raise MappingError("bad_time", "at", str(exc)) from None
+        status = self.served(event_type, values, "status" in fields)
+        if status is not None:
+            return NotServed(event_type, _text(values.get("ticket")), status)
         return self.build(event_type, values, at_ms)
 
     # ------------------------------------------------------------------ SQL
     def from_row(self, row: Mapping[str, Any], columns: Mapping[Any, str],
-                 events: Mapping[Any, str]) -> list[Mapped]:
-        """One database row -> an event per non-null time column, in time order."""
+                 events: Mapping[Any, str]) -> list[Mapped | NotServed]:
+        """One database row -> an event per non-null time column, in time order (a close the
+        status says was not served is a NotServed, after the events)."""
         values = {name: row.get(col) for name, col in columns.items()}
-        out = []
+        out: list[Mapped] = []
+        skipped: list[NotServed] = []
         for event_type, time_col in events.items():
             raw = row.get(time_col)
             if raw is None:
@@ -222,7 +255,11 @@ class Mapper:
                 at_ms = to_epoch_ms(raw, self.db_zone)
             except ValueError as exc:
                 raise MappingError("bad_time", time_col, str(exc)) from None
+            status = self.served(event_type, values, "status" in columns)
+            if status is not None:
+                skipped.append(NotServed(event_type, _text(values.get("ticket")), status))
+                continue
             out.append(self.build(event_type, values, at_ms))
         # called before closed when both happen in one row; equal times keep the contract's order
         out.sort(key=lambda m: (m.event.at, _TYPES.index(m.event.type)))
-        return out
+        return [*out, *skipped]

@@ -31,7 +31,9 @@ class Bridge:
         if cfg.sql.enabled:
             from .sql import SqlPoller  # SQLAlchemy only when a database is polled
 
-            self.poller = SqlPoller(cfg, self.mapper, self.outbox, self._queued, self.health.sql_polled)
+            self.poller = SqlPoller(cfg, self.mapper, self.outbox, self._queued, self.health.sql_polled,
+                                    on_held=self.health.rows_held)
+            self.health.rows_held(self.outbox.held())
         self._http_thread = threading.Thread(target=self.http.serve_forever, name="qms-http", daemon=True)
         self._last_state = ""
 

@@ -7,7 +7,7 @@ CREATE TABLE tickets (
     service_code VARCHAR(16) NOT NULL,          -- HT (hộ tịch), DD (đất đai), ...
     counter_no  VARCHAR(8),                     -- Q1, Q2, ... set when called
     staff_code  VARCHAR(16),                    -- NV01, ... set when called
-    status      VARCHAR(12) NOT NULL DEFAULT 'WAITING',
+    status      VARCHAR(12) NOT NULL DEFAULT 'WAITING', -- WAITING, CALLING, DONE; HUY (cancelled), CHUYEN (transferred)
     issued_at   TIMESTAMP(3) NOT NULL,
     called_at   TIMESTAMP(3),
     closed_at   TIMESTAMP(3),

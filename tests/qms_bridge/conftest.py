@@ -137,11 +137,12 @@ class BridgeProcess:
     env: dict[str, str]
     log: Path
     proc: subprocess.Popen[bytes] | None = None
+    verbosity: str = "-v"  # -vv: the debug trace (rows left out by `where`, closes not served)
 
     def start(self) -> BridgeProcess:
         out = open(self.log, "ab")  # noqa: SIM115 - the child writes to it
-        self.proc = subprocess.Popen([sys.executable, "-m", "hailong.cli", "-v", "qms", "bridge", "--config",
-                                      str(self.config)], env=self.env, stdout=out, stderr=out, cwd=REPO)
+        self.proc = subprocess.Popen([sys.executable, "-m", "hailong.cli", self.verbosity, "qms", "bridge",
+                                      "--config", str(self.config)], env=self.env, stdout=out, stderr=out, cwd=REPO)
         out.close()
         port = int(self.env["HAILONG_QMS__HTTP__PORT"])
         wait_until(lambda: _healthz(port) is not None or self.proc.poll() is not None, 30, what="bridge /healthz")

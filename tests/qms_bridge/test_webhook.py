@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import http.client
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,18 @@ def test_good_event_is_published_once_with_the_vendor_ticket_id_and_a_replay_is_
     ("unknown event type", {"raw": body(event="PAUSE")}, 422, "unknown_type", "PAUSE"),
     ("bad time", {"raw": body(time="yesterday")}, 422, "bad_time", "yesterday"),
     ("oversize body", {"raw": body(pad="x" * 20_000)}, 413, "body_too_large", "16384"),
+    # bodies Python's json would answer with RecursionError/OverflowError/ValueError (a 503 before)
+    ("8,000-deep arrays", {"raw": b"[" * 8_000 + b"]" * 8_000}, 400, "malformed_json", "nested 8000 levels"),
+    ("2,000-deep objects", {"raw": b'{"a":' * 2_000 + b"1" + b"}" * 2_000}, 400, "malformed_json", "nested 2000"),
+    ("15,000 unterminated [", {"raw": b"[" * 15_000}, 400, "malformed_json", "nested 15000 levels"),
+    ("Infinity time", {"raw": body().replace(b'"2026-12-01T09:15:02.250"', b"Infinity")}, 400, "malformed_json",
+     "Infinity is not a JSON number"),
+    ("NaN time", {"raw": body().replace(b'"2026-12-01T09:15:02.250"', b"NaN")}, 400, "malformed_json", "NaN"),
+    ("1e400 time", {"raw": body().replace(b'"2026-12-01T09:15:02.250"', b"1e400")}, 400, "malformed_json",
+     "out of range"),
+    ("5,000-digit time", {"raw": body().replace(b'"2026-12-01T09:15:02.250"', b"9" * 5_000)}, 400,
+     "malformed_json", "not JSON"),
+    ("object as time", {"raw": body(time={"y": 2026})}, 422, "bad_time", "not a time"),
 ])
 def test_bad_requests_get_a_4xx_naming_the_problem_and_publish_nothing(
         bridge: Bridge, listener: QmsListener, name: str, request_kwargs: dict[str, Any], status: int, reason: str,
@@ -132,3 +145,47 @@ def test_healthz_reports_per_counter_times(bridge: Bridge) -> None:
     assert resp.status == 200 and doc["state"] == "ok" and doc["mqtt_connected"] is True
     assert doc["counters"]["q01"]["last_event_at_ms"] == 1796091302250
     assert doc["counters"]["q01"]["quiet"] is False
+
+
+def test_a_status_the_map_calls_not_served_is_answered_200_and_never_published(
+        tmp_path: Path, mqtt_settings: MqttSettings, listener: QmsListener) -> None:
+    """A vendor that sends its cancellations as closes with a status: `HUY` is understood (200, so
+    the vendor does not retry) and is no ticket_closed; a status the map does not list is a 422."""
+    config = bridge_config(DEPLOY / "qms-webhook.toml", tmp_path, mqtt_settings)
+    text = config.read_text().replace('service = "ticket.service"\n', 'service = "ticket.service"\n'
+                                      'status = "ticket.status"\n')
+    config.write_text(text + '\n[maps.statuses]\nDONE = "served"\nHUY = "not_served"\nCHUYEN = "not_served"\n')
+    cfg = load_config(config, environ={"HAILONG_QMS__WEBHOOK__SECRET": SECRET, "HAILONG_QMS__HTTP__PORT": "0",
+                                       "HAILONG_QMS__OUTBOX": str(tmp_path / "outbox.sqlite3")})
+    b = Bridge(cfg).start()
+    try:
+        wait_until(b.publisher.connected.is_set, 10, what="bridge connected")
+        status, doc = post(b, body(ticket__status="HUY"))
+        assert status == 200 and doc["queued"] == [] and doc["not_served"] == [
+            {"type": "ticket_closed", "ticket": "A007", "status": "HUY"}], doc
+        status, doc = post(b, body(ticket__status="LATER"))
+        assert (status, doc["error"]) == (422, "unknown_status") and "LATER" in doc["detail"]
+        status, doc = post(b, body(ticket__status="DONE", ticket__number="A008"))
+        assert status == 200 and len(doc["queued"]) == 1
+        wait_until(lambda: listener.events(), 10, what="the served close")
+        time.sleep(0.5)
+        assert [(e["type"], e["ticket"]) for _, e in listener.events()] == [("ticket_closed", "A008")]
+    finally:
+        b.stop()
+
+
+def test_503_only_when_the_bridge_cannot_queue(bridge: Bridge) -> None:
+    """The outbox cannot be written (here: its database closed under it): 503 not_queued, the one
+    answer a vendor retries; the same body once the outbox works again is accepted."""
+    import sqlite3
+
+    real = bridge.outbox._db
+    broken = sqlite3.connect(":memory:", check_same_thread=False)
+    broken.close()
+    bridge.outbox._db = broken
+    try:
+        status, doc = post(bridge, body())
+        assert (status, doc["error"]) == (503, "not_queued")
+    finally:
+        bridge.outbox._db = real
+    assert post(bridge, body())[0] == 200
