@@ -10,6 +10,9 @@ def prepare_kivy(width: int = 800, height: int = 480, fullscreen: bool = False, 
                  home: str | None = None) -> None:
     # Our own CLI parses argv; Kivy must not. Console log off: we log through `logging`.
     os.environ.setdefault("KIVY_NO_ARGS", "1")
+    # The terminal draws no image files: SDL2's own loader is enough, and Kivy then never imports
+    # PIL (about 2 MB of the terminal's RSS, bench/device_memory.py).
+    os.environ.setdefault("KIVY_IMAGE", "sdl2")
     if not os.environ.get("HAILONG_KIVY_LOG"):  # HAILONG_KIVY_LOG=1 shows Kivy's own log (debugging)
         os.environ.setdefault("KIVY_NO_CONSOLELOG", "1")
         os.environ.setdefault("KIVY_NO_FILELOG", "1")
