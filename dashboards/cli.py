@@ -149,41 +149,58 @@ def report() -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
 @influx_options
 @click.option("--weeks-back", default=8, show_default=True, help="Previous weeks shown in the trend chart.")
-@click.option("--registry", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Fleet registry directory: centre and officer names; an unknown centre id is refused.")
+@click.option("--registry", "--fleet", "registry", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Fleet registry directory: centre and officer names; an unknown centre id is refused. Default: "
+                   "the config's `registry`, env HAILONG_FLEET, or the ingest config's `registry`.")
+@click.option("--ingest-config", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The ingest's TOML, read for its `registry` (default /etc/hailong/ingest.toml when it exists).")
+@click.option("--allow-ids", is_flag=True,
+              help="Without any registry, print the scorecard with bare centre and officer ids.")
 def weekly(centre: str, week: str, out_dir: Path, influx_url: str | None, database: str | None,
-           config: Path | None, weeks_back: int, registry: Path | None) -> None:
+           config: Path | None, weeks_back: int, registry: Path | None, ingest_config: Path | None,
+           allow_ids: bool) -> None:
     """Weekly officer scorecard for one centre: PDF (summary page, one page per officer) and CSV."""
     from broker.contract import ContractError, validate_id
     from broker.fleet.registry import RegistryError, load_registry
     from storage.influxql import InfluxQueryError
 
+    from .registry_lookup import HOW_TO_POINT, RegistryNotReadable, find_registry
     from .report import write_weekly
     from .scorecard import IsoWeek, NoScorecardData
-
-    names: dict[str, str] = {}
-    centre_name = ""
-    if registry is not None:
-        try:
-            reg = load_registry(registry)
-        except RegistryError as exc:
-            raise click.ClickException(str(exc)) from None
-        if centre not in reg.centres:
-            known = ", ".join(sorted(reg.centres)) or "none"
-            raise click.BadParameter(f"unknown centre {centre!r}: the registry {registry} has {known}",
-                                     param_hint="--centre")
-        centre_name = reg.centres[centre].name
-        names = {o.id: o.name for o in reg.officers.values() if o.centre == centre}
 
     try:
         validate_id(centre, "centre")
     except ContractError as exc:
         raise click.BadParameter(exc.message, param_hint="--centre") from None
-    s = _influx_settings(config, influx_url, database)
     try:
         iso = IsoWeek.parse(week)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--week") from None
+    s = _influx_settings(config, influx_url, database)
+    configured = s.registry
+    if configured is not None and not configured.is_absolute() and config is not None:
+        configured = (config.parent / configured).resolve()  # relative to the TOML that names it
+    try:
+        found = find_registry(registry, configured, ingest_config)
+    except RegistryNotReadable as exc:
+        raise click.ClickException(str(exc)) from None
+    names: dict[str, str] = {}
+    centre_name = ""
+    if found is None:
+        if not allow_ids:
+            raise click.ClickException(f"no fleet registry found, so the scorecard would name centre and officers by "
+                                       f"bare ids: {HOW_TO_POINT}")
+    else:
+        try:
+            reg = load_registry(found.path)
+        except RegistryError as exc:
+            raise click.ClickException(f"{exc} (registry from {found.source})") from None
+        if centre not in reg.centres:
+            known = ", ".join(sorted(reg.centres)) or "none"
+            raise click.BadParameter(f"unknown centre {centre!r}: the registry {found.path} ({found.source}) has "
+                                     f"{known}", param_hint="--centre")
+        centre_name = reg.centres[centre].name
+        names = {o.id: o.name for o in reg.officers.values() if o.centre == centre}
     try:
         pdf, csv_path = write_weekly(s, centre, iso, out_dir, weeks_back, names, centre_name)
     except InfluxQueryError as exc:

@@ -101,6 +101,11 @@ class DashboardSettings(Settings):
     reasons: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_REASONS),
                                     description="Reason code -> Vietnamese label, as configured on devices")
     contact_points: ContactPoints = Field(default_factory=ContactPoints, description="Alert receivers")
+    registry: Path | None = Field(
+        default=None,
+        description="Fleet registry directory whose centre and officer names the weekly scorecard prints; "
+                    "null = env HAILONG_FLEET, else the ingest config's registry (hailong report weekly refuses a "
+                    "scorecard of bare ids unless --allow-ids)")
 
 
 def load_settings(path: Path | str | None) -> DashboardSettings:

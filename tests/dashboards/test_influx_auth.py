@@ -94,7 +94,7 @@ def test_queries_refused_without_credentials_with_a_clear_message(secured: tuple
 
 def test_report_weekly_with_and_without_credentials(secured: tuple[InfluxServer, Path, Path], tmp_path: Path) -> None:
     server, cfg, _ = secured
-    args = ["report", "weekly", "--centre", "c-ba", "--week", "2026-W47", "--out", str(tmp_path)]
+    args = ["report", "weekly", "--centre", "c-ba", "--week", "2026-W47", "--out", str(tmp_path), "--allow-ids"]
     ok = CliRunner().invoke(main, [*args, "--config", str(cfg)])
     assert ok.exit_code == 0, ok.output
     assert all(Path(p).stat().st_size > 0 for p in ok.output.split())

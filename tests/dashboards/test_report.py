@@ -153,7 +153,7 @@ def test_bad_week_and_unreachable_influx_are_clear_errors(tmp_path: Path) -> Non
     r = CliRunner().invoke(main, ["report", "weekly", "--centre", "c-ba", "--week", "2026-47", "--out", str(tmp_path)])
     assert r.exit_code != 0 and "YYYY-Www" in r.output
     r = CliRunner().invoke(main, ["report", "weekly", "--centre", "c-ba", "--week", "2026-W47", "--out",
-                                  str(tmp_path), "--influx-url", "http://127.0.0.1:9"])
+                                  str(tmp_path), "--influx-url", "http://127.0.0.1:9", "--allow-ids"])
     assert r.exit_code != 0 and "cannot reach InfluxDB" in r.output
     r = CliRunner().invoke(main, ["report", "weekly", "--centre", "C'; DROP", "--week", "2026-W47", "--out",
                                   str(tmp_path)])
@@ -166,9 +166,9 @@ def test_unknown_centre_or_empty_week_exit_non_zero(seeded: Seeded, tmp_path: Pa
     r = CliRunner().invoke(main, [*base, "--centre", "c-bx", "--week", "2026-W47",
                                   "--registry", str(write_registry(tmp_path / "fleet"))])
     assert r.exit_code != 0 and "unknown centre 'c-bx'" in r.output and "c-ba" in r.output, r.output
-    r = CliRunner().invoke(main, [*base, "--centre", "c-bx", "--week", "2026-W47"])  # no registry: no data
+    r = CliRunner().invoke(main, [*base, "--centre", "c-bx", "--week", "2026-W47", "--allow-ids"])  # ids: no data
     assert r.exit_code != 0 and "no rated or served ticket for centre 'c-bx'" in r.output, r.output
-    r = CliRunner().invoke(main, [*base, "--centre", "c-ba", "--week", "2026-W30"])
+    r = CliRunner().invoke(main, [*base, "--centre", "c-ba", "--week", "2026-W30", "--allow-ids"])
     assert r.exit_code != 0 and "2026-W30 (20/07/2026 – 26/07/2026)" in r.output, r.output
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir()), "no empty PDF written"
 
@@ -182,3 +182,77 @@ def test_reason_labels_are_the_terminals_own() -> None:
 
     vi = tomllib.loads((Path(__file__).resolve().parents[2] / "device" / "i18n" / "vi.toml").read_text("utf-8"))
     assert vi["reasons"]["codes"] == REASON_LABELS_VI == DashboardSettings().reasons
+
+
+# --------------------------------------------------------------------------- the registry, found by itself
+
+def officer_names(csv_path: Path) -> dict[str, str]:
+    with csv_path.open(encoding="utf-8") as fh:
+        return {row["officer"]: row["officer_name"] for row in csv.DictReader(fh)}
+
+
+@pytest.fixture
+def no_registry_anywhere(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Neither HAILONG_FLEET nor an ingest config at the default place, whatever the machine has."""
+    monkeypatch.delenv("HAILONG_FLEET", raising=False)
+    monkeypatch.setattr("dashboards.registry_lookup.DEFAULT_INGEST_CONFIG", tmp_path / "absent" / "ingest.toml")
+
+
+def technician_fleet(root: Path) -> Path:
+    """The fleet as docs/technician.md builds it: ``export HAILONG_FLEET=...`` and the fleet commands."""
+    env = {"HAILONG_FLEET": str(root)}
+    steps = [["fleet", "init"],
+             ["fleet", "add-centre", "c-ba", "--name", "Trung tâm PVHCC quận Ba Đình", "--province", "hn",
+              "--counters", "3"],
+             *(["fleet", "add-officer", o, "--name", n, "--centre", "c-ba"] for o, n in NAMES.items())]
+    for args in steps:
+        r = CliRunner().invoke(main, args, env=env)
+        assert r.exit_code == 0, (args, r.output)
+    return root
+
+
+def test_weekly_finds_the_fleet_the_technician_exported(seeded: Seeded, tmp_path: Path,
+                                                        no_registry_anywhere: None) -> None:
+    """`hailong report weekly --centre C --week W --out DIR` with HAILONG_FLEET set as the technician guide
+    does: names, not ids, without any --registry."""
+    fleet = technician_fleet(tmp_path / "fleet")
+    r = CliRunner().invoke(main, ["report", "weekly", "--centre", "c-ba", "--week", str(WEEK), "--out",
+                                  str(tmp_path / "out"), "--influx-url", seeded.db.url, "--db", seeded.db.database],
+                           env={"HAILONG_FLEET": str(fleet)})
+    assert r.exit_code == 0, r.output
+    pdf, csv_path = (Path(p) for p in r.output.split())
+    assert {o: n for o, n in officer_names(csv_path).items() if o in NAMES} == NAMES
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    assert "Trung tâm PVHCC quận Ba Đình" in text and all(n in text for n in NAMES.values())
+
+
+def test_weekly_finds_the_registry_of_the_ingest_config_or_its_own(seeded: Seeded, tmp_path: Path,
+                                                                    no_registry_anywhere: None) -> None:
+    write_registry(tmp_path / "etc" / "fleet")
+    ingest = tmp_path / "etc" / "ingest.toml"
+    ingest.write_text('client_id = "hl-ingest-1"\nregistry = "fleet"\n', encoding="utf-8")  # relative to the file
+    base = ["report", "weekly", "--centre", "c-ba", "--week", str(WEEK), "--influx-url", seeded.db.url,
+            "--db", seeded.db.database]
+    r = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "a"), "--ingest-config", str(ingest)])
+    assert r.exit_code == 0, r.output
+    assert {o: n for o, n in officer_names(Path(r.output.split()[1])).items() if o in NAMES} == NAMES
+    cfg = tmp_path / "etc" / "dashboards.toml"
+    cfg.write_text('registry = "fleet"\n', encoding="utf-8")
+    r = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "b"), "--config", str(cfg)])
+    assert r.exit_code == 0, r.output
+    assert {o: n for o, n in officer_names(Path(r.output.split()[1])).items() if o in NAMES} == NAMES
+
+
+def test_without_any_registry_it_refuses_ids_unless_asked(seeded: Seeded, tmp_path: Path,
+                                                          no_registry_anywhere: None) -> None:
+    base = ["report", "weekly", "--centre", "c-ba", "--week", str(WEEK), "--out", str(tmp_path / "out"),
+            "--influx-url", seeded.db.url, "--db", seeded.db.database]
+    r = CliRunner().invoke(main, base)
+    assert r.exit_code == 1, r.output
+    for how in ("no fleet registry found", "--registry DIR", "HAILONG_FLEET", "--ingest-config", "--allow-ids"):
+        assert how in r.output, (how, r.output)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir()), "nothing written"
+    r = CliRunner().invoke(main, [*base, "--allow-ids"])
+    assert r.exit_code == 0, r.output
+    shown = officer_names(Path(r.output.split()[1]))
+    assert shown and all(n == o for o, n in shown.items()), "bare ids, as asked"
