@@ -19,7 +19,7 @@ unexport PYTHONHOME
 # The venv is (re)filled when pyproject.toml changes; the stamp records the last install.
 STAMP := $(VENV)/.hailong-installed
 
-.PHONY: demo test setup setup-test system-deps system-deps-test venv js lint typecheck layers bench schema config-reference clean distclean
+.PHONY: demo test test-fast setup setup-test system-deps system-deps-test venv js lint typecheck layers bench schema config-reference clean distclean
 
 # Set-up prints one line per step (apt's and pip's output go to .hailong/*.log, their tail on failure).
 # The demo gets what the demo runs; the tests also get the servers and tools only tests use
@@ -69,6 +69,10 @@ demo: setup
 test: setup-test js
 	$(PYTHON) -c 'import sys; print("tests run with", sys.executable, "(base", sys.base_prefix + ")")'
 	$(PYTHON) -m pytest $(PYTEST_ARGS) || { rc=$$?; [ $$rc -ne 5 ] || echo "pytest collected no test" >&2; exit $$rc; }
+
+## the in-process layer only (no servers): judge, ticket index, clock, batch writer, MQTT codec; seconds
+test-fast: $(STAMP)
+	$(PYTHON) -m pytest -m fast -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(PYTHON) -m ruff check broker storage device ingest qms_bridge national web dashboards firmware_config federation hailong tests bench

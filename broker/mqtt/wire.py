@@ -4,8 +4,8 @@ Only what :mod:`broker.mqtt.consumer` needs: CONNECT, SUBSCRIBE, UNSUBSCRIBE, PU
 and DISCONNECT out; CONNACK, SUBACK, UNSUBACK, PINGRESP, DISCONNECT and PUBLISH in. Section
 numbers below are those of the MQTT 5.0 standard (3.1.1 differs only where noted).
 
-PUBLISH is not decoded here: the consumer's read loop decodes it inline (a function call per
-message was measurable at the ingest's rates, issue 14), with the layout of §3.3.
+PUBLISH is not decoded here: splitter.py decodes it inline while it splits the stream (a function
+call per message was measurable at the ingest's rates, issue 14), with the layout of §3.3.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ import pytest
 
 from broker.mqtt import wire
 
+pytestmark = pytest.mark.fast  # pure codec: no broker
+
 
 @pytest.mark.parametrize(("value", "encoded"), [
     (0, b"\x00"), (127, b"\x7f"), (128, b"\x80\x01"), (16_383, b"\xff\x7f"), (16_384, b"\x80\x80\x01"),
