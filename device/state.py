@@ -198,7 +198,6 @@ class Terminal:
         self._config_code = config_code or OOS_CODES[OOS_NO_CONFIG]
         self._officer: str | None = config.officer_id if config else None
         self._serving: str | None = None
-        self._serving_meta: tuple[str | None, str | None] = (None, None)
         self._bound: BoundTicket | None = None
         self._next: BoundTicket | None = None
         self._draft: RatingDraft | None = None
@@ -249,7 +248,7 @@ class Terminal:
                 self.stats.ignored["stale_call"] += 1
             else:
                 self._officer = event.officer  # a call proves who is at the counter, even if we missed the login
-                self._serving, self._serving_meta = event.ticket, (event.service, event.dossier)
+                self._serving = event.ticket
         elif event.type == "ticket_closed":
             if not self._stale(event):
                 self._officer = event.officer

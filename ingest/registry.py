@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -281,6 +280,3 @@ class RegistryHolder:
             raise RuleRejection("unknown_counter", f"counter {counter!r} of centre {centre!r} is not registered",
                                 "counter")
 
-
-def poll_interval_elapsed(last: float, interval: float) -> bool:
-    return interval > 0 and time.monotonic() - last >= interval
