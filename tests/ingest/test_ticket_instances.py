@@ -180,8 +180,10 @@ def test_restart_rebuilds_the_same_instances(judged: tuple[Judged, TFleet], mosq
     """A fresh ingest on the same database judges by the identities rebuilt from InfluxDB."""
     j, fleet = judged
     centre = f"qc{j.uid}"
+    # its own ticket numbers (RB01, RC01, RD01): the module's other cases share the centre, in any order
     case = Case([Close("RB01", D1 + 5000 * S), Rate("RB01", D1 + 5004 * S, "rating", score=1),
-                 Close("RC01", D1 + 6000 * S), Close("RC01", D1 + 6060 * S)], {"RB01": 1})  # RC01: a recall
+                 Close("RC01", D1 + 6000 * S), Close("RC01", D1 + 6060 * S),  # RC01: a recall
+                 Close("RD01", D2 + 20 * S), Rate("RD01", D2 + 24 * S, "rating")], {"RB01": 1, "RD01": 1})
     sent: dict[str, Msg] = {}
     first = run_case(j, centre, case, sent)
     assert set(j.outcomes(list(first)).values()) == {"rating"}
@@ -194,8 +196,8 @@ def test_restart_rebuilds_the_same_instances(judged: tuple[Judged, TFleet], mosq
     steps: list[Close | Rate] = [
         Close("RB01", D1 + 5300 * S, counter="q2"),  # a recall after the restart: still served once
         Rate("RB01", D1 + 5304 * S, "duplicate_ticket", counter="q2"),  # still rated once
-        Rate("A001", D2 + 30 * S, "duplicate_ticket"),  # day 2's A001 was rated before the restart
-        Close("A001", local_ms(0, 0, 1)), Rate("A001", local_ms(0, 0, 1) + 4 * S, "rating"),  # today's A001
+        Rate("RD01", D2 + 30 * S, "duplicate_ticket"),  # day 2's RD01 was rated before the restart
+        Close("RD01", local_ms(0, 0, 1)), Rate("RD01", local_ms(0, 0, 1) + 4 * S, "rating"),  # today's RD01
         # the recall closed before the restart is remembered: its rating binds to it (5 s, not 65 s)
         Rate("RC01", D1 + 6065 * S, "rating", sent=D1 + 6065 * S, bound_to=D1 + 6060 * S),
     ]
@@ -206,7 +208,7 @@ def test_restart_rebuilds_the_same_instances(judged: tuple[Judged, TFleet], mosq
     assert len(j.db.rows('SELECT * FROM "ticket" WHERE "ticket" = \'RC01\'')) == 1, "a recall is served once"
     assert len(j.db.rows('SELECT * FROM "ticket" WHERE "ticket" = \'RB01\'')) == 1
     # the unhappy rating accepted before the restart, redelivered after it: identical point, no new escalation
-    (eid,) = first
+    (eid,) = (e for e, r in first.items() if r.number == "RB01")
     before = svc.stats.ratings
     j.send([sent[eid]])
     wait_until(lambda: svc.stats.ratings > before, what="the redelivery accepted")
