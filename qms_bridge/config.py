@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from broker.contract import ID_PATTERN, QmsEventType
+from broker.identities import qms_user
 from broker.kernel.settings import SecretFile, Settings, load_model
 from broker.mqtt.settings import MqttSettings
 
@@ -256,7 +257,7 @@ class BridgeConfig(_Section):
         """The MQTT settings with the centre's QMS identity (svc.qms.<centre>) unless another was given."""
         if self.mqtt.username:
             return self.mqtt
-        return self.mqtt.model_copy(update={"username": f"svc.qms.{self.centre}"})
+        return self.mqtt.model_copy(update={"username": qms_user(self.centre)})
 
 
 def load_config(path: Path | str | None, environ: dict[str, str] | None = None,
