@@ -101,7 +101,10 @@ def test_vendor_rows_reach_the_qms_topics_once_with_the_vendor_ticket_id(
         assert len({e[4] for e in closes}) == 2, "A001 of yesterday and of today are two tickets"
         recalls = [e for e in ids.values() if e[0] == "ticket_closed" and e[3] == "A003"]
         assert len(recalls) == 2 and len({e[4] for e in recalls}) == 1, "a recall keeps the vendor ticket id"
-        health = _healthz(int(env["HAILONG_QMS__HTTP__PORT"]))
+        # the listener may get an event before the bridge gets its PUBACK: wait for the outbox to drain
+        port = int(env["HAILONG_QMS__HTTP__PORT"])
+        wait_until(lambda: (_healthz(port) or {}).get("outbox_depth") == 0, 10, what="the bridge's outbox drained")
+        health = _healthz(port)
         assert health is not None and health["state"] == "ok" and health["outbox_depth"] == 0
         assert set(health["counters"]) == {"q01", "q02"}
         wait_until(lambda: listener.statuses and listener.statuses[-1]["online"], 10, what="retained status")
