@@ -143,3 +143,8 @@ class FleetCA:
 def cert_serial(pem: bytes) -> int:
     return int(x509.load_pem_x509_certificate(pem).serial_number)
 
+
+
+def cert_common_name(pem: bytes) -> str:
+    attrs = x509.load_pem_x509_certificate(pem).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(attrs[0].value) if attrs else ""

@@ -211,9 +211,20 @@ def test_a_not_satisfied_rating_is_escalated_once_with_the_officer_name() -> Non
     j.close("q1", "A050", TODAY_10 - 2000)
     doc = j.payload("qc-t1", "q1", "A050", TODAY_10, score=1, reasons=["thai_do"])
     first, again = j.rate(doc), j.rate(doc)
-    assert len(first.points) == 2 and len(again.points) == 1, "escalated once, not on redelivery"
-    escalation = first.points[1].to_line()
+    assert [p.measurement for p in again.points] == ["rating"], "not escalated again on redelivery"
+    (escalation,) = (p.to_line() for p in first.points if p.measurement == "escalation")
     assert "officer_name=Nguyễn\\ Văn\\ An" in escalation and "ticket=A050" in escalation, escalation
+    assert j.handler.escalations == 1
+
+
+def test_a_complaint_arriving_hours_late_is_told_as_late_not_paged() -> None:
+    j = Judge(now=TODAY_10 + 2 * 3_600_000)
+    j.close("q1", "A060", TODAY_10 - 2000)
+    doc = j.payload("qc-t1", "q1", "A060", TODAY_10, score=1, sent_at=TODAY_10 + 2 * 3_600_000)
+    h = j.rate(doc, received=TODAY_10 + 2 * 3_600_000)
+    kinds = [p.measurement for p in h.points]
+    assert "escalation" not in kinds and j.handler.escalations == 0, kinds
+    assert len(kinds) == 3 and j.handler.stats.late_escalations == 1, kinds
 
 
 def test_statuses_of_a_device_are_checked_against_its_topic() -> None:
