@@ -80,7 +80,8 @@ class RenderOptions(Settings):
     autosave_interval_s: int = Field(default=60, ge=0, description="Persistence snapshot interval")
     ingest_instances: int = Field(
         default=1, ge=1, le=32,
-        description="Ingest instances sharing $share/hl-ingest; each gets its own broker user "
+        description="Ingest instances, each judging its partition of the centres (ratings subscribed directly, "
+                    "statuses through $share/<share_group>); each gets its own broker user "
                     "(svc.ingest, svc.ingest.2, ...) because the broker sets client id = username")
     ingest_workers: int = Field(
         default=4, ge=1, le=64,
