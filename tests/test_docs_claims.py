@@ -59,9 +59,11 @@ def _sentences(text: str) -> list[tuple[int, str]]:
 def share_claims(text: str) -> list[str]:
     bad = []
     for n, sentence in _sentences(text):
-        if re.search(r"--\s*\$share", sentence) or (("$share" in sentence or "shared subscription" in sentence) \
-                and re.search(r"\brating|\binstance", sentence, re.I) \
-                and not any(q in sentence.lower() for q in SHARE_QUALIFIERS)):  # a diagram arrow that routes through $share
+        arrow = re.search(r"--\s*\$share", sentence)  # a diagram arrow that routes through $share
+        unqualified = (("$share" in sentence or "shared subscription" in sentence)
+                       and re.search(r"\brating|\binstance", sentence, re.I)
+                       and not any(q in sentence.lower() for q in SHARE_QUALIFIERS))
+        if arrow or unqualified:
             bad.append(f"{n}: {sentence.strip()}")
     return bad
 
