@@ -19,15 +19,17 @@ be able to connect on first boot without a technician typing anything; both
 first-boot paths delete them from the FAT boot partition once installed.
 
 A centre's terminals are provisioned as one run (``Run``): the CA, the OS files and
-the wheel are read once, and each shared file is encoded once for both first-boot
-paths and referenced by every bundle; passwords are generated with one write of the
-password file. What is left per terminal is its config, its secret and the writes.
+the wheel are read once, each shared file is encoded once for both first-boot paths,
+and written once under rootfs/ (the other bundles hard-link it); passwords are
+generated with one write of the password file. What is left per terminal is its
+config, its secret and its two boot files.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -187,6 +189,21 @@ class Run:
         ]
         self.network_config = network_config(s).encode()
         self._passwords: dict[str, str] = {}
+        self._written: dict[int, Path] = {}  # id of a shared file -> its first copy in this run's bundles
+
+    def link(self, f: BundleFile, dest: Path) -> bool:
+        """Hard-link a shared file (the wheel above all) to its first copy in this run: written once, then
+        referenced by every bundle. False: write it (the first copy, or a file system without links)."""
+        first = self._written.get(id(f))
+        if first is None:
+            if any(f is c for c in self.common):
+                self._written[id(f)] = dest
+            return False
+        try:
+            os.link(first, dest)
+        except OSError:
+            return False
+        return True
 
     def prepare(self, device_ids: list[str]) -> None:
         """Credentials of many terminals at once (password mode: one write of the password file)."""
@@ -326,8 +343,11 @@ def provision(reg: Registry, device_id: str, state: FleetState, out: Path, s: Pr
         if f.secret:
             write_private(dest, f.data)
         else:
-            dest.write_bytes(f.data)
-            dest.chmod(f.mode)
+            # a fresh inode every time: a file hard-linked into older bundles is never rewritten in place
+            dest.unlink(missing_ok=True)
+            if run is None or not run.link(f, dest):
+                dest.write_bytes(f.data)
+                dest.chmod(f.mode)
     (target / "device.toml").write_bytes(files[0].data)
     write_private(target / "boot" / "user-data", user_data(dev, files, s).encode())
     write_private(target / "boot" / "firstrun.sh", firstrun_sh(dev, files, s).encode())

@@ -228,6 +228,12 @@ def test_whole_centre_in_password_mode_one_run(fleet: Path, tmp_path: Path) -> N
         assert files["/etc/hailong/mqtt.pass"].decode().strip() == secrets[dev]
         assert not (out / dev / "rootfs/etc/hailong/device.key").exists()
     assert secrets["qn-q02"] == kept and len(set(secrets.values())) == 3
-    wheels = [next((out / d / "rootfs/usr/local/lib/hailong/wheels").glob("hailong-*.whl")).read_bytes()
-              for d in secrets]
+    paths = [next((out / d / "rootfs/usr/local/lib/hailong/wheels").glob("hailong-*.whl")) for d in secrets]
+    wheels = [w.read_bytes() for w in paths]
     assert wheels[0] == wheels[1] == wheels[2] and wheels[0][:2] == b"PK"
+    assert len({w.stat().st_ino for w in paths}) == 1  # written once, hard-linked into the other bundles
+    # a later run for one terminal writes its own copy: the other bundles' files are never rewritten in place
+    _run("fleet", "--fleet", str(fleet), "provision", "qn-q01", "--mode", "password", "--out", str(out),
+         "--broker-host", "mqtt.qn.example.vn")
+    again = next((out / "qn-q01/rootfs/usr/local/lib/hailong/wheels").glob("hailong-*.whl"))
+    assert again.stat().st_ino != paths[1].stat().st_ino and paths[1].read_bytes() == wheels[1]
