@@ -66,13 +66,17 @@ def run(config_path: Path) -> None:
     threading.Thread(target=forward_stop, daemon=True).start()
     svc.start(wait_connected=0)
     log.info("ingest running (client_id=%s, influx=%s %s)", cfg.client_id, cfg.influx.api, cfg.influx.url)
-    stop.wait()
+    while not stop.wait(0.5) and not svc.drained.is_set():  # a draining worker ends by itself
+        pass
     svc.stop()
 
 
 def _supervise(config_path: Path, cfg: IngestConfig, workers: int) -> None:
     """Run ``workers`` ingest processes under one supervisor (the process systemd watches)."""
-    sup = Supervisor(config_path.resolve(), workers, cfg.client_id, cfg.mqtt.username, cfg.health.http_port)
+    try:
+        sup = Supervisor(config_path.resolve(), cfg, workers)
+    except ConfigError as exc:  # more workers than worker users: named, before anything starts
+        raise click.ClickException(str(exc)) from None
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: sup.request_stop())
     signal.signal(signal.SIGHUP, lambda *_: sup.signal_all(signal.SIGHUP))

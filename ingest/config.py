@@ -51,10 +51,25 @@ class PartitionSettings(Settings):
     count: int = Field(default=1, ge=1, le=256,
                        description="Number of partitions; the sorted centres are dealt round-robin")
 
+    # Set by the supervisor (ingest/workers.py) through env for each worker process, never by hand:
+    # an instance's partition is divided among its workers (global partition = instance x worker).
+    worker_index: int = Field(default=0, ge=0, le=63,
+                              description="Set by `hailong ingest run` for each worker process, not by hand: "
+                                          "this worker's share of the instance's partition, < worker_count")
+    worker_count: int = Field(default=1, ge=1, le=64,
+                              description="Set by `hailong ingest run` for each worker process, not by hand: "
+                                          "the instance's partition is dealt among this many workers")
+    drain: bool = Field(default=False,
+                        description="Set by `hailong ingest run`, not by hand: this process owns no centres; it "
+                                    "stores what waits in the session of a worker that a lower `workers` removed, "
+                                    "then ends that session")
+
     @model_validator(mode="after")
     def _check(self) -> PartitionSettings:
         if self.index >= self.count:
             raise SettingError("index", f"{self.index} must be < count {self.count}")
+        if self.worker_index >= self.worker_count and not self.drain:
+            raise SettingError("worker_index", f"{self.worker_index} must be < worker_count {self.worker_count}")
         return self
 
 
@@ -185,6 +200,12 @@ class IngestConfig(Settings):
         default="auto", description="Worker processes of one `hailong ingest run` (ingest/workers.py): 'auto' = one "
         "per core. Each judges a partition of the centres (a ticket's ratings always meet one judge) and logs in "
         "as its own broker user (<user>.w<k>, rendered by `hailong broker render`, ingest_workers)")
+    worker_secrets_dir: Path | None = Field(
+        default=None,
+        description="Directory holding each worker user's password file, <user>.password (what `hailong broker "
+        "render` writes to <fleet>/state/secrets/, one secret per worker, rotated alone). Worker k > 0 logs in "
+        "with its own file; `hailong ingest run` refuses to start more workers than this directory has users. "
+        "Unset: every worker uses mqtt's password (a development broker whose workers share it)")
 
     @model_validator(mode="before")
     @classmethod
@@ -199,9 +220,11 @@ class IngestConfig(Settings):
 
 
 def _resolve_relative(cfg: IngestConfig, base: Path) -> IngestConfig:
-    """A relative registry path in ingest.toml means relative to that file, not to the cwd."""
-    if cfg.registry is not None and not cfg.registry.is_absolute():
-        return cfg.model_copy(update={"registry": (base / cfg.registry).resolve()})
+    """A relative registry (or worker secrets) path in ingest.toml means relative to that file, not to the cwd."""
+    for key in ("registry", "worker_secrets_dir"):
+        value = getattr(cfg, key)
+        if value is not None and not value.is_absolute():
+            cfg = cfg.model_copy(update={key: (base / value).resolve()})
     return cfg
 
 

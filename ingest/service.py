@@ -39,7 +39,7 @@ from .config import IngestConfig
 from .handlers import HELD, Handled, MessageHandler
 from .health import HealthServer
 from .inbox import Inbox, UnackedBudget
-from .partition import other_rating_filters, subscriptions
+from .partition import not_mine_filters, subscriptions
 from .registry import RegistryHolder
 from .retained import reject_retained, retain_forbidden
 from .stats import IngestStats
@@ -47,6 +47,8 @@ from .writer import BatchWriter, Writer, make_writer
 
 log = logging.getLogger("hailong.ingest")
 HOLD_RECHECK_S = 0.2
+# a draining process (a retired worker's session) ends after this long with nothing left to store
+DRAIN_IDLE_S = 3.0
 
 
 class Inbound(NamedTuple):
@@ -93,6 +95,10 @@ class IngestService:
         self._to_write: queue.Queue[tuple[list[Inbound], list[Point], float, bool] | None] = queue.Queue(1)
         self._heartbeat = time.monotonic()
         self._last_watchdog = 0.0
+        self._ready_sent = False
+        self._last_state = ""
+        self._idle_since: float | None = None  # draining: since when nothing was left to store
+        self.drained = threading.Event()  # draining: the retired session is empty, the process may end
         self._watchdog_every_s = min(5.0, watchdog_interval_s(5.0))  # at least twice per WatchdogSec
         self._health: HealthServer | None = None
         if config.mqtt.username and config.client_id != config.mqtt.username:
@@ -104,8 +110,8 @@ class IngestService:
             config.mqtt, config.client_id,
             # partition.py: this instance's ratings and QMS (without retained replay, retained.py)
             subscriptions=subscriptions(config, self.registry.centre_ids()),
-            # and not the other form of the rating filters (a session from before ratings_shared changed)
-            drop_on_connect=other_rating_filters(config, self.registry.centre_ids()),
+            # and nothing it does not own: a session from another worker count, partition or ratings_shared
+            drop_on_connect=not_mine_filters(config, self.registry.centre_ids()),
             # persistent session + receive maximum: what is not yet written stays on the broker,
             # and at most max_in_flight un-acked messages are ever in our memory
             session_expiry_s=config.session_expiry_s, receive_maximum=config.batch.max_in_flight,
@@ -160,7 +166,7 @@ class IngestService:
         self._worker.start()
         if wait_connected and not self._session.wait_connected(wait_connected):
             log.warning("not connected to %s after %.0fs; still trying", self.config.mqtt.url, wait_connected)
-        sd_notify("READY=1")
+        # READY=1 is sent by the worker loop once connected and subscribed (_beat), never on a timeout
         return self
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -190,13 +196,31 @@ class IngestService:
         return self._session.connected.is_set()
 
     @property
+    def ready(self) -> bool:
+        """Connected and the broker confirmed the subscription list (SUBACK): ratings can reach us."""
+        return self.connected and self._session.subscribed.is_set()
+
+    @property
+    def login_refused(self) -> bool:
+        """The broker's last CONNACK refused us (bad user/password, not authorised): waiting will not help."""
+        return self._session.connect_rc not in (None, 0)
+
+    @property
+    def mqtt_state(self) -> str:
+        """What the supervisor hears with every watchdog ping (ingest/workers.py)."""
+        return "ready" if self.ready else "refused" if self.login_refused else "connecting"
+
+    @property
     def health_port(self) -> int | None:
         return self._health.port if self._health is not None else None
 
     def health(self) -> dict[str, Any]:
         age = time.monotonic() - self._heartbeat
         return {
-            "alive": age < self.config.health.stale_after_s and not self._stop.is_set(),
+            # a login the broker refuses is not alive: the loop turns, but no rating can ever arrive
+            "alive": age < self.config.health.stale_after_s and not self._stop.is_set() and not self.login_refused,
+            "ready": self.ready,
+            "login_refused": self.login_refused,
             "worker_age_s": round(age, 3),
             "mqtt_connected": self.connected,
             "influx_ok": self.batches.last_write_ok,
@@ -210,11 +234,20 @@ class IngestService:
         }
 
     def _beat(self) -> None:
+        """From the worker loop: READY=1 once connected and subscribed, WATCHDOG=1 with the MQTT state.
+
+        The state (``HAILONG_MQTT=ready|connecting|refused``, which systemd ignores) tells the
+        worker supervisor whether this process can log in; it is sent at once when it changes.
+        """
         now = time.monotonic()
         self._heartbeat = now
-        if now - self._last_watchdog >= self._watchdog_every_s:
-            self._last_watchdog = now
-            sd_notify("WATCHDOG=1")
+        state = self.mqtt_state
+        if state == "ready" and not self._ready_sent:
+            self._ready_sent = True
+            sd_notify(f"READY=1\nHAILONG_MQTT={state}")
+        if now - self._last_watchdog >= self._watchdog_every_s or state != self._last_state:
+            self._last_watchdog, self._last_state = now, state
+            sd_notify(f"WATCHDOG=1\nHAILONG_MQTT={state}")
 
     # ------------------------------------------------------------------ worker
 
@@ -245,6 +278,11 @@ class IngestService:
                 self.write_stats()
                 self._to_write.put(None)
                 return
+            if self.config.integrity.partition.drain and self._drained(now, batch):
+                log.info("retired session of %s drained: %s", self.config.client_id, self.stats.summary())
+                self.drained.set()
+                self._stop.set()
+                continue
             if self._reload_requested.is_set() or (
                     self.config.registry_poll_s > 0 and now - last_poll >= self.config.registry_poll_s
                     and self.registry.changed_on_disk()):
@@ -257,9 +295,22 @@ class IngestService:
                 last_stats = now
                 self.write_stats()
 
+    def _drained(self, now: float, batch: list[Inbound]) -> bool:
+        """Draining: DRAIN_IDLE_S with nothing received, judged, held or un-acked after unsubscribing all."""
+        busy = (batch or self._held or self.stats.in_flight or self.budget.messages or not self.ready
+                or len(self._inbox))
+        if busy:
+            self._idle_since = None
+            return False
+        if self._idle_since is None:
+            self._idle_since = now
+        return now - self._idle_since >= DRAIN_IDLE_S
+
     def _resubscribe(self) -> None:
         """After a registry reload: a partitioned instance takes new centres and drops removed ones."""
-        added, gone = self._session.resubscribe(subscriptions(self.config, self.registry.centre_ids()))
+        centres = self.registry.centre_ids()
+        self._session.drop_on_connect = not_mine_filters(self.config, centres)
+        added, gone = self._session.resubscribe(subscriptions(self.config, centres))
         if gone or added:
             log.info("resubscribed after registry reload: +%s -%s", added, gone)
         if added:

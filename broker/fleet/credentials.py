@@ -110,19 +110,15 @@ class FleetState:
             self._save_hashes(hashes)
         return out
 
-    def share_password(self, user: str, owner: str) -> str:
-        """``user`` logs in with ``owner``'s password (an ingest instance's worker processes).
+    def own_password(self, user: str, other: str) -> str:
+        """``user``'s own password, never the same as ``other``'s (an ingest worker and its instance).
 
-        Re-hashed whenever the owner's password was rotated, so rotating the instance rotates its workers.
+        Workers once shared their instance's password; a worker still holding that shared secret
+        gets a fresh one here, so each worker is rotated and revoked alone.
         """
-        secret = self.password(owner)
-        path = self.secret_path(user)
-        hashes = self.hashes()
-        if user not in hashes or not path.exists() or path.read_text(encoding="utf-8").strip() != secret:
-            self.ensure()
-            write_private(path, (secret + "\n").encode())
-            hashes[user] = hash_password(secret)
-            self._save_hashes(hashes)
+        secret = self.password(user)
+        if secret == self.password(other):
+            secret = self.rotate_password(user)
         return secret
 
     def rotate_password(self, user: str) -> str:

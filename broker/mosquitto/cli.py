@@ -66,3 +66,31 @@ def render(fleet: Path, state: Path | None, out: Path, target: str | None, conf_
         click.echo(f"wrote {p}")
     click.echo(f"server certificate names: {', '.join(opt.hostnames)}; terminals connect to {opt.hostnames[0]}")
     click.echo("reload a running broker: systemctl reload mosquitto  |  docker compose kill -s HUP mosquitto")
+
+
+@broker.command("rotate-user")
+@FLEET_OPTION
+@STATE_OPTION
+@click.argument("user")
+def rotate_user(fleet: Path, state: Path | None, user: str) -> None:
+    """Give one service USER (svc.ingest.w2, svc.qms.<centre>, ...) a new secret; the old one stops
+    working at the next render + broker reload. Every other identity keeps its own."""
+    from broker.fleet.credentials import FleetState
+    from broker.fleet.registry import RegistryError, load_registry
+
+    from .acl import service_users
+    from .render import load_options
+
+    fleet_state = FleetState.for_fleet(fleet, state)
+    try:
+        opt = load_options(fleet, fleet_state)
+        known = service_users(load_registry(fleet), opt.ingest_instances, opt.ingest_workers)
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from None
+    if user not in known:
+        raise click.ClickException(f"{user!r} is not a service user of this fleet (known: {', '.join(known)}); "
+                                   "a terminal's credentials: `hailong fleet rotate`/`revoke`")
+    fleet_state.rotate_password(user)
+    click.echo(f"new secret for {user} in {fleet_state.secret_path(user)} (0600)")
+    click.echo("apply it: `hailong broker render --fleet ... --out ...`, reload the broker, and give the new "
+               "secret file to that one process (its old secret is refused from then on)")

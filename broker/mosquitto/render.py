@@ -4,7 +4,8 @@
 
     mosquitto.conf  two TLS listeners (password / client certificate), no anonymous access,
                     persistence, queue limits sized so an offline ingest loses nothing
-    passwd          service users (svc.ingest[.N], one per ingest instance) + provisioned,
+    passwd          service users (svc.ingest[.N] per ingest instance, .w<k> per worker, each its
+                    own secret) + provisioned,
                     non-retired, non-revoked devices ($7$ hashes)
     acl             least-privilege rules (broker/acl.py)
     ca.crt server.crt server.key crl.pem
@@ -85,8 +86,10 @@ class RenderOptions(Settings):
                     "(svc.ingest, svc.ingest.2, ...) because the broker sets client id = username")
     ingest_workers: int = Field(
         default=4, ge=1, le=64,
-        description="Worker processes per ingest instance (`workers` in ingest.toml); each gets its own user, "
-                    "svc.ingest.w1 ... (the first keeps svc.ingest), with the instance's password")
+        description="Worker processes per ingest instance (`workers` in ingest.toml; 'auto' = one per core of "
+                    "the ingest host): each gets its own user, svc.ingest.w1 ... (the first keeps svc.ingest), "
+                    "with its own secret in <state>/secrets/<user>.password (the ingest's worker_secrets_dir); "
+                    "the ingest refuses to start more workers than this")
     federation: FederationOptions | None = Field(
         default=None, description="The bridge to the national broker (broker/mosquitto/federation.py, "
         "docs/national.md); absent = this province sends nothing")
@@ -212,7 +215,7 @@ def render_broker(registry: Registry, state: FleetState, out: Path, opt: RenderO
     users += [FEDERATION_USER] if opt.federation else []
     for instance in ingest_instance_users(opt.ingest_instances):
         for k in range(1, opt.ingest_workers):
-            state.share_password(worker_user(instance, k), instance)  # one secret per instance, one session per worker
+            state.own_password(worker_user(instance, k), instance)  # one secret and one session per worker
     for user in users:
         state.password(user)  # generated on first render, kept afterwards
     hashes = state.hashes()

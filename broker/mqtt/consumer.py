@@ -29,13 +29,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import wire
+from .handshake import tls_context
 from .settings import MqttSettings
 from .splitter import MessageHook, split_packets
 from .subscriptions import Subscription, options_byte, subscription_changes
@@ -43,6 +43,9 @@ from .subscriptions import Subscription, options_byte, subscription_changes
 log = logging.getLogger("hailong.mqtt")
 
 RECV_BYTES = 256 * 1024
+# (UN)SUBSCRIBE packets stay under the rendered broker's max_packet_size (broker/mosquitto/render.py,
+# 9 KiB): an ingest partition of a large province subscribes hundreds of centre filters
+FILTER_PACKET_BYTES = 6_000
 
 
 class MqttConsumer:
@@ -85,7 +88,7 @@ class MqttConsumer:
         self._keepalive_s = settings.keepalive_s  # the broker's Server Keep Alive replaces it (MQTT 5)
         self._pending = b""  # bytes read with the CONNACK that belong to the next packets
         self._topics: dict[bytes, str] = {}
-        self._tls = self._tls_context() if settings.tls else None
+        self._tls = tls_context(settings) if settings.tls else None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -124,7 +127,7 @@ class MqttConsumer:
             self.subscribed.clear()
         self.subscriptions = list(fresh)
         if gone:
-            self._send(wire.unsubscribe(self._packet_id(), gone, self._v5))
+            self._unsubscribe(gone, last_settles=False)
         if added:
             self._subscribe(added)
         return [f for f, _ in added], gone
@@ -160,19 +163,6 @@ class MqttConsumer:
             if self._stop.wait(delay):
                 return
 
-    def _tls_context(self) -> ssl.SSLContext:
-        s = self.settings
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the certificate and the hostname
-        if s.ca_file:
-            ctx.load_verify_locations(cafile=str(s.ca_file))
-        else:
-            ctx.load_default_certs()
-        if s.cert_file:
-            ctx.load_cert_chain(str(s.cert_file), str(s.key_file) if s.key_file else None)
-        if s.tls_insecure:
-            ctx.check_hostname = False  # lab use: the chain is still verified
-        return ctx
-
     def _connect(self) -> bool:
         """TCP (+TLS), CONNECT, CONNACK, SUBSCRIBE. False when the broker refused us."""
         s = self.settings
@@ -199,12 +189,14 @@ class MqttConsumer:
         self._keepalive_s = ack.server_keepalive_s or s.keepalive_s  # §3.2.2.3.14: the broker's value wins
         self._pending = rest
         log.info("%s connected to %s", self.client_id, s.url)
+        self.subscribed.clear()
         if self.drop_on_connect:  # before subscribing: nothing is delivered twice through an old filter
-            self._send(wire.unsubscribe(self._packet_id(), self.drop_on_connect, self._v5))
+            self._unsubscribe(self.drop_on_connect, last_settles=not self.subscriptions)
         if self.subscriptions:
             # subscribed again on every connect: a session the broker lost would otherwise stay silent
-            self.subscribed.clear()
             self._subscribe(self.subscriptions)
+        elif not self.drop_on_connect:
+            self.subscribed.set()  # nothing to ask of the broker
         self.connected.set()
         self._hook("connect", self._on_connect)
         return True
@@ -265,8 +257,11 @@ class MqttConsumer:
             code, reason = wire.read_disconnect(body, self._v5)
             raise ConnectionError(f"broker disconnected {self.client_id}: {wire.reason_name(code, self._v5)}"
                                   + (f": {reason}" if reason else ""))
-        elif kind in (wire.PINGRESP, wire.UNSUBACK, wire.PUBACK):
-            return  # PUBACK: this client publishes nothing; UNSUBACK: nothing waits for it
+        elif kind == wire.UNSUBACK:
+            if len(body) >= 2 and (body[0] << 8 | body[1]) == self._subscribe_id:
+                self.subscribed.set()  # a list of drops with nothing to subscribe after it
+        elif kind in (wire.PINGRESP, wire.PUBACK):
+            return  # PUBACK: this client publishes nothing
         else:
             raise wire.ProtocolError(f"unexpected packet type {kind} from the broker")
 
@@ -278,9 +273,21 @@ class MqttConsumer:
             return self._next_id
 
     def _subscribe(self, subs: Sequence[Subscription]) -> None:
-        packet_id = self._packet_id()
-        self._subscribe_id = packet_id
-        self._send(wire.subscribe(packet_id, [(f, options_byte(o)) for f, o in subs], self._v5))
+        """SUBSCRIBE in packets the broker accepts; ``subscribed`` is set by the last one's SUBACK."""
+        for chunk in _chunks([f for f, _ in subs]):
+            packet_id = self._packet_id()
+            self._subscribe_id = packet_id
+            options = dict(subs)
+            self._send(wire.subscribe(packet_id, [(f, options_byte(options[f])) for f in chunk], self._v5))
+
+    def _unsubscribe(self, filters: Sequence[str], *, last_settles: bool) -> None:
+        """UNSUBSCRIBE in packets the broker accepts; with ``last_settles`` (nothing to subscribe after
+        it) the last one's UNSUBACK sets ``subscribed``."""
+        for chunk in _chunks(list(filters)):
+            packet_id = self._packet_id()
+            if last_settles:
+                self._subscribe_id = packet_id
+            self._send(wire.unsubscribe(packet_id, chunk, self._v5))
 
     def _send(self, data: bytes) -> None:
         """Never raises: a dead socket is noticed (and re-made) by the network thread."""
@@ -309,3 +316,17 @@ class MqttConsumer:
             fn(*args)
         except Exception:
             log.exception("%s hook of %s failed", what, self.client_id)
+
+
+def _chunks(filters: list[str]) -> list[list[str]]:
+    """``filters`` in runs of at most FILTER_PACKET_BYTES of encoded filter (never an empty run)."""
+    out: list[list[str]] = [[]]
+    size = 0
+    for f in filters:
+        n = len(f.encode()) + 3  # length prefix + options byte
+        if out[-1] and size + n > FILTER_PACKET_BYTES:
+            out.append([])
+            size = 0
+        out[-1].append(f)
+        size += n
+    return out if out[0] else []

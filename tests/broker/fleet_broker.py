@@ -49,7 +49,9 @@ class FleetBroker:
         return self.state.password(user)
 
 
-def start_fleet_broker(tmp: Path, prepare: Callable[[Path, FleetState], None] | None = None) -> FleetBroker:
+def start_fleet_broker(tmp: Path, prepare: Callable[[Path, FleetState], None] | None = None,
+                       **options: object) -> FleetBroker:
+    """``options``: RenderOptions fields beyond the test defaults (e.g. ingest_instances, ingest_workers)."""
     fleet = tmp / "fleet"
     shutil.copytree(EXAMPLE_FLEET, fleet)
     state = FleetState.for_fleet(fleet).ensure()
@@ -60,7 +62,7 @@ def start_fleet_broker(tmp: Path, prepare: Callable[[Path, FleetState], None] | 
     opt = RenderOptions(
         bind="127.0.0.1", tls_port=free_port(), cert_port=free_port(), conf_dir=str(out),
         data_dir=str(out / "data"), log_dest=f"file {(tmp / 'run').resolve()}/mosquitto.log",
-        run_as="root" if os.geteuid() == 0 else None,
+        run_as="root" if os.geteuid() == 0 else None, **options,  # type: ignore[arg-type]
     )
     render_broker(load_registry(fleet), state, out, opt)
     server = MosquittoServer(tmp / "run", port=opt.tls_port, conf_text=(out / "mosquitto.conf").read_text())

@@ -105,7 +105,7 @@ def test_render_revoke_rotate_via_cli(fleet: Path, tmp_path: Path) -> None:
                          capture_output=True, text=True, check=True).stdout
     assert "DNS:mqtt.qn.example.vn" in san
     users = parse_passwd((out / "passwd").read_text())
-    # the ingest's worker users (svc.ingest.w1 .. w3: ingest_workers = 4 by default) share its password
+    # the ingest's worker users (svc.ingest.w1 .. w3: ingest_workers = 4 by default), each its own secret
     workers = {f"svc.ingest.w{k}" for k in range(1, 4)}
     assert {"svc.ingest", *workers, "svc.admin", "svc.qms.qn-tthc", "qn-q02"} == set(users)
     assert "user qn-q01" in (out / "acl").read_text()

@@ -312,7 +312,8 @@ def test_sigterm_flushes_and_healthz_and_stats(mqtt_settings: MqttSettings, infl
 
 def test_systemd_notify_ready_and_watchdog(mqtt_settings: MqttSettings, influx_db: InfluxQL, tmp_path: Path,
                                            uid: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Under systemd (Type=notify, WatchdogSec=) the service says READY=1, then WATCHDOG=1 while it runs."""
+    """Under systemd (Type=notify, WatchdogSec=) the service says READY=1 once connected and subscribed, then
+    WATCHDOG=1 while it runs; each with its MQTT state (HAILONG_MQTT=, for the worker supervisor)."""
     import socket
 
     path = str(tmp_path / "notify.sock")
@@ -322,8 +323,9 @@ def test_systemd_notify_ready_and_watchdog(mqtt_settings: MqttSettings, influx_d
     monkeypatch.setenv("NOTIFY_SOCKET", path)
     svc = start_ingest(mqtt_settings, influx_db, uid)
     try:
-        seen = {sock.recv(64).decode(), sock.recv(64).decode()}
+        first, second = sock.recv(256).decode().splitlines(), sock.recv(256).decode().splitlines()
+        assert svc.ready, "READY=1 only once connected and subscribed"
     finally:
         svc.stop()
         sock.close()
-    assert seen == {"READY=1", "WATCHDOG=1"}
+    assert (first, second) == (["READY=1", "HAILONG_MQTT=ready"], ["WATCHDOG=1", "HAILONG_MQTT=ready"])

@@ -14,7 +14,7 @@ import pytest
 from broker.mqtt.subscriptions import RETAIN_DO_NOT_SEND, SubOptions
 from hailong.localstack import InfluxServer, MosquittoServer
 from ingest.config import IngestConfig
-from ingest.partition import other_rating_filters, partition_of, subscriptions
+from ingest.partition import my_centres, not_mine_filters, partition_of, subscriptions
 from ingest.registry import RegistryHolder
 from ingest.service import IngestService
 from storage.influxql import InfluxQL
@@ -103,27 +103,60 @@ def test_two_instances_judge_each_ticket_once(mosquitto: MosquittoServer, influx
 def test_subscription_lists(shared: bool) -> None:
     """Without a registry or with one partition: the single wildcard of before; else one filter per centre.
     Ratings direct by default (a shared subscription does not survive a Mosquitto 2.0.11 restart), through
-    $share with ratings_shared; the other form is what every connect unsubscribes."""
+    $share with ratings_shared; everything else is what every connect unsubscribes."""
     base = IngestConfig.model_validate({"share_group": "g", "ratings_shared": shared})
     wildcard = "$share/g/hl/v1/+/+/rating" if shared else "hl/v1/+/+/rating"
     assert [f for f, _ in subscriptions(base, None)] == \
         [wildcard, "$share/g/hl/v1/+/+/status", "$share/g/hl/v1/+/qms/bridge/status", "hl/v1/+/qms/+"]
     assert subscriptions(base, ["x1", "x2"])[0][0] == wildcard
-    assert other_rating_filters(base, None) == ["hl/v1/+/+/rating" if shared else "$share/g/hl/v1/+/+/rating"]
+    assert not_mine_filters(base, None) == ["$share/g/hl/v1/+/+/rating" if not shared else "hl/v1/+/+/rating"]
     split = IngestConfig.model_validate({"share_group": "g", "ratings_shared": shared,
                                          "integrity": {"partition": {"index": 1, "count": 3}}})
     centres = [f"c{i}" for i in range(30)]
     subs = [f for f, _ in subscriptions(split, centres)]
     mine = [c for c in sorted(centres) if partition_of(c, centres, 3) == 1]
     assert len(mine) == 10, "balanced: 30 centres, 3 partitions"
-    prefix = "$share/g-p1/" if shared else ""
+    prefix = "$share/g/" if shared else ""
     assert subs == ([f"{prefix}hl/v1/{c}/+/rating" for c in mine]
                     + ["$share/g/hl/v1/+/+/status", "$share/g/hl/v1/+/qms/bridge/status"]
                     + [f"hl/v1/{c}/qms/+" for c in mine]), "status shared; QMS never shared, only the partition's"
-    other = "" if shared else "$share/g-p1/"
-    assert other_rating_filters(split, centres) == [f"{other}hl/v1/{c}/+/rating" for c in mine]
+    dropped = set(not_mine_filters(split, centres))
+    assert not dropped & set(subs), "never unsubscribes its own"
+    for c in centres:  # every form of every centre it does not own, and the other form of its own
+        forms = {f"hl/v1/{c}/+/rating", f"$share/g/hl/v1/{c}/+/rating"}
+        assert forms - set(subs) <= dropped and len(forms & dropped) == (1 if c in mine else 2)
+        assert (f"hl/v1/{c}/qms/+" in dropped) == (c not in mine)
+    assert {"hl/v1/+/+/rating", "$share/g/hl/v1/+/+/rating", "hl/v1/+/qms/+"} <= dropped
     assert subscriptions(split, None)[0][0] == wildcard, "dev mode: one wildcard"
-    assert other_rating_filters(IngestConfig.model_validate({"share_group": None}), None) == []
+    assert not_mine_filters(IngestConfig.model_validate({"share_group": None}), None) == []
+
+
+def test_an_instance_partition_is_divided_among_its_workers() -> None:
+    """Global partition = instance partition x worker: two instances of 2 and 3 workers (any mix) cover every
+    centre exactly once, each worker within one centre of its fair share; a draining process owns none."""
+    centres = [f"centre-{i:02d}" for i in range(41)]
+    owner: dict[str, list[tuple[int, int]]] = {}
+    for index, workers in ((0, 2), (1, 3)):
+        sizes = []
+        for w in range(workers):
+            cfg = IngestConfig.model_validate({"integrity": {"partition": {
+                "index": index, "count": 2, "worker_index": w, "worker_count": workers}}})
+            got = my_centres(cfg, centres)
+            assert got is not None
+            sizes.append(len(got))
+            for c in got:
+                owner.setdefault(c, []).append((index, w))
+        assert max(sizes) - min(sizes) <= 1, sizes
+    assert sorted(owner) == sorted(centres) and all(len(o) == 1 for o in owner.values()), "one judge per centre"
+    # the instance's own share is unchanged by its worker count
+    inst = IngestConfig.model_validate({"integrity": {"partition": {"index": 1, "count": 2}}})
+    assert my_centres(inst, centres) == sorted(c for c, o in owner.items() if o[0][0] == 1)
+    drain = IngestConfig.model_validate({"share_group": "g", "integrity": {"partition": {
+        "worker_index": 5, "worker_count": 2, "drain": True}}})
+    assert my_centres(drain, centres) == [] and subscriptions(drain, centres) == []
+    assert "$share/g/hl/v1/+/+/status" in not_mine_filters(drain, centres)
+    with pytest.raises(ValueError, match="worker_index"):
+        IngestConfig.model_validate({"integrity": {"partition": {"worker_index": 2, "worker_count": 2}}})
 
 
 def test_ratings_and_qms_are_subscribed_without_retained_replay() -> None:

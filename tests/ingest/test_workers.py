@@ -1,9 +1,10 @@
 """`hailong ingest run` with workers = 2 against the broker `hailong broker render` produced.
 
-One command, two worker processes: each logs in as its own broker user (svc.ingest, svc.ingest.w1:
-the broker forces client id = username), judges its partition of the centres (so a ticket's two
-presses meet one judge and duplicate_ticket holds across workers), and is supervised: a killed
-worker is restarted, SIGTERM stops them all, and a SIGKILLed supervisor takes its workers with it.
+One command, two worker processes: each logs in as its own broker user with its own secret
+(svc.ingest, svc.ingest.w1: the broker forces client id = username), judges its partition of the
+centres (so a ticket's two presses meet one judge and duplicate_ticket holds across workers), and
+is supervised: a killed worker is restarted, SIGTERM stops them all, and a SIGKILLed supervisor
+takes its workers with it.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class Supervised:
         self.config.write_text(f"""
 registry = "{fb.fleet}"
 workers = 2
+worker_secrets_dir = "{fb.state.root / 'secrets'}"
 share_group = "hl-ingest"
 session_expiry_s = 300
 [mqtt]
