@@ -72,8 +72,9 @@ class FederationOptions(Settings):
     autosave_interval_s: int = Field(default=5, ge=1, le=60, description="Broker persistence interval while "
                                      "federated (the lower of this and autosave_interval_s applies)")
     keepalive_s: int = Field(default=60, ge=5, le=600, description="Bridge keepalive toward the national broker")
-    restart_timeout_s: tuple[int, int] = Field(default=(5, 120), description="Bridge reconnect delay: base and "
-                                               "cap of Mosquitto's randomised backoff, seconds")
+    restart_timeout_s: tuple[int, int] = Field(
+        default=(5, 30), description="Bridge reconnect delay: base and cap of Mosquitto's randomised backoff, "
+        "seconds; the cap bounds how long a returning national broker waits for a province")
 
 
 def autosave_interval(configured: int, fed: FederationOptions | None) -> int:
