@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -210,10 +211,12 @@ def main() -> None:
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="hl-fleet-import-"))
     try:
+        print(f"load average at start: {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)\n", flush=True)
         print("| what | size | result |\n|---|---|---|", flush=True)
         fleet = bench_import(tmp, a.centres, a.counters)
         bench_add_device(tmp, fleet, a.repeats)
         bench_provision(tmp, fleet, a.counters, a.rounds)
+        print(f"\nload average at the end: {os.getloadavg()[0]:.1f}", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
