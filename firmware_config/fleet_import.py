@@ -178,8 +178,8 @@ class _Reader:
                 self.at_counter.setdefault((cid, qid), []).append((oid, line))
         elif not oid and cells.get("officer_name"):
             self.bad(line, "officer_name: given without an officer id")
-        if len(self.problems) == before and not (qid or oid):
-            self.bad(line, "a row needs a counter or an officer")
+        if len(self.problems) == before and not (qid or oid or given):
+            self.bad(line, "a row needs a counter, an officer or the centre's details")
 
     def _id(self, line: int, column: str, value: str) -> bool:
         if not value:

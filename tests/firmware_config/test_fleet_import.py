@@ -90,8 +90,8 @@ BAD = {
     "no queue system, two officers at one counter": (
         ["qn-moi,Tên,quang-ninh,không,,q01,Quầy 1,,,,,nv-a,Nguyễn Văn A", "qn-moi,,,,,q01,,,,,,nv-b,Nguyễn Văn B"],
         {3: "centre qn-moi has no queue system, so one officer is credited per counter; line 2 names 'nv-a'"}),
-    "row with neither counter nor officer": ([f"{NEW},q01,Quầy 1,,,,,,", "qn-moi,,,,,,,,,,,,"],
-                                             {3: "a row needs a counter or an officer"}),
+    "row with only the centre id": ([f"{NEW},q01,Quầy 1,,,,,,", "qn-moi,,,,,,,,,,,,"],
+                                             {3: "a row needs a counter, an officer or the centre's details"}),
     "more cells than columns": ([f"{NEW},q01,Quầy 1,,,,,,,,extra"], {2: "15 cells but the header has 14 columns"}),
 }
 
@@ -304,3 +304,22 @@ def test_every_column_is_documented_and_the_example_uses_them() -> None:
     assert set(COLUMNS) <= table, set(COLUMNS) - table
     header = PROVINCE.read_text(encoding="utf-8").splitlines()[0].split(",")
     assert set(header) <= set(COLUMNS) and len(set(header)) >= len(COLUMNS) - 1  # all but timezone
+
+
+def test_a_centre_row_of_its_own_then_its_counters(fleet: Path, tmp_path: Path) -> None:
+    path = sheet(tmp_path, "qn-moi,Trung tâm Phục vụ hành chính công phường Mới,quang-ninh,không,có,,,,,,,,",
+                 "qn-moi,,,,,q01,Quầy 1,,qn-moi-q01,,,nv-a,Nguyễn Văn A")
+    out = import_csv(fleet, path)
+    assert (out.centres, out.counters, out.devices, out.officers) == (1, 1, 1, 1)
+    reg = load_registry(fleet)
+    assert reg.centres["qn-moi"].walkup_allowed and reg.counters[("qn-moi", "q01")].officer == "nv-a"
+
+
+def test_a_counter_nobody_is_credited_at_is_imported_with_a_warning(fleet: Path, tmp_path: Path) -> None:
+    """Without a queue system a counter needs its officer before its terminal can be provisioned: said at import."""
+    path = sheet(tmp_path, "qn-moi,Tên,quang-ninh,không,,q01,Quầy 1,,qn-moi-q01,,,,")
+    res = CliRunner().invoke(main, ["fleet", "--fleet", str(fleet), "import", str(path)])
+    assert res.exit_code == 0, res.output
+    assert ("warning: line 2: counter qn-moi/q01: centre qn-moi has no queue system and the counter no officer"
+            in res.output)
+    assert "qn-moi-q01" in load_registry(fleet).devices
