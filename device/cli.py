@@ -62,6 +62,7 @@ def run(config_path: Path | None, demo: bool, url: str, username: str | None, pa
     """Run the terminal: `--config FILE` on a Pi, or `--demo` on a desktop."""
     from broker.kernel.settings import ConfigError
 
+    from .audio import check_clips
     from .config import load_device_config
 
     try:
@@ -89,6 +90,7 @@ def run(config_path: Path | None, demo: bool, url: str, username: str | None, pa
         raise click.UsageError("give --config FILE (or --demo)")
     try:
         cfg = load_device_config(config_path)
+        check_clips(cfg.audio, config_path)
     except ConfigError as exc:
         if on_config_error == "exit":
             raise click.ClickException(str(exc)) from None

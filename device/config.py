@@ -84,6 +84,26 @@ class GpioSettings(Settings):
         return self
 
 
+Voice = Literal["vi", "vi-vn-x-south", "vi-vn-x-central"]
+
+
+class AudioSettings(Settings):
+    """Spoken prompts and sounds (device/audio.py); off unless a speaker is fitted."""
+
+    enabled: bool = Field(default=False, description="Speak the prompt, the level names and the thanks, "
+                                                     "and sound 'please wait' / 'not now' after a press")
+    volume: int = Field(default=80, ge=0, le=100, description="Playback volume in percent of the clips' level")
+    voice: Voice = Field(default="vi", description="espeak-ng voice the clips are generated with at provisioning: "
+                                                   "vi (northern), vi-vn-x-south or vi-vn-x-central")
+    dir: Path = Field(default=Path("/usr/local/lib/hailong/sounds"),
+                      description="Folder of the generated clips (<name>.wav); relative paths are relative to "
+                                  "the config file")
+    recorded_dir: Path = Field(default=Path("/etc/hailong/sounds"),
+                               description="A recorded WAV here with a clip's name replaces the generated one")
+    output: str | None = Field(default=None, max_length=200,
+                               description="SDL audio output device name (default: the system's default output)")
+
+
 class DeviceConfig(Settings):
     """Everything one counter terminal needs to know."""
 
@@ -122,6 +142,7 @@ class DeviceConfig(Settings):
     fullscreen: bool = Field(default=True, description="Kiosk full screen (false: a window, for demos)")
     gpio: GpioSettings = Field(default_factory=GpioSettings, description="BCM pin map for buttons and LEDs")
     outbox: OutboxSettings = Field(default_factory=OutboxSettings, description="Durable outbox settings")
+    audio: AudioSettings = Field(default_factory=AudioSettings, description="Spoken prompts and sounds")
     mqtt: MqttSettings = Field(description="Broker URL, per-device credentials, TLS files")
     heartbeat_s: int = Field(default=60, ge=5, le=3600, description="Seconds between status heartbeats")
 
@@ -132,6 +153,15 @@ class DeviceConfig(Settings):
         if base is not None and not v.path.is_absolute():
             return v.model_copy(update={"path": Path(base) / v.path})
         return v
+
+    @field_validator("audio")
+    @classmethod
+    def _relative_sounds(cls, v: AudioSettings, info: ValidationInfo) -> AudioSettings:
+        base = (info.context or {}).get("base_dir")
+        if base is None:
+            return v
+        fix = {k: Path(base) / p for k, p in (("dir", v.dir), ("recorded_dir", v.recorded_dir)) if not p.is_absolute()}
+        return v.model_copy(update=fix) if fix else v
 
     @model_validator(mode="after")
     def _check(self) -> DeviceConfig:

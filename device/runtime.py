@@ -12,6 +12,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from broker.contract import DeviceConfigUpdate
 
@@ -19,6 +20,9 @@ from .config import DeviceConfig
 from .link import DeviceLink
 from .outbox import Outbox
 from .state import Clock, RatingDraft, State, Terminal
+
+if TYPE_CHECKING:
+    from .audio import Speaker
 
 log = logging.getLogger("hailong.device")
 
@@ -89,6 +93,19 @@ class DeviceRuntime:
         )
         self._reported: tuple[bool, bool] | None = None
         self.terminal.listeners.append(lambda _v: self._report_if_changed())
+        self.speaker = self._speaker(config)
+
+    def _speaker(self, config: DeviceConfig) -> Speaker | None:
+        """Spoken prompts when ``[audio] enabled``; a silent terminal never opens an audio device."""
+        if not config.audio.enabled:
+            return None
+        from .audio import Speaker
+        from .i18n import load_catalogue
+
+        speaker = Speaker(config.audio, load_catalogue("vi"))  # the voices are Vietnamese
+        self.terminal.listeners.append(speaker.on_view)
+        self.terminal.press_listeners.append(speaker.on_press)
+        return speaker
 
     def _report_if_changed(self) -> None:
         # Technicians should not wait a heartbeat to see a terminal go out of service or its
@@ -126,3 +143,5 @@ class DeviceRuntime:
     def stop(self) -> None:
         self.link.stop()
         self.outbox.close()
+        if self.speaker is not None:
+            self.speaker.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import click
 from pydantic import SecretStr
@@ -184,17 +184,23 @@ def retire_officer(ctx: Ctx, officer_id: str) -> None:
               "wheel (e.g. a wheel URL on the centre server).")
 @click.option("--watchdog/--no-watchdog", default=True, show_default=True,
               help="systemd watchdog (Type=notify, WatchdogSec); --no-watchdog for app builds without sd_notify.")
+@click.option("--audio/--no-audio", default=False, show_default=True,
+              help="Spoken prompts: the clips are made here with espeak-ng and [audio] enabled (needs a speaker).")
+@click.option("--voice", type=click.Choice(["vi", "vi-vn-x-south", "vi-vn-x-central"]), default="vi",
+              show_default=True, help="espeak-ng voice of the spoken clips (northern, southern, central).")
 @BROKER_OUT
 @pass_ctx
 def provision(ctx: Ctx, devices: tuple[str, ...], centre: str | None, out: Path, mode: str,
               broker_host: str | None, ssh_keys: tuple[Any, ...], wifi_ssid: str | None,
               wifi_password: str | None, wheel: Path | None, pip_spec: str | None, watchdog: bool,
-              broker_out: Path | None) -> None:
+              audio: bool, voice: str, broker_out: Path | None) -> None:
     """Generate credentials and the first-boot bundle for DEVICES (or a whole --centre)."""
     from broker.kernel.settings import ConfigError
     from broker.mosquitto.render import load_options
+    from device.config import Voice
 
     from .provision import ProvisionSettings, provision_many
+    from .sounds import SoundError
     from .wheel import WheelError, project_wheel
 
     reg = ctx.registry()
@@ -215,7 +221,7 @@ def provision(ctx: Ctx, devices: tuple[str, ...], centre: str | None, out: Path,
         mode=_mode(mode), pip_spec=pip_spec, wheel=None if pip_spec else wheel,
         ssh_keys=tuple(f.read().strip() for f in ssh_keys), wifi_ssid=wifi_ssid,
         wifi_password=SecretStr(wifi_password) if wifi_password else None,
-        watchdog=watchdog)
+        watchdog=watchdog, audio=audio, voice=cast(Voice, voice))
     if settings.broker_host in ("localhost", "127.0.0.1"):
         click.echo(f"warning: terminals will connect to {settings.broker_host}; record the broker's name once "
                    f"with `hailong broker render --fleet {ctx.fleet} --hostname NAME --out DIR`", err=True)
@@ -225,7 +231,7 @@ def provision(ctx: Ctx, devices: tuple[str, ...], centre: str | None, out: Path,
     for i, dev in enumerate(devices, 1):
         try:
             target = next(bundles)
-        except RegistryError as exc:
+        except (RegistryError, SoundError) as exc:
             raise click.ClickException(f"[{i}/{len(devices)}] {exc}") from None
         except ConfigError as exc:  # the terminal would refuse this config at first boot
             raise click.ClickException(f"[{i}/{len(devices)}] {dev}: the terminal would stop with: {exc} "

@@ -43,8 +43,8 @@ RestartSec=3
 TimeoutStartSec=120
 User={SERVICE_USER}
 Group={SERVICE_USER}
-# KMS/DRM display, touch (evdev/mtdev), GPIO buttons
-SupplementaryGroups=video render input gpio
+# KMS/DRM display, touch (evdev/mtdev), GPIO buttons, the speaker (ALSA)
+SupplementaryGroups=video render input gpio audio
 EnvironmentFile={ETC}/kiosk.env
 StateDirectory=hailong
 StateDirectoryMode=0750
@@ -173,12 +173,14 @@ def install_script() -> str:
 # hailong: install the terminal app and enable it. Idempotent; output goes to the journal.
 set -eu
 id {SERVICE_USER} >/dev/null 2>&1 || useradd --system --home-dir {STATE} --shell /usr/sbin/nologin {SERVICE_USER}
-for g in video render input gpio; do
+for g in video render input gpio audio; do
   if getent group "$g" >/dev/null; then usermod -aG "$g" {SERVICE_USER}; fi
 done
 chown -R root:{SERVICE_USER} {ETC}
 chmod 0750 {ETC}
-chmod 0640 {ETC}/*
+find {ETC} -maxdepth 1 -type f -exec chmod 0640 {{}} +
+# folders (e.g. sounds/ with recorded clips) stay readable by the service
+find {ETC} -mindepth 1 -type d -exec chmod 0750 {{}} +
 mkdir -p {STATE}/kivy
 cp {ETC}/kivy-config.ini {STATE}/kivy/config.ini
 chown -R {SERVICE_USER}:{SERVICE_USER} {STATE}

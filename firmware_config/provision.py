@@ -44,7 +44,7 @@ from broker.fleet.credentials import FleetState
 from broker.fleet.pki import FleetCA, write_private
 from broker.fleet.registry import Device, Registry, RegistryError
 from broker.kernel.settings import ConfigError, Settings, secret_files, validation_to_config_error
-from device.config import DeviceConfig
+from device.config import DeviceConfig, Voice
 
 from . import osfiles
 from .fleetedit import toml_value
@@ -94,6 +94,10 @@ class ProvisionSettings(Settings):
     wifi_password: SecretStr | None = Field(default=None, description="Wi-Fi passphrase (never logged)")
     wifi_country: str = Field(default="VN", pattern=r"^[A-Z]{2}$", description="Wi-Fi regulatory domain")
     watchdog: bool = Field(default=True, description="systemd watchdog (Type=notify, WatchdogSec) on the terminal")
+    audio: bool = Field(default=False, description="Spoken prompts on these terminals: [audio] enabled, and the "
+                                                   "clips generated with espeak-ng carried in the bundle")
+    voice: Voice = Field(default="vi", description="espeak-ng voice of the clips: vi (northern), vi-vn-x-south "
+                                                   "or vi-vn-x-central")
 
 
 def device_config(reg: Registry, dev: Device, s: ProvisionSettings) -> DeviceConfig:
@@ -137,6 +141,7 @@ def device_config(reg: Registry, dev: Device, s: ProvisionSettings) -> DeviceCon
         # the scale follows the buttons wired: 3 or 5 buttons, else the 4-level default
         "scale": max(buttons) if buttons and max(buttons) in (3, 5) else 4,
         "gpio": gpio, "outbox": {"path": f"{osfiles.STATE}/outbox.sqlite3"}, "mqtt": mqtt,
+        **({"audio": {"enabled": True, "voice": s.voice}} if s.audio else {}),
     }
     try:
         # no base_dir context and no secret files read: those paths are the Pi's, not this machine's
@@ -190,13 +195,14 @@ class Run:
         self.network_config = network_config(s).encode()
         self._passwords: dict[str, str] = {}
         self._written: dict[int, Path] = {}  # id of a shared file -> its first copy in this run's bundles
+        self._sounds: dict[tuple[str, str], list[BundleFile]] = {}
 
     def link(self, f: BundleFile, dest: Path) -> bool:
         """Hard-link a shared file (the wheel above all) to its first copy in this run: written once, then
         referenced by every bundle. False: write it (the first copy, or a file system without links)."""
         first = self._written.get(id(f))
         if first is None:
-            if any(f is c for c in self.common):
+            if any(f is c for c in self.common) or any(f is c for fs in self._sounds.values() for c in fs):
                 self._written[id(f)] = dest
             return False
         try:
@@ -204,6 +210,19 @@ class Run:
         except OSError:
             return False
         return True
+
+    def sound_files(self, cfg: DeviceConfig) -> list[BundleFile]:
+        """The spoken clips, made here with espeak-ng (the Pi needs no speech engine), once per voice and
+        run; none when the terminal's audio is off."""
+        if not cfg.audio.enabled:
+            return []
+        key = (cfg.audio.voice, str(cfg.audio.dir))
+        if key not in self._sounds:
+            from .sounds import clips
+
+            self._sounds[key] = [BundleFile(f"{cfg.audio.dir}/{name}.wav", data, 0o644)
+                                 for name, data in clips(cfg.audio.voice).items()]
+        return self._sounds[key]
 
     def prepare(self, device_ids: list[str]) -> None:
         """Credentials of many terminals at once (password mode: one write of the password file)."""
@@ -235,6 +254,7 @@ def bundle_files(reg: Registry, dev: Device, state: FleetState, s: ProvisionSett
         BundleFile(f"{etc}/README.txt", f"hailong terminal {dev.id}; see docs/technician.md\n".encode(), 0o644),
         *run.common[3:],
         *run.secret_files(dev),
+        *run.sound_files(cfg),
     ]
     shipped = {f.path for f in files}
     for key, file in secret_files(cfg):  # the Pi reads these at start: each must be in the bundle

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -274,3 +275,16 @@ def test_tonal_buzzer_plays_a_distinct_tune_per_outcome() -> None:
     finally:
         factory.reset()
         Device.pin_factory = None
+
+
+def test_the_wiring_diagram_is_drawn_from_the_example_unit(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "wiring.png"
+    proc = subprocess.run([sys.executable, str(root / "scripts" / "button_unit_wiring.py"), "--out", str(out)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 30_000
+    assert (root / "docs" / "screens" / "button_unit_wiring.png").is_file()  # the one docs/device.md shows

@@ -94,10 +94,15 @@ def test_technician_guide_runs_as_written(tmp_path: Path) -> None:
         assert any(r.startswith(line) for r in recorded), line
     fleet = root / "etc/hailong/fleet"
     reg = load_registry(fleet)
-    assert len(reg.counters_of("qn-tthc")) == 21 and reg.counters[("qn-tthc", "q01")].label == "Quầy 1 – Đất đai"
-    # 20 terminals + q21, q02 replaced by q02b; q03 revoked
+    assert len(reg.counters_of("qn-tthc")) == 22 and reg.counters[("qn-tthc", "q01")].label == "Quầy 1 – Đất đai"
+    # 20 terminals + the button unit q30 + q21, q02 replaced by q02b; q03 revoked
     active = {d.id for d in reg.active_devices("qn-tthc")}
-    assert len(active) == 21 and "qn-q02" not in active and "qn-q02b" in active
+    assert len(active) == 22 and "qn-q02" not in active and "qn-q02b" in active
+    # the accessible button unit: LEDs and buzzer wired, spoken clips in its bundle, [audio] on
+    unit = tomllib.loads((home / "bundles/qn-q30/device.toml").read_text())
+    assert unit["gpio"]["leds"] == {"1": 12, "2": 16, "3": 17, "4": 22} and unit["gpio"]["buzzer_pin"] == 23
+    assert unit["audio"] == {"enabled": True, "voice": "vi-vn-x-south"}
+    assert (home / "bundles/qn-q30/rootfs/usr/local/lib/hailong/sounds/thanks.wav").is_file()
     broker = root / "etc/mosquitto/hailong"
     # the ACL names each live terminal's own topics: retired qn-q02 and revoked qn-q03 are gone
     acl = (broker / "acl").read_text()

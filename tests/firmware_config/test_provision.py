@@ -85,7 +85,7 @@ def test_password_mode_and_centre_without_qms(fleet: Path, tmp_path: Path) -> No
     buttons = load_device_config(out / "dn-q01" / "device.toml", environ=on_this_machine("dn-q01"))
     touch = load_device_config(out / "dn-q02" / "device.toml", environ=on_this_machine("dn-q02"))
     assert buttons.mode == "manual_served" and buttons.walkup_allowed and buttons.hardware == "buttons"
-    assert buttons.gpio.leds == {1: 12, 2: 16, 3: 20, 4: 21} and buttons.gpio.buzzer_pin == 18
+    assert buttons.gpio.leds == {1: 12, 2: 16, 3: 17, 4: 22} and buttons.gpio.buzzer_pin == 23
     assert buttons.mqtt.secret() == secret
     assert touch.mqtt.secret() == FleetState.for_fleet(fleet).password("dn-q02")
     assert 'password_file = "/etc/hailong/mqtt.pass"' in (out / "dn-q02" / "device.toml").read_text()
@@ -184,7 +184,7 @@ def test_provisioning_refuses_what_the_terminal_would_refuse(fleet: Path, tmp_pa
     devices = fleet / "devices.toml"
     devices.write_text(devices.read_text(encoding="utf-8").replace(
         "pins = { score_1 = 5, score_2 = 6, score_3 = 13, score_4 = 19, served = 26, led_1 = 12, led_2 = 16, "
-        "led_3 = 20, led_4 = 21, buzzer = 18 }\n\n[device.dn-q02]",
+        "led_3 = 17, led_4 = 22, buzzer = 23 }\n\n[device.dn-q02]",
         "pins = { score_1 = 5, score_2 = 6, served = 26 }\n\n[device.dn-q02]"), encoding="utf-8")
     assert "score_1 = 5, score_2 = 6, served" in devices.read_text(encoding="utf-8")
     assert _run("fleet", "--fleet", str(fleet), "list")  # the registry itself still loads
@@ -237,3 +237,44 @@ def test_whole_centre_in_password_mode_one_run(fleet: Path, tmp_path: Path) -> N
          "--broker-host", "mqtt.qn.example.vn")
     again = next((out / "qn-q01/rootfs/usr/local/lib/hailong/wheels").glob("hailong-*.whl"))
     assert again.stat().st_ino != paths[1].stat().st_ino and paths[1].read_bytes() == wheels[1]
+
+
+def test_audio_bundle_carries_the_spoken_clips(fleet: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--audio: the clips are made here by espeak-ng's chosen voice and land where the terminal reads them."""
+    from device.audio import Speaker, check_clips, clip_names
+    from device.i18n import load_catalogue
+    from firmware_config.sounds import clips
+
+    out = tmp_path / "b"
+    _run("fleet", "--fleet", str(fleet), "provision", "dn-q01", "--audio", "--voice", "vi-vn-x-south",
+         "--out", str(out))
+    _run("fleet", "--fleet", str(fleet), "provision", "dn-q02", "--out", str(out))
+    sounds = out / "dn-q01/rootfs/usr/local/lib/hailong/sounds"
+    assert sorted(p.stem for p in sounds.glob("*.wav")) == sorted(clip_names(load_catalogue("vi")))
+    assert not (out / "dn-q02/rootfs/usr/local/lib/hailong/sounds").exists()  # a silent terminal carries none
+    toml = (out / "dn-q01/device.toml").read_text(encoding="utf-8")
+    assert '[audio]\nenabled = true\nvoice = "vi-vn-x-south"' in toml and "[audio]" not in \
+        (out / "dn-q02/device.toml").read_text(encoding="utf-8")
+    # the southern voice, not the northern default: espeak-ng says the same text differently
+    assert (sounds / "question.wav").read_bytes() == clips("vi-vn-x-south")["question"] != clips("vi")["question"]
+    # first boot writes them from user-data too (cloud-init write_files)
+    assert "/usr/local/lib/hailong/sounds/thanks.wav" in (out / "dn-q01/boot/user-data").read_text()
+    # on the Pi the terminal starts with them (here the bundle's copy stands for /usr/local/lib/hailong)
+    env = {"HAILONG_DEVICE__MQTT__PASSWORD": "x", "HAILONG_DEVICE__AUDIO__DIR": str(sounds)}
+    cfg = load_device_config(out / "dn-q01/device.toml", environ=env)
+    assert cfg.audio.enabled and cfg.audio.voice == "vi-vn-x-south"
+    check_clips(cfg.audio, out / "dn-q01/device.toml")
+    monkeypatch.setenv("SDL_AUDIODRIVER", "dummy")
+    Speaker(cfg.audio, load_catalogue("vi")).close()
+
+
+def test_audio_without_espeak_is_refused_by_name(fleet: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from firmware_config.sounds import clips
+
+    clips.cache_clear()
+    monkeypatch.setenv("PATH", str(tmp_path))  # no espeak-ng on this machine
+    result = CliRunner().invoke(main, ["fleet", "--fleet", str(fleet), "provision", "dn-q01", "--audio",
+                                       "--out", str(tmp_path / "b")])
+    clips.cache_clear()
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "espeak-ng is not installed on this machine (apt-get install espeak-ng)" in result.output
