@@ -28,6 +28,7 @@ from .queries import (
     CENTRE_KEYS,
     CLASS_TEXT,
     LABELS,
+    ONLINE_TEXT,
     RATED,
     RATING_KEYS,
     RATIO,
@@ -90,7 +91,8 @@ def centre_overview(s: DashboardSettings) -> Dashboard:
         "Last reported online state of each terminal in the centre.",
         (Target("A", f'SELECT last("{Field.ONLINE}") AS "{Field.ONLINE}" FROM "{Measurement.DEVICE_STATUS}" '
                 "WHERE $timeFilter" + tag_filters((Tag.CENTRE,)) + group_clause((Tag.DEVICE,))),),
-        (organize({Tag.DEVICE: "Thiết bị", Field.ONLINE: "Trực tuyến"}),), width=12, height=9)
+        (organize({Tag.DEVICE: "Thiết bị", Field.ONLINE: "Trực tuyến"}),), width=12, height=9,
+        value_text=ONLINE_TEXT)
     return Dashboard(
         "hl-centre", "Tổng quan trung tâm",
         "Centre overview: 766-style satisfaction ratio and response rate, counts by class, counter and service. "

@@ -9,13 +9,18 @@ from broker.contract import QMS_BRIDGE_DEVICE
 from storage.schema import Field, Measurement, Tag
 
 from .grafana import Dashboard, Panel, Target, organize
-from .queries import count_query, group_clause, tag_filters
+from .queries import ONLINE_TEXT, count_query, group_clause, tag_filters
 from .settings import DashboardSettings
 from .variables import tag_variables
 
 M, T, F = Measurement, Tag, Field
 KEYS = (T.CENTRE, T.DEVICE)
 QMS_TIME_FROM = "7d"  # a bridge quiet since Friday must still be listed on Monday morning
+# the bridge's state (qms_bridge/health.py; "offline" is its last will) as a supervisor reads it
+QMS_STATE_TEXT: tuple[tuple[str, str], ...] = (
+    ("ok", "Hoạt động"), ("database_unreachable", "Mất kết nối CSDL hệ thống xếp hàng"),
+    ("mapping_error", "Lỗi ánh xạ dữ liệu"), ("database_error", "Lỗi truy vấn CSDL"),
+    ("broker_unreachable", "Mất kết nối broker"), ("offline", "Ngoại tuyến"))
 
 
 def qms_panels() -> tuple[Panel, Panel]:
@@ -29,7 +34,7 @@ def qms_panels() -> tuple[Panel, Panel]:
         (Target("A", f'SELECT last("{F.STATE}") AS "state" FROM "{M.DEVICE_STATUS}" WHERE $timeFilter AND '
                      f'"{T.DEVICE}" = \'{QMS_BRIDGE_DEVICE}\'{centre} GROUP BY "{T.CENTRE}"'),),
         (organize({"Time": "Lần cuối thấy", "centre": "Trung tâm", "state": "Trạng thái"}, exclude=()),),
-        time_from=QMS_TIME_FROM, width=12, height=6, times=("Lần cuối thấy",))
+        time_from=QMS_TIME_FROM, width=12, height=6, times=("Lần cuối thấy",), value_text=QMS_STATE_TEXT)
     last = Panel(
         "fleet.qms_last_event", "table", "Cầu nối QMS: vé đóng gần nhất",
         "The last ticket close each centre's queue system sent: a bridge quiet during opening hours raises "
@@ -68,11 +73,12 @@ def fleet_health(s: DashboardSettings) -> Dashboard:
                           + group_clause(KEYS)),),
                   (organize({"centre": "Trung tâm", "device": "Thiết bị", "online": "Trực tuyến",
                              "outbox_depth": "Hàng đợi", "version": "Phiên bản", "uptime_s": "Thời gian chạy (s)"}),),
-                  width=12),
+                  width=12, value_text=ONLINE_TEXT),
             Panel("fleet.last_seen", "table", "Lần cuối thấy", "When each terminal last reported its status.",
                   (Target("A", last_online + group_clause(KEYS)),),
                   (organize({"Time": "Lần cuối thấy", "centre": "Trung tâm", "device": "Thiết bị",
-                             "online": "Trực tuyến"}, exclude=()),), width=12, times=("Lần cuối thấy",)),
+                             "online": "Trực tuyến"}, exclude=()),), width=12, times=("Lần cuối thấy",),
+                  value_text=ONLINE_TEXT),
             Panel("fleet.outbox", "timeseries", "Độ sâu hàng đợi outbox",
                   "Largest outbox depth per terminal per interval: ratings waiting to be sent.",
                   (Target("A", f'SELECT max("{F.OUTBOX_DEPTH}") FROM "{M.DEVICE_STATUS}" WHERE $timeFilter'

@@ -107,7 +107,8 @@ def ticket_rejections_panel() -> Panel:
         "duplicate_ticket and unknown_ticket rejections per counter and terminal.",
         (Target("A", q),),
         (sort_by("n"), organize({"centre": "Trung tâm", "counter": "Quầy", "device": "Thiết bị", "reason": "Lý do",
-                                 "n": "Số lần"})), width=12)
+                                 "n": "Số lần"})), width=12,
+        value_text=(("duplicate_ticket", "Vé đã được đánh giá"), ("unknown_ticket", "Vé không khớp vé đã đóng")))
 
 
 def late_panel() -> Panel:

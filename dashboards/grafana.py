@@ -146,7 +146,7 @@ class Panel:
             defaults["unit"] = self.unit
         if self.decimals is not None:
             defaults["decimals"] = self.decimals
-        elif self.kind in ("table", "stat", "barchart") and self.unit != "percentunit":
+        elif self.unit != "percentunit":
             defaults["decimals"] = 0  # counts are whole numbers: "45", never "45.0"
         if self.kind == "stat" or self.no_value:
             defaults["noValue"] = self.no_value or NO_DATA  # Grafana's own "No data" is English

@@ -65,6 +65,9 @@ CLASS_TEXT: tuple[tuple[str, str], ...] = (("very_satisfied", "Rất hài lòng"
                                            ("satisfied", "Hài lòng (gồm Bình thường)"),
                                            ("not_satisfied", "Không hài lòng"))
 
+# a terminal's (or bridge's) last online state as a person reads it, never "true"/"false"
+ONLINE_TEXT: tuple[tuple[str, str], ...] = (("true", "Trực tuyến"), ("false", "Ngoại tuyến"))
+
 RANK_RULE = ("Ranking rule: shared rank (competition ranking 1, 1, 3): equal ratios share a rank and the next "
              "rank skips; only within one centre")
 

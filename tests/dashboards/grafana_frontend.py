@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import json
 import math
+import os
 import shutil
 import subprocess
 import threading
@@ -54,8 +55,11 @@ class _Node:
         node = shutil.which("node") or shutil.which("nodejs")
         if node is None:
             raise RuntimeError("node not found: install Debian's nodejs (scripts/install-system-deps.sh)")
+        # the viewer's browser runs on UTC, whatever this machine's zone: what is not pinned to the
+        # dashboard's zone shows up as shifted hours in the tests
+        env = {**os.environ, "TZ": "UTC"}
         self.proc = subprocess.Popen([node, str(JS_DIR / "render.js")], cwd=JS_DIR, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, encoding="utf-8", bufsize=1)
+                                     stdout=subprocess.PIPE, text=True, encoding="utf-8", bufsize=1, env=env)
         self.lock = threading.Lock()
 
     def ask(self, request: dict[str, Any]) -> dict[str, Any]:

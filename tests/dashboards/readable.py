@@ -24,7 +24,7 @@ DASH = "—"
 PERCENT = re.compile(r"^\d{1,3}\.\d%$")
 INTEGER = re.compile(r"^-?\d+$")
 DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
-RAW = re.compile(r"^-?\d*\.\d+$|NaN|undefined|Infinity|\[object|^\[|^\{")  # what no person should read
+RAW = re.compile(r"^-?\d*\.\d+$|NaN|undefined|Infinity|\[object|^\[|^\{|^true$|^false$")  # no person reads these
 
 
 def pct(num: int | Fraction | None, den: int | None = None) -> str:
@@ -48,7 +48,8 @@ def audit(what: str, panel: dict[str, Any], shown: Shown) -> int:
     """Every displayed cell is in a form a person reads; returns the number of cells looked at.
 
     A ratio column (a percent override) shows "89.7%" or "—"; any other number is a whole number;
-    a time column a local date and time; nothing shows a raw fraction, NaN, undefined or an array.
+    a time column a local date and time; nothing shows a raw fraction, NaN, undefined, an array or
+    a JavaScript boolean.
     """
     percent_cols = {o["matcher"]["options"] for o in panel["fieldConfig"]["overrides"]
                     if {"id": "unit", "value": "percentunit"} in o["properties"]}

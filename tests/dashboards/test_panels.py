@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from dashboards.boards import all_dashboards, for_centre
+from dashboards.boards_fleet import QMS_STATE_TEXT
 from dashboards.grafana import NO_DATA
 from dashboards.queries import CLASS_TEXT, LABELS
 
@@ -31,6 +32,7 @@ TWO_CENTRES: Selection = {"centre": ["c-ba", "c-hk"], "service": ["ho-tich"]}
 SELECTIONS = (ALL, ONE_OFFICER, TWO_CENTRES)
 L = LABELS
 CELLS: Counter[str] = Counter()  # panel key -> displayed cells audited
+ONLINE = {True: "Trực tuyến", False: "Ngoại tuyến"}  # a person reads the state, never true/false
 
 
 def board_of(settings: Any, key: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -178,6 +180,8 @@ def check_devices_online(s: Seeded, key: str, sel: Selection) -> None:
     last = last_status(s.seed, FULL.start_ms, FULL.end_ms, shown.sel.get("centre"))
     assert {r["Thiết bị"]: r["Trực tuyến"] for r in shown.table.rows} == {
         d: st.online for (_, d), st in last.items()}
+    assert {r["Thiết bị"]: r["Trực tuyến"] for r in shown.table.text} == {
+        d: ONLINE[st.online] for (_, d), st in last.items()}
 
 
 def check_weekly_trend(s: Seeded, key: str, sel: Selection) -> None:
@@ -225,6 +229,9 @@ def check_fleet_status(s: Seeded, key: str, sel: Selection) -> None:
         if key == "fleet.status":
             assert (got[k]["Trực tuyến"], got[k]["Hàng đợi"], got[k]["Phiên bản"], got[k]["Thời gian chạy (s)"]) == (
                 st.online, st.outbox_depth, st.version, st.uptime_s)
+            text = shown.text_by("Trung tâm", "Thiết bị")[k]
+            assert (text["Trực tuyến"], text["Hàng đợi"], text["Thời gian chạy (s)"]) == (
+                ONLINE[st.online], count(st.outbox_depth), count(st.uptime_s))
         else:
             assert got[k]["Lần cuối thấy"] == st.time_ns // 1_000_000
             assert shown.text_by("Trung tâm", "Thiết bị")[k]["Lần cuối thấy"] == local_time(
@@ -262,6 +269,9 @@ def check_qms_bridge(s: Seeded, key: str, sel: Selection) -> None:
     got = shown.rows_by("Trung tâm")
     assert {k[0]: (r["Trạng thái"], r["Lần cuối thấy"]) for k, r in got.items()} == {
         c: (st.state, st.time_ns // 1_000_000) for c, st in last.items()}
+    states = dict(QMS_STATE_TEXT)
+    assert {k[0]: (t["Trạng thái"], t["Lần cuối thấy"]) for k, t in shown.text_by("Trung tâm").items()} == {
+        c: (states[st.state], local_time(st.time_ns // 1_000_000, TZ.key)) for c, st in last.items()}
 
 
 def check_qms_last_event(s: Seeded, key: str, sel: Selection) -> None:
@@ -321,6 +331,9 @@ def check_ticket_rejections(s: Seeded, key: str, sel: Selection) -> None:
                    and all(v is None or r.tag(k) in v for k, v in shown.sel.items()))
     got = {(r["Trung tâm"], r["Quầy"] or None, r["Thiết bị"], r["Lý do"]): r["Số lần"] for r in shown.table.rows}
     assert got == dict(want)
+    reasons = {"duplicate_ticket": "Vé đã được đánh giá", "unknown_ticket": "Vé không khớp vé đã đóng"}
+    assert sorted((t["Lý do"], t["Số lần"]) for t in shown.table.text) == sorted(
+        (reasons[k[3]], count(n)) for k, n in want.items())
 
 
 def check_late(s: Seeded, key: str, sel: Selection) -> None:
@@ -399,3 +412,20 @@ def test_raw_mode_panels_equal_seed_too(seeded: Seeded, key: str, sel: Selection
     for one in per_single_value(raw, key, sel):
         CHECKS[key](raw, key, one)
 
+
+
+def test_heatmap_hours_follow_the_centre_not_the_viewer(seeded: Seeded) -> None:
+    """The heatmap's formatTime carries the dashboard's zone: a viewer whose session is on UTC still reads
+    the centre's hours (07, 08, ...); without the option Grafana would format in the viewer's zone."""
+    board, panel = board_of(seeded.settings, "centre.heatmap")
+    sel = {"centre": ["c-ba"]}
+    local = show_panel(seeded.db, board, panel, FULL, ms(NOW), sel)
+    viewer_utc = show_panel(seeded.db, board | {"timezone": "utc"}, panel, FULL, ms(NOW), sel)
+    hours = sorted(t["Giờ"] for t in local.text)
+    assert hours and hours == sorted(t["Giờ"] for t in viewer_utc.text)
+    assert all("07" <= h <= "18" for h in hours), hours  # opening hours in Hà Nội time
+    unpinned = {**panel, "transformations": [
+        {**tr, "options": {k: v for k, v in tr["options"].items() if k != "timezone"}}
+        for tr in panel["transformations"]]}
+    shifted = show_panel(seeded.db, board | {"timezone": "utc"}, unpinned, FULL, ms(NOW), sel)
+    assert sorted(t["Giờ"] for t in shifted.text) != hours, "the option is what pins it"

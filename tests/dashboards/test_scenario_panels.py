@@ -201,6 +201,8 @@ def check_devices(v: View) -> None:
     want = v.hc.devices_online(v.start, v.end, v.sel.get("centre"))
     got = {r["Thiết bị"]: r["Trực tuyến"] for r in v.table.rows}
     assert got == want
+    shown = {r["Thiết bị"]: r["Trực tuyến"] for r in v.table.text}
+    assert shown == {d: "Trực tuyến" if on else "Ngoại tuyến" for d, on in want.items()}
     CELLS[v.uid] += len(want)
 
 
