@@ -536,17 +536,3 @@ def new_event_id() -> str:
     value |= rand & ((1 << 62) - 1)  # rand_b
     return str(uuid.UUID(int=value))
 
-
-# The default reason codes a terminal offers for a low score, with the Vietnamese label the
-# citizen reads on the terminal (device/i18n/vi.toml [reasons.codes] says the same; a test
-# keeps the two equal). The codes travel in RatingEvent.reasons, so the wire contract is the
-# lowest place both the terminal and the reports can read; the weekly report and the
-# dashboards label reasons from here, never with their own wording.
-REASON_LABELS_VI: dict[str, str] = {
-    "thai_do": "Thái độ cán bộ",
-    "thoi_gian_cho": "Thời gian chờ lâu",
-    "huong_dan": "Hướng dẫn chưa rõ",
-    "thu_tuc": "Thủ tục phức tạp",
-    "di_lai": "Phải đi lại nhiều lần",
-    "co_so_vat_chat": "Cơ sở vật chất",
-}

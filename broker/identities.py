@@ -12,6 +12,8 @@ from __future__ import annotations
 INGEST_USER = "svc.ingest"
 ADMIN_USER = "svc.admin"
 QMS_USER_PREFIX = "svc.qms."
+# The web rating service (web/): publishes citizens' phone ratings on hl/v1/<centre>/web/rating
+WEB_USER = "svc.web"
 
 
 def qms_user(centre: str) -> str:

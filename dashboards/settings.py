@@ -12,12 +12,12 @@ from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 
-from broker.contract import REASON_LABELS_VI
+from broker import ratingscale
 from broker.kernel.settings import Settings, load_model
 from storage.connection import InfluxConnection
 
 # Reason labels as the terminal shows them (broker/contract.py is the one catalogue).
-DEFAULT_REASONS: dict[str, str] = dict(REASON_LABELS_VI)
+DEFAULT_REASONS: dict[str, str] = dict(ratingscale.words("vi")["reasons"]["codes"])
 
 
 class ContactPoints(Settings):

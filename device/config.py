@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from broker import ratingscale
 from broker.contract import ID_PATTERN, REASON_PATTERN, DeviceConfigUpdate
 from broker.kernel.settings import ConfigError, SettingError, Settings, load_model
 from broker.mqtt.settings import MqttSettings
@@ -30,7 +31,7 @@ ReasonCode = Annotated[str, Field(pattern=REASON_PATTERN)]
 DisplayText = Annotated[str, Field(min_length=1, max_length=64)]
 BcmPin = Annotated[int, Field(ge=0, le=27)]
 
-DEFAULT_REASONS = ("thai_do", "thoi_gian_cho", "huong_dan", "thu_tuc", "di_lai", "co_so_vat_chat")
+DEFAULT_REASONS = ratingscale.REASON_CODES  # the shared rating scale's codes (broker/ratingscale)
 
 
 class OutboxSettings(Settings):

@@ -31,8 +31,8 @@ from pydantic.fields import FieldInfo
 from broker.kernel.settings import SECRET_FILE, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("broker", "storage", "device", "ingest", "qms_bridge", "national", "dashboards", "firmware_config",
-            "federation", "hailong")
+PACKAGES = ("broker", "storage", "device", "ingest", "qms_bridge", "national", "web", "dashboards",
+            "firmware_config", "federation", "hailong")
 DEFAULT_OUT = Path("docs/configuration.md")
 COMMAND = "hailong config reference --out docs/configuration.md"
 
@@ -82,6 +82,10 @@ FILES: tuple[ConfigFile, ...] = (
     ConfigFile("qms.toml", "the queue-system (QMS) bridge", "hailong qms bridge --config qms.toml",
                (Layout("qms_bridge.config:BridgeConfig"),), "HAILONG_QMS", ("deploy/qms/*.toml",),
                "How to map a vendor's webhook or database: docs/qms-integration.md."),
+    ConfigFile("web.toml", "the web rating service (citizens rate from a phone)",
+               "hailong web serve --config web.toml",
+               (Layout("web.config:WebConfig"), Layout("web.config:CentreScale", "centres.<id>")), "HAILONG_WEB",
+               ("deploy/web.example.toml",), "Links, keys, deployment and privacy: docs/web-rating.md."),
     ConfigFile("<fleet>/broker.toml", "how the fleet's broker is deployed",
                "hailong broker render --fleet DIR; hailong fleet provision (broker name and ports)",
                (Layout("broker.mosquitto.render:RenderOptions"),), "HAILONG_BROKER", (),

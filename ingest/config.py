@@ -86,6 +86,14 @@ class IntegritySettings(Settings):
         default=10.0, ge=0, le=300,
         description="Hold a rating whose ticket_closed has not arrived yet this long before unknown_ticket",
     )
+    web_hold_s: float = Field(
+        default=900.0, ge=0, le=3600,
+        description="Hold a web rating (a slip's QR scanned while waiting) this long for its ticket_closed before "
+                    "unknown_ticket")
+    web_window_s: int = Field(
+        default=8 * 86_400, ge=3600, le=31 * 86_400,
+        description="A web rating must follow its ticket's close by at most this (the link's own expiry, default "
+                    "7 days after the service day, is checked too): later is link_expired")
     tickets_per_counter: int = Field(
         default=512, ge=16, le=100_000, description="Recent tickets remembered per counter (bounds memory)"
     )

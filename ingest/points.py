@@ -32,11 +32,13 @@ def rating_point(
     ticket_id: str | None = None,
     bound_close_ms: int | None = None,
     digest: str | None = None,
+    counter: str | None = None,
 ) -> Point:
     """The ``rating`` point. Ticket, dossier and event_id are fields (cardinality).
 
     ``officer``/``service`` are the attributed ones (the QMS close's in a QMS centre); the
-    terminal's own officer is kept in ``terminal_officer`` when it differs.
+    terminal's own officer is kept in ``terminal_officer`` when it differs. ``counter`` is the
+    attributed counter of a web rating (its QMS close's); a terminal's is its own.
     """
     rated = event.rated_at if rated_at_ms is None else rated_at_ms
     closed = event.closed_at if closed_at_ms is None else closed_at_ms
@@ -65,10 +67,14 @@ def rating_point(
         fields[Field.CLOSED_AT_MS] = bound_close_ms
     if digest:
         fields[Field.DIGEST] = digest
+    if event.source is not None:
+        fields[Field.SOURCE] = event.source
+    if event.comment:
+        fields[Field.COMMENT] = event.comment
     tags = {
         Tag.PROVINCE: province,
         Tag.CENTRE: event.centre,
-        Tag.COUNTER: event.counter,
+        Tag.COUNTER: event.counter if counter is None else counter,
         Tag.OFFICER: event.officer if officer is None else officer,
         Tag.SERVICE: (event.service or "") if service is None else service,
         Tag.DEVICE: event.device,

@@ -20,7 +20,15 @@ Rules (DESIGN.md, integrity), in order, each a stable rejection reason:
    are the close's, the terminal's officer is kept as ``terminal_officer``;
 7. one rating per ticket instance (``duplicate_ticket``);
 8. without a QMS the terminal's officer stands (a counter's registered officer,
-   when set, must match: ``officer_mismatch``) and the window is the device's.
+   when set, must match: ``officer_mismatch``) and the window is the device's;
+9. a web rating (``input`` "web", device "web": a citizen's phone through the web rating
+   service) is judged like a terminal rating of the same ticket instance: it binds to the
+   QMS close of its vendor ticket id, else of its number on its service day (at any counter,
+   unless the link named one), and is credited to that close's counter, officer and service;
+   rated after the link's expiry or ``web_window_s`` after the close is ``link_expired``; a
+   second rating of the instance through any channel is ``duplicate_ticket`` (first wins); it
+   waits up to ``web_hold_s`` for a close (a slip scanned in the queue), then ``unknown_ticket``.
+   A centre without a QMS cannot bind a phone rating to a served ticket: ``unknown_ticket``.
 
 A rating can overtake its ``ticket_closed``: then :data:`HOLD` is returned and the
 service re-judges it, until ``hold_grace_s`` after it first arrived. A device may
@@ -38,7 +46,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
-from broker.contract import RatingEvent, Topic, check_rating_topic
+from broker.contract import WEB_ANY_COUNTER, RatingEvent, Topic, check_rating_topic
 from storage.influxql import InfluxQL
 from storage.lineproto import Point
 from storage.schema import WALKUP_FALSE, Field, Measurement, Tag
@@ -88,6 +96,7 @@ class Attribution(NamedTuple):
     rated_ms: int
     corrected: bool
     officer_verified: bool  # the officer is the QMS's or a registered officer of the centre
+    counter: str | None = None  # a web rating's counter: its close's (None: the rating's own)
 
 
 class Accepted(NamedTuple):
@@ -154,13 +163,15 @@ class RatingJudge:
         return rating_point(event, place.province, rated_at_ms=a.rated_ms, clock_corrected=a.corrected,
                             officer=a.officer, service=a.service, response_ms=a.response_ms,
                             terminal_officer=a.terminal_officer, ticket_id=a.ticket_id,
-                            bound_close_ms=a.bound_close_ms, digest=digest)
+                            bound_close_ms=a.bound_close_ms, digest=digest, counter=a.counter)
 
     # ------------------------------------------------------------------ the rules
 
     def _judge_new(self, event: RatingEvent, place: Placement, received_ms: int,
                    now_ms: int) -> Attribution | _Hold:
         times = self.clock.times(event, received_ms)
+        if event.input == "web":
+            return self._web_ticket(event, place, times, received_ms, now_ms)
         if event.ticket is None:
             return self._walkup(event, place, times)
         if place.enforce_tickets and place.has_qms:
@@ -236,6 +247,36 @@ class RatingJudge:
         raise RuleRejection("unknown_ticket", f"no ticket_closed for {event.ticket!r} at counter "
                             f"{event.counter!r} within {s.hold_grace_s:g}s", "ticket")
 
+    def _web_ticket(self, event: RatingEvent, place: Placement, times: RatingTimes, received_ms: int,
+                    now_ms: int) -> Attribution | _Hold:
+        """A citizen's phone rating: the same ticket instance, the same one rating per ticket (rule 9)."""
+        assert event.ticket is not None and event.service_day is not None
+        s = self.settings
+        rated = times.rated_at_ms
+        if event.link_expires_at is not None and rated > event.link_expires_at:
+            raise RuleRejection("link_expired", f"rated {(rated - event.link_expires_at) / 1000:.0f}s after its "
+                                "link expired", "link_expires_at")
+        if not (place.enforce_tickets and place.has_qms):
+            raise RuleRejection("unknown_ticket", f"centre {event.centre!r} has no queue system to bind a web "
+                                "rating to a served ticket", "ticket")
+        counter = None if event.counter == WEB_ANY_COUNTER else event.counter
+        found = self.index.web_close(event.centre, event.ticket, event.service_day, event.ticket_id, counter,
+                                     rated + s.early_tolerance_s * 1000)
+        if found is None:
+            if now_ms - received_ms < s.web_hold_s * 1000:
+                return HOLD  # scanned while waiting: its ticket_closed is still to come
+            raise RuleRejection("unknown_ticket", f"no ticket_closed for {event.ticket!r} of {event.service_day} "
+                                f"within {s.web_hold_s:g}s", "ticket")
+        inst, close = found
+        response = rated - close.at_ms
+        if response > s.web_window_s * 1000:
+            raise RuleRejection("link_expired", f"rated {response / 86_400_000:.1f} days after ticket "
+                                f"{event.ticket!r} closed (web window {s.web_window_s // 86_400} days)", "rated_at")
+        self._check_not_rated(event, inst.rated_by)
+        inst.rated_by = event.event_id
+        return Attribution(close.officer, close.service or event.service or "", inst.ticket_id or event.ticket_id,
+                           close.at_ms, None, max(0, response), rated, times.corrected, True, close.counter)
+
     def _check_not_rated(self, event: RatingEvent, rated_by: str | None) -> None:
         if rated_by is not None and rated_by != event.event_id:
             raise RuleRejection("duplicate_ticket", f"ticket {event.ticket!r} at counter {event.counter!r} was "
@@ -247,16 +288,22 @@ class RatingJudge:
 
     # ------------------------------------------------------------------ per-device hold budget
 
+    @staticmethod
+    def _holder(event: RatingEvent) -> str:
+        # the web service speaks for every centre under one device id: its hold budget is per centre
+        return f"{event.device}@{event.centre}" if event.input == "web" else event.device
+
     def _hold(self, event: RatingEvent) -> None:
-        held = self._held.setdefault(event.device, set())
+        holder = self._holder(event)
+        held = self._held.setdefault(holder, set())
         if event.event_id in held:
             return
         s = self.settings
         now = time.monotonic()
-        bucket = self._buckets.get(event.device) or _Bucket(float(s.hold_burst), now)
+        bucket = self._buckets.get(holder) or _Bucket(float(s.hold_burst), now)
         bucket.tokens = min(float(s.hold_burst), bucket.tokens + (now - bucket.at) * s.hold_rate_per_s)
         bucket.at = now
-        self._buckets[event.device] = bucket
+        self._buckets[holder] = bucket
         if len(held) >= s.max_held_per_device or bucket.tokens < 1:
             self._seen.pop(event.event_id, None)  # not judged: a later identical resend is judged afresh
             raise RuleRejection("hold_budget_exceeded", f"device {event.device!r} already has {len(held)} "
@@ -266,11 +313,12 @@ class RatingJudge:
         held.add(event.event_id)
 
     def _release(self, event: RatingEvent) -> None:
-        held = self._held.get(event.device)
+        holder = self._holder(event)
+        held = self._held.get(holder)
         if held is not None:
             held.discard(event.event_id)
             if not held:
-                del self._held[event.device]
+                del self._held[holder]
 
     def held_count(self, device: str) -> int:
         return len(self._held.get(device, ()))
@@ -319,6 +367,6 @@ class RatingJudge:
                 self._remember(str(event_id), _Seen(str(row[Field.DIGEST]), Attribution(
                     str(row.get(Tag.OFFICER) or ""), str(row.get(Tag.SERVICE) or ""), tid, bound,
                     str(term) if term else None, response, rated, bool(row.get(Field.CLOCK_CORRECTED)),
-                    True)))
+                    True, str(counter))))  # the stored counter: a web rating's is its close's
         log.info("rating judge rebuilt: %d recent ratings (last %ds)", len(rows), lookback_s)
         return len(rows)

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
+from broker.contract import WEB_DEVICE
+
 from .rejection import RuleRejection
 
 log = logging.getLogger("hailong.ingest")
@@ -211,6 +213,11 @@ class RegistryHolder:
     def _place(self, reg: FleetRegistry | None, device: str, centre: str, counter: str | None) -> Placement:
         if reg is None:  # development mode: no registry configured
             return Placement(self._default_province, has_qms=False, walkup_allowed=True, enforce_tickets=False)
+        if device == WEB_DEVICE:  # the web rating service (svc.web): the centre must exist; the close names the rest
+            web_centre = reg.centres.get(centre)
+            if web_centre is None:
+                raise RuleRejection("wrong_centre", f"web rating for unregistered centre {centre!r}", "centre")
+            return Placement(web_centre.province, web_centre.has_qms, False, timezone=self.timezone_of(centre))
         dev = reg.devices.get(device)
         if dev is None:
             raise RuleRejection("unknown_device", f"device {device!r} is not in the fleet registry", "device")

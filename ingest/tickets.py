@@ -157,6 +157,23 @@ class TicketIndex:
         found = [(inst, c) for inst in instances for c in inst.closes if c.counter == counter]
         return sorted(found, key=lambda ic: ic[1].at_ms)
 
+    def web_close(self, centre: str, number: str, day: str, ticket_id: str | None, counter: str | None,
+                  latest_ms: int) -> tuple[TicketInstance, Close] | None:
+        """The close a web rating answers: its vendor ticket id, else its number on its service day (any counter
+        unless the link names one); of that instance the latest close at or before ``latest_ms``."""
+        if ticket_id is not None:
+            inst = self._vendor.get((centre, ticket_id))
+            instances = [inst] if inst is not None and inst.number == number else []
+        else:
+            instances = [i for i in self._numbers.get((centre, number), ()) if i.day == day]
+        best: tuple[TicketInstance, Close] | None = None
+        for inst in instances:
+            for c in inst.closes:
+                if c.at_ms <= latest_ms and (counter is None or c.counter == counter) and (
+                        best is None or c.at_ms > best[1].at_ms):
+                    best = (inst, c)
+        return best
+
     def find(self, centre: str, counter: str, number: str, ticket_id: str | None,
              closed_at_ms: int | None, rated_ms: int) -> TicketInstance | None:
         """The instance a stored rating was bound to (index rebuild): its close time, else the latest before."""

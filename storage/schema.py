@@ -93,6 +93,8 @@ class Field:
     EVENT_ID: Final = "event_id"
     RESPONSE_MS: Final = "response_ms"
     INPUT: Final = "input"
+    SOURCE: Final = "source"  # a web rating's link source: qr, sms, zalo, terminal-qr
+    COMMENT: Final = "comment"  # a web rating's short comment (never shown publicly)
     CLOCK_CORRECTED: Final = "clock_corrected"
     SERVE_S: Final = "serve_s"
     # vendor ticket identity (rating and ticket) when the QMS sends one

@@ -95,3 +95,20 @@ def rotate(fleet: Path, state_dir: Path | None, centre: str) -> None:
     ring = FleetState.for_fleet(fleet, state_dir).rotate_link_key(centre)
     click.echo(f"centre {centre}: now signing with key {ring.current}; "
                f"{len(ring.keys) - 1} older key(s) still verify issued links (secrets not shown)")
+
+
+@web.command("serve")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="web.toml (docs/web-rating.md; keys: docs/configuration.md)")
+def serve(config_path: Path) -> None:
+    """The citizen's rating page: GET/POST /r/<token>, behind a TLS reverse proxy."""
+    from broker.kernel.settings import ConfigError
+
+    from .config import load_config
+    from .service import WebService
+
+    try:
+        service = WebService(load_config(config_path))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    service.run()

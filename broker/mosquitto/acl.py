@@ -7,6 +7,8 @@ Who may do what (topics from broker.contract)::
     svc.ingest, svc.ingest.2 .. N     read  ratings, statuses, QMS and QMS bridge statuses of every centre
                                       (one user per ingest instance: client id = username)
     svc.qms.<C> (one per QMS centre)  write hl/v1/C/qms/+, hl/v1/C/qms/bridge/status (retained bridge status)
+    svc.web (the web rating service)  write hl/v1/C/web/rating for every QMS centre C, nothing else
+                                      (a phone rating is bound by the QMS close: centres without a QMS get none)
     svc.admin                         readwrite every active device's config topic,
                                       read statuses, QMS bridge statuses and $SYS (fleet health)
 
@@ -34,11 +36,13 @@ from broker.contract import (
     rating_topic,
     status_topic,
     subscription,
+    web_rating_topic,
 )
 from broker.fleet.registry import Device, Registry
 from broker.identities import (
     ADMIN_USER,
     QMS_USER_PREFIX,
+    WEB_USER,
     ingest_users,
     qms_user,
 )
@@ -46,7 +50,7 @@ from broker.identities import (
 
 def service_users(registry: Registry, ingest_instances: int = 1, ingest_workers: int = 1) -> list[str]:
     """The non-device broker users of a fleet: ingest(s) and their workers, admin, one QMS adapter per QMS centre."""
-    users = [*ingest_users(ingest_instances, ingest_workers), ADMIN_USER]
+    users = [*ingest_users(ingest_instances, ingest_workers), ADMIN_USER, WEB_USER]
     users += [qms_user(c.id) for c in sorted(registry.centres.values(), key=lambda c: c.id) if c.has_qms]
     return users
 
@@ -86,6 +90,8 @@ def render_acl(registry: Registry, devices: Iterable[Device], ingest_instances: 
             centre = user.removeprefix(QMS_USER_PREFIX)
             out += ["", f"user {user}", f"topic write {TOPIC_PREFIX}/{centre}/qms/+",
                     f"topic write {qms_bridge_status_topic(centre)}"]
+    web_centres = sorted(c.id for c in registry.centres.values() if c.has_qms)
+    out += ["", f"user {WEB_USER}", *(f"topic write {web_rating_topic(c)}" for c in web_centres)]
     for dev in devices:
         counter = registry.counters[(dev.centre, dev.counter)]
         out += ["", f"# {dev.id}: {registry.centres[dev.centre].name} / {counter.label}", f"user {dev.id}"]

@@ -1,9 +1,10 @@
 """UI text catalogues, one TOML file per language (vi default, en).
 
 Labels are listed best level first for each scale, the order they appear on
-screen. A missing key is a bug: :func:`load_catalogue` checks every catalogue
-has the same keys as Vietnamese, so a new string cannot be forgotten in one
-language.
+screen; they and the reason labels come from the rating scale both surfaces share
+(broker/ratingscale/: the web rating page shows the same words). A missing key is a
+bug: :func:`load_catalogue` checks every catalogue has the same keys as Vietnamese,
+so a new string cannot be forgotten in one language.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import tomllib
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from broker import ratingscale
 
 LANGUAGES = ("vi", "en")
 _DIR = Path(__file__).parent
@@ -37,10 +40,10 @@ class Catalogue:
 
     def levels(self, scale: int) -> list[str]:
         """Labels best first."""
-        return list(self.data["levels"][str(scale)])
+        return ratingscale.levels(self.language, scale)
 
     def reason(self, code: str) -> str:
-        return str(self.data["reasons"]["codes"].get(code, code.replace("_", " ")))
+        return ratingscale.reason_label(self.language, code)
 
 
 @cache

@@ -8,7 +8,10 @@ colour alone: the face's mouth curves from a wide smile (best) to a frown
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+# the level styles (colours and faces) are the rating scale both surfaces draw: the web page too
+from broker.ratingscale import LEVEL_STYLES, LevelStyle, level_style
+
+__all__ = ["LevelStyle", "level_style"]
 
 INK = "#111111"        # all body text
 PAPER = "#FAFAF7"      # screen background
@@ -22,40 +25,6 @@ OUTLINE = "#4A4A4A"
 # Edge of the grey buttons ("Bỏ qua", "Chọn lại", the language toggle): their fill is only
 # 1.22:1 against the page, so the control is recognised by this edge (WCAG 1.4.11, >= 3:1).
 EDGE = OUTLINE
-
-
-@dataclass(frozen=True)
-class LevelStyle:
-    tone: str
-    tile: str     # tile background (label text is INK on it)
-    face: str     # face fill
-    curve: float  # mouth: +1 wide smile .. -1 frown
-    open_mouth: bool = False  # the scale's ends: an open laugh / wail, a shape that reads in greyscale
-    eyes: str = "dots"        # "arcs" (closed, smiling), "dots", "dashes" (flat), "squeezed" (> <)
-    brows: bool = False       # sad brows, inner ends raised
-
-
-# Neighbouring levels differ in eyes, brows and mouth, and their fills differ in grey (luma, ITU-R
-# 601: green 102, blue 147, yellow 178, red 110, crimson 86), so every neighbouring pair of every
-# scale passes the greyscale test, including "Hài lòng" beside "Không hài lòng" on the 3-level scale.
-_STYLES = {
-    "very_satisfied": LevelStyle("very_satisfied", "#D4EED6", "#2E8B3E", 1.0, open_mouth=True, eyes="arcs"),
-    "satisfied": LevelStyle("satisfied", "#DCEBFA", "#5AA0E6", 0.9),
-    "neutral": LevelStyle("neutral", "#FFF1CC", "#F2B400", 0.0, eyes="dashes"),
-    "not_satisfied": LevelStyle("not_satisfied", "#FADCD9", "#D64532", -0.7, brows=True),
-    "very_dissatisfied": LevelStyle("very_dissatisfied", "#F2D7E3", "#B0285A", -1.0, open_mouth=True,
-                                    eyes="squeezed"),
-}
-_TONES = {
-    3: ("very_satisfied", "satisfied", "not_satisfied"),
-    4: ("very_satisfied", "satisfied", "neutral", "not_satisfied"),
-    5: ("very_satisfied", "satisfied", "neutral", "not_satisfied", "very_dissatisfied"),
-}
-
-
-def level_style(score: int, scale: int) -> LevelStyle:
-    """Style of ``score`` (1 = worst) on a ``scale``-level scale."""
-    return _STYLES[_TONES[scale][scale - score]]
 
 
 def rgba(hex_colour: str, alpha: float = 1.0) -> tuple[float, float, float, float]:
@@ -91,7 +60,7 @@ TEXT_PAIRS: list[tuple[str, str, str]] = [
     ("out of service", INK, OOS_BG),
     ("chip", INK, CHIP_BG),
     ("chosen chip", ON_PRIMARY, PRIMARY),
-    *((f"level {s.tone}", INK, s.tile) for s in _STYLES.values()),
+    *((f"level {s.tone}", INK, s.tile) for s in LEVEL_STYLES.values()),
 ]
 
 # Non-text contrast (WCAG 2.1 SC 1.4.11, >= 3:1): the edge that identifies each control

@@ -16,6 +16,8 @@ from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.label import Label
 from kivy.uix.widget import Widget
 
+from broker.ratingscale import faces
+
 from .textfit import fit_text
 
 
@@ -58,21 +60,12 @@ class FaceIcon(Widget):
         cx, cy = self.center
         self.eye_dots = self.eyes == "dots"
         self.eye_width = max(2.0, r * (0.1 if self.eyes == "dashes" else 0.07))
-        self.eye_left, self.eye_right = (_eye(self.eyes, cx, cy, r, side) for side in (-1, 1))
+        self.eye_left, self.eye_right = (faces.eye(self.eyes, cx, cy, r, side) for side in (-1, 1))
+        # the geometry is the shared one (broker/ratingscale/faces.py): the web page draws the same faces
         # raised inner brows: sadness, readable without colour
-        self.brow_left, self.brow_right = ([[cx - 0.48 * r, cy + 0.42 * r, cx - 0.14 * r, cy + 0.6 * r],
-                                            [cx + 0.48 * r, cy + 0.42 * r, cx + 0.14 * r, cy + 0.6 * r]]
-                                           if self.brows else ([], []))
+        self.brow_left, self.brow_right = faces.brows(cx, cy, r) if self.brows else ([], [])
         if self.open_mouth:
-            laugh = self.curve > 0
-            half = 0.56 * r if laugh else 0.5 * r
-            if laugh:   # flat top, deep round bottom: a D lying on its back
-                top, bottom, base = -0.02 * r, -0.56 * r, cy - 0.08 * r
-            else:       # arched top, flat bottom: an open, downturned mouth
-                top, bottom, base = 0.34 * r, 0.04 * r, cy - 0.56 * r
-            upper = [(cx + x, base + top * (1 - (x / half) ** 2)) for x in _steps(half)]
-            lower = [(cx + x, base + bottom * (1 - (x / half) ** 2)) for x in reversed(_steps(half))]
-            outline = upper + lower[1:-1]
+            outline = faces.open_mouth(self.curve, cx, cy, r)
             mx = sum(p[0] for p in outline) / len(outline)
             my = sum(p[1] for p in outline) / len(outline)
             fan = [(mx, my), *outline, outline[0]]
@@ -80,36 +73,8 @@ class FaceIcon(Widget):
             self.mouth_indices = list(range(len(fan)))
             self.mouth_points = []
             return
-        half = 0.45 * r if self.curve else 0.5 * r  # a flat mouth a little wider: it differs from a smile
-        pts: list[float] = []
-        for x in _steps(half):
-            # corners rise above the middle for a smile, drop below it for a frown
-            y = -0.3 * r + self.curve * 0.22 * r * ((x / half) ** 2 - 0.5)
-            pts += [cx + x, cy + y]
-        self.mouth_points = pts
+        self.mouth_points = faces.mouth_line(self.curve, cx, cy, r)
         self.mouth_mesh, self.mouth_indices = [], []
-
-
-def _eye(kind: str, cx: float, cy: float, r: float, side: int) -> list[float]:
-    """Line points of one eye (``side`` -1 left, +1 right); [] for round dots (drawn as ellipses)."""
-    ex = cx + side * 0.26 * r
-    if kind == "arcs":      # closed, smiling
-        return _arc(ex, cy + 0.2 * r, 0.13 * r, 0.12 * r)
-    if kind == "dashes":    # flat, neither pleased nor displeased
-        return [ex - 0.12 * r, cy + 0.14 * r, ex + 0.12 * r, cy + 0.14 * r]
-    if kind == "squeezed":  # shut tight: > on the left, < on the right
-        tip, back = ex - side * 0.1 * r, ex + side * 0.12 * r
-        return [back, cy + 0.34 * r, tip, cy + 0.22 * r, back, cy + 0.1 * r]
-    return []
-
-
-def _steps(half: float, n: int = 12) -> list[float]:
-    return [-half + 2 * half * i / n for i in range(n + 1)]
-
-
-def _arc(cx: float, cy: float, half: float, rise: float) -> list[float]:
-    """An upturned arc (a closed, smiling eye) centred at cx, cy."""
-    return [v for x in _steps(half, 8) for v in (cx + x, cy + rise * (1 - (x / half) ** 2))]
 
 
 class FitLabel(Label):

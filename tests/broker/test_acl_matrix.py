@@ -37,6 +37,8 @@ TOPICS = {
     "qms.A-counter": f"hl/v1/{X}/qms/q01",
     "qms.B-counter": f"hl/v1/{X}/qms/q02",
     "qms.other-centre": f"hl/v1/{Y}/qms/q01",
+    "web.X": f"hl/v1/{X}/web/rating",
+    "web.Y": f"hl/v1/{Y}/web/rating",
 }
 # role -> topic kinds it may write / read; everything else must be denied.
 WRITE = {
@@ -46,6 +48,8 @@ WRITE = {
     "qmsX": {"qms.A-counter", "qms.B-counter"},
     "qmsY": {"qms.other-centre"},
     "admin": {"A.config", "B.config"},
+    # the web rating service: the web rating topic of every QMS centre, nothing else
+    "web": {"web.X", "web.Y"},
 }
 READ = {
     "deviceA": {"A.config", "qms.A-counter"},
@@ -54,6 +58,7 @@ READ = {
     "qmsX": set(),
     "qmsY": set(),
     "admin": {"A.status", "B.status", "A.config", "B.config"},
+    "web": set(),
 }
 REFUSED = ("anonymous", "wrong-password", "revoked-password", "revoked-cert")
 
@@ -107,6 +112,7 @@ def _roles(fb: FleetBroker) -> dict[str, Probe]:
         "qmsX": probe(fb, "qmsX", user=f"svc.qms.{X}", password=fb.password(f"svc.qms.{X}")),
         "qmsY": probe(fb, "qmsY", user=f"svc.qms.{Y}", password=fb.password(f"svc.qms.{Y}")),
         "admin": probe(fb, "admin", user="svc.admin", password=fb.password("svc.admin")),
+        "web": probe(fb, "web", user="svc.web", password=fb.password("svc.web")),
     }
 
 

@@ -174,14 +174,14 @@ def test_unknown_centre_or_empty_week_exit_non_zero(seeded: Seeded, tmp_path: Pa
 
 
 def test_reason_labels_are_the_terminals_own() -> None:
-    """One catalogue: broker.contract.REASON_LABELS_VI equals what the terminal shows (device/i18n/vi.toml)."""
-    import tomllib
-
-    from broker.contract import REASON_LABELS_VI
+    """One catalogue: the report's reason labels are what the terminal shows (broker/ratingscale/vi.toml)."""
+    from broker import ratingscale
     from dashboards.settings import DashboardSettings
+    from device.i18n import load_catalogue
 
-    vi = tomllib.loads((Path(__file__).resolve().parents[2] / "device" / "i18n" / "vi.toml").read_text("utf-8"))
-    assert vi["reasons"]["codes"] == REASON_LABELS_VI == DashboardSettings().reasons
+    labels = {code: load_catalogue("vi").reason(code) for code in ratingscale.REASON_CODES}
+    assert labels == DashboardSettings().reasons == ratingscale.words("vi")["reasons"]["codes"]
+    assert labels["thai_do"] == "Thái độ cán bộ"
 
 
 # --------------------------------------------------------------------------- the registry, found by itself

@@ -1,0 +1,100 @@
+"""The page itself over real HTTP (uvicorn): size, headers, language switch, form validation, limits, request size,
+no redirect, and no token in any log line."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import pytest
+
+from broker import weblink
+from tests.web.conftest import WebStack
+
+
+def test_the_form_is_small_self_contained_and_strict(web_stack: WebStack) -> None:
+    s = web_stack
+    token = s.link("E-5", counter=s.counter)
+    page = s.http.get(f"/r/{token}")
+    assert page.status_code == 200 and len(page.content) <= 50_000
+    html = page.text
+    for text in ("Nơi phục vụ", "Trung tâm Phục vụ hành chính công", "Quầy q1", "E-5", "Phiếu số",
+                 "Rất hài\u00a0lòng", "Bình\u00a0thường", "Không hài\u00a0lòng", "Thái độ cán bộ",
+                 "Xin đừng ghi họ tên"):
+        assert text in html, text
+    assert html.count('type="radio"') == 4 and html.count("<svg") == 4  # the centre's 4-level scale, one face each
+    assert "<script" not in html and " on" + "click=" not in html
+    assert not re.search(r'(src|href)="(https?:)?//', html), "no third-party asset"
+    csp = page.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "script-src" not in csp and "unsafe-inline" not in csp
+    assert page.headers["referrer-policy"] == "no-referrer" and page.headers["cache-control"] == "no-store"
+    assert page.headers["x-frame-options"] == "DENY" and "server" not in page.headers
+    en = s.http.get(f"/r/{token}", params={"lang": "en"})
+    assert "Very satisfied" in en.text and "Officer's attitude" in en.text and 'lang="en"' in en.text
+
+
+def test_a_missing_score_keeps_what_was_chosen_and_explains(web_stack: WebStack) -> None:
+    s = web_stack
+    token = s.link("E-6")
+    reply = s.http.post(f"/r/{token}", content="lang=vi&reason=thai_do&comment=ch%E1%BA%ADm",
+                        headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert reply.status_code == 400 and "Vui lòng chọn một mức độ hài lòng." in reply.text
+    assert 'value="thai_do" checked' in reply.text and ">chậm</textarea>" in reply.text
+    for bad in ("score=9", "score=0", "score=-1", "score=4%00", "score=%FF"):
+        assert s.http.post(f"/r/{token}", content=bad,
+                           headers={"Content-Type": "application/x-www-form-urlencoded"}).status_code == 400
+    assert s.service.outbox.depth() == 0 and not s.service.outbox.seen(weblink.event_id(token))
+
+
+def test_bodies_over_the_limit_are_refused_unread(web_stack: WebStack) -> None:
+    s = web_stack
+    token = s.link("E-7")
+    big = "score=4&comment=" + "x" * 5000
+    reply = s.http.post(f"/r/{token}", content=big, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert reply.status_code == 413 and "Nội dung quá dài" in reply.text
+
+    def chunks():  # no Content-Length: streamed, cut at the limit
+        for _ in range(10):
+            yield b"comment=" + b"y" * 1000
+
+    reply = s.http.post(f"/r/{token}", content=chunks(), headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert reply.status_code == 413
+    too_long = s.submit(token, 2, comment="z" * 281)
+    assert too_long.status_code == 413
+    assert s.service.outbox.depth() == 0
+
+
+def test_per_link_and_per_address_limits(web_stack: WebStack) -> None:
+    s = web_stack
+    token = s.link("E-8")
+    codes = [s.http.post(f"/r/{token}", content="score=",
+                         headers={"Content-Type": "application/x-www-form-urlencoded"}).status_code for _ in range(7)]
+    assert codes[:5] == [400] * 5 and codes[5:] == [429, 429]
+    other = s.link("E-9")
+    assert s.submit(other, 4).status_code == 200  # another link is not limited by the first
+    statuses = [s.http.get(f"/r/{other}").status_code for _ in range(60)]
+    assert statuses.count(429) >= 1 and "Quá nhiều yêu cầu" in s.http.get(f"/r/{other}").text
+
+
+def test_no_redirects_unknown_paths_and_methods(web_stack: WebStack) -> None:
+    s = web_stack
+    token = s.link("E-10")
+    for path in ("/", "/r/", "/r/x/y", "//evil.example/r/" + token, "/r/" + token + "/../../healthz"):
+        reply = s.http.get(path)
+        assert reply.status_code in (404, 405) and "location" not in reply.headers, path
+    assert s.http.put(f"/r/{token}").status_code == 405
+    health = s.http.get("/healthz").json()
+    assert health == {"ok": True, "mqtt_connected": True, "outbox_depth": 0}
+
+
+def test_tokens_never_reach_the_logs(web_stack: WebStack, caplog: pytest.LogCaptureFixture) -> None:
+    s = web_stack
+    caplog.set_level(logging.DEBUG)
+    token = s.link("E-11")
+    forged = weblink.sign(weblink.decode(token).link, 1, b"\x01" * 32)
+    s.http.get(f"/r/{forged}")
+    s.submit(token, 1, ("thai_do",))
+    s.wait_published()
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert weblink.fingerprint(forged) in text and weblink.fingerprint(token) in text
+    assert token not in text and forged not in text
