@@ -153,8 +153,8 @@ class WebApp:
             return self._form_page(checked, lang, error=t["error_form"], status=400)
         comment = _CONTROL.sub("", (form.get("comment") or [""])[0]).strip()
         chosen_reasons = [r for r in form.get("reason", []) if r in sc.reasons]
-        score_text = (form.get("score") or [""])[0]
-        score = int(score_text) if score_text.isdigit() and len(score_text) == 1 else 0
+        scores = form.get("score", [])
+        score = int(scores[0]) if len(scores) == 1 and scores[0].isdigit() and len(scores[0]) == 1 else 0
         if not 1 <= score <= sc.scale:
             return self._form_page(checked, lang, error=t["error_score"], checked_reasons=set(chosen_reasons),
                                    comment=comment[: self.cfg.comment_max_chars], status=400)
@@ -176,6 +176,7 @@ class WebApp:
 def _parse_form(body: bytes) -> dict[str, list[str]] | None:
     """An application/x-www-form-urlencoded body; None if it is not one (bad UTF-8, too many fields)."""
     try:
-        return urllib.parse.parse_qs(body.decode("utf-8"), keep_blank_values=False, max_num_fields=32)
+        return urllib.parse.parse_qs(body.decode("utf-8"), keep_blank_values=False, max_num_fields=32,
+                                     errors="strict")
     except (UnicodeDecodeError, ValueError):
         return None
