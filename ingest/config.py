@@ -169,10 +169,32 @@ class HealthSettings(Settings):
 DEFAULT_CLIENT_ID = "hl-ingest-1"  # only when there is no mqtt.username (development broker)
 
 
+class IngestMqttSettings(MqttSettings):
+    """The ingest's broker connection: the shared model, with reconnect defaults for a handful of clients.
+
+    A province has thousands of terminals but a few ingest workers; their reconnects cost the
+    broker nothing, and every second they are late after a broker restart is a second the whole
+    fleet's ratings wait in the broker (bench/fleet_storm.py). So they come back first.
+    """
+
+    reconnect_spread_s: float = Field(
+        default=1.0, ge=0, le=300,
+        description="After an established connection is lost, the first attempt waits a random 0..this many "
+                    "seconds (the ingest is a few clients: it should be back before the terminals)")
+    reconnect_min_s: float = Field(
+        default=0.5, gt=0, le=300,
+        description="Shortest wait after a failed attempt, seconds (random up to a ceiling doubling to "
+                    "reconnect_max_s)")
+    reconnect_max_s: float = Field(
+        default=2.0, gt=0, le=3600,
+        description="Longest wait between attempts, seconds: small, so the ingest stores the fleet's queued "
+                    "ratings as soon as the broker is back (its few clients add nothing to a restart storm)")
+
+
 class IngestConfig(Settings):
     """Top level of ingest.toml."""
 
-    mqtt: MqttSettings = Field(default_factory=MqttSettings, description="Broker connection")
+    mqtt: IngestMqttSettings = Field(default_factory=IngestMqttSettings, description="Broker connection")
     influx: InfluxConnection = Field(default_factory=InfluxConnection, description="InfluxDB connection")
     batch: BatchSettings = Field(default_factory=BatchSettings, description="Batching")
     client_id: str = Field(
