@@ -322,10 +322,17 @@ def test_systemd_notify_ready_and_watchdog(mqtt_settings: MqttSettings, influx_d
     sock.settimeout(10)
     monkeypatch.setenv("NOTIFY_SOCKET", path)
     svc = start_ingest(mqtt_settings, influx_db, uid)
+    seen: list[list[str]] = []
     try:
-        first, second = sock.recv(256).decode().splitlines(), sock.recv(256).decode().splitlines()
-        assert svc.ready, "READY=1 only once connected and subscribed"
+        while not (seen and seen[-1][0] == "WATCHDOG=1" and any(m[0] == "READY=1" for m in seen)):
+            seen.append(sock.recv(256).decode().splitlines())
+            if seen[-1][0] == "READY=1":
+                assert svc.ready, "READY=1 only once connected and subscribed"
     finally:
         svc.stop()
         sock.close()
-    assert (first, second) == (["READY=1", "HAILONG_MQTT=ready"], ["WATCHDOG=1", "HAILONG_MQTT=ready"])
+    ready = [i for i, m in enumerate(seen) if m[0] == "READY=1"]
+    assert len(ready) == 1 and seen[ready[0]] == ["READY=1", "HAILONG_MQTT=ready"], seen
+    # pings before it (the loop turns while connecting) say so; never "ready" before READY=1
+    assert all(m[0] == "WATCHDOG=1" and m[1] != "HAILONG_MQTT=ready" for m in seen[:ready[0]]), seen
+    assert seen[-1] == ["WATCHDOG=1", "HAILONG_MQTT=ready"], seen
