@@ -105,6 +105,22 @@ class AudioSettings(Settings):
                                description="SDL audio output device name (default: the system's default output)")
 
 
+class DisplaySettings(Settings):
+    """Accessibility modes: larger text and more time, for every citizen at this terminal or
+    (through the on-screen "Chữ lớn" button) for the citizen in front of it."""
+
+    large_text: bool = Field(default=False,
+                             description="Larger text on every screen for every citizen (about 1.3x)")
+    extra_time: bool = Field(default=False,
+                             description="Prompt, reasons and thank-you screens stay extra_time_factor times "
+                                         "longer for every citizen (the prompt never past rating_window_s)")
+    extra_time_factor: float = Field(default=2.0, ge=1.5, le=4.0,
+                                     description="How much longer the screens stay in extra-time mode")
+    citizen_toggle: bool = Field(default=True,
+                                 description='Show the "Chữ lớn" button on the prompt and reasons screens: large '
+                                             "text and extra time for the current citizen, until the thank-you ends")
+
+
 class DeviceConfig(Settings):
     """Everything one counter terminal needs to know."""
 
@@ -144,6 +160,8 @@ class DeviceConfig(Settings):
     gpio: GpioSettings = Field(default_factory=GpioSettings, description="BCM pin map for buttons and LEDs")
     outbox: OutboxSettings = Field(default_factory=OutboxSettings, description="Durable outbox settings")
     audio: AudioSettings = Field(default_factory=AudioSettings, description="Spoken prompts and sounds")
+    display: DisplaySettings = Field(default_factory=DisplaySettings,
+                                     description="Large-text and extra-time modes (accessibility)")
     mqtt: MqttSettings = Field(description="Broker URL, per-device credentials, TLS files")
     heartbeat_s: int = Field(default=60, ge=5, le=3600, description="Seconds between status heartbeats")
 

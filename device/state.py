@@ -157,6 +157,10 @@ class View:
     oos_reason: str | None = None
     oos_detail: str = ""  # for the log and tests; never drawn (it may hold exception text or a path)
     oos_code: str = ""    # the short code the screen shows a technician (OOS_CODES)
+    large_text: bool = False  # the terminal's large-text mode, or the citizen's "Chữ lớn"
+    extra_time: bool = False  # the terminal's extra-time mode, or the citizen's "Chữ lớn"
+    assist: bool = False      # the citizen's "Chữ lớn" is on (its button shows it pressed)
+    assist_offered: bool = False  # the "Chữ lớn" button is shown (display.citizen_toggle)
 
 
 # Out-of-service reasons; the UI shows a catalogue message per code that tells a technician what to do.
@@ -212,6 +216,7 @@ class Terminal:
         self._view_score: int | None = None
         self._view_officer: str | None = None  # the officer of the rating being thanked for
         self._language: str = config.language if config else "vi"
+        self._assist = False  # the citizen's "Chữ lớn": large text and extra time until THANKS ends
         self.state = State.OUT_OF_SERVICE
         self._view = self._make_view()
         self._rest()
@@ -367,7 +372,7 @@ class Terminal:
             self._rest()
             return
         self._bound = bound
-        self._deadline = min(window_end, mono + cfg.prompt_timeout_s * 1000)
+        self._deadline = min(window_end, mono + self._ms(cfg.prompt_timeout_s))
         self._go(State.PROMPT)
 
     def set_language(self, language: str) -> None:
@@ -375,6 +380,29 @@ class Terminal:
         if language in ("vi", "en") and language != self._language:
             self._language = language
             self._emit()
+
+    def set_assist(self, on: bool) -> None:
+        """The citizen's "Chữ lớn" button: large text and extra time for this citizen, back to the
+        terminal's own modes after THANKS (or when the prompt is left unrated). Turned on, it
+        lengthens the running screen's time at once; the prompt never past the rating window."""
+        cfg = self.config
+        if cfg is None or on == self._assist or not cfg.display.citizen_toggle:
+            return
+        self._assist = on
+        if on and not cfg.display.extra_time and self._deadline is not None:
+            more = cfg.display.extra_time_factor - 1
+            if self.state == State.PROMPT and self._bound is not None and self._bound.ticket is not None:
+                window_end = self._bound.closed_mono + cfg.rating_window_s * 1000
+                self._deadline = min(window_end, self._deadline + int(more * cfg.prompt_timeout_s * 1000))
+            elif self.state == State.REASONS:
+                self._deadline += int(more * cfg.reasons_timeout_s * 1000)
+        self._emit()
+
+    def _ms(self, seconds: float) -> int:
+        """A screen's time in ms, lengthened in extra-time mode."""
+        cfg = self.config
+        factor = cfg.display.extra_time_factor if cfg and (cfg.display.extra_time or self._assist) else 1.0
+        return int(seconds * factor * 1000)
 
     def tick(self) -> None:
         """Fire the current state's timeout if due; retry storage after outbox-full."""
@@ -457,7 +485,7 @@ class Terminal:
         if bound.ticket is None:  # always_on: no ticket, no timeout
             self._deadline = None
         else:
-            self._deadline = bound.closed_mono + min(cfg.prompt_timeout_s, cfg.rating_window_s) * 1000
+            self._deadline = bound.closed_mono + min(self._ms(cfg.prompt_timeout_s), cfg.rating_window_s * 1000)
         self._go(State.PROMPT)
 
     def _rate(self, bound: BoundTicket, score: int, input: InputKind) -> None:
@@ -474,7 +502,7 @@ class Terminal:
         if wants_reasons and input == "touch":
             self._chosen = []
             self._undo = bound
-            self._deadline = self.clock.mono_ms() + cfg.reasons_timeout_s * 1000
+            self._deadline = self.clock.mono_ms() + self._ms(cfg.reasons_timeout_s)
             self._go(State.REASONS)
         else:
             self._finish(())
@@ -502,13 +530,14 @@ class Terminal:
         self._last_rating = self.clock.mono_ms()
         if draft.ticket is not None:
             self._remember(draft.ticket, draft.ticket_id, draft.closed_at)
-        self._deadline = self.clock.mono_ms() + int(cfg.thanks_s * 1000)
+        self._deadline = self.clock.mono_ms() + self._ms(cfg.thanks_s)
         self._view_score, self._view_officer = draft.score, draft.officer
         self._go(State.THANKS)
 
     def _after_thanks(self) -> None:
         cfg = self.config
         self._language = cfg.language if cfg else self._language
+        self._assist = False  # the next citizen starts from the terminal's own modes
         self._continue()
 
     def _continue(self) -> None:
@@ -524,6 +553,7 @@ class Terminal:
     def _not_rated(self) -> None:
         self.stats.not_rated += 1
         self._bound = None
+        self._assist = False  # the citizen left without rating
         self._continue()  # a ticket can only be waiting here after "Chọn lại"; otherwise this rests
 
     def _blocked(self) -> tuple[str, str] | None:
@@ -599,6 +629,8 @@ class Terminal:
             (self._view_score if self.state == State.THANKS else None),
             oos_reason=blocked[0] if blocked else None, oos_detail=blocked[1] if blocked else "",
             oos_code=OOS_CODES[blocked[0]] if blocked else "",
+            large_text=cfg.display.large_text or self._assist, extra_time=cfg.display.extra_time or self._assist,
+            assist=self._assist, assist_offered=cfg.display.citizen_toggle,
         )
 
     def _emit(self) -> None:

@@ -29,6 +29,9 @@ from .screens import IdleScreen, OutOfServiceScreen, PromptScreen, ReasonsScreen
 
 log = logging.getLogger("hailong.device.ui")
 KV_DIR = Path(__file__).parent / "kv"
+# Large-text mode: every text a citizen reads 1.3x (the smallest, 22 units, becomes a 3.6 mm cap
+# height on the 7" panel instead of 2.8 mm); the layout gives the text the room it takes.
+LARGE_TEXT = 1.3
 KV_FILES = ("widgets.kv", "idle.kv", "prompt.kv", "reasons.kv", "thanks.kv", "out_of_service.kv")
 _loaded = False
 
@@ -89,6 +92,7 @@ class Screens(ScreenManager):
 
 class TerminalApp(App):
     u = NumericProperty(1.0)  # layout unit: 1.0 at 480 px high (official 7" display), 1.5 at 720
+    t = NumericProperty(1.0)  # text scale: LARGE_TEXT in large-text mode (the terminal's, or the citizen's button)
     seconds_left = NumericProperty(-1)  # whole seconds until the prompt/reasons screen times out; -1: none
 
     def __init__(self, terminal: Terminal, device_id: str = "", tick_s: float = 0.25,
@@ -151,6 +155,7 @@ class TerminalApp(App):
     def show(self, view: View) -> None:
         if self.screens is None:
             return
+        self.t = LARGE_TEXT if view.large_text else 1.0
         screen = self.screens.get_screen(view.state.value)
         assert isinstance(screen, TerminalScreen)
         screen.update(view, load_catalogue(view.language), self.device_id)
@@ -176,6 +181,9 @@ class TerminalApp(App):
 
     def toggle_language(self) -> None:
         self.terminal.set_language("en" if self.terminal.view.language == "vi" else "vi")
+
+    def toggle_assist(self) -> None:
+        self.terminal.set_assist(not self.terminal.view.assist)
 
     def submit_reasons(self) -> None:
         self.terminal.submit_reasons()

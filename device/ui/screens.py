@@ -31,6 +31,15 @@ class TerminalScreen(Screen):
         if top is not None:
             top.title = view.centre_name
             top.lang_text = cat.text("switch_to")
+            assist = top.ids.get("assist")
+            if assist is not None:
+                top.assist_on = view.assist
+                top.assist_text = cat.text("assist.off" if view.assist else "assist.on")
+                # a terminal without the citizen's button has none at all (not a hidden, zero-width one)
+                if view.assist_offered and assist.parent is None:
+                    top.add_widget(assist, index=0)
+                elif not view.assist_offered and assist.parent is not None:
+                    top.remove_widget(assist)
 
 
 class IdleScreen(TerminalScreen):
@@ -112,7 +121,7 @@ class ThanksScreen(TerminalScreen):
     def update(self, view: View, cat: Catalogue, device: str) -> None:
         super().update(view, cat, device)
         self.ids.title.text = cat.text("thanks.title")
-        self.ids.subtitle.text = cat.text("thanks.subtitle")
+        self.ids.subtitle.source = cat.text("thanks.subtitle")
         score = view.score or view.scale
         style = level_style(score, view.scale)
         # confirms what was recorded: the face and the words of the level the citizen chose

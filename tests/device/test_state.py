@@ -386,3 +386,42 @@ def test_every_press_tells_its_outcome() -> None:
     n = len(heard)
     term.press(4, "button")  # same instant: a contact bounce, part of the press already answered
     assert len(heard) == n and [d.ticket for d in sink.drafts] == ["A-1"]
+
+
+def test_extra_time_mode_lengthens_every_screen_but_never_the_rating_window() -> None:
+    r = rig({"display": {"extra_time": True}, "prompt_timeout_s": 40})  # 40 s x 2 > the 60 s window
+    r.run([*SERVED, ("wait", 59.9)])
+    assert r.term.state == State.PROMPT and r.term.view.extra_time and not r.term.view.large_text
+    r.run([("wait", 0.1)])
+    assert r.term.state == State.IDLE and r.term.stats.not_rated == 1  # the window bounds it
+    r.run([("call", "A-2"), ("close", "A-2"), ("press", 1), ("wait", 29.9)])
+    assert r.term.state == State.REASONS  # 15 s x 2
+    r.run([("wait", 0.1), ("wait", 5.9)])
+    assert r.term.state == State.THANKS and len(r.sink.drafts) == 1  # 3 s x 2
+    r.run([("wait", 0.1)])
+    assert r.term.state == State.IDLE
+
+
+def test_the_citizens_button_gives_large_text_and_time_until_thanks_ends() -> None:
+    r = rig()
+    r.run([*SERVED, ("wait", 10)])
+    assert not r.term.view.large_text and not r.term.view.assist
+    r.term.set_assist(True)
+    assert r.term.view.large_text and r.term.view.extra_time and r.term.view.assist
+    r.run([("wait", 49.9)])  # 30 s + 30 s more, and the 60 s window ends there too
+    assert r.term.state == State.PROMPT
+    r.run([("press", 1), ("wait", 29.9)])
+    assert r.term.state == State.REASONS and r.term.view.large_text  # REASONS: 15 s x 2
+    r.run([("skip",), ("wait", 5.9)])
+    assert r.term.state == State.THANKS and r.term.view.assist
+    r.run([("wait", 0.1)])
+    assert r.term.state == State.IDLE and not r.term.view.large_text and not r.term.view.assist
+    # a prompt left unrated also ends it; a terminal without the button ignores it
+    r.run([("call", "A-2"), ("close", "A-2")])
+    r.term.set_assist(True)
+    r.run([("wait", 60)])
+    assert r.term.state == State.IDLE and not r.term.view.assist
+    r = rig({"display": {"citizen_toggle": False, "large_text": True}})
+    r.run([*SERVED])
+    r.term.set_assist(True)
+    assert not r.term.view.assist and r.term.view.large_text and not r.term.view.extra_time

@@ -162,7 +162,7 @@ username = "{mqtt_settings.username}"
         vi_texts = [t for t in res["texts"] if t["lang"] == "vi"]
         assert {t["screen"] for t in vi_texts} == {"idle", "prompt", "reasons", "thanks", "out_of_service"}
         for t in vi_texts:
-            tickets = ("T-five", "T-three", "T-undo", "T-skip", "T-top")
+            tickets = ("T-five", "T-three", "T-undo", "T-skip", "T-top", "T-big")
             assert foreign_words(t["texts"], (device, switch, *tickets)) == [], t
 
         # every screen, both languages, both sizes, captured at the right size
@@ -226,6 +226,21 @@ username = "{mqtt_settings.username}"
         vi_prompt = [c for c in res["countdown"] if c["screen"] == "prompt" and c["lang"] == "vi"]
         first, later = (int(re.sub(r"\D", "", c["text"])) for c in vi_prompt[:2])
         assert 0 < later < first <= 30, vi_prompt
+
+        # large text and extra time: the citizen's "Chữ lớn" on the prompt
+        for name in ("prompt_large", "reasons_large", "thanks_large"):
+            assert png_size(SCREENS / f"{name}_vi_800x480.png") == (800, 480)
+        tiles = [lb for lb in res["labels"] if lb["tile"] and lb["size"] == [800, 480] and lb["lang"] == "vi"
+                 and lb["screen"] == "prompt"]
+        large = [lb["font"] for lb in tiles if lb["large"]]
+        normal = [lb["font"] for lb in tiles if not lb["large"] and lb["source"] in {x["source"] for x in tiles
+                                                                                      if x["large"]}]
+        assert large and normal and min(large) >= 1.15 * max(normal), (large, normal)
+        before, after = (int(re.sub(r"\D", "", text)) for text in res["assist_countdown"])
+        assert 45 <= after <= 60 and after > before + 20, res["assist_countdown"]  # 30 s more, in the 60 s window
+        assert res["large_after_thanks"] is False  # the next citizen starts at the terminal's own size
+        buttons = {t["text"].replace(NBSP, " ") for t in at_7in if t["kind"] == "EdgedButton"}
+        assert {"Chữ lớn", "Chữ thường", "Large text"} <= buttons, buttons  # measured >= 15 mm with the rest
 
         # "Chọn lại" went back to the faces without storing anything (one rating for T-undo, above)
         assert res["rechosen"] == 1

@@ -154,7 +154,7 @@ class Driver:
             if isinstance(widget, FitLabel) and widget.fitted is not None:
                 self.results["labels"].append({
                     "screen": screen.name, "size": size, "lang": lang, "source": widget.source,
-                    "call": self._n_measures, "tile": isinstance(widget.parent, LevelTile),
+                    "call": self._n_measures, "tile": isinstance(widget.parent, LevelTile), "large": self.app.t > 1,
                     "lines": list(widget.fitted.lines), "fits": widget.fitted.fits, "font": widget.font_size,
                     "text": widget.text, "w": widget.width, "h": widget.height,
                     "texture": list(widget.texture_size)})
@@ -267,6 +267,33 @@ class Driver:
         yield self.state_is(State.THANKS)
         self.results["expected"].append({"ticket": "T-undo", "score": 3, "reasons": []})
         yield self.state_is(State.IDLE)
+        # a citizen who needs larger text taps "Chữ lớn": large text and more time, until THANKS ends
+        self.publish("ticket_called", "T-big")
+        self.publish("ticket_closed", "T-big")
+        yield self.state_is(State.PROMPT)
+        yield frame
+        self.measure()
+        countdown = self.app.current_screen().ids.countdown
+        self.results["assist_countdown"] = [countdown.text]
+        self.tap(self.app.current_screen().ids.top.ids.assist)
+        yield self.until("large text on", lambda: self.rt.terminal.view.large_text and self.app.t > 1)
+        yield frame
+        self.results["assist_countdown"].append(countdown.text)
+        self.shot("prompt_large")
+        self.measure()
+        self.tap(self.app.current_screen().tile(1))
+        yield self.state_is(State.REASONS)
+        yield frame
+        self.shot("reasons_large")
+        self.measure()
+        self.tap(self.app.current_screen().ids.skip)
+        yield self.state_is(State.THANKS)
+        yield frame
+        self.shot("thanks_large")
+        self.measure()
+        self.results["expected"].append({"ticket": "T-big", "score": 1, "reasons": []})
+        yield self.state_is(State.IDLE)
+        self.results["large_after_thanks"] = self.rt.terminal.view.large_text or self.app.t > 1
         # a supervisor switches this counter to a 5-level scale: retained config update, applied live
         upd = DeviceConfigUpdate(v=1, issued_at=time.time_ns() // 1_000_000, scale=5)
         self.qms.publish(config_topic(self.cfg.centre, self.cfg.device_id), upd.to_json(), qos=1, retain=True)
