@@ -84,7 +84,9 @@ class Driver:
                 cond, deadline = self._wait
                 if not cond():
                     if time.monotonic() > deadline:
-                        raise TimeoutError(f"UI condition not met: {getattr(cond, '__doc__', None) or cond}")
+                        raise TimeoutError(f"UI condition not met: {getattr(cond, '__doc__', None) or cond} "
+                                           f"(showing {self.app.screens and self.app.screens.current}, "
+                                           f"{len(self.results['expected'])} ratings given)")
                     return True
                 self._wait = None
             assert self._gen is not None
@@ -120,6 +122,27 @@ class Driver:
         def check() -> bool:
             return cond()
         check.__doc__ = what
+        return check
+
+    def row_settled(self) -> bool:
+        """The prompt's tile labels refitted to one size (refits run on Clock triggers, a frame or two late)."""
+        labels = self.app.current_screen().tile_labels()
+        fonts = {lb.font_size for lb in labels}
+        return len(fonts) == 1 and all(lb.fitted is not None and lb.fitted.font_size == lb.font_size
+                                       and lb.font_cap == min(x.natural_font for x in labels) for lb in labels)
+
+    def settled(self, widget_of: Callable[[], Widget]) -> Callable[[], bool]:
+        """True once the widget's place on the window is the same on two polls in a row (a screen whose
+        text just grew is laid out over a frame or two: a tap before that may land beside it)."""
+        last: list[tuple[float, ...]] = []
+
+        def check() -> bool:
+            w = widget_of()
+            now = (*w.to_window(*w.pos), *w.size)
+            stable = bool(last) and last[-1] == now and w.width > 1 and w.height > 1
+            last.append(now)
+            return stable
+        check.__doc__ = "widget laid out"
         return check
 
     def tap(self, widget: Widget) -> None:
@@ -277,13 +300,16 @@ class Driver:
         self.results["assist_countdown"] = [countdown.text]
         self.tap(self.app.current_screen().ids.top.ids.assist)
         yield self.until("large text on", lambda: self.rt.terminal.view.large_text and self.app.t > 1)
+        yield self.until("tiles refitted at the large size", self.row_settled)
         yield frame
         self.results["assist_countdown"].append(countdown.text)
         self.shot("prompt_large")
         self.measure()
+        yield self.until("tile laid out", self.settled(lambda: self.app.current_screen().tile(1)))
         self.tap(self.app.current_screen().tile(1))
         yield self.state_is(State.REASONS)
         yield frame
+        yield self.until("skip laid out", self.settled(lambda: self.app.current_screen().ids.skip))
         self.shot("reasons_large")
         self.measure()
         self.tap(self.app.current_screen().ids.skip)
