@@ -1,6 +1,6 @@
 """Benchmark: tap -> "Cảm ơn" frame on the real Kivy terminal, including the outbox commit.
 
-    python bench/device_latency.py [--taps 120]
+    python bench/device_latency.py [--taps 120] [--audio]
 
 Starts its own Xvfb (unless DISPLAY is set) and a private Mosquitto, runs the
 terminal with its SQLite outbox on disk (bench/out/, not tmpfs, so the fsync of
@@ -8,6 +8,13 @@ synchronous=FULL is real), and for each citizen: closes a ticket, waits for the
 prompt frame, dispatches a touch on a level tile through the window's input
 path, and stops the clock at the first frame flipped with the THANKS screen.
 Also reports the outbox commit alone. Prints a JSON summary.
+
+``--audio``: spoken prompts on, as a terminal with a speaker runs them: the clips made by
+espeak-ng (firmware_config/sounds.py), played by SDL's disk audio driver at a sound card's
+pace (bench/out/device/played.raw) unless SDL_AUDIODRIVER names another. Every prompt then
+starts the question and the level names, every tap cuts them for the thanks; the summary adds
+how long the speaker's calls took on the UI thread and how many seconds of sound were played.
+bench/device_audio.py runs this with and without audio, alternately, in one go.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ def start_xvfb() -> subprocess.Popen[bytes] | None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--taps", type=int, default=120)
+    ap.add_argument("--audio", action="store_true", help="spoken prompts on (SDL disk driver unless set)")
     args = ap.parse_args()
     xvfb = start_xvfb()
     shutil.rmtree(OUT, ignore_errors=True)
@@ -68,11 +76,19 @@ def main() -> None:
     from device.ui.app import TerminalApp, kivy_dispatch
     from hailong.localstack import MosquittoServer
 
+    audio: dict[str, object] = {}
+    if args.audio:
+        from firmware_config.sounds import write_clips
+
+        write_clips("vi", OUT / "sounds")
+        os.environ.setdefault("SDL_AUDIODRIVER", "disk")
+        os.environ.setdefault("SDL_DISKAUDIOFILE", str(OUT / "played.raw"))
+        audio = {"enabled": True, "dir": str(OUT / "sounds"), "recorded_dir": str(OUT / "recorded")}
     broker = MosquittoServer(OUT / "mosquitto").start()
     cfg = DeviceConfig.model_validate({
         "device_id": "bench-t01", "centre": "bench", "counter": "q01", "centre_name": "Trung tâm Phục vụ HCC",
         "counter_label": "Quầy 1", "officer_names": {"cb01": "Nguyễn Thị Lan"}, "thanks_s": 0.5,
-        "fullscreen": False, "outbox": {"path": str(OUT / "outbox.sqlite3")},
+        "fullscreen": False, "outbox": {"path": str(OUT / "outbox.sqlite3")}, **({"audio": audio} if audio else {}),
         "mqtt": {"url": f"mqtt://127.0.0.1:{broker.port}", "username": broker.username,
                  "password": broker.password},
     })
@@ -91,6 +107,19 @@ def main() -> None:
             commits.append((time.perf_counter() - t) * 1000)
 
     rt.outbox.commit = timed_commit  # type: ignore[method-assign]
+    speaker_calls: list[float] = []  # the speaker's work on the UI thread (queueing clips), per view or press
+    if rt.speaker is not None:
+        sp = rt.speaker
+        orig_play = sp.play
+
+        def timed_play(*names: str) -> None:
+            t = time.perf_counter()
+            try:
+                orig_play(*names)
+            finally:
+                speaker_calls.append((time.perf_counter() - t) * 1000)
+
+        sp.play = timed_play  # type: ignore[method-assign]
     st: dict[str, float | int | str] = {"phase": "close", "n": 0, "t0": 0.0, "since": 0.0}
 
     def on_flip(*_a: object) -> None:
@@ -154,7 +183,16 @@ def main() -> None:
         "maxfps": int(os.environ.get("HAILONG_KIVY_MAXFPS", "30")),
         "missed_taps": st.get("missed", 0),
         "ignored_presses": dict(term.stats.ignored),
+        "audio": bool(args.audio),
     }
+    if rt.speaker is not None:
+        played = OUT / "played.raw"
+        result["speaker_play_ms"] = {"n": len(speaker_calls), "p50": round(statistics.median(speaker_calls), 3),
+                                     "p99": round(pct(speaker_calls, 99), 3), "max": round(max(speaker_calls), 3)}
+        result["sequences"] = len(rt.speaker.played)
+        result["audio_driver"] = os.environ.get("SDL_AUDIODRIVER", "")
+        if played.is_file():  # mono 16-bit 22.05 kHz: what SDL's thread played (silence included)
+            result["seconds_of_sound_played"] = round(played.stat().st_size / (2 * 22050), 1)
     print(json.dumps(result, indent=1), flush=True)
     if xvfb is not None:  # last: Xlib exits the process when its server goes away
         xvfb.terminate()

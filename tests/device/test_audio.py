@@ -10,7 +10,10 @@ The tests read the bytes played: which clips, in which order, nothing else.
 from __future__ import annotations
 
 import io
+import json
 import os
+import subprocess
+import sys
 import time
 import wave
 from collections.abc import Iterator
@@ -74,12 +77,17 @@ def first_sound(raw: bytes, pos: int = 0) -> int:
     return len(raw)
 
 
-def played(raw: bytes, pcm: dict[str, bytes]) -> list[str]:
-    """The clips in ``raw``, in order; fails if any sound in it is not one of them, whole."""
+def played(raw: bytes, pcm: dict[str, bytes], stop_at_unknown: bool = False) -> list[str]:
+    """The clips in ``raw``, in order; fails if any sound in it is not one of them, whole.
+
+    With ``stop_at_unknown`` the parse ends at the first sound that is no whole clip and the
+    last entry is ``"?<byte offset>"`` (a clip cut short by the next sequence starts there)."""
     sounds = {n: p[first_sound(p):] for n, p in pcm.items()}  # a clip's leading silence merges with the gap
     names, pos = [], 0
     while (start := first_sound(raw, pos)) < len(raw):
         found = [n for n, p in sounds.items() if raw.startswith(p, start)]
+        if not found and stop_at_unknown:
+            return [*names, f"?{start}"]
         assert found, f"a sound at byte {start} that is no whole clip: {raw[start:start + 16].hex()}"
         name = max(found, key=lambda n: len(sounds[n]))
         names.append(name)
@@ -258,3 +266,41 @@ def test_audio_keys_are_checked() -> None:
     cfg: Any = make_config(audio={"enabled": True, "voice": "vi-vn-x-south", "volume": 60})
     assert (cfg.audio.enabled, cfg.audio.voice, cfg.audio.volume) == (True, "vi-vn-x-south", 60)
     assert os.fspath(cfg.audio.dir) == "/usr/local/lib/hailong/sounds"
+
+
+def test_kivy_terminal_speaks_in_order_and_queues_on_the_ui_thread(xvfb: str, clips: Path, tmp_path: Path) -> None:
+    """The real Kivy window under Xvfb, real touches: prompt, a low tap, the reasons' Gửi, thanks; then a tap
+    that cuts the next question short. SDL's disk driver records what was played (at ~4.6x a speaker's pace)."""
+    out = tmp_path / "played.raw"
+    cfg = tmp_path / "device.toml"
+    cfg.write_text(
+        'device_id = "a-t01"\ncentre = "c-audio"\ncounter = "q01"\ncentre_name = "Trung tâm Phục vụ HCC"\n'
+        'counter_label = "Quầy 1"\nfullscreen = false\nthanks_s = 0.5\n[officer_names]\ncb01 = "Nguyễn Thị Lan"\n'
+        f'[outbox]\npath = "{tmp_path / "o.sqlite3"}"\n[audio]\nenabled = true\ndir = "{clips}"\n'
+        f'recorded_dir = "{tmp_path / "none"}"\n[mqtt]\nurl = "mqtt://127.0.0.1:1"\n', encoding="utf-8")
+    results = tmp_path / "results.json"
+    env = {**os.environ, "DISPLAY": xvfb, "KIVY_HOME": str(tmp_path / "kivy"), "SDL_AUDIODRIVER": "disk",
+           "SDL_DISKAUDIOFILE": str(out), "SDL_DISKAUDIODELAY": "10"}
+    proc = subprocess.run([sys.executable, "-m", "tests.device.audio_ui_driver", str(cfg), str(results)],
+                          env=env, capture_output=True, text=True, timeout=180, check=False,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(results.read_text(encoding="utf-8"))
+    assert r["errors"] == [] and r["drafts"] == 2
+    assert r["screens"] == ["idle", "prompt", "reasons", "thanks", "idle", "prompt", "thanks"]
+    levels = ["level-rat-hai-long", "level-hai-long", "level-binh-thuong", "level-khong-hai-long"]
+    assert r["sequences"] == [["question", *levels], ["reasons"], ["thanks", "level-khong-hai-long"],
+                              ["question", *levels], ["thanks", "level-rat-hai-long"]]
+    assert all(r["threads"]), "every sequence is queued from Kivy's main thread (and returns at once)"
+    # the bytes SDL played: whole clips in that order, the second question cut short by the tap
+    out_ = SdlOutput()
+    pcm = {n: out_.load(clips / f"{n}.wav", 80) for n in clip_names(VI)}
+    raw = out.read_bytes()
+    first = played(raw, pcm, stop_at_unknown=True)
+    assert first[:-1] == ["question", *levels, "reasons", "thanks", "level-khong-hai-long"]
+    cut = int(first[-1][1:])
+    question = pcm["question"][first_sound(pcm["question"]):]
+    head = raw[cut:cut + 8192]
+    assert question.startswith(head) and question not in raw[cut:]  # the question began, and was cut
+    rest = raw.find(pcm["thanks"][first_sound(pcm["thanks"]):], cut)
+    assert rest > cut and played(raw[rest - rest % 2:], pcm) == ["thanks", "level-rat-hai-long"]
