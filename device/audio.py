@@ -15,11 +15,12 @@ What is played, and when (:class:`Speaker`):
 - a press after rating: the "not now" tone + "already rated"; any other refused press: the tone.
 
 A new sequence cuts the one playing (the citizen who taps during the question hears the
-thanks at once). Playback goes straight to SDL2's audio queue (``SDL_QueueAudio``, the
-SDL2 that Kivy ships, through ctypes): queueing is a copy into SDL's buffer, SDL's own
-thread plays it, so neither Kivy's main thread nor the headless loop ever waits for
-sound. (Kivy's SoundLoader needs Kivy's clock, which a button-only unit does not run,
-and only tells the end of a clip at its next poll; the queue plays a sequence gap-free.)
+thanks at once). The caller (Kivy's main thread, or the headless loop) only hands the
+sequence's names to the speaker's own thread, which copies the samples into SDL2's audio
+queue (``SDL_QueueAudio``, the SDL2 that Kivy ships, through ctypes); SDL's audio thread
+plays them. Nobody on the tap's path waits for sound or for that copy. (Kivy's SoundLoader
+needs Kivy's clock, which a button-only unit does not run, and only tells the end of a clip
+at its next poll; the queue plays a sequence gap-free.)
 Clips are decoded, converted to one output format and scaled to ``volume`` once, at start.
 """
 
@@ -280,7 +281,14 @@ class Speaker:
         self.out.open()
         self.played: list[tuple[str, ...]] = []  # every sequence started, for diagnostics and tests
         self._said: tuple[State, str | None] | None = None
-        self._lock = threading.Lock()
+        # The UI thread only hands a sequence over: copying it into SDL's queue (up to 0.5 MB, under
+        # SDL's device lock) is this thread's work, so a busy machine never adds it to a tap's frame.
+        self._want: tuple[str, ...] | None = None
+        self._busy = False
+        self._cv = threading.Condition()
+        self._closed = False
+        self._worker = threading.Thread(target=self._feed, name="hl-speaker", daemon=True)
+        self._worker.start()
 
     def levels(self, scale: int) -> list[str]:
         return [level_clip(label) for label in self.cat.levels(scale)]
@@ -306,12 +314,41 @@ class Speaker:
             self.play(NOT_NOW)
 
     def play(self, *names: str) -> None:
-        with self._lock:
+        """Start ``names`` (cutting what plays); returns at once. Only the latest of several waiting counts."""
+        unknown = [n for n in names if n not in self.pcm]
+        if unknown:  # a programming error: fail in the caller, not in the feeding thread
+            raise KeyError(f"no clip {unknown}")
+        with self._cv:
             self.played.append(names)
-            self.out.play([self.pcm[n] for n in names])
+            self._want = names
+            self._cv.notify()
+
+    def _feed(self) -> None:
+        while True:
+            with self._cv:
+                while self._want is None and not self._closed:
+                    self._cv.wait()
+                if self._closed:
+                    return
+                names = self._want
+                assert names is not None
+                self._want, self._busy = None, True
+            try:
+                self.out.play([self.pcm[n] for n in names])  # outside the lock: play() never waits on this
+            except Exception:
+                log.exception("audio playback failed")
+            finally:
+                with self._cv:
+                    self._busy = False
 
     def idle(self) -> bool:
-        return self.out.queued() == 0
+        """Nothing waiting to be handed to SDL, nothing left in SDL's queue."""
+        with self._cv:
+            return self._want is None and not self._busy and self.out.queued() == 0
 
     def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+        self._worker.join(5)
         self.out.close()

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +43,7 @@ from .state import InputKind, Outcome, PressFeedback, State, View
 log = logging.getLogger("hailong.device.buttons")
 
 Dispatch = Callable[[Callable[[], None]], None]
+_EPS = 1e-9  # a press held exactly hold_ms counts, whatever float rounding the tick clock does
 
 
 @dataclass(frozen=True)
@@ -75,11 +75,12 @@ class ButtonPanel:
 
         self._press = press
         self._pin_factory = pin_factory
+        self._clock: Any = None  # the pin factory's clock (ticks), set once the first pin exists
         self._served = served
         self._dispatch = dispatch
         self._debounce_s = gpio.debounce_ms / 1000
         self._hold_s = gpio.hold_ms / 1000
-        self._last = -1e9
+        self._last: float | None = None  # when the last press was taken (the debounce clock)
         self._lock = threading.Lock()
         self._down: dict[str, tuple[float, int]] = {}  # button -> (falling edge time, press token)
         self._token = 0
@@ -117,19 +118,34 @@ class ButtonPanel:
         b.when_released = lambda: self._on_up(name, accept)
         return b
 
+    # Times come from the pin factory's clock (gpiozero's ticks: monotonic seconds for lgpio and the
+    # mock), the clock the pin events are stamped with; a test factory can step it explicitly.
+    def _ticks(self) -> float:
+        if self._clock is None:
+            from gpiozero import Device
+
+            self._clock = self._pin_factory or Device.pin_factory
+        return float(self._clock.ticks())
+
+    def _since(self, earlier: float) -> float:
+        return float(self._clock.ticks_diff(self._clock.ticks(), earlier))
+
     def _on_down(self, name: str, button: Any, accept: Callable[[], None]) -> None:
         with self._lock:
             self._token += 1
             token = self._token
-            self._down[name] = (time.monotonic(), token)
+            self._down[name] = (self._ticks(), token)
         timer = threading.Timer(self._hold_s, self._check_held, (name, token, button, accept))
         timer.daemon = True
         timer.start()
 
     def _check_held(self, name: str, token: int, button: Any, accept: Callable[[], None]) -> None:
         with self._lock:
-            if self._down.get(name, (0.0, -1))[1] != token or not button.is_pressed:
+            down = self._down.get(name)
+            if down is None or down[1] != token or not button.is_pressed:
                 return  # released (the release edge judges it) or a newer press took over
+            if self._since(down[0]) < self._hold_s - _EPS:
+                return  # the pin's clock says it is not held long enough yet: the release edge judges it
             del self._down[name]
         accept()
 
@@ -138,8 +154,8 @@ class ButtonPanel:
             down = self._down.pop(name, None)
             if down is None:
                 return  # already accepted by the hold timer
-            held = time.monotonic() - down[0]
-            if held < self._hold_s:
+            held = self._since(down[0])
+            if held < self._hold_s - _EPS:
                 self.glitches += 1
                 log.debug("%s released after %.3f ms: not a press", name, held * 1000)
                 return
@@ -147,8 +163,8 @@ class ButtonPanel:
 
     def _debounced(self) -> bool:
         with self._lock:
-            now = time.monotonic()
-            if now - self._last < self._debounce_s:
+            now = self._ticks()
+            if self._last is not None and self._since(self._last) < self._debounce_s:
                 return False
             self._last = now
             return True

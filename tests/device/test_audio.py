@@ -275,7 +275,7 @@ def test_kivy_terminal_speaks_in_order_and_queues_on_the_ui_thread(xvfb: str, cl
     cfg = tmp_path / "device.toml"
     cfg.write_text(
         'device_id = "a-t01"\ncentre = "c-audio"\ncounter = "q01"\ncentre_name = "Trung tâm Phục vụ HCC"\n'
-        'counter_label = "Quầy 1"\nfullscreen = false\nthanks_s = 0.5\n[officer_names]\ncb01 = "Nguyễn Thị Lan"\n'
+        'counter_label = "Quầy 1"\nfullscreen = false\nthanks_s = 1.5\n[officer_names]\ncb01 = "Nguyễn Thị Lan"\n'
         f'[outbox]\npath = "{tmp_path / "o.sqlite3"}"\n[audio]\nenabled = true\ndir = "{clips}"\n'
         f'recorded_dir = "{tmp_path / "none"}"\n[mqtt]\nurl = "mqtt://127.0.0.1:1"\n', encoding="utf-8")
     results = tmp_path / "results.json"

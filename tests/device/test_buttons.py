@@ -38,6 +38,37 @@ BUZZER = 18
 HOLD_S = 0.030
 
 
+class SteppedMockFactory(MockFactory):
+    """MockFactory whose clock (gpiozero's ticks, which the panel times presses by) moves only when told:
+    a 1 µs glitch is 1 µs long however late this busy machine runs the next line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 1000.0
+
+    def ticks(self) -> float:
+        return self.now
+
+    @staticmethod
+    def ticks_diff(later: float, earlier: float) -> float:
+        return later - earlier
+
+    def pulse(self, pin: int, held_s: float) -> None:
+        p = self.pin(pin)
+        p.drive_low()
+        self.now += held_s
+        p.drive_high()
+        self.now += 0.001
+
+
+@pytest.fixture
+def stepped() -> Iterator[SteppedMockFactory]:
+    f = SteppedMockFactory()
+    yield f
+    f.reset()
+    Device.pin_factory = None
+
+
 def unit(factory: MockFactory, **cfg: Any) -> tuple[Terminal, ButtonPanel, MemorySink]:
     config = make_config(hardware="buttons", gpio={"buttons": PINS, "leds": LEDS, "debounce_ms": 200,
                                                    **cfg.pop("gpio", {})}, **cfg)
@@ -86,38 +117,61 @@ def test_pin_press_produces_a_button_rating_and_leds_follow(factory: MockFactory
     panel.close()
 
 
-def test_bouncing_press_gives_one_rating(factory: MockFactory) -> None:
-    term, panel, sink = unit(factory)
+def test_bouncing_press_gives_one_rating(stepped: SteppedMockFactory) -> None:
+    term, panel, sink = unit(stepped)
     close_ticket(term, "A-2")
-    pin = factory.pin(PINS[3])
-    for _ in range(6):  # a worn contact chattering for a few ms before it closes
-        pin.drive_low()
-        pin.drive_high()
-    tap(factory, PINS[3])
-    tap(factory, PINS[4])  # and a neighbour pressed right after, inside the debounce time
+    for _ in range(6):  # a worn contact chattering, 1 ms pulses, before it closes
+        stepped.pulse(PINS[3], 0.001)
+    stepped.pulse(PINS[3], HOLD_S)
+    stepped.pulse(PINS[4], HOLD_S)  # and a neighbour pressed right after, inside the debounce time
     assert panel.presses == 1 and panel.glitches == 6
     assert [(d.ticket, d.score) for d in sink.drafts] == [("A-2", 3)]
     panel.close()
 
 
-def test_a_glitch_records_nothing_a_30ms_press_does(factory: MockFactory) -> None:
-    term, panel, sink = unit(factory, gpio={"debounce_ms": 1})
+def test_a_glitch_records_nothing_a_30ms_press_does(stepped: SteppedMockFactory) -> None:
+    term, panel, sink = unit(stepped, gpio={"debounce_ms": 1})
     close_ticket(term, "A-3")
-    glitch(factory, PINS[1])  # "Không hài lòng" on a noisy line: recorded before hold_ms existed
-    time.sleep(0.1)  # the hold timer has looked and found the button up
+    stepped.pulse(PINS[1], 0.000001)  # 1 µs on a noisy line: it recorded "Không hài lòng" before hold_ms
+    time.sleep(0.1)  # the hold timer has looked too: the button is up
     assert sink.drafts == [] and panel.presses == 0 and panel.glitches == 1 and term.state == State.PROMPT
-    tap(factory, PINS[1], 0.005)  # a brush shorter than 20 ms: still nothing
+    stepped.pulse(PINS[1], 0.019)  # a brush just under 20 ms: still nothing
     time.sleep(0.05)
     assert sink.drafts == [] and panel.glitches == 2
-    tap(factory, PINS[4], HOLD_S)
-    wait_until(lambda: sink.drafts, 2, 0.01, what="the 30 ms press recorded")
+    stepped.pulse(PINS[4], HOLD_S)  # a 30 ms press
     assert [(d.ticket, d.score, d.input) for d in sink.drafts] == [("A-3", 4, "button")]
     assert panel.presses == 1 and panel.glitches == 2
 
 
-def test_a_held_button_counts_while_still_held(factory: MockFactory) -> None:
-    term, panel, sink = unit(factory, gpio={"hold_ms": 50})
+def test_real_time_presses_on_the_plain_mock(factory: MockFactory) -> None:
+    """The same on MockFactory's own clock (real time): a press held 30 ms counts, an immediate release not."""
+    term, panel, sink = unit(factory, gpio={"debounce_ms": 1})
+    close_ticket(term, "A-8")
+    glitch(factory, PINS[2])
+    tap(factory, PINS[3], 0.06)
+    wait_until(lambda: sink.drafts, 2, 0.01, what="the held press recorded")
+    assert [(d.score, d.input) for d in sink.drafts] == [(3, "button")] and panel.presses == 1
+    panel.close()
+
+
+def test_a_timer_that_looks_early_leaves_the_press_to_its_release(stepped: SteppedMockFactory) -> None:
+    term, panel, sink = unit(stepped, gpio={"hold_ms": 50})
     close_ticket(term, "A-4")
+    stepped.pin(PINS[2]).drive_low()
+    time.sleep(0.1)  # the hold timer has looked, but the pin's clock says 0 ms held: not yet
+    assert sink.drafts == []
+    stepped.now += 0.05
+    # the timer does not look again: the release edge decides, 50 ms after the press on the pin's clock
+    assert stepped.pin(PINS[2]).state is False
+    stepped.pin(PINS[2]).drive_high()
+    assert [(d.score, d.input) for d in sink.drafts] == [(2, "button")] and panel.presses == 1
+    panel.close()
+
+
+def test_the_hold_timer_takes_a_press_still_held(factory: MockFactory) -> None:
+    """On the real clock: the press is taken while the button is still down (no release needed)."""
+    term, panel, sink = unit(factory, gpio={"hold_ms": 50})
+    close_ticket(term, "A-9")
     factory.pin(PINS[2]).drive_low()
     wait_until(lambda: sink.drafts, 2, 0.01, what="the press taken while the button is still down")
     assert factory.pin(PINS[2]).state is False  # not released yet: the hold timer saw it still held
@@ -150,7 +204,7 @@ def test_served_button_opens_the_prompt_in_manual_mode(factory: MockFactory) -> 
     factory.pin(PINS[4]).drive_low()
     factory.pin(PINS[4]).drive_high()
     assert term.state == State.PROMPT and sink.drafts == []  # debounce: 'served' and the press came 0 ms apart
-    panel._last = -1e9  # as if the debounce time had passed
+    panel._last = None  # as if the debounce time had passed
     tap(factory, PINS[4])
     assert len(sink.drafts) == 1 and sink.drafts[0].ticket is not None and sink.drafts[0].ticket.startswith("M-")
     panel.close()
