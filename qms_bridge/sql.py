@@ -237,6 +237,11 @@ class SqlPoller:
     def poll_once(self) -> bool:
         """Read each source once (and retry held rows when due); True when a batch was full."""
         more = False
+        # first the held rows (at start: those of the last run, under the map as it is now), then the
+        # sources: a row held by this poll waits a whole interval before its first retry
+        if self.outbox.take_request(RETRY_REQUEST) or time.monotonic() >= self._next_retry:
+            self._next_retry = time.monotonic() + self.cfg.sql.retry_held_s
+            self.retry_held()
         try:
             conn = self.engine.connect()
         except sa.exc.SQLAlchemyError as exc:
@@ -252,9 +257,6 @@ class SqlPoller:
                         raise problem from None
                     conn.rollback()  # PostgreSQL: the failed statement aborted the transaction
             conn.rollback()
-        if self.outbox.take_request(RETRY_REQUEST) or time.monotonic() >= self._next_retry:
-            self._next_retry = time.monotonic() + self.cfg.sql.retry_held_s
-            self.retry_held()
         if problem is not None:
             raise problem
         return more
