@@ -7,6 +7,7 @@ gone (database_unreachable), and the read position commands."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 import subprocess
 import sys
@@ -100,7 +101,7 @@ def test_cancelled_and_transferred_are_never_closes_and_an_unmapped_officer_is_h
         assert 2 <= len(errors) <= elapsed / 2 + 2, errors
         assert f"row id={unmapped} held" in errors[0] and "still held (attempt 2 since" in errors[1], errors
         stamps = [dt.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f") for line in errors]
-        assert all((b - a).total_seconds() >= 1.5 for a, b in zip(stamps, stamps[1:], strict=False)), errors
+        assert all((b - a).total_seconds() >= 1.5 for a, b in itertools.pairwise(stamps)), errors
         text = log.read_text(errors="replace")
         # the debug trace: the row `where` left out, the closes the status map says were not served
         assert re.search(rf"row id={never_called} left out by where", text), text[-3000:]
