@@ -33,7 +33,22 @@ class LocalStackError(RuntimeError):
     """A local server could not be started; the message says what to install or read."""
 
 
+# Private servers listen below the kernel's ephemeral range (net.ipv4.ip_local_port_range, 32768-60999 on
+# Debian): a port from that range, freed while a fault test has its server stopped, is soon taken as the
+# local port of some outgoing connection, and the restart on the same port fails "address in use".
+_PORTS = range(20_000, 32_000)
+
+
 def free_port() -> int:
+    """A free 127.0.0.1 port outside the ephemeral range (any free port if none is found quickly)."""
+    for _ in range(200):
+        port = secrets.choice(_PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])

@@ -13,7 +13,7 @@ from broker.kernel.settings import ConfigError, SecretFile, Settings, load_model
 from broker.mqtt.settings import MqttSettings
 
 PACKAGES = ("broker", "device", "ingest", "dashboards", "firmware_config", "hailong")
-WIRE_MODULES = ("broker.contract",)  # payload models: strict wire types, not configs
+WIRE_MODULES = ("broker.contract", "broker.federation")  # payload models: strict wire types, not configs
 
 
 def _all_models() -> list[type[BaseModel]]:
