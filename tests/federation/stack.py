@@ -103,12 +103,14 @@ class Province:
     centres: list[str]
     national: National
     influx: InfluxServer
+    terminals: bool = False  # one registered terminal per centre (d-<centre>), with its broker password
     tls_port: int = field(default_factory=free_port)
     cert_port: int = field(default_factory=free_port)
     local_port: int = field(default_factory=free_port)
 
     def __post_init__(self) -> None:
-        self.fleet = write_fleet(self.root / f"fleet-{self.pid}", dict.fromkeys(self.centres, self.pid))
+        self.fleet = write_fleet(self.root / f"fleet-{self.pid}", dict.fromkeys(self.centres, self.pid),
+                                 devices=self.terminals)
         self.work = self.root / f"broker-{self.pid}"
         self.out = self.root / f"out-{self.pid}"
         (self.fleet / "broker.toml").write_text("\n".join([
@@ -119,11 +121,19 @@ class Province:
             f'bundle = "{self.national.bundle(self.pid)}"', "restart_timeout_s = [1, 2]", "autosave_interval_s = 1",
         ]) + "\n", encoding="utf-8")
         self.state = FleetState.for_fleet(self.fleet)
+        if self.terminals:
+            self.state.passwords([f"d-{c}" for c in self.centres])  # what provisioning gives each terminal
         render_broker(load_registry(self.fleet), self.state, self.out, load_options(self.fleet, self.state))
         self.broker = MosquittoServer(self.work, port=self.local_port,
                                       conf_text=(self.out / "mosquitto.conf").read_text())
         self.db = InfluxQL(self.influx.url, f"prov_{self.pid}_{uuid.uuid4().hex[:6]}".replace("-", "_"))
         self.db.create_database()
+
+    def mqtt_as(self, user: str) -> MqttSettings:
+        """The broker's local listener as one of its users (a terminal, svc.ingest, svc.qms.<centre>)."""
+        return MqttSettings.model_validate({"url": f"mqtt://127.0.0.1:{self.local_port}", "username": user,
+                                            "password": self.state.secret_path(user).read_text().strip(),
+                                            **FAST_RECONNECT})
 
     def federation_config(self) -> FederationConfig:
         pw = self.state.secret_path("svc.federation").read_text().strip()

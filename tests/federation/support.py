@@ -23,15 +23,17 @@ TZ = "Asia/Ho_Chi_Minh"
 ZONE = ZoneInfo(TZ)
 
 
-def write_fleet(root: Path, centres: dict[str, str]) -> Path:
-    """A registry with these centres (id -> province), one counter each, no devices."""
+def write_fleet(root: Path, centres: dict[str, str], devices: bool = False) -> Path:
+    """A registry with these centres (id -> province), one counter each; with ``devices``, one terminal
+    ``d-<centre>`` at that counter."""
     root.mkdir(parents=True, exist_ok=True)
     text = []
     for centre, province in centres.items():
         text += [f"[centre.{centre}]", f'name = "Trung tâm {centre}"', f'province = "{province}"',
                  "walkup_allowed = true", "", f"[centre.{centre}.counter.q01]", 'label = "Quầy 1"', ""]
     (root / "centres.toml").write_text("\n".join(text), encoding="utf-8")
-    (root / "devices.toml").write_text("", encoding="utf-8")
+    (root / "devices.toml").write_text("".join(f'[device.d-{c}]\ncentre = "{c}"\ncounter = "q01"\n\n'
+                                               for c in centres) if devices else "", encoding="utf-8")
     (root / "officers.toml").write_text("", encoding="utf-8")
     return root
 

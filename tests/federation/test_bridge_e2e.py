@@ -199,3 +199,62 @@ def test_outages_heal(federation: tuple[National, dict[str, Province]]) -> None:
                  .isoformat() == today}
     assert got_today == {c: first["pa"].of(c, today)["served"] + truth.of(c, today)["served"] for c in pa.centres}
     assert stored_count(nat.db) == expected  # one point per centre-day, whatever was re-sent
+
+
+def test_terminal_ratings_reach_the_nation(tmp_path: Path, influx_server: InfluxServer) -> None:
+    """The whole chain for one province: terminals and its queue system publish on the province
+    broker (their own identities), the real ingest judges and stores them, the rollups are
+    backfilled, the aggregates cross the bridge, and the national figures equal what was rated."""
+    from ingest.config import IngestConfig
+    from ingest.service import IngestService
+    from tests.support.ingest import now_ms, publish_all, rating, ticket_closed
+
+    centres = ["ta-c1", "ta-c2"]
+    nat = National(tmp_path, {"ta": centres}, influx_server)
+    prov = None
+    ingest = None
+    try:
+        nat.broker.start()
+        prov = Province(tmp_path, "ta", centres, nat, influx_server, terminals=True)
+        prov.broker.start()
+        nat.start_consumer()
+        ingest = IngestService(IngestConfig.model_validate({
+            "mqtt": prov.mqtt_as("svc.ingest").model_dump(mode="json") | {"password": prov.mqtt_as(
+                "svc.ingest").secret()},
+            "influx": {"url": prov.db.url, "api": "v1", "database": prov.db.database},
+            "registry": str(prov.fleet), "province": "ta", "workers": 1, "session_expiry_s": 300,
+            "batch": {"size": 100, "max_delay_ms": 50, "max_in_flight": 1000}})).start()
+        assert ingest.connected
+        # scores 4,3,2,1,4,... on a 4-level scale: score 1 is "Không hài lòng"
+        want = {c: {"rated": 0, "not_satisfied": 0, "served": 0} for c in centres}
+        for k, centre in enumerate(centres):
+            closes, ratings = [], []
+            for i in range(12 + 5 * k):
+                ticket = f"A{i:03d}"
+                at = now_ms() - 2000
+                closes.append((f"hl/v1/{centre}/qms/q01", ticket_closed("q01", "o1", ticket, at=at).to_json()))
+                score = 4 - (i % 4)
+                if i % 5 != 4:  # every fifth citizen leaves without rating
+                    ratings.append((f"hl/v1/{centre}/d-{centre}/rating", rating(
+                        centre, f"d-{centre}", "q01", "o1", ticket, i, score=score, closed_at=at).to_json()))
+                    want[centre]["rated"] += 1
+                    want[centre]["not_satisfied"] += score == 1
+                want[centre]["served"] += 1
+            publish_all(prov.mqtt_as(f"svc.qms.{centre}"), f"svc.qms.{centre}", closes)
+            publish_all(prov.mqtt_as(f"d-{centre}"), f"d-{centre}", ratings)
+        total_rated = sum(w["rated"] for w in want.values())
+        wait_for(lambda: int(prov.db.scalar('SELECT count("score") FROM "rating"') or 0) == total_rated,
+                 what="the ingest stored every rating")
+        publish(prov.federation_config(), days=1)
+        today = local_day(0).isoformat()
+        rows = wait_for(lambda: nat.db.rows(f'SELECT * FROM "{Measurement.AGG_CENTRE_DAY}" GROUP BY "centre"')
+                        if stored_count(nat.db) == 2 else None, what="both centres' day stored nationally")
+        got = {r["centre"]: {k: r[k] for k in ("rated", "not_satisfied", "served")} for r in rows}
+        assert got == want
+        assert all(dt.datetime.fromtimestamp(r["time"] / 1000, ZONE).date().isoformat() == today for r in rows)
+    finally:
+        if ingest is not None:
+            ingest.stop()
+        if prov is not None:
+            prov.stop()
+        nat.stop()
