@@ -67,10 +67,11 @@ def province_centres(cfg: FederationConfig) -> list[str]:
     return centres
 
 
-def build_messages(cfg: FederationConfig, window: Window, centres: list[str], revision: int) -> list[CentreDay]:
+def build_messages(cfg: FederationConfig, dashboards: DashboardSettings, window: Window, centres: list[str],
+                   revision: int) -> list[CentreDay]:
     db = cfg.influx.query_client()
-    if cfg.backfill:
-        rollup.backfill(db, _dashboard_settings(cfg), window.start(), window.end() - dt.timedelta(milliseconds=1))
+    if cfg.backfill:  # the same continuous-query definitions as the province's own rollups
+        rollup.backfill(db, dashboards, window.start(), window.end() - dt.timedelta(milliseconds=1))
     counts = count_days(db, centres, window)
     return [CentreDay.build(cfg.province, centre, day.isoformat(), revision, **c.as_kwargs())
             for (centre, day), c in sorted(counts.items())]
@@ -80,18 +81,15 @@ def _dashboard_settings(cfg: FederationConfig) -> DashboardSettings:
     return load_model(DashboardSettings, cfg.dashboards, "HAILONG_DASHBOARDS")
 
 
-def timezone_of(cfg: FederationConfig) -> str:
-    return _dashboard_settings(cfg).timezone
-
-
 def publish(cfg: FederationConfig, days: int, now_ms: int | None = None) -> PublishResult:
     """Count and publish the last ``days`` local days (today included); return what was sent."""
     t0 = time.monotonic()
     centres = province_centres(cfg)
     revision = next_revision(now_ms)
-    tz = timezone_of(cfg)
-    window = Window.ending_today(days, tz, None if now_ms is None else dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC))
-    messages = build_messages(cfg, window, centres, revision)
+    dashboards = _dashboard_settings(cfg)
+    now = None if now_ms is None else dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC)
+    window = Window.ending_today(days, dashboards.timezone, now)
+    messages = build_messages(cfg, dashboards, window, centres, revision)
     session = MqttSession(cfg.mqtt, cfg.client_id).start()
     sent = 0
     try:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, SecretStr
 from broker.kernel.settings import ConfigError, SecretFile, Settings, load_model, secret_files
 from broker.mqtt.settings import MqttSettings
 
-PACKAGES = ("broker", "device", "ingest", "dashboards", "firmware_config", "hailong")
+PACKAGES = ("broker", "device", "ingest", "national", "dashboards", "firmware_config", "federation", "hailong")
 WIRE_MODULES = ("broker.contract", "broker.federation")  # payload models: strict wire types, not configs
 
 
@@ -37,7 +37,7 @@ def test_every_config_model_derives_from_the_settings_base() -> None:
     models = _all_models()
     names = {m.__name__ for m in models}
     assert {"DeviceConfig", "IngestConfig", "DashboardSettings", "PushConfig", "MqttSettings", "RenderOptions",
-            "ProvisionSettings", "Centre"} <= names
+            "ProvisionSettings", "Centre", "NationalConfig", "FederationConfig", "FederationOptions"} <= names
     strays = [f"{m.__module__}.{m.__qualname__}" for m in models
               if not issubclass(m, Settings) and m.__module__ not in WIRE_MODULES]
     assert strays == []
