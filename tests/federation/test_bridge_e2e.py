@@ -34,7 +34,7 @@ from .support import ZONE, local_day, seed_province
 PROVINCES = {"pa": 3, "pb": 3, "pc": 2}
 
 
-def wait_for(check, timeout: float = 30, what: str = "condition"):  # type: ignore[no-untyped-def]
+def wait_for(check, timeout: float = 90, what: str = "condition"):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         got = check()
