@@ -16,6 +16,7 @@ from broker.kernel.settings import ConfigError
 
 from .config import BridgeConfig, load_config
 from .mapping import Mapped, Mapper, MappingError, NotServed
+from .outbox import RETRY_REQUEST
 
 log = logging.getLogger("hailong.qms")
 
@@ -104,9 +105,25 @@ def bridge(ctx: click.Context, config_path: Path | None, check: bool, sample: Pa
         raise click.ClickException(f"cannot start the QMS bridge: {exc}") from None
     click.echo(f"qms bridge {cfg.centre} listening on {cfg.http.host}:{svc.http.port}", err=True)
     stop = threading.Event()
+    reload = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    # SIGHUP (systemctl reload): the maps of qms.toml again, and the held rows retried with them
+    def _hup(*_: Any) -> None:
+        reload.set()
+        stop.set()
+
+    signal.signal(signal.SIGHUP, _hup)
+    while True:
+        stop.wait()
+        if not reload.is_set():
+            break
+        stop.clear()
+        reload.clear()
+        try:
+            svc.reload_maps(load_config(config_path))
+        except ConfigError as exc:
+            log.error("reload refused, the running maps are kept: %s", exc)
     svc.stop()
 
 
@@ -242,7 +259,7 @@ def held_retry(config_path: Path) -> None:
     every sql.retry_held_s): after fixing a map, restart the bridge; this is for anything else."""
     _, _, outbox = _outbox(config_path, None)
     try:
-        outbox.request("retry_held")
+        outbox.request(RETRY_REQUEST)
         click.echo(f"{len(outbox.held())} held row(s) will be retried at the bridge's next poll")
     finally:
         outbox.close()

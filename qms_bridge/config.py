@@ -178,7 +178,8 @@ class SqlSettings(_Section):
     retry_held_s: float = Field(
         default=60, ge=1, le=86_400,
         description="Rows held for a mapping gap (an officer code not in the map, ...) are retried this often "
-        "(and at start, and on `hailong qms bridge held retry`); each still-failing row logs one ERROR per retry")
+        "(and at start, on SIGHUP and on `hailong qms bridge held retry`); each still-failing row logs one "
+        "ERROR per retry")
 
     @model_validator(mode="after")
     def _check(self) -> SqlSettings:

@@ -68,6 +68,7 @@ CREATE TABLE IF NOT EXISTS control (
 );
 """
 _UNSET = object()
+RETRY_REQUEST = "retry_held"  # control: a command or SIGHUP asks the SQL poller to retry the held rows now
 
 
 @dataclass(frozen=True)

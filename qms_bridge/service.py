@@ -9,7 +9,7 @@ from typing import Any
 from .config import BridgeConfig
 from .health import BridgeHealth
 from .mapping import Mapped, Mapper
-from .outbox import Outbox, Pending, Queued
+from .outbox import RETRY_REQUEST, Outbox, Pending, Queued
 from .publisher import Publisher
 from .webhook import BridgeHttpServer
 
@@ -77,6 +77,19 @@ class Bridge:
         return self.health.report(mqtt_connected=self.publisher.connected.is_set(),
                                   outbox_depth=self.outbox.depth(), sql_enabled=self.cfg.sql.enabled,
                                   poll_interval_s=self.cfg.sql.poll_interval_s)
+
+    def reload_maps(self, cfg: BridgeConfig) -> None:
+        """SIGHUP: take the [maps] of a re-read qms.toml (an officer code added, a status listed) and
+        retry the held rows with them at the next poll. Anything else needs a restart: said, not applied."""
+        if cfg.model_dump(exclude={"maps"}) != self.cfg.model_dump(exclude={"maps"}):
+            log.warning("reload: only [maps] is applied while running; restart the bridge for the other changes")
+        self.cfg = self.cfg.model_copy(update={"maps": cfg.maps})
+        self.mapper = Mapper(self.cfg)
+        self.http.mapper = self.mapper
+        if self.poller is not None:
+            self.poller.mapper = self.mapper
+            self.outbox.request(RETRY_REQUEST)
+        log.info("reload: [maps] applied (%d held row(s) retried at the next poll)", len(self.outbox.held()))
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> Bridge:

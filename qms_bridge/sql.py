@@ -36,12 +36,11 @@ from sqlalchemy.engine import URL, Engine, make_url
 
 from .config import BridgeConfig, SqlSource
 from .mapping import Mapped, Mapper, MappingError, NotServed
-from .outbox import Held, Outbox, Queued
+from .outbox import RETRY_REQUEST, Held, Outbox, Queued
 
 log = logging.getLogger("hailong.qms.sql")
 
 Watermark = tuple[Any, Any]  # (changed value, id value)
-RETRY_REQUEST = "retry_held"
 # MySQL/MariaDB error codes that mean "this query does not fit the schema or the grants"
 # (unknown column/table, no SELECT grant, syntax in `where`, ambiguous column) and those of a lost server
 _MYSQL_MAPPING = {1052, 1054, 1064, 1109, 1142, 1143, 1146, 1049}
