@@ -107,7 +107,7 @@ def test_render_revoke_rotate_via_cli(fleet: Path, tmp_path: Path) -> None:
     users = parse_passwd((out / "passwd").read_text())
     # the ingest's worker users (svc.ingest.w1 .. w3: ingest_workers = 4 by default), each its own secret
     workers = {f"svc.ingest.w{k}" for k in range(1, 4)}
-    assert {"svc.ingest", *workers, "svc.admin", "svc.qms.qn-tthc", "qn-q02"} == set(users)
+    assert {"svc.ingest", *workers, "svc.admin", "svc.web", "svc.qms.qn-tthc", "qn-q02"} == set(users)
     assert "user qn-q01" in (out / "acl").read_text()
     # secrets never on the terminal output
     state = fleet / "state"
