@@ -370,19 +370,31 @@ def import_csv(fleet: Path, path: Path, *, dry_run: bool = False) -> Outcome:
     reader, fatal = read_rows(path)
     if fatal:
         raise CsvImportError(path, fatal)
-    init_fleet(fleet)
+    if not any((fleet / n).exists() for n in (CENTRES_FILE, DEVICES_FILE, OFFICERS_FILE)):
+        # a new fleet: checked against an empty registry, its directory created only for a good sheet
+        merge, out = _check(Registry(root=fleet), reader, path)
+        if out.changed and not dry_run:
+            init_fleet(fleet)
+            with locked(fleet):
+                replace_files(fleet, _stages(merge.reg, merge))
+        return out
     with locked(fleet):
         try:
             reg = load_registry(fleet)
         except RegistryError as exc:
             raise CsvImportError(path, [(0, f"the registry itself is broken, fix it first: {exc}")]) from None
-        merge = _Merge(reg, reader)
-        out = merge.run()
-        if reader.problems:
-            raise CsvImportError(path, reader.problems)
+        merge, out = _check(reg, reader, path)
         if out.changed and not dry_run:
             replace_files(fleet, _stages(reg, merge))
     return out
+
+
+def _check(reg: Registry, reader: _Reader, path: Path) -> tuple[_Merge, Outcome]:
+    merge = _Merge(reg, reader)
+    out = merge.run()
+    if reader.problems:
+        raise CsvImportError(path, reader.problems)
+    return merge, out
 
 
 def _stages(reg: Registry, m: _Merge) -> list[dict[str, str]]:

@@ -125,6 +125,14 @@ def test_a_bad_header_stops_at_line_1(fleet: Path, tmp_path: Path, header: str, 
     assert snapshot(fleet) == before
 
 
+def test_a_bad_sheet_for_a_new_fleet_creates_nothing(tmp_path: Path) -> None:
+    fleet = tmp_path / "new-fleet"
+    with pytest.raises(CsvImportError):
+        import_csv(fleet, sheet(tmp_path, "qn-moi,,quang-ninh,,,q01,Quầy 1,,,,,,"))
+    import_csv(fleet, PROVINCE, dry_run=True)
+    assert not fleet.exists()
+
+
 def test_not_utf8_names_the_line(fleet: Path, tmp_path: Path) -> None:
     path = tmp_path / "legacy.csv"
     path.write_bytes((HEADER + "\n" + f"{NEW},q01,Quầy 1,,,,,,\n").encode("utf-8")
