@@ -39,12 +39,14 @@ DEMO_SERVICES=(mosquitto influxdb)
 # only the tests: Xvfb for Kivy, the CLI clients the technician's guide runs, systemd's notify
 # tools, pdftotext/pdftoppm for the reports, the queue vendors' SQL servers (tests/support/sqlservers.py),
 # Node for Grafana's own @grafana/data that the dashboard tests run (npm ci in tests/dashboards/grafana_js),
-# espeak-ng for the terminal's spoken clips (made by `hailong fleet provision --audio`; the tests play them)
+# espeak-ng for the terminal's spoken clips (made by `hailong fleet provision --audio`; the tests play them),
+# Chromium and its WebDriver for the web rating page's browser tests (tests/web/test_browser.py, headless)
 TEST_PKGS=(
   xvfb xauth mosquitto-clients influxdb-client systemd poppler-utils
   postgresql mariadb-server
   nodejs npm
   espeak-ng
+  chromium chromium-driver
 )
 # rsync: a dependency of mariadb-server whose daemon Debian enables (it runs once /etc/rsyncd.conf exists)
 TEST_SERVICES=(postgresql mariadb rsync)

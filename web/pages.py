@@ -16,15 +16,19 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 from broker import ratingscale
-from broker.ratingscale import level_style
+from broker.ratingscale import LEVEL_STYLES, level_style
 
 from .faces import face_svg
 
 LANGUAGES = ("vi", "en")
 _DIR = Path(__file__).parent
-CSS = (_DIR / "templates" / "site.css").read_text(encoding="utf-8").strip()
+# each level's tile colour as a class (the terminal's colours): an inline style="" attribute would need the
+# CSP's 'unsafe-hashes', so the page carries no style attribute at all
+CSS = (_DIR / "templates" / "site.css").read_text(encoding="utf-8").strip() + "\n" + "".join(
+    f".tone-{tone}{{background:{style.tile}}}" for tone, style in LEVEL_STYLES.items())
 CSS_HASH = "sha256-" + base64.b64encode(hashlib.sha256(CSS.encode("utf-8")).digest()).decode()
 CSP = ("default-src 'none'; " f"style-src '{CSS_HASH}'; " "img-src 'none'; form-action 'self'; base-uri 'none'; "
        "frame-ancestors 'none'")
@@ -51,13 +55,14 @@ def day_text(day: dt.date) -> str:
 def render(template: str, lang: str, **ctx: Any) -> str:
     t = texts(lang)
     other = "en" if lang == "vi" else "vi"
-    return _env.get_template(template).render(t=t, lang=lang, other_lang=other, css=CSS, **ctx)
+    # the stylesheet verbatim (ours, not input): escaped, its bytes would no longer match the CSP hash
+    return _env.get_template(template).render(t=t, lang=lang, other_lang=other, css=Markup(CSS), **ctx)
 
 
 def levels(lang: str, scale: int) -> list[dict[str, Any]]:
     """Best first, as on the terminal: score, label (no-break spaces kept), tile colour, face."""
     labels = ratingscale.levels(lang, scale)
-    return [{"score": scale - i, "label": label, "tile": level_style(scale - i, scale).tile,
+    return [{"score": scale - i, "label": label, "tone": level_style(scale - i, scale).tone,
              "face": face_svg(scale - i, scale)} for i, label in enumerate(labels)]
 
 

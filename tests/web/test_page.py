@@ -3,6 +3,8 @@ no redirect, and no token in any log line."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import re
 
@@ -23,9 +25,14 @@ def test_the_form_is_small_self_contained_and_strict(web_stack: WebStack) -> Non
                  "Xin đừng ghi họ tên"):
         assert text in html, text
     assert html.count('type="radio"') == 4 and html.count("<svg") == 4  # the centre's 4-level scale, one face each
+    assert " style=" not in html, "no style attribute: the CSP allows only the hashed stylesheet"
     assert "<script" not in html and " on" + "click=" not in html
     assert not re.search(r'(src|href)="(https?:)?//', html), "no third-party asset"
     csp = page.headers["content-security-policy"]
+    style = re.search(r"<style>(.*?)</style>", html, re.S)
+    assert style, "the stylesheet is inlined"
+    digest = base64.b64encode(hashlib.sha256(style.group(1).encode("utf-8")).digest()).decode()
+    assert f"'sha256-{digest}'" in csp, "the inlined stylesheet is exactly the one the CSP allows (else unstyled)"
     assert "default-src 'none'" in csp and "script-src" not in csp and "unsafe-inline" not in csp
     assert page.headers["referrer-policy"] == "no-referrer" and page.headers["cache-control"] == "no-store"
     assert page.headers["x-frame-options"] == "DENY" and "server" not in page.headers
