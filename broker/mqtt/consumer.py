@@ -274,10 +274,10 @@ class MqttConsumer:
 
     def _subscribe(self, subs: Sequence[Subscription]) -> None:
         """SUBSCRIBE in packets the broker accepts; ``subscribed`` is set by the last one's SUBACK."""
-        for chunk in _chunks([f for f, _ in subs]):
+        options = dict(subs)
+        for chunk in _chunks(list(options)):
             packet_id = self._packet_id()
             self._subscribe_id = packet_id
-            options = dict(subs)
             self._send(wire.subscribe(packet_id, [(f, options_byte(options[f])) for f in chunk], self._v5))
 
     def _unsubscribe(self, filters: Sequence[str], *, last_settles: bool) -> None:

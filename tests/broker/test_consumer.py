@@ -12,13 +12,16 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from broker.mosquitto.render import MAX_PACKET_BYTES
 from broker.mqtt.consumer import MqttConsumer
 from broker.mqtt.session import MqttSession
 from broker.mqtt.settings import MqttSettings
 from broker.mqtt.subscriptions import RETAIN_DO_NOT_SEND, SubOptions, Subscription
+from hailong.localstack import MosquittoServer
 from tests.support.mqtt import reconnecting
 from tests.support.waiting import wait_until
 
@@ -269,3 +272,41 @@ def test_qos0_and_qos2_publishers_are_delivered_at_0_and_1(mqtt_settings: MqttSe
     assert [(t, p, q) for t, p, _, q, _ in items] == [(f"t/{uid}/q0", b"qos 0", 0), (f"t/{uid}/q2", b"qos 2", 1)]
     assert items[0][2] == 0 and items[1][2] > 0
     c.ack_many([items[1][2]])
+
+
+class _PacketLimitedBroker(MosquittoServer):
+    """The dev broker with the rendered broker's max_packet_size (broker/mosquitto/render.py)."""
+
+    def default_conf(self) -> str:
+        return super().default_conf() + f"max_packet_size {MAX_PACKET_BYTES}\n"
+
+
+def test_hundreds_of_filters_are_subscribed_and_dropped_in_packets_the_broker_accepts(
+        tmp_path: Path, opened: list[MqttConsumer | MqttSession]) -> None:
+    """An ingest partition of a large province: 600 centre filters (~20 KB) in one SUBSCRIBE would exceed the
+    rendered max_packet_size and get the consumer disconnected; chunked, every filter works, and the next
+    session's drop list (600 UNSUBSCRIBEs) leaves nothing of them."""
+    broker = _PacketLimitedBroker(tmp_path / "mq").start()
+    try:
+        settings = MqttSettings.model_validate({"url": f"mqtt://127.0.0.1:{broker.port}",
+                                                "username": broker.username, "password": broker.password})
+        many = [f"hl/v1/chunk-centre-{i:03d}/+/rating" for i in range(600)]
+        got = Got()
+        first = consumer(opened, settings, "chunky", [(f, 1) for f in many], got)
+        pub = publisher(opened, settings, "chunky-pub")
+        publish(pub, "hl/v1/chunk-centre-000/d/rating", [b"first"])
+        publish(pub, "hl/v1/chunk-centre-599/d/rating", [b"last"])
+        wait_until(lambda: len(got) == 2, 10, what="both ends of the filter list delivered")
+        first.ack_many([m for _, _, m, _, _ in got.take()])
+        first.stop()
+        opened.remove(first)
+        again = Got()
+        second = consumer(opened, settings, "chunky", [("hl/v1/kept/+/rating", 1)], again, drop_on_connect=many)
+        assert second.connected.is_set()
+        publish(pub, "hl/v1/chunk-centre-300/d/rating", [b"dropped"])
+        publish(pub, "hl/v1/kept/d/rating", [b"kept"])
+        wait_until(lambda: len(again) >= 1, 10, what="the kept filter delivered")
+        time.sleep(0.5)
+        assert [p for _, p, _, _, _ in again.take()] == [b"kept"], "a dropped filter still delivered"
+    finally:
+        broker.stop()

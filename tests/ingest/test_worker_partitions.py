@@ -147,13 +147,15 @@ def _devices(fb: FleetBroker) -> dict[str, Probe]:
 
 
 def _press_twice(devices: dict[str, Probe], batch: int, tickets: int) -> None:
-    """``tickets`` tickets per centre, each pressed twice (two event ids, a second press)."""
+    """``tickets`` tickets per centre, each pressed twice (two event ids, a second press); the first press
+    of every even ticket is "Không hài lòng" (score 1 of 4: one escalation each)."""
     for c, p in devices.items():
         infos = []
         for t in range(tickets):
             for press in range(2):
                 seq = batch * 1000 + t * 2 + press
-                event = rating(c, _device(c), "q01", f"cb-{c}", f"B{batch}-{t:03d}", seq, score=4 - press)
+                score = 1 if press == 0 and t % 2 == 0 else 4 - press
+                event = rating(c, _device(c), "q01", f"cb-{c}", f"B{batch}-{t:03d}", seq, score=score)
                 infos.append(p.client.publish(rating_topic(c, _device(c)), event.to_json(), qos=1))
         wait_until(lambda: all(i.mid in p.puback for i in infos), 30, what="PUBACKs")  # noqa: B023
 
@@ -196,6 +198,8 @@ def test_two_instances_with_two_workers_each_judge_every_centre_once(tmp_path: P
         devices = _devices(fb)
         _press_twice(devices, 1, 5)
         _expect(influx_db, len(CENTRES) * 5, "10 second presses per 2 centres", *instances)
+        # one escalation per complaint (tickets 0, 2, 4 of each centre), not one per judge
+        assert int(influx_db.scalar('SELECT count("score") FROM "escalation"') or 0) == len(CENTRES) * 3
         # every process stored only its own centres' ratings
         stored = {r["instance"]: float(r["ratings"]) for r in influx_db.rows(
             'SELECT last("ratings") AS "ratings" FROM "ingest_stats" GROUP BY "instance"')}
