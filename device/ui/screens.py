@@ -48,7 +48,7 @@ class IdleScreen(TerminalScreen):
         self.ids.counter.text = view.counter_label
         self.ids.officer.text = cat.text("idle.officer", name=view.officer_name or cat.text("idle.no_officer_name"))
         self.ids.serving.text = cat.text("idle.serving", ticket=view.serving_ticket) if view.serving_ticket else ""
-        self.ids.hint.text = cat.text("idle.waiting")
+        self.ids.hint.source = cat.text("idle.waiting")
 
 
 class PromptScreen(TerminalScreen):
