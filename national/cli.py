@@ -55,3 +55,20 @@ def render(national_dir: Path, out: Path) -> None:
     click.echo("send each province its provinces/<id>/ (the key is secret: a secure channel); it goes to "
                "<fleet>/state/federation/ on the province server, then `hailong broker render` there")
     click.echo(f"the consumer's password: {national_dir / 'state' / 'secrets' / 'svc.national.password'}")
+
+
+@national.command("revoke")
+@click.option("--national", "national_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              envvar="HAILONG_NATIONAL_DIR", help="The Ministry's directory (env HAILONG_NATIONAL_DIR).")
+@click.option("--province", required=True, help="Province whose bridge certificate is revoked (lost, leaked).")
+def revoke(national_dir: Path, province: str) -> None:
+    """Revoke a province's bridge certificate; the next render lists it in the CRL and issues a new one."""
+    from broker.kernel.settings import ConfigError
+    from broker.mosquitto.national import revoke_bridge
+
+    try:
+        serial = revoke_bridge(national_dir, province)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"revoked fed.{province} (serial {serial:x}); now `hailong national render` and restart the national "
+               f"broker (it reads the CRL at start), then send {province} its new provinces/{province}/ bundle")

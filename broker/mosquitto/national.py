@@ -36,7 +36,7 @@ from broker.contract import ID_PATTERN, MAX_PAYLOAD_BYTES
 from broker.federation import NATIONAL_PREFIX, dump_centres, province_prefix
 from broker.fleet.credentials import FleetState
 from broker.fleet.passwd import render_passwd
-from broker.fleet.pki import FleetCA, cert_common_name, write_private
+from broker.fleet.pki import FleetCA, cert_common_name, cert_serial, write_private
 from broker.kernel.settings import ConfigError, Settings, load_model, validation_to_config_error
 from broker.mosquitto.federation import bridge_identity
 
@@ -176,6 +176,21 @@ def bridge_cert(state: FleetState, ca: FleetCA, province: str) -> tuple[Path, Pa
         write_private(key, key_pem)
         crt.write_bytes(cert_pem)
     return key, crt
+
+
+def revoke_bridge(national: Path, province: str, state: FleetState | None = None) -> int:
+    """Revoke a province's bridge certificate: its serial goes into the CRL of the next render, which also
+    issues a new one (send the province its new bundle). Returns the revoked serial."""
+    state = state or FleetState(national / "state")
+    folder = state.pki_dir / "bridges"
+    crt = folder / f"{province}.crt"
+    if not crt.exists():
+        raise ConfigError(national / PROVINCES_FILE, f"province.{province}", "no bridge certificate issued to it")
+    serial = cert_serial(crt.read_bytes())
+    state.revoke_serial(f"fed-{province}", serial)  # a dotted name would nest in revoked.toml
+    crt.unlink()
+    (folder / f"{province}.key").unlink(missing_ok=True)
+    return serial
 
 
 def render_national(national: Path, out: Path, state: FleetState | None = None,

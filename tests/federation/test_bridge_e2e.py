@@ -12,6 +12,7 @@ fed.<province>) to a national broker, the national consumer and InfluxDB 1.6.7.
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import signal
 import ssl
 import time
@@ -257,4 +258,45 @@ def test_terminal_ratings_reach_the_nation(tmp_path: Path, influx_server: Influx
             ingest.stop()
         if prov is not None:
             prov.stop()
+        nat.stop()
+
+
+def test_a_revoked_bridge_certificate_is_refused(tmp_path: Path, influx_server: InfluxServer) -> None:
+    """`hailong national revoke`: the old fed.<province> certificate no longer connects, the new bundle does."""
+    from click.testing import CliRunner
+
+    from broker.mosquitto.national import render_national
+    from hailong.cli import main
+
+    nat = National(tmp_path, {"ra": ["ra-c1"]}, influx_server)
+    old = tmp_path / "old-bundle"
+    shutil.copytree(nat.bundle("ra"), old)
+
+    def connects(bundle: Path) -> bool:
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="fed.ra", protocol=mqtt.MQTTv311)
+        client.tls_set(ca_certs=str(bundle / "national-ca.crt"), certfile=str(bundle / "bridge.crt"),
+                       keyfile=str(bundle / "bridge.key"), cert_reqs=ssl.CERT_REQUIRED)
+        try:
+            client.connect("localhost", nat.tls_port)
+            client.loop_start()
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and not client.is_connected():
+                time.sleep(0.05)
+            return client.is_connected()
+        except (OSError, ssl.SSLError):
+            return False
+        finally:
+            client.loop_stop()
+            client.disconnect()
+
+    try:
+        nat.broker.start()
+        assert connects(old)
+        result = CliRunner().invoke(main, ["national", "revoke", "--national", str(nat.dir), "--province", "ra"])
+        assert result.exit_code == 0 and "revoked fed.ra" in result.output, result.output
+        render_national(nat.dir, nat.out)
+        nat.broker.restart()
+        assert not connects(old)
+        assert connects(nat.bundle("ra"))  # the re-issued bundle
+    finally:
         nat.stop()

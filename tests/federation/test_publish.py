@@ -91,7 +91,7 @@ def test_every_centre_every_day_with_the_hand_count(tmp_path: Path, uid: str, mq
         assert zero.counts == (0, 0, 0, 0, 0, 0)
         assert sum(m.rated for m in got.values()) > 50  # the seed is not trivially empty
         second = publish(cfg, days=1)  # the hourly run of today: a higher revision, the same counts
-        sub.wait_for(13)
+        sub.wait_for(16)  # 12 + the 4 centres of today again
         assert second.revision > first.revision and second.messages == 4
         today = f"fed/{centres[0]}/{days[2].isoformat()}"
         again = parse_centre_day(sub.messages[today][-1])
