@@ -5,7 +5,8 @@
 Runs bench/device_latency.py alternately without and with ``--audio`` (each its own Xvfb,
 Mosquitto and Kivy process: one window per process), ``--pairs`` times, so both see the same
 machine load. With audio, SDL's disk driver plays every clip at a sound card's pace to a file
-(bench/out/device/played.raw). Prints each run and a summary: p99 with audio (target
+on /dev/shm (standing in for the sound card; on the outbox's disk, the outbox's fsync would
+flush it too). Prints each run and a summary: p99 with audio (target
 <= 50 ms), its ratio to the silent runs, and the speaker's own cost on the UI thread.
 """
 

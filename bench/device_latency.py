@@ -11,7 +11,7 @@ Also reports the outbox commit alone. Prints a JSON summary.
 
 ``--audio``: spoken prompts on, as a terminal with a speaker runs them: the clips made by
 espeak-ng (firmware_config/sounds.py), played by SDL's disk audio driver at a sound card's
-pace (bench/out/device/played.raw) unless SDL_AUDIODRIVER names another. Every prompt then
+pace (to /dev/shm, not the outbox's disk) unless SDL_AUDIODRIVER names another. Every prompt then
 starts the question and the level names, every tap cuts them for the thanks; the summary adds
 how long the speaker's calls took on the UI thread and how many seconds of sound were played.
 bench/device_audio.py runs this with and without audio, alternately, in one go.
@@ -34,6 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 OUT = ROOT / "bench" / "out" / "device"
 PROMPT_SETTLE_S = float(os.environ.get("BENCH_SETTLE", "0.1"))
+PLAYED = Path(os.environ.get("SDL_DISKAUDIOFILE") or
+              (f"/dev/shm/hailong-bench-{os.getpid()}.raw" if Path("/dev/shm").is_dir() else OUT / "played.raw"))
 
 
 def pct(values: list[float], p: float) -> float:
@@ -82,7 +84,9 @@ def main() -> None:
 
         write_clips("vi", OUT / "sounds")
         os.environ.setdefault("SDL_AUDIODRIVER", "disk")
-        os.environ.setdefault("SDL_DISKAUDIOFILE", str(OUT / "played.raw"))
+        # on tmpfs: the outbox's fsync (synchronous=FULL) must not also flush a growing sound file
+        # that only stands in for a sound card
+        os.environ.setdefault("SDL_DISKAUDIOFILE", str(PLAYED))
         audio = {"enabled": True, "dir": str(OUT / "sounds"), "recorded_dir": str(OUT / "recorded")}
     broker = MosquittoServer(OUT / "mosquitto").start()
     cfg = DeviceConfig.model_validate({
@@ -186,13 +190,15 @@ def main() -> None:
         "audio": bool(args.audio),
     }
     if rt.speaker is not None:
-        played = OUT / "played.raw"
+        played = PLAYED
         result["speaker_play_ms"] = {"n": len(speaker_calls), "p50": round(statistics.median(speaker_calls), 3),
                                      "p99": round(pct(speaker_calls, 99), 3), "max": round(max(speaker_calls), 3)}
         result["sequences"] = len(rt.speaker.played)
         result["audio_driver"] = os.environ.get("SDL_AUDIODRIVER", "")
         if played.is_file():  # mono 16-bit 22.05 kHz: what SDL's thread played (silence included)
             result["seconds_of_sound_played"] = round(played.stat().st_size / (2 * 22050), 1)
+            if str(played).startswith("/dev/shm/"):
+                played.unlink()
     print(json.dumps(result, indent=1), flush=True)
     if xvfb is not None:  # last: Xlib exits the process when its server goes away
         xvfb.terminate()

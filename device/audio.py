@@ -33,7 +33,7 @@ import logging
 import threading
 import time
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -264,8 +264,13 @@ def output_names() -> list[str]:
 class Speaker:
     """Turns the terminal's views and judged presses into clip sequences (a listener of both)."""
 
-    def __init__(self, settings: AudioSettings, cat: Catalogue, output: SdlOutput | None = None) -> None:
+    def __init__(self, settings: AudioSettings, cat: Catalogue, output: SdlOutput | None = None,
+                 defer: Callable[[Callable[[], None]], None] | None = None) -> None:
         self.cat = cat
+        # ``defer``: how a sequence reaches the speaker's thread after the caller's work. The terminal
+        # passes its dispatch (Kivy: the next frame), so the frame that shows "Cảm ơn" is drawn before
+        # another Python thread wakes to compete for the GIL and the CPU; the voice follows a frame later.
+        self._defer = defer
         problem = clips_problem(settings, cat)
         if problem:
             raise ValueError(problem)
@@ -285,6 +290,7 @@ class Speaker:
         # SDL's device lock) is this thread's work, so a busy machine never adds it to a tap's frame.
         self._want: tuple[str, ...] | None = None
         self._busy = False
+        self._deferred = 0  # sequences handed to ``defer`` and not yet to the speaker's thread
         self._cv = threading.Condition()
         self._closed = False
         self._worker = threading.Thread(target=self._feed, name="hl-speaker", daemon=True)
@@ -320,6 +326,17 @@ class Speaker:
             raise KeyError(f"no clip {unknown}")
         with self._cv:
             self.played.append(names)
+            if self._defer is not None:
+                self._deferred += 1
+        if self._defer is not None:
+            self._defer(lambda: self._hand_over(names, deferred=True))
+        else:
+            self._hand_over(names)
+
+    def _hand_over(self, names: tuple[str, ...], deferred: bool = False) -> None:
+        with self._cv:
+            if deferred:
+                self._deferred -= 1
             self._want = names
             self._cv.notify()
 
@@ -344,7 +361,7 @@ class Speaker:
     def idle(self) -> bool:
         """Nothing waiting to be handed to SDL, nothing left in SDL's queue."""
         with self._cv:
-            return self._want is None and not self._busy and self.out.queued() == 0
+            return self._want is None and not self._busy and not self._deferred and self.out.queued() == 0
 
     def close(self) -> None:
         with self._cv:

@@ -93,16 +93,17 @@ class DeviceRuntime:
         )
         self._reported: tuple[bool, bool] | None = None
         self.terminal.listeners.append(lambda _v: self._report_if_changed())
-        self.speaker = self._speaker(config)
+        self.speaker = self._speaker(config, dispatch)
 
-    def _speaker(self, config: DeviceConfig) -> Speaker | None:
+    def _speaker(self, config: DeviceConfig, dispatch: Dispatch) -> Speaker | None:
         """Spoken prompts when ``[audio] enabled``; a silent terminal never opens an audio device."""
         if not config.audio.enabled:
             return None
         from .audio import Speaker
         from .i18n import load_catalogue
 
-        speaker = Speaker(config.audio, load_catalogue("vi"))  # the voices are Vietnamese
+        # the voices are Vietnamese; a sequence starts after the current event (Kivy: after its frame)
+        speaker = Speaker(config.audio, load_catalogue("vi"), defer=dispatch)
         self.terminal.listeners.append(speaker.on_view)
         self.terminal.press_listeners.append(speaker.on_press)
         return speaker
