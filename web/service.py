@@ -83,6 +83,7 @@ class WebService:
         try:
             self.server.run()
         finally:
+            self.desk.committer.stop()
             self.publisher.stop()
             self.outbox.close()
 
@@ -91,5 +92,6 @@ class WebService:
             self.server.should_exit = True
         if self._thread is not None:
             self._thread.join(10)
+        self.desk.committer.stop()
         self.publisher.stop()
         self.outbox.close()
