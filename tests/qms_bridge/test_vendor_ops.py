@@ -95,7 +95,10 @@ def test_cancelled_and_transferred_are_never_closes_and_an_unmapped_officer_is_h
                             what="mapping_error")
         assert "NV09" in health["mapping_error"] and "maps.officers" in health["mapping_error"], health
         assert health["sql"]["held_rows"] == 1 and health["sql"]["problem"] is None
-        time.sleep(5)  # the overlap window (5 s) re-reads the row ~25 times; retries every 2 s
+        # the overlap window (5 s) re-reads the row ~25 times; retries every 2 s: wait at least that long,
+        # and (a loaded machine delays the bridge) until the first retry has logged
+        time.sleep(5)
+        wait_until(lambda: len(_error_lines(log, "'NV09'")) >= 2, 30, what="the first retry's log line")
         elapsed = time.monotonic() - held_at + 2
         errors = _error_lines(log, "'NV09'")
         # one line when held, then one per retry (every 2 s) with the attempt count, never one per re-read
