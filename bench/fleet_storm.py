@@ -127,7 +127,8 @@ def terminal_process(terms: list[tuple[str, str, str, str]], url: str, ca: str, 
                 conn.send(("attempts", attempts, sum(link.acked for link in links),
                            sum(o.depth for o in outboxes)))
                 return
-        conn.send(("sample", time.time(), sum(1 for link in links if link.connected.is_set())))
+        conn.send(("sample", time.time(), sum(1 for link in links if link.connected.is_set()),
+                   sum(link.acked for link in links)))
 
 
 # --------------------------------------------------------------------------- the server side
@@ -226,6 +227,7 @@ def main() -> None:
             procs.append((p, parent))
             time.sleep(0.5)  # a power-on is spread by boot times; this bench measures the restart
         latest = [0] * len(procs)
+        acked_by = [0] * len(procs)  # ratings the broker PUBACKed (deleted from the outboxes)
 
         def poll(timeout: float = 0.0) -> list[tuple[Any, ...]]:
             other = []
@@ -233,7 +235,7 @@ def main() -> None:
                 while conn.poll(timeout):
                     msg = conn.recv()
                     if msg[0] == "sample":
-                        latest[i] = msg[2]
+                        latest[i], acked_by[i] = msg[2], msg[3]
                     else:
                         other.append(msg)
             return other
@@ -269,7 +271,8 @@ def main() -> None:
         pid = broker.proc.pid
         cpu0 = cpu_s(pid)
         others0 = (cpu_s(ing.pid), sum(cpu_s(p.pid) for p, _ in procs))
-        timeline: list[tuple[float, int, int]] = []  # (s after listen, connected, stored)
+        timeline: list[tuple[float, int, int, int]] = []  # (s after listen, connected, stored, PUBACKed)
+        acked0 = sum(acked_by)
         peak_rss = rss_mb(pid)
         expected = len(slots) * a.queued
         stored, t_all_conn, t_all_stored = 0, None, None
@@ -281,7 +284,7 @@ def main() -> None:
                 last_q = now
                 stored = int(db.scalar('SELECT count("score") FROM "rating"') or 0)
                 peak_rss = max(peak_rss, rss_mb(pid))
-            timeline.append((now, sum(latest), stored))
+            timeline.append((now, sum(latest), stored, sum(acked_by) - acked0))
             if t_all_conn is None and sum(latest) >= len(slots):
                 t_all_conn = now
             if t_all_stored is None and stored >= expected:
@@ -336,13 +339,13 @@ def main() -> None:
 
 
 def report(a: argparse.Namespace, n: int, nprocs: int, workers: int, steady_cpu: float, steady_rss: float,
-           t_queued: float, timeline: list[tuple[float, int, int]], t_all_conn: float | None,
+           t_queued: float, timeline: list[tuple[float, int, int, int]], t_all_conn: float | None,
            t_all_stored: float | None, expected: int, points: int, distinct: int, rejected: int, left: int,
            attempts: list[tuple[float, str, float]], t_stop: float, t_listen: float, overflows: int,
            recovery_cpu: float, busy_s: float, peak_rss: float, others: tuple[float, float], load: float) -> None:
-    def at(s: float) -> tuple[int, int]:
+    def at(s: float) -> tuple[int, int, int]:
         row = next((r for r in timeline if r[0] >= s), timeline[-1])
-        return row[1], row[2]
+        return row[1], row[2], row[3]
 
     after = [x for x in attempts if x[0] >= t_listen]
     outcomes = Counter(o for _, o, _ in after)
@@ -371,11 +374,13 @@ def report(a: argparse.Namespace, n: int, nprocs: int, workers: int, steady_cpu:
     print(f"| ingest / the {nprocs} terminal processes during recovery | {others[0]:.0f} % / {others[1]:.0f} % "
           f"of a core |")
     print(f"| machine load average at the end (2 cores, shared) | {load:.1f} |")
-    print("\n| s after listen | connected | stored | attempts in that second |\n|---|---|---|---|")
-    for s in (1, 2, 3, 5, 8, 10, 12, 15, 20, 25, 30):
+    print("\n| s after listen | connected | PUBACKed to the terminals | stored | attempts in that second |\n"
+          "|---|---|---|---|---|")
+    for s in (1, 2, 3, 5, 8, 10, 12, 15, 20, 25, 30, 40):
         if timeline and timeline[-1][0] >= s - 1:
-            c, st = at(s)
-            print(f"| {s} | {c / n:.1%} ({c:,}) | {st / expected:.1%} ({st:,}) | {per_s.get(s - 1, 0)} |")
+            c, st, ak = at(s)
+            print(f"| {s} | {c / n:.1%} ({c:,}) | {ak / expected:.1%} ({ak:,}) | {st / expected:.1%} ({st:,}) | "
+                  f"{per_s.get(s - 1, 0)} |")
 
 
 if __name__ == "__main__":
