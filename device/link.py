@@ -38,7 +38,7 @@ from broker.contract import (
     rating_topic,
     status_topic,
 )
-from broker.mqtt.session import LastWill, Message, MessageInfo, MqttSession, ReasonCode
+from broker.mqtt.session import LastWill, Message, MessageInfo, MqttSession, ReasonCode, acknowledged
 from broker.mqtt.settings import MqttSettings
 
 from .outbox import Outbox
@@ -183,7 +183,7 @@ class DeviceLink:
         """Delete (or park) every in-flight rating the broker has acknowledged."""
         waiting: deque[tuple[MessageInfo, int]] = deque()
         for info, seq in self._inflight:
-            if not info.is_published():
+            if not acknowledged(info):
                 waiting.append((info, seq))
                 continue
             with self._refused_lock:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from broker.contract import QmsEvent, RatingEvent, new_event_id, qms_topic
+from broker.mqtt.session import wait_acknowledged
 from broker.mqtt.settings import MqttSettings
 
 from .publisher import RatingPublisher
@@ -86,8 +87,7 @@ def run_counters(settings: MqttSettings, counters: list[SimCounter], ratings_per
             if interval_s:
                 time.sleep(interval_s)
         for info in infos:
-            info.wait_for_publish(timeout=60)
-            if not info.is_published():
+            if not wait_acknowledged(info, 60):
                 raise RuntimeError("simulator: broker did not acknowledge every message within 60 s")
     finally:
         for p in (qms_pub, *pubs.values()):

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from broker.federation import CentreDay, local_topic
 from broker.fleet.registry import load_registry
 from broker.kernel.settings import ConfigError, load_model
-from broker.mqtt.session import MqttSession
+from broker.mqtt.session import MqttSession, wait_acknowledged
 from dashboards import rollup
 from dashboards.settings import DashboardSettings
 
@@ -102,8 +102,7 @@ def publish(cfg: FederationConfig, days: int, now_ms: int | None = None) -> Publ
             infos.append(session.publish(local_topic(msg.centre, msg.day), body, qos=1))
         deadline = time.monotonic() + cfg.ack_timeout_s
         for info in infos:
-            info.wait_for_publish(max(0.0, deadline - time.monotonic()))
-            if not info.is_published():
+            if not wait_acknowledged(info, deadline - time.monotonic()):
                 raise TimeoutError(f"the province broker did not acknowledge every aggregate within "
                                    f"{cfg.ack_timeout_s:.0f} s")
     finally:

@@ -42,6 +42,28 @@ MessageInfo = mqtt.MQTTMessageInfo
 Message = mqtt.MQTTMessage
 
 
+def acknowledged(info: MessageInfo) -> bool:
+    """Whether the broker has acknowledged this QoS 1 publish (PUBACK received).
+
+    When the socket drops between a caller's "connected" check and ``publish()``, paho returns the
+    info with ``rc = MQTT_ERR_NO_CONN`` but keeps the QoS 1 message and sends it after the next
+    connect, marking this same info published at its PUBACK. paho's ``is_published()`` and
+    ``wait_for_publish()`` raise for that first rc forever, so a caller polling them stalled for
+    good (the terminal's outbox drain stopped deleting and publishing: seen under a broker
+    restart with 2,000 terminals). The message was queued, not lost: its first rc is cleared.
+    """
+    if info.rc == mqtt.MQTT_ERR_NO_CONN:
+        info.rc = mqtt.MQTT_ERR_SUCCESS
+    return info.is_published()
+
+
+def wait_acknowledged(info: MessageInfo, timeout_s: float) -> bool:
+    """Wait up to ``timeout_s`` for :func:`acknowledged` (a publish queued while disconnected included)."""
+    acknowledged(info)
+    info.wait_for_publish(max(0.0, timeout_s))
+    return info.is_published()
+
+
 def paho_subscriptions(subs: Sequence[Subscription]) -> list[tuple[str, int | SubscribeOptions]]:
     """Our subscriptions as paho's subscribe() takes them."""
     return [(f, o if isinstance(o, int) else SubscribeOptions(

@@ -7,9 +7,10 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import paho.mqtt.client as paho_mqtt
 import pytest
 
-from broker.mqtt.session import LastWill, Message, MqttSession
+from broker.mqtt.session import LastWill, Message, MqttSession, acknowledged, wait_acknowledged
 from broker.mqtt.settings import MqttSettings
 from tests.support.mqtt import reconnecting
 from tests.support.waiting import wait_until
@@ -193,3 +194,25 @@ def test_per_topic_callbacks_are_refused_not_silently_ignored() -> None:
     session = MqttSession(MqttSettings.model_validate({"url": "mqtt://127.0.0.1:1"}), "no-topic-callbacks")
     with pytest.raises(NotImplementedError, match="no per-topic callbacks"):
         session.client.message_callback_add("hl/v1/#", lambda *_: None)
+
+
+def test_a_publish_made_while_disconnected_is_acknowledged_after_the_connect(
+        mqtt_settings: MqttSettings, uid: str, sessions: list[MqttSession]) -> None:
+    """The race a broker restart makes for 2,000 terminals: publish() between a lost socket and the next
+    connect returns paho's info with rc NO_CONN, yet paho keeps the QoS 1 message and sends it after the
+    connect. acknowledged() must follow that message to its PUBACK (paho's is_published() raises forever)."""
+    topic = f"t/{uid}/queued"
+    inbox = Inbox()
+    open_session(sessions, mqtt_settings, f"sub-{uid}", subscriptions=[(topic, 1)], on_message=inbox)
+    pub = MqttSession(mqtt_settings, f"queued-{uid}")
+    sessions.append(pub)
+    info = pub.publish(topic, b"queued while disconnected")  # before start(): no socket yet
+    assert info.rc == paho_mqtt.MQTT_ERR_NO_CONN
+    with pytest.raises(RuntimeError):
+        info.is_published()  # what the terminal's drain loop used to call
+    assert not acknowledged(info)
+    pub.start()
+    assert wait_until(lambda: acknowledged(info), 10, what="the PUBACK of the queued message")
+    assert wait_acknowledged(info, 1)
+    wait_until(lambda: inbox.payloads(topic), 10, what="delivery")
+    assert inbox.payloads(topic) == [b"queued while disconnected"]
