@@ -1,6 +1,6 @@
 """Fleet storm: a province of terminals after a broker restart (issue 20).
 
-    python bench/fleet_storm.py --terminals 2000 [--per-proc 100 --down-s 30 --queued 20]
+    python bench/fleet_storm.py --terminals 2000 [--per-proc 25 --down-s 30 --queued 20]
 
 The product's own parts, on loopback:
 - the broker config ``hailong broker render`` writes for a synthetic fleet (TLS password
@@ -9,9 +9,15 @@ The product's own parts, on loopback:
   own user and secret) but for connection details, writing to a real InfluxDB 1.6.7;
 - N terminals, each the terminal's own :class:`device.link.DeviceLink` draining its own
   :class:`device.outbox.Outbox` (SQLite, WAL, synchronous=FULL), with the reconnect settings
-  the terminal's config has by default. ``--per-proc`` terminals per process: paho waits in
-  select(), which takes no descriptor above 1,023, and a terminal holds about nine (its MQTT
-  socket, paho's wake-up socket pair, two SQLite connections with their WAL and shm files).
+  the terminal's config has by default. ``--per-proc`` terminals per process (default 25). A
+  terminal is three threads (paho's network loop, the outbox drain, the heartbeat) and on a Pi it
+  has an interpreter to itself; here a process's threads share one GIL. At 100 terminals per
+  process (300 threads contending for one GIL, 20 processes) the simulator itself burnt both cores
+  (load average 500-600, 186 % CPU for the terminals, the broker at 2 %) and the fleet it
+  simulated could not even run its reconnect timers; at 25 per process the same work fits.
+  paho waits in select(), which takes no descriptor above 1,023; a terminal holds about nine (its
+  MQTT socket, paho's wake-up socket pair, two SQLite connections with their WAL and shm files), so
+  --per-proc stays under 110.
 
 What it does: all terminals connect; the broker is stopped (SIGTERM: it saves its sessions);
 while it is down every terminal commits ``--queued`` ratings to its outbox; after ``--down-s``
@@ -171,11 +177,14 @@ def healthy(port: int) -> bool:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--terminals", type=int, default=2000)
-    ap.add_argument("--per-proc", type=int, default=100, help="terminals per process (select() limit)")
+    ap.add_argument("--per-proc", type=int, default=25,
+                    help="terminals per process (each process has one GIL; <= 110 for select())")
     ap.add_argument("--down-s", type=float, default=30.0, help="how long the broker stays down")
     ap.add_argument("--queued", type=int, default=20, help="ratings each terminal commits while it is down")
     ap.add_argument("--timeout-s", type=float, default=180.0, help="give up recovery after this long")
     a = ap.parse_args()
+    if not 1 <= a.per_proc <= 110:
+        ap.error(f"--per-proc {a.per_proc}: 1..110 (paho's select() takes no descriptor above 1,023)")
     run = Path(tempfile.mkdtemp(prefix="hl-fleet-storm-"))  # logs kept on failure, removed on success
     centres = -(-a.terminals // COUNTERS_PER_CENTRE)
     slots = write_fleet(run / "fleet", centres, COUNTERS_PER_CENTRE)[: a.terminals]
