@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -63,6 +64,21 @@ def _require(binary: str, package: str) -> str:
                 return str(Path(d, binary))
         raise LocalStackError(f"{binary} not found: install it with `apt-get install {package}`")
     return path
+
+
+def _owned(argv: list[str]) -> list[str]:
+    """``argv`` run so that the server gets SIGTERM when the process that started it dies.
+
+    A test run killed with SIGKILL (or a crashed demo) otherwise leaves its private mosquitto and
+    influxd running, each holding a port and a state directory. ``setpriv`` (util-linux, on every
+    Debian) sets the parent-death signal and execs the server, so the pid stays the server's. The
+    kernel sends that signal when the *thread* that forked exits, so it is only set from the main
+    thread: a server restarted from a short-lived helper thread (fault tests) must outlive it.
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or threading.current_thread() is not threading.main_thread():
+        return argv
+    return [setpriv, "--pdeathsig", "TERM", "--", *argv]
 
 
 def _wait(check: Callable[[], bool], what: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
@@ -180,7 +196,7 @@ class MosquittoServer:
         self.conf_path.chmod(0o600)
         log_fh = open(self.workdir / "mosquitto.stdout", "ab")  # noqa: SIM115 - owned by the process
         self.proc = subprocess.Popen(
-            [binary, "-c", str(self.conf_path)], stdout=log_fh, stderr=subprocess.STDOUT, start_new_session=True
+            _owned([binary, "-c", str(self.conf_path)]), stdout=log_fh, stderr=subprocess.STDOUT, start_new_session=True
         )
         _wait(lambda: _port_open(self.port), "mosquitto", self.proc, self.log_path, timeout)
         return self
@@ -266,7 +282,7 @@ bind-address = "127.0.0.1:{self.rpc_port}"
         conf.write_text(self.conf())
         log_fh = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
         self.proc = subprocess.Popen(
-            [binary, "-config", str(conf)], stdout=log_fh, stderr=subprocess.STDOUT, start_new_session=True
+            _owned([binary, "-config", str(conf)]), stdout=log_fh, stderr=subprocess.STDOUT, start_new_session=True
         )
         _wait(self.ping, "influxd", self.proc, self.log_path, timeout)
         return self
