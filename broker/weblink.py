@@ -25,6 +25,13 @@ Layout (big-endian), then base64url without padding::
     ...    counter            1 length byte + ASCII   (only with flag bit 4)
     ...    vendor ticket id   1 length byte + ASCII   (only with flag bit 3)
     last 12 bytes            HMAC-SHA256(key, b"hailong-link-v1\\x00" + everything before)[:12]
+
+Which key signs: a link of source ``terminal-qr`` is made by a counter terminal and MUST name its
+counter; it verifies only under that counter's terminal key, ``HMAC-SHA256(centre key,
+b"hailong-terminal-link-v1\\x00" + counter)`` (:func:`terminal_key`), derived from the centre key its
+key id names. Every other link verifies under the centre key only. A terminal holds only its own
+counter's key (its provisioning bundle), so a stolen terminal can sign neither another counter's link
+nor a slip/SMS/Zalo link; the ingest further refuses a terminal link whose ticket closed elsewhere.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import hmac
 import re
 import struct
 import uuid
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -45,6 +53,7 @@ from broker.contract import ID_PATTERN, TICKET_PATTERN, VENDOR_TICKET_ID_PATTERN
 VERSION: Final = 1
 TAG_BYTES: Final = 12  # 96 bits: the issue asks >= 80
 DOMAIN: Final = b"hailong-link-v1\x00"  # a hailong link tag is never valid as any other HMAC of the same key
+TERMINAL_DOMAIN: Final = b"hailong-terminal-link-v1\x00"  # a derived terminal key is never a link tag
 MAX_TOKEN_CHARS: Final = 248  # the longest valid token (every field at its maximum) is 247 characters
 EPOCH_DAY: Final = dt.date(1970, 1, 1)
 
@@ -91,6 +100,8 @@ class TicketLink:
             raise ValueError(f"ticket id {self.ticket_id!r} must match {VENDOR_TICKET_ID_PATTERN}")
         if self.source not in SOURCES:
             raise ValueError(f"source {self.source!r} is not one of {SOURCES[1:]}")
+        if self.source == "terminal-qr" and self.counter is None:
+            raise ValueError("a terminal-qr link names the counter whose terminal signed it")
         if not 0 <= (self.day - EPOCH_DAY).days <= 0xFFFF:
             raise ValueError(f"service day {self.day} is out of range")
         if not 0 < self.expires <= 0xFFFFFFFF:
@@ -185,16 +196,47 @@ def decode(token: str) -> Unverified:
     return Unverified(link, key_id, body, sig)
 
 
-def verify(token: str, keys: dict[int, bytes], now_s: int) -> TicketLink:
+def terminal_key(centre_key: bytes, counter: str) -> bytes:
+    """The link key of the terminal(s) at ``counter``: HMAC-SHA256(centre key, TERMINAL_DOMAIN + counter).
+
+    Whoever holds it can sign ``terminal-qr`` links naming this counter, and nothing else (:func:`verify`)."""
+    if not _ID_RE.match(counter):
+        raise ValueError(f"counter {counter!r} must match {ID_PATTERN}")
+    return hmac.new(centre_key, TERMINAL_DOMAIN + counter.encode("ascii"), hashlib.sha256).digest()
+
+
+def parse_terminal_secret(text: str) -> tuple[int, bytes]:
+    """A terminal's provisioned link key, ``<key id>:<64+ hex>`` (FleetState.terminal_link_secret); ValueError."""
+    kid, sep, hexkey = text.strip().partition(":")
+    try:
+        key_id, secret = int(kid), bytes.fromhex(hexkey)
+    except ValueError:
+        raise ValueError("a terminal link key is <key id>:<hex secret>") from None
+    if not sep or not 1 <= key_id <= 255 or len(secret) < 32:
+        raise ValueError("a terminal link key is <key id 1..255>:<hex secret of >= 32 bytes>")
+    return key_id, secret
+
+
+def verify(token: str, keys: dict[int, bytes], now_s: int,
+           revoked: Mapping[int, Collection[str]] | None = None) -> TicketLink:
     """The link of a genuine, unexpired token; ``keys`` are the centre's key id -> secret (every live key).
 
     The caller looks the centre's keys up from :func:`decode`'s ``link.centre`` (the centre is inside the
-    signed body, so a token moved to another centre's keys fails the tag).
+    signed body, so a token moved to another centre's keys fails the tag). A ``terminal-qr`` token is
+    checked under the terminal key of the counter it names, derived from the centre key of its key id,
+    unless ``revoked`` (key id -> counters, :meth:`Keyring.revoked`) lists that counter for that key (a
+    stolen terminal); any other token under the centre key itself.
     """
     raw = decode(token)
     key = keys.get(raw.key_id)
     if key is None:
         raise LinkError("unknown_key", "link signed with a key this centre does not have (retired or foreign)")
+    if raw.link.source == "terminal-qr":
+        assert raw.link.counter is not None  # TicketLink refuses a terminal link without its counter
+        if revoked is not None and raw.link.counter in revoked.get(raw.key_id, ()):
+            raise LinkError("unknown_key", f"terminal key of counter {raw.link.counter} under key {raw.key_id} "
+                                           "was revoked")
+        key = terminal_key(key, raw.link.counter)
     if not hmac.compare_digest(tag(key, raw.body), raw.tag):
         raise LinkError("bad_signature", "link signature does not match")
     if now_s > raw.link.expires:
@@ -238,6 +280,8 @@ class LinkKey:
     secret: bytes
     created: int  # epoch seconds
     retired: int | None = None  # when a newer key replaced it (it still verifies until links expire)
+    # counters whose terminal key derived from this key no longer verifies (a stolen terminal)
+    revoked_counters: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +298,14 @@ class Keyring:
     def signing_key(self) -> LinkKey:
         return next(k for k in self.keys if k.key_id == self.current)
 
+    def revoked(self) -> dict[int, tuple[str, ...]]:
+        """Key id -> counters whose terminal links under that key no longer verify (:func:`verify`)."""
+        return {k.key_id: k.revoked_counters for k in self.keys if k.revoked_counters}
+
+    def terminal_key(self, counter: str) -> tuple[int, bytes]:
+        """(key id, secret) a terminal at ``counter`` signs with now: derived from the current key."""
+        return self.current, terminal_key(self.signing_key().secret, counter)
+
     def render(self) -> str:
         lines = [f"# rating-link keys of centre {self.centre}: secret, never commit (hailong web key rotate)",
                  f"current = {self.current}"]
@@ -261,6 +313,8 @@ class Keyring:
             lines += ["", f"[key.{k.key_id}]", f'secret = "{k.secret.hex()}"', f"created = {k.created}"]
             if k.retired is not None:
                 lines.append(f"retired = {k.retired}")
+            if k.revoked_counters:
+                lines.append("revoked_counters = [" + ", ".join(f'"{c}"' for c in k.revoked_counters) + "]")
         return "\n".join(lines) + "\n"
 
     @classmethod
@@ -273,7 +327,8 @@ class Keyring:
             current = int(data["current"])
             keys = tuple(
                 LinkKey(int(kid), bytes.fromhex(str(v["secret"])), int(v["created"]),
-                        int(v["retired"]) if "retired" in v else None)
+                        int(v["retired"]) if "retired" in v else None,
+                        tuple(str(c) for c in v.get("revoked_counters", ())))
                 for kid, v in data.get("key", {}).items())
         except (tomllib.TOMLDecodeError, KeyError, ValueError, TypeError, AttributeError) as exc:
             raise ValueError(f"{where}: not a rating-link keyring ({type(exc).__name__}: {exc})") from None
@@ -281,16 +336,25 @@ class Keyring:
             raise ValueError(f"{where}: current = {current} names no [key.{current}]")
         if any(len(k.secret) < 32 or not 1 <= k.key_id <= 255 for k in keys):
             raise ValueError(f"{where}: every key needs an id 1..255 and a secret of >= 32 bytes (64 hex)")
+        bad = [c for k in keys for c in k.revoked_counters if not _ID_RE.match(c)]
+        if bad:
+            raise ValueError(f"{where}: revoked_counters {bad} are not counter ids ({ID_PATTERN})")
         return cls(centre, current, keys)
 
-    def rotated(self, now_s: int, keep_s: int, new_secret: bytes) -> Keyring:
+    def rotated(self, now_s: int, keep_s: int, new_secret: bytes, revoke_counters: Collection[str] = ()) -> Keyring:
         """A new current key; the old one retired (verifying until ``keep_s`` after now), expired ones dropped.
 
         ``keep_s`` is the longest a link may live (a token's expiry is never further than that from
         when it was signed), so a key retired longer ago than that signed nothing still valid.
+        ``revoke_counters``: the terminal keys of these counters stop verifying under every kept key at
+        once (a stolen terminal); the new key derives fresh ones for the terminals re-provisioned there.
         """
+        for c in revoke_counters:
+            if not _ID_RE.match(c):
+                raise ValueError(f"counter {c!r} must match {ID_PATTERN}")
         kept = [k for k in self.keys if k.retired is None or now_s - k.retired <= keep_s]
-        kept = [LinkKey(k.key_id, k.secret, k.created, now_s) if k.key_id == self.current else k for k in kept]
+        kept = [LinkKey(k.key_id, k.secret, k.created, now_s if k.key_id == self.current else k.retired,
+                        tuple(sorted({*k.revoked_counters, *revoke_counters}))) for k in kept]
         used = {k.key_id for k in kept}
         new_id = next((i for i in [*range(self.current + 1, 256), *range(1, self.current)] if i not in used), None)
         if new_id is None:

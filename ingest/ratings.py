@@ -29,6 +29,8 @@ Rules (DESIGN.md, integrity), in order, each a stable rejection reason:
    second rating of the instance through any channel is ``duplicate_ticket`` (first wins); it
    waits up to ``web_hold_s`` for a close (a slip scanned in the queue), then ``unknown_ticket``.
    A centre without a QMS cannot bind a phone rating to a served ticket: ``unknown_ticket``.
+   A link a counter terminal signed (source ``terminal-qr``, its counter's own key) whose ticket
+   was closed at another counter is ``wrong_counter``: a terminal offers only its counter's tickets.
 
 A rating can overtake its ``ticket_closed``: then :data:`HOLD` is returned and the
 service re-judges it, until ``hold_grace_s`` after it first arrived. A device may
@@ -262,6 +264,15 @@ class RatingJudge:
         counter = None if event.counter == WEB_ANY_COUNTER else event.counter
         found = self.index.web_close(event.centre, event.ticket, event.service_day, event.ticket_id, counter,
                                      rated + s.early_tolerance_s * 1000)
+        if found is None and event.source == "terminal-qr":
+            # signed by the terminal at ``counter`` (its own key, web service checked): a ticket served at
+            # another counter is not that terminal's to offer for rating (a stolen or misused terminal)
+            elsewhere = self.index.web_close(event.centre, event.ticket, event.service_day, event.ticket_id, None,
+                                             rated + s.early_tolerance_s * 1000)
+            if elsewhere is not None:
+                raise RuleRejection("wrong_counter", f"terminal link of counter {counter!r} for ticket "
+                                    f"{event.ticket!r} of {event.service_day}, which was closed at counter "
+                                    f"{elsewhere[1].counter!r}", "counter")
         if found is None:
             if now_ms - received_ms < s.web_hold_s * 1000:
                 return HOLD  # scanned while waiting: its ticket_closed is still to come

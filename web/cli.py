@@ -68,8 +68,11 @@ def link(fleet: Path, state_dir: Path | None, centre: str, ticket: str, day: dt.
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     ring = FleetState.for_fleet(fleet, state_dir).link_keyring(centre)
-    key = ring.signing_key()
-    address = weblink.url(base, weblink.sign(ticket_link, key.key_id, key.secret))
+    if source == "terminal-qr":  # what the counter's terminal would print: signed with that counter's key
+        key_id, secret = ring.terminal_key(ticket_link.counter or "")
+    else:
+        key_id, secret = ring.current, ring.signing_key().secret
+    address = weblink.url(base, weblink.sign(ticket_link, key_id, secret))
     click.echo(address)
     if qr_out is not None:
         import segno
@@ -89,12 +92,37 @@ def key() -> None:
 @key.command("rotate")
 @_fleet_options
 @click.option("--centre", required=True, help="Centre id.")
-def rotate(fleet: Path, state_dir: Path | None, centre: str) -> None:
-    """Sign new links with a new key; links signed before keep working until they expire."""
+@click.option("--revoke-counter", "revoke", multiple=True,
+              help="A counter whose terminal was stolen or lost: its terminal links stop verifying at once "
+                   "(repeatable).")
+def rotate(fleet: Path, state_dir: Path | None, centre: str, revoke: tuple[str, ...]) -> None:
+    """Sign new links with a new key; links signed before keep working until they expire.
+
+    The centre's counter terminals sign with a key derived from the key current when they were provisioned:
+    they keep signing with the retired key (their links verify until it is dropped, 35 days) until they are
+    provisioned again. The command names them."""
     _timezone(fleet, centre)
-    ring = FleetState.for_fleet(fleet, state_dir).rotate_link_key(centre)
+    reg = load_registry(fleet)
+    unknown = [c for c in revoke if (centre, c) not in reg.counters]
+    if unknown:
+        raise click.ClickException(f"centre {centre} has no counter {', '.join(unknown)}")
+    old = FleetState.for_fleet(fleet, state_dir).link_keyring(centre).current
+    try:
+        ring = FleetState.for_fleet(fleet, state_dir).rotate_link_key(centre, revoke_counters=revoke)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"centre {centre}: now signing with key {ring.current}; "
                f"{len(ring.keys) - 1} older key(s) still verify issued links (secrets not shown)")
+    if revoke:
+        click.echo(f"terminal links of counter(s) {', '.join(revoke)} under every older key no longer verify")
+    terminals = sorted((d.id, d.counter) for d in reg.devices.values() if d.centre == centre and not d.retired)
+    if terminals and reg.centres[centre].has_qms:
+        click.echo(f"{len(terminals)} terminal(s) still sign their QR links with a key derived from key {old} "
+                   f"(valid until it is dropped, {FleetState.LINK_KEY_KEEP_S // 86_400} days from now); "
+                   f"provision them again to give them the new key (hailong fleet provision --centre {centre} "
+                   "--web-base URL):")
+        for device, counter in terminals:
+            click.echo(f"  {device} (counter {counter}){'  REVOKED' if counter in revoke else ''}")
 
 
 @web.command("serve")

@@ -58,27 +58,38 @@ class LinkRefused(Exception):
 
 
 class Keys:
-    """The centres' link keys, re-read when a key file changes (a rotation needs no restart)."""
+    """The centres' link keys, re-read when a key file changes (a rotation or revocation needs no restart).
+
+    A terminal's link verifies under the key derived for its counter (broker.weblink.verify), so the
+    service needs no terminal's key: it derives them from the centre's."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self._cache: dict[str, tuple[float, dict[int, bytes]]] = {}
+        self._cache: dict[str, tuple[float, CentreKeys]] = {}
         self._lock = threading.Lock()
 
-    def of(self, centre: str) -> dict[int, bytes]:
+    def of(self, centre: str) -> CentreKeys:
         path = self.directory / f"{centre}.toml"
         try:
             stamp = path.stat().st_mtime
         except FileNotFoundError:
-            return {}
+            return CentreKeys({}, {})
         with self._lock:
             hit = self._cache.get(centre)
             if hit is not None and hit[0] == stamp:
                 return hit[1]
         ring = weblink.Keyring.parse(centre, path.read_text(encoding="utf-8"), str(path))
+        keys = CentreKeys(ring.secrets(), ring.revoked())
         with self._lock:
-            self._cache[centre] = (stamp, ring.secrets())
-        return ring.secrets()
+            self._cache[centre] = (stamp, keys)
+        return keys
+
+
+class CentreKeys(NamedTuple):
+    """What verifies a centre's links: key id -> secret, and the terminal keys revoked per key id."""
+
+    secrets: dict[int, bytes]
+    revoked: dict[int, tuple[str, ...]]
 
 
 class GroupCommit:
@@ -157,7 +168,8 @@ class RatingDesk:
         if centre is None or not centre.has_qms:
             raise LinkRefused("invalid")  # a phone rating is bound by the QMS close: no QMS, no link
         try:
-            link = weblink.verify(token, self.keys.of(raw.link.centre), now)
+            keys = self.keys.of(raw.link.centre)
+            link = weblink.verify(token, keys.secrets, now, keys.revoked)
         except weblink.LinkError as exc:
             if exc.reason == "expired":
                 raise LinkRefused("expired", raw.link.expires) from None

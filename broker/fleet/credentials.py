@@ -14,7 +14,8 @@ Layout::
     state/pki/server.key server.crt  broker certificate
     state/pki/devices/<id>.key .crt  device client certificates
     state/revoked.toml               revoked certificate serials per device
-    state/weblink/<centre>.toml      the centre's rating-link keys (broker/weblink.py), current and retired
+    state/weblink/<centre>.toml      the centre's rating-link keys (broker/weblink.py), current and retired;
+                                     a counter terminal's own key is derived from it at provisioning
 """
 
 from __future__ import annotations
@@ -235,12 +236,19 @@ class FleetState:
         self._save_keyring(ring)
         return ring
 
-    def rotate_link_key(self, centre: str, now_s: int | None = None) -> Keyring:
-        """A new signing key for the centre; links signed with the previous keys keep working until they expire."""
+    def rotate_link_key(self, centre: str, now_s: int | None = None, revoke_counters: tuple[str, ...] = ()) -> Keyring:
+        """A new signing key for the centre; links signed with the previous keys keep working until they expire,
+        except terminal links of ``revoke_counters`` (a stolen terminal), which stop verifying at once."""
         now = int(time.time()) if now_s is None else now_s
-        ring = self.link_keyring(centre).rotated(now, self.LINK_KEY_KEEP_S, os.urandom(32))
+        ring = self.link_keyring(centre).rotated(now, self.LINK_KEY_KEEP_S, os.urandom(32), revoke_counters)
         self._save_keyring(ring)
         return ring
+
+    def terminal_link_secret(self, centre: str, counter: str) -> str:
+        """What a counter terminal's bundle carries as its link key: ``<key id>:<hex>``, the key derived for its
+        counter from the centre's current key (broker.weblink.terminal_key); a secret, written 0600 only."""
+        key_id, secret = self.link_keyring(centre).terminal_key(counter)
+        return f"{key_id}:{secret.hex()}"
 
     def _save_keyring(self, ring: Keyring) -> None:
         self.ensure()

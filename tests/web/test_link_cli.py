@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from PIL import Image
 
@@ -67,3 +68,32 @@ def test_rotate_keeps_old_links_and_never_prints_a_secret(tmp_path: Path) -> Non
     assert ring.current == 2 and "key 2" in out
     assert all(k.secret.hex() not in out for k in ring.keys)
     assert weblink.verify(old, ring.secrets(), now_s=0).ticket == "B2"
+
+
+def test_terminal_links_and_rotation_naming_the_terminals_and_revoking_a_counter(tmp_path: Path) -> None:
+    fleet = write_fleet(tmp_path / "fleet", "hcc-hue", [("t1", "q1"), ("t2", "q2")], has_qms=True)
+    code, _, err = _run("web", "link", "--fleet", str(fleet), "--centre", "hcc-hue", "--ticket", "C3",
+                        "--source", "terminal-qr", "--base", "https://x.vn")
+    assert code != 0 and "counter" in err  # a terminal link names its counter
+    code, out, err = _run("web", "link", "--fleet", str(fleet), "--centre", "hcc-hue", "--ticket", "C3",
+                          "--counter", "q1", "--source", "terminal-qr", "--base", "https://x.vn")
+    assert code == 0, err
+    q1 = out.strip().rsplit("/", 1)[1]
+    ring = FleetState.for_fleet(fleet).link_keyring("hcc-hue")
+    assert weblink.verify(q1, ring.secrets(), now_s=0).counter == "q1"
+    # signed with q1's derived key, not the centre key
+    assert weblink.sign(weblink.decode(q1).link, 1, weblink.terminal_key(ring.signing_key().secret, "q1")) == q1
+    code, _, err = _run("web", "key", "rotate", "--fleet", str(fleet), "--centre", "hcc-hue",
+                        "--revoke-counter", "q9")
+    assert code != 0 and "q9" in err and FleetState.for_fleet(fleet).link_keyring("hcc-hue").current == 1
+    code, out, err = _run("web", "key", "rotate", "--fleet", str(fleet), "--centre", "hcc-hue",
+                          "--revoke-counter", "q1")
+    assert code == 0, err
+    assert "2 terminal(s) still sign their QR links with a key derived from key 1" in out
+    assert "t1 (counter q1)  REVOKED" in out and "t2 (counter q2)\n" in out
+    ring = FleetState.for_fleet(fleet).link_keyring("hcc-hue")
+    assert ring.revoked() == {1: ("q1",)}
+    assert all(k.secret.hex() not in out for k in ring.keys)
+    with pytest.raises(weblink.LinkError) as err_info:
+        weblink.verify(q1, ring.secrets(), 0, ring.revoked())
+    assert err_info.value.reason == "unknown_key"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import hashlib
 import hmac
@@ -38,7 +39,11 @@ def test_documented_vectors_follow_the_documented_formula(vec: dict) -> None:
         if text:
             body += bytes([len(text)]) + text.encode("ascii")
     assert body.hex() == vec["body_hex"]
-    tag = hmac.new(key, b"hailong-link-v1\x00" + body, hashlib.sha256).digest()[:12]
+    signer = key
+    if vec["source"] == "terminal-qr":  # a counter terminal's own key, derived from the centre key
+        signer = hmac.new(key, b"hailong-terminal-link-v1\x00" + vec["counter"].encode(), hashlib.sha256).digest()
+        assert signer.hex() == vec["terminal_key_hex"]
+    tag = hmac.new(signer, b"hailong-link-v1\x00" + body, hashlib.sha256).digest()[:12]
     assert tag.hex() == vec["tag_hex"]
     token = base64.urlsafe_b64encode(body + tag).rstrip(b"=").decode()
     assert token == vec["token"]
@@ -47,8 +52,12 @@ def test_documented_vectors_follow_the_documented_formula(vec: dict) -> None:
     link = w.verify(token, {vec["key_id"]: key}, now_s=vec["expires"])
     assert (link.centre, link.ticket, link.day.isoformat(), link.counter, link.ticket_id, link.source) == (
         vec["centre"], vec["ticket"], vec["day"], vec["counter"], vec["ticket_id"], vec["source"])
-    assert w.sign(link, vec["key_id"], key) == token
+    assert w.sign(link, vec["key_id"], signer) == token
     assert w.event_id(token) == vec["event_id"]
+
+
+def test_the_documented_vectors_include_a_terminal_signed_link() -> None:
+    assert any(v["source"] == "terminal-qr" and v["counter"] for v in _vectors())
 
 
 KEY = bytes(range(32))
@@ -113,3 +122,84 @@ def test_event_id_is_one_per_link_and_the_token_is_never_the_fingerprint() -> No
     a, b = w.sign(LINK, 1, KEY), w.sign(LINK, 1, b"z" * 32)
     assert w.event_id(a) == w.event_id(a) != w.event_id(b)
     assert a not in w.fingerprint(a) and len(w.fingerprint(a)) == 12
+
+
+# --------------------------------------------------------------------------- a counter terminal's own key
+
+TERMINAL = w.TicketLink(centre="ttphcc-ha-noi", ticket="A-1024", day=dt.date(2025, 11, 22), expires=1764435600,
+                        counter="q01", source="terminal-qr")
+
+
+def test_a_terminal_key_signs_its_own_counters_terminal_links_only() -> None:
+    own = w.terminal_key(KEY, "q01")
+    assert own != KEY and own != w.terminal_key(KEY, "q02") and len(own) == 32
+    token = w.sign(TERMINAL, 1, own)
+    assert w.verify(token, {1: KEY}, now_s=0).counter == "q01"
+    # the same key cannot sign another counter's link (the tag is checked under q02's derived key)
+    other = dataclasses.replace(TERMINAL, counter="q02")
+    with pytest.raises(w.LinkError) as err:
+        w.verify(w.sign(other, 1, own), {1: KEY}, now_s=0)
+    assert err.value.reason == "bad_signature"
+    # nor any non-terminal link (slip, SMS, Zalo, none): those verify under the centre key only
+    for source in ("qr", "sms", "zalo", None):
+        forged = w.sign(dataclasses.replace(TERMINAL, source=source), 1, own)
+        with pytest.raises(w.LinkError) as err:
+            w.verify(forged, {1: KEY}, now_s=0)
+        assert err.value.reason == "bad_signature", source
+    # and the centre key itself does not make a valid terminal link (it is checked under the derived key)
+    with pytest.raises(w.LinkError) as err:
+        w.verify(w.sign(TERMINAL, 1, KEY), {1: KEY}, now_s=0)
+    assert err.value.reason == "bad_signature"
+
+
+def test_a_forged_counter_field_fails_the_tag() -> None:
+    token = w.sign(TERMINAL, 1, w.terminal_key(KEY, "q01"))
+    raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    forged_raw = raw.replace(b"\x03q01", b"\x03q02")
+    assert forged_raw != raw
+    forged = base64.urlsafe_b64encode(forged_raw).rstrip(b"=").decode()
+    assert w.decode(forged).link.counter == "q02"
+    with pytest.raises(w.LinkError) as err:
+        w.verify(forged, {1: KEY}, now_s=0)
+    assert err.value.reason == "bad_signature"
+
+
+def test_a_terminal_link_without_its_counter_is_malformed() -> None:
+    with pytest.raises(ValueError, match="names the counter"):
+        dataclasses.replace(TERMINAL, counter=None)
+    body = w.body_bytes(dataclasses.replace(TERMINAL, source="qr", counter=None), 1)
+    body = body[:2] + bytes([4]) + body[3:]  # flags: source terminal-qr, no counter
+    token = base64.urlsafe_b64encode(body + w.tag(KEY, body)).rstrip(b"=").decode()
+    with pytest.raises(w.LinkError) as err:
+        w.verify(token, {1: KEY}, now_s=0)
+    assert err.value.reason == "malformed"
+
+
+def test_provisioned_terminal_secret_and_revocation_on_rotation(tmp_path: Path) -> None:
+    state = FleetState(tmp_path / "state")
+    ring = state.link_keyring("ttphcc-ha-noi")
+    text = state.terminal_link_secret("ttphcc-ha-noi", "q01")
+    key_id, secret = w.parse_terminal_secret(text)
+    assert key_id == ring.current and secret == w.terminal_key(ring.signing_key().secret, "q01")
+    q01 = w.sign(TERMINAL, key_id, secret)
+    q02_link = dataclasses.replace(TERMINAL, counter="q02")
+    q02 = w.sign(q02_link, *w.parse_terminal_secret(state.terminal_link_secret("ttphcc-ha-noi", "q02")))
+    # rotating and revoking q01 (a stolen terminal): its links fail at once, q02's keep working
+    t0 = 1_764_000_000
+    rotated = state.rotate_link_key("ttphcc-ha-noi", now_s=t0, revoke_counters=("q01",))
+    reread = state.link_keyring("ttphcc-ha-noi")
+    assert reread.revoked() == {key_id: ("q01",)} == rotated.revoked()
+    with pytest.raises(w.LinkError) as err:
+        w.verify(q01, reread.secrets(), t0, reread.revoked())
+    assert err.value.reason == "unknown_key"
+    assert w.verify(q02, reread.secrets(), t0, reread.revoked()).counter == "q02"
+    # the replacement terminal at q01 gets a key derived from the new current key: valid
+    fresh = w.sign(TERMINAL, *w.parse_terminal_secret(state.terminal_link_secret("ttphcc-ha-noi", "q01")))
+    assert w.decode(fresh).key_id == reread.current != key_id
+    assert w.verify(fresh, reread.secrets(), t0, reread.revoked()).counter == "q01"
+    # a non-terminal link under the retired key is untouched by the revocation
+    slip = w.sign(LINK, key_id, ring.signing_key().secret)
+    assert w.verify(slip, reread.secrets(), t0, reread.revoked()).ticket == "A-1024"
+    for bad in ("", "1", "x:00", f"0:{secret.hex()}", f"1:{secret.hex()[:40]}", "256:" + "00" * 32):
+        with pytest.raises(ValueError):
+            w.parse_terminal_secret(bad)
