@@ -1,12 +1,8 @@
-"""The bridge's durable outbox (SQLite, WAL, synchronous=FULL).
+"""The bridge's durable outbox (SQLite, WAL, synchronous=FULL): a service outbox
+(broker/mqtt/outbox.py: ``pending`` until the broker's PUBACK, ``seen`` so a replayed webhook,
+a re-read row or a restart that re-reads the database never queues an event twice) with the
+bridge's own tables in the same file, written in the same transaction as the events:
 
-Five tables, one file:
-
-- ``pending``: events waiting for the broker's PUBACK, in arrival order. A row is
-  deleted only when its PUBACK came, so a crash, a broker outage or a SIGKILL
-  loses nothing: the next start publishes what is left.
-- ``seen``: every event id ever queued (kept ``seen_days``), so a replayed webhook,
-  a re-read row or a restart that re-reads the database never queues an event twice.
 - ``watermark``: the SQL poller's high-water mark per source, written in the SAME
   transaction as the events read up to it: either both are durable or neither.
   ``hailong qms bridge mark show|set|reset`` reads and changes it.
@@ -16,37 +12,25 @@ Five tables, one file:
   ``hailong qms bridge held retry``), so a fixed map publishes them with no state edited.
 - ``control``: requests from the ``hailong qms`` commands to a running bridge (retry now).
 
-Used from several threads (HTTP handlers, the poller, paho's callback thread): one
-connection behind a lock; every write is one short transaction.
+The file's tables are those the bridge always wrote (the two shared ones are the same DDL), so an
+outbox written before the bridge shared broker/mqtt/outbox.py opens as it is
+(tests/qms_bridge/test_outbox.py).
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from .mapping import Mapped
+from broker.mqtt.outbox import SCHEMA as BASE_SCHEMA
+from broker.mqtt.outbox import Outbox as ServiceOutbox
+from broker.mqtt.outbox import Queueable
+from broker.mqtt.outbox import Queued as ServiceQueued
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS pending (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id TEXT NOT NULL UNIQUE,
-    topic TEXT NOT NULL,
-    counter TEXT NOT NULL,
-    payload BLOB NOT NULL,
-    queued_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS seen (
-    event_id TEXT PRIMARY KEY,
-    queued_ms INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS seen_by_time ON seen (queued_ms);
+SCHEMA = BASE_SCHEMA + """
 CREATE TABLE IF NOT EXISTS watermark (
     source TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -86,42 +70,17 @@ class Held:
 
 
 @dataclass(frozen=True)
-class Pending:
-    seq: int
-    event_id: str
-    topic: str
-    counter: str
-    payload: bytes
+class Queued(ServiceQueued):
+    """What one enqueue did: ids newly queued and ids already known (duplicates), and the held rows and mark."""
 
-
-@dataclass(frozen=True)
-class Queued:
-    """What one enqueue did: ids newly queued and ids already known (duplicates)."""
-
-    new: tuple[str, ...]
-    duplicates: tuple[str, ...]
     newly_held: tuple[Held, ...] = ()  # rows held now that were not held (or held for another problem)
     mark_moved: bool = True  # False: the mark was changed by a command since it was read; left as set
 
 
-class Outbox:
-    def __init__(self, path: Path, seen_days: int = 14) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self.seen_ms = seen_days * 86_400_000
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # FULL: a committed event survives power loss; the vendor got its 2xx for it
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
-        self._last_prune = 0.0
+class Outbox(ServiceOutbox):
+    SCHEMA = SCHEMA
 
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def enqueue(self, events: Iterable[Mapped], watermark: tuple[str, Any] | None = None,
+    def enqueue(self, events: Iterable[Queueable], watermark: tuple[str, Any] | None = None,
                 read_from: Any = _UNSET, hold: Iterable[Held] = (), release: Iterable[tuple[str, str]] = (),
                 retried: bool = False) -> Queued:
         """Queue events not seen before, move a source's watermark, hold the rows that could not be
@@ -131,48 +90,31 @@ class Outbox:
         new one is kept (the events are still queued, de-duplicated as ever). ``retried``: the held
         rows are retries, so their attempt count goes up."""
         now = int(time.time() * 1000)
-        new: list[str] = []
-        dup: list[str] = []
         newly_held: list[Held] = []
         mark_moved = watermark is not None
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for source, row_id in release:
-                    self._db.execute("DELETE FROM held WHERE source = ? AND row_id = ?", (source, row_id))
-                for h in hold:
-                    old = self._db.execute("SELECT problem FROM held WHERE source = ? AND row_id = ?",
-                                           (h.source, h.row_id)).fetchone()
-                    if old is None or old[0] != h.problem:
-                        newly_held.append(h)
-                    self._db.execute(
-                        "INSERT INTO held (source, row_id, row, reason, problem, first_ms, last_ms, attempts) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, 1) ON CONFLICT (source, row_id) DO UPDATE SET "
-                        "row = excluded.row, reason = excluded.reason, problem = excluded.problem, "
-                        "last_ms = excluded.last_ms, attempts = attempts + ?",
-                        (h.source, h.row_id, json.dumps(h.row), h.reason, h.problem, now, now, int(retried)))
-                for m in events:
-                    cur = self._db.execute("INSERT OR IGNORE INTO seen (event_id, queued_ms) VALUES (?, ?)",
-                                           (m.event_id, now))
-                    if cur.rowcount == 0:
-                        dup.append(m.event_id)
-                        continue
-                    self._db.execute(
-                        "INSERT INTO pending (event_id, topic, counter, payload, queued_ms) VALUES (?, ?, ?, ?, ?)",
-                        (m.event_id, m.topic, m.event.counter, m.event.to_json(), now))
-                    new.append(m.event_id)
-                if watermark is not None:
-                    source, value = watermark
-                    if read_from is not _UNSET:
-                        row = self._db.execute("SELECT value FROM watermark WHERE source = ?", (source,)).fetchone()
-                        mark_moved = (json.loads(row[0]) if row else None) == read_from
-                    if mark_moved:
-                        self._db.execute("INSERT OR REPLACE INTO watermark (source, value) VALUES (?, ?)",
-                                         (source, json.dumps(value)))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._transaction() as db:
+            for source, row_id in release:
+                db.execute("DELETE FROM held WHERE source = ? AND row_id = ?", (source, row_id))
+            for h in hold:
+                old = db.execute("SELECT problem FROM held WHERE source = ? AND row_id = ?",
+                                 (h.source, h.row_id)).fetchone()
+                if old is None or old[0] != h.problem:
+                    newly_held.append(h)
+                db.execute(
+                    "INSERT INTO held (source, row_id, row, reason, problem, first_ms, last_ms, attempts) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, 1) ON CONFLICT (source, row_id) DO UPDATE SET "
+                    "row = excluded.row, reason = excluded.reason, problem = excluded.problem, "
+                    "last_ms = excluded.last_ms, attempts = attempts + ?",
+                    (h.source, h.row_id, json.dumps(h.row), h.reason, h.problem, now, now, int(retried)))
+            new, dup = self._queue(db, events, now)
+            if watermark is not None:
+                source, value = watermark
+                if read_from is not _UNSET:
+                    row = db.execute("SELECT value FROM watermark WHERE source = ?", (source,)).fetchone()
+                    mark_moved = (json.loads(row[0]) if row else None) == read_from
+                if mark_moved:
+                    db.execute("INSERT OR REPLACE INTO watermark (source, value) VALUES (?, ?)",
+                               (source, json.dumps(value)))
         self._maybe_prune(now)
         return Queued(tuple(new), tuple(dup), tuple(newly_held), mark_moved)
 
@@ -217,28 +159,3 @@ class Outbox:
     def take_request(self, name: str) -> bool:
         with self._lock:
             return self._db.execute("DELETE FROM control WHERE name = ?", (name,)).rowcount > 0
-
-    def pending(self, after_seq: int = 0, limit: int = 100) -> list[Pending]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT seq, event_id, topic, counter, payload FROM pending WHERE seq > ? ORDER BY seq LIMIT ?",
-                (after_seq, limit)).fetchall()
-        return [Pending(int(r[0]), str(r[1]), str(r[2]), str(r[3]), bytes(r[4])) for r in rows]
-
-    def acked(self, event_id: str) -> None:
-        """The broker has it (PUBACK): the event leaves the outbox; its id stays in ``seen``."""
-        with self._lock:
-            self._db.execute("DELETE FROM pending WHERE event_id = ?", (event_id,))
-
-    def depth(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT count(*) FROM pending").fetchone()[0])
-
-    def _maybe_prune(self, now_ms: int) -> None:
-        # hourly is plenty: seen only has to outlive any replay the vendor may do
-        if time.monotonic() - self._last_prune < 3600:
-            return
-        self._last_prune = time.monotonic()
-        with self._lock:
-            self._db.execute("DELETE FROM seen WHERE queued_ms < ? AND event_id NOT IN "
-                             "(SELECT event_id FROM pending)", (now_ms - self.seen_ms,))

@@ -14,10 +14,11 @@ from collections.abc import Callable
 from typing import Any
 
 from broker.contract import QMS_BRIDGE_DEVICE, DeviceStatus, qms_bridge_status_topic
+from broker.mqtt.outbox import Pending
 from broker.mqtt.outbox_publisher import OutboxPublisher
 
 from .config import BridgeConfig
-from .outbox import Outbox, Pending
+from .outbox import Outbox
 
 log = logging.getLogger("hailong.qms.publisher")
 

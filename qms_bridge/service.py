@@ -6,10 +6,12 @@ import logging
 import threading
 from typing import Any
 
+from broker.mqtt.outbox import Pending
+
 from .config import BridgeConfig
 from .health import BridgeHealth
 from .mapping import Mapped, Mapper
-from .outbox import RETRY_REQUEST, Outbox, Pending, Queued
+from .outbox import RETRY_REQUEST, Outbox, Queued
 from .publisher import Publisher
 from .webhook import BridgeHttpServer
 

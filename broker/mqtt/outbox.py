@@ -1,6 +1,6 @@
-"""A service's durable outbox (SQLite, WAL, synchronous=FULL): the web rating service's. The QMS bridge's
-(qms_bridge/outbox.py) keeps the same two tables plus its vendor-specific ones (watermarks, held rows);
-the terminal has its own, device/outbox.py, tuned for a Pi's SD card.
+"""A service's durable outbox (SQLite, WAL, synchronous=FULL): the web rating service's, and the base of
+the QMS bridge's (qms_bridge/outbox.py adds its vendor-specific tables: watermarks, held rows); the
+terminal has its own, device/outbox.py, tuned for a Pi's SD card.
 
 Every producer commits to its own outbox before it answers (the vendor's 2xx, the citizen's
 "Cảm ơn"), and an item leaves it only on the broker's PUBACK (broker/mqtt/outbox_publisher.py).
@@ -26,7 +26,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -86,6 +87,12 @@ class Queued:
 
 
 class Outbox:
+    """The two tables every service outbox has. A service with tables of its own (the QMS bridge's
+    watermarks and held rows) extends ``SCHEMA`` and writes them in the same transaction as its
+    events: :meth:`_transaction` and :meth:`_queue` are for that."""
+
+    SCHEMA = SCHEMA
+
     def __init__(self, path: Path, seen_days: int = 14) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
@@ -95,35 +102,45 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         # FULL: a committed event survives power loss; the vendor got its 2xx for it
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
+        self._db.executescript(self.SCHEMA)
         self._last_prune = 0.0
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
-    def enqueue(self, events: Iterable[Queueable]) -> Queued:
-        """Queue events not seen before, in one transaction."""
-        now = int(time.time() * 1000)
-        new: list[str] = []
-        dup: list[str] = []
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction under the lock: committed whole, or rolled back whole."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                for m in events:
-                    cur = self._db.execute("INSERT OR IGNORE INTO seen (event_id, queued_ms) VALUES (?, ?)",
-                                           (m.event_id, now))
-                    if cur.rowcount == 0:
-                        dup.append(m.event_id)
-                        continue
-                    self._db.execute(
-                        "INSERT INTO pending (event_id, topic, counter, payload, queued_ms) VALUES (?, ?, ?, ?, ?)",
-                        (m.event_id, m.topic, m.event.counter, m.event.to_json(), now))
-                    new.append(m.event_id)
+                yield self._db
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+
+    @staticmethod
+    def _queue(db: sqlite3.Connection, events: Iterable[Queueable], now_ms: int) -> tuple[list[str], list[str]]:
+        """Inside a transaction: queue the events not seen before; (new ids, duplicate ids)."""
+        new: list[str] = []
+        dup: list[str] = []
+        for m in events:
+            cur = db.execute("INSERT OR IGNORE INTO seen (event_id, queued_ms) VALUES (?, ?)", (m.event_id, now_ms))
+            if cur.rowcount == 0:
+                dup.append(m.event_id)
+                continue
+            db.execute("INSERT INTO pending (event_id, topic, counter, payload, queued_ms) VALUES (?, ?, ?, ?, ?)",
+                       (m.event_id, m.topic, m.event.counter, m.event.to_json(), now_ms))
+            new.append(m.event_id)
+        return new, dup
+
+    def enqueue(self, events: Iterable[Queueable]) -> Queued:
+        """Queue events not seen before, in one transaction."""
+        now = int(time.time() * 1000)
+        with self._transaction() as db:
+            new, dup = self._queue(db, events, now)
         self._maybe_prune(now)
         return Queued(tuple(new), tuple(dup))
 

@@ -1,8 +1,8 @@
 """Outbox -> broker at QoS 1 under a service's own identity: the QMS bridge's and the web rating service's.
 
 Through the shared session wrapper (broker.mqtt.session: randomised, capped reconnects). An
-event leaves its outbox (broker/mqtt/outbox.py, qms_bridge/outbox.py) only on its PUBACK; paho keeps un-acked
-messages across reconnects and resends them, and after a restart everything still pending is
+event leaves its outbox (broker/mqtt/outbox.py, which qms_bridge/outbox.py extends) only on its PUBACK;
+paho keeps un-acked messages across reconnects and resends them, and after a restart everything still pending is
 published again (same event id: the receivers de-duplicate, QoS 1 is at least once).
 
 A service may also keep a retained status (``status_topic``) with an offline last will; the
@@ -26,7 +26,7 @@ RETRY_REFUSED_S = 5.0
 
 
 class Item(Protocol):
-    """One queued message (broker/mqtt/outbox.py's Pending, the QMS bridge's Pending)."""
+    """One queued message (broker/mqtt/outbox.py's Pending, what the web's and the QMS bridge's outboxes return)."""
 
     @property
     def event_id(self) -> str: ...
