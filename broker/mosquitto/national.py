@@ -39,6 +39,7 @@ from broker.fleet.passwd import render_passwd
 from broker.fleet.pki import FleetCA, cert_common_name, cert_serial, write_private
 from broker.kernel.settings import ConfigError, Settings, load_model, validation_to_config_error
 from broker.mosquitto.federation import bridge_identity
+from broker.mosquitto.render import log_conf
 
 PROVINCES_FILE = "provinces.toml"
 OPTIONS_FILE = "national-broker.toml"
@@ -132,12 +133,7 @@ def render_conf(opt: NationalBrokerOptions) -> str:
         "max_queued_bytes 0",
         f"message_size_limit {MAX_PAYLOAD_BYTES}",
         "",
-        f"log_dest {opt.log_dest}",
-        "log_type error",
-        "log_type warning",
-        "log_type notice",
-        "connection_messages true",
-        "log_timestamp_format %Y-%m-%dT%H:%M:%S",
+        *log_conf(opt.log_dest),
         "",
         "# The provinces' bridges: a client certificate is required; its CN (fed.<province>) is the",
         "# username the ACL checks and the client id, so one province can neither write another's",

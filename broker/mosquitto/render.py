@@ -143,6 +143,19 @@ def _toml(value: object) -> str:
     return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a valid TOML basic string
 
 
+def log_conf(log_dest: str) -> list[str]:
+    """What every hailong broker logs (the province's and the national one): errors, warnings, notices
+    and each connection, with ISO timestamps, to ``log_dest``."""
+    return [
+        f"log_dest {log_dest}",
+        "log_type error",
+        "log_type warning",
+        "log_type notice",
+        "connection_messages true",
+        "log_timestamp_format %Y-%m-%dT%H:%M:%S",
+    ]
+
+
 def render_conf(opt: RenderOptions) -> str:
     d = opt.conf_dir.rstrip("/")
     bind = f" {opt.bind}" if opt.bind else ""
@@ -174,12 +187,7 @@ def render_conf(opt: RenderOptions) -> str:
         f"message_size_limit {MAX_PAYLOAD_BYTES}",
         f"max_packet_size {MAX_PACKET_BYTES}",
         "",
-        f"log_dest {opt.log_dest}",
-        "log_type error",
-        "log_type warning",
-        "log_type notice",
-        "connection_messages true",
-        "log_timestamp_format %Y-%m-%dT%H:%M:%S",
+        *log_conf(opt.log_dest),
         "",
         "# Username/password over TLS: service users, and terminals in password mode. The client id",
         "# is forced to the username (client ids are global across listeners), so no credential can",
