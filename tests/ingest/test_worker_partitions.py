@@ -10,15 +10,11 @@
 
 from __future__ import annotations
 
-import json
-import os
-import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -26,12 +22,12 @@ from broker.contract import rating_topic
 from broker.fleet.credentials import FleetState
 from broker.mqtt.handshake import has_session
 from broker.mqtt.settings import MqttSettings
-from hailong.localstack import free_port
 from ingest.config import IngestConfig
 from ingest.partition import my_centres
 from storage.influxql import InfluxQL
 from tests.broker.fleet_broker import FleetBroker, Probe, close, probe, start_fleet_broker
 from tests.support.ingest import rating
+from tests.support.ingest_run import IngestRun
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(300)
@@ -57,84 +53,6 @@ def _add_centres(fleet: Path, state: FleetState) -> None:
             fh.write(f'\n[device.{_device(c)}]\ncentre = "{c}"\ncounter = "q01"\nhardware = "touch"\n')
     for c in CENTRES:
         state.password(_device(c))
-
-
-class Instance:
-    """`hailong ingest run` as a real process, configured like a production ingest.toml."""
-
-    def __init__(self, tmp: Path, fb: FleetBroker, db: InfluxQL, *, user: str = "svc.ingest", workers: int = 2,
-                 partition: tuple[int, int] = (0, 1), secrets: Path | None = None) -> None:
-        self.fb, self.user = fb, user
-        self.health_port = free_port()
-        self.config = tmp / f"ingest-{user}.toml"
-        self.secrets = secrets if secrets is not None else fb.state.root / "secrets"
-        self.set_workers(workers, db, partition)
-        # worker 0's password through the environment, as the systemd unit's credential does;
-        # every other worker reads its own file from worker_secrets_dir
-        self.env = dict(os.environ, HAILONG_INGEST__MQTT__PASSWORD=fb.password(user))
-        self.log_path = tmp / f"ingest-{user}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def set_workers(self, workers: int, db: InfluxQL, partition: tuple[int, int]) -> None:
-        fb = self.fb
-        self.config.write_text(f"""
-registry = "{fb.fleet}"
-workers = {workers}
-worker_secrets_dir = "{self.secrets}"
-share_group = "hl-ingest"
-session_expiry_s = 600
-[mqtt]
-url = "mqtts://127.0.0.1:{fb.options.tls_port}"
-username = "{self.user}"
-ca_file = "{fb.out / 'ca.crt'}"
-reconnect_min_s = 0.2
-reconnect_max_s = 1.0
-reconnect_spread_s = 0.3
-[influx]
-url = "{db.url}"
-api = "v1"
-database = "{db.database}"
-[batch]
-size = 50
-max_delay_ms = 50
-max_in_flight = 200
-[integrity]
-partition = {{ index = {partition[0]}, count = {partition[1]} }}
-[health]
-http_port = {self.health_port}
-stats_interval_s = 1
-""", encoding="utf-8")
-
-    def start(self) -> Instance:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
-        self.proc = subprocess.Popen([sys.executable, "-m", "hailong.cli", "-v", "ingest", "run", "--config",
-                                      str(self.config)], env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        return self
-
-    def health(self) -> dict[str, Any] | None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2) as r:
-                return dict(json.loads(r.read()))
-        except OSError as exc:  # 503 while a worker is not ready; connection refused before start
-            body = getattr(exc, "read", None)
-            return dict(json.loads(body())) if callable(body) else None
-
-    def healthy(self) -> bool:
-        h = self.health()
-        return bool(h and h.get("alive"))
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            assert self.proc.wait(60) == 0, self.log()
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
 
 
 def _devices(fb: FleetBroker) -> dict[str, Probe]:
@@ -166,7 +84,7 @@ def _count(db: InfluxQL, what: str) -> int:
     return int(db.scalar(q) or 0)
 
 
-def _expect(db: InfluxQL, ratings: int, why: str, *logs: Instance) -> None:
+def _expect(db: InfluxQL, ratings: int, why: str, *logs: IngestRun) -> None:
     """Exactly ``ratings`` stored and exactly as many duplicate_ticket: one judge for each ticket."""
     tail = "\n".join(i.log() for i in logs)
     wait_until(lambda: _count(db, "rating") >= ratings and _count(db, "dup") >= ratings, 60,
@@ -177,7 +95,7 @@ def _expect(db: InfluxQL, ratings: int, why: str, *logs: Instance) -> None:
 
 def test_two_instances_with_two_workers_each_judge_every_centre_once(tmp_path: Path, influx_db: InfluxQL) -> None:
     fb = start_fleet_broker(tmp_path, _add_centres, ingest_instances=2, ingest_workers=2)
-    instances = [Instance(tmp_path, fb, influx_db, user=u, partition=(k, 2))
+    instances = [IngestRun(tmp_path, fb, influx_db, user=u, partition=(k, 2))
                  for k, u in enumerate(("svc.ingest", "svc.ingest.2"))]
     devices: dict[str, Probe] = {}
     try:
@@ -221,7 +139,7 @@ def test_two_instances_with_two_workers_each_judge_every_centre_once(tmp_path: P
 def test_two_three_two_workers_one_judge_per_centre_and_no_session_left_queueing(
         tmp_path: Path, influx_db: InfluxQL) -> None:
     fb = start_fleet_broker(tmp_path, _add_centres, ingest_workers=3)
-    inst = Instance(tmp_path, fb, influx_db, workers=2)
+    inst = IngestRun(tmp_path, fb, influx_db, workers=2)
     devices = _devices(fb)
     w2 = MqttSettings.model_validate({"url": f"mqtts://127.0.0.1:{fb.options.tls_port}", "username": "svc.ingest.w2",
                                       "password": fb.password("svc.ingest.w2"), "ca_file": str(fb.out / "ca.crt")})
@@ -257,7 +175,7 @@ def test_a_refused_worker_login_keeps_the_group_not_ready(tmp_path: Path, influx
     wrong = tmp_path / "secrets"
     wrong.mkdir()
     (wrong / "svc.ingest.w1.password").write_text("not-the-secret\n", encoding="utf-8")
-    inst = Instance(tmp_path, fb, influx_db, workers=2, secrets=wrong).start()
+    inst = IngestRun(tmp_path, fb, influx_db, workers=2, secrets=wrong).start()
     try:
         def worker1_refused() -> bool:
             h = inst.health()
@@ -283,7 +201,7 @@ def test_more_workers_than_rendered_users_is_refused_at_start(tmp_path: Path) ->
     fb = start_fleet_broker(tmp_path, ingest_workers=2)
     try:
         db = InfluxQL("http://127.0.0.1:1", "unused")
-        inst = Instance(tmp_path, fb, db, workers=3)
+        inst = IngestRun(tmp_path, fb, db, workers=3)
         res = subprocess.run([sys.executable, "-m", "hailong.cli", "ingest", "run", "--config", str(inst.config)],
                              env=inst.env, capture_output=True, text=True, timeout=60)
         assert res.returncode != 0

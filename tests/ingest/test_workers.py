@@ -9,26 +9,21 @@ takes its workers with it.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from broker.contract import qms_topic, rating_topic
 from broker.fleet.credentials import FleetState
-from hailong.localstack import free_port
 from ingest.partition import partition_of
 from storage.influxql import InfluxQL
 from tests.broker.fleet_broker import FleetBroker, Probe, close, probe, start_fleet_broker
 from tests.support.ingest import now_ms, rating, ticket_closed
+from tests.support.ingest_run import IngestRun
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(240)
@@ -47,66 +42,6 @@ def fb(tmp_path: Path) -> Iterator[FleetBroker]:
     broker = start_fleet_broker(tmp_path, _prepare)
     yield broker
     broker.server.stop()
-
-
-class Supervised:
-    """`hailong ingest run` (workers = 2) as a real process, configured like a production ingest.toml."""
-
-    def __init__(self, tmp: Path, fb: FleetBroker, db: InfluxQL) -> None:
-        self.health_port = free_port()
-        self.config = tmp / "ingest.toml"
-        self.config.write_text(f"""
-registry = "{fb.fleet}"
-workers = 2
-worker_secrets_dir = "{fb.state.root / 'secrets'}"
-share_group = "hl-ingest"
-session_expiry_s = 300
-[mqtt]
-url = "mqtts://127.0.0.1:{fb.options.tls_port}"
-username = "svc.ingest"
-ca_file = "{fb.out / 'ca.crt'}"
-[influx]
-url = "{db.url}"
-api = "v1"
-database = "{db.database}"
-[batch]
-size = 50
-max_delay_ms = 50
-max_in_flight = 200
-[health]
-http_port = {self.health_port}
-stats_interval_s = 1
-""", encoding="utf-8")
-        # the password through the environment, as the systemd unit's credential does
-        self.env = dict(os.environ, HAILONG_INGEST__MQTT__PASSWORD=fb.password("svc.ingest"))
-        self.log_path = tmp / "ingest.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Supervised:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
-        self.proc = subprocess.Popen([sys.executable, "-m", "hailong.cli", "-v", "ingest", "run", "--config",
-                                      str(self.config)], env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        return self
-
-    def health(self) -> dict[str, Any] | None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2) as r:
-                return dict(json.loads(r.read()))
-        except OSError as exc:  # 503 while a worker is not ready; connection refused before start
-            body = getattr(exc, "read", None)
-            return dict(json.loads(body())) if callable(body) else None
-
-    def healthy(self) -> bool:
-        h = self.health()
-        return bool(h and h.get("alive"))
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
 
 
 def _device(fb: FleetBroker, name: str, device: str) -> Probe:
@@ -135,7 +70,7 @@ def _alive(pid: int) -> bool:
         return fh.read().split(") ", 1)[1][0] != "Z"
 
 
-def _worker_pids(sup: Supervised) -> list[int]:
+def _worker_pids(sup: IngestRun) -> list[int]:
     h = sup.health()
     assert h is not None
     return [int(w["pid"]) for w in h["workers"] if w["pid"] is not None]
@@ -164,7 +99,7 @@ def test_two_workers_split_the_centres_and_duplicates_hold_across_them(
         fb: FleetBroker, influx_db: InfluxQL, tmp_path: Path) -> None:
     centres = [QMS_CENTRE, PLAIN_CENTRE]
     assert partition_of(QMS_CENTRE, centres, 2) != partition_of(PLAIN_CENTRE, centres, 2), "one centre each"
-    sup = Supervised(tmp_path, fb, influx_db).start()
+    sup = IngestRun(tmp_path, fb, influx_db, session_expiry_s=300).start()
     qms = probe(fb, "qms", user=f"svc.qms.{QMS_CENTRE}", password=fb.password(f"svc.qms.{QMS_CENTRE}"))
     dev_q, dev_p = _device(fb, "dev-q", QMS_DEVICE), _device(fb, "dev-p", PLAIN_DEVICE)
     try:
@@ -214,7 +149,7 @@ def test_two_workers_split_the_centres_and_duplicates_hold_across_them(
 
 
 def test_a_killed_supervisor_takes_its_workers_with_it(fb: FleetBroker, influx_db: InfluxQL, tmp_path: Path) -> None:
-    sup = Supervised(tmp_path, fb, influx_db).start()
+    sup = IngestRun(tmp_path, fb, influx_db, session_expiry_s=300).start()
     try:
         wait_until(sup.healthy, 60, what=f"both workers ready\n{sup.log()}")
         pids = _worker_pids(sup)
