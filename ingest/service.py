@@ -30,20 +30,21 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from broker.kernel.health import HealthServer
 from broker.kernel.systemd import sd_notify, watchdog_interval_s
 from broker.mqtt.consumer import MqttConsumer
 from storage.influxql import InfluxQueryError
 from storage.lineproto import Point
+from storage.writer import Writer, make_writer
 
 from .config import IngestConfig
 from .handlers import HELD, Handled, MessageHandler
-from .health import HealthServer
 from .inbox import Inbox, UnackedBudget
 from .partition import not_mine_filters, subscriptions
 from .registry import RegistryHolder
 from .retained import reject_retained, retain_forbidden
 from .stats import IngestStats
-from .writer import BatchWriter, Writer, make_writer
+from .writer import BatchWriter
 
 log = logging.getLogger("hailong.ingest")
 HOLD_RECHECK_S = 0.2
@@ -215,6 +216,9 @@ class IngestService:
         return self._health.port if self._health is not None else None
 
     def health(self) -> dict[str, Any]:
+        """The /healthz body. "Alive" means the worker loop is turning; it also turns while it waits for
+        InfluxDB to come back (an InfluxDB outage is no reason to restart the ingest, and a restart would
+        not help). Whether the broker and InfluxDB are reachable is in the body, for humans and monitoring."""
         age = time.monotonic() - self._heartbeat
         return {
             # a login the broker refuses is not alive: the loop turns, but no rating can ever arrive

@@ -53,11 +53,11 @@ from pathlib import Path
 from typing import Any
 
 from broker.identities import worker_user
+from broker.kernel.health import HealthServer
 from broker.kernel.settings import ConfigError
 from broker.kernel.systemd import sd_notify
 
 from .config import IngestConfig
-from .health import HealthServer
 from .retired import RetiredSessions
 
 log = logging.getLogger("hailong.ingest.workers")

@@ -1,17 +1,11 @@
-"""Write line-protocol batches to InfluxDB, synchronously, with a clear error model.
+"""The ingest's batch writer: a batch is written durably before its MQTT messages are acked.
 
-Two transports behind one interface:
-- ``v2``: influxdb-client's /api/v2/write (InfluxDB 1.8+, 2.x, 3.x);
-- ``v1``: plain HTTP /write (InfluxDB 1.x before 1.8).
+The transports (v1 /write, v2 /api/v2/write) and their error model are storage/writer.py's:
+:class:`~storage.writer.WriteError` says whether retrying can help (connection failures, 5xx and
+429 are retryable; other 4xx -- type conflicts, bad lines -- never will be).
 
-:class:`WriteError` says whether retrying can help: connection failures, 5xx and
-429 are retryable; other 4xx (type conflicts, bad lines) never will be, and the
-caller splits the batch to find and dead-letter the offending point.
-
-:class:`BatchWriter` on top writes a batch durably: it retries with backoff while InfluxDB
-is away, and bisects around points it refuses.
-
-The caller acks a batch's MQTT messages only when :meth:`BatchWriter.write`
+:class:`BatchWriter` retries with backoff while InfluxDB is away, and bisects around points it
+refuses. The caller acks a batch's MQTT messages only when :meth:`BatchWriter.write`
 returns True, i.e. InfluxDB confirmed every point (or the point was
 dead-lettered as a ``rejected`` point because InfluxDB will never accept it,
 e.g. a field type conflict). A permanent 4xx must not block the stream, and
@@ -25,13 +19,10 @@ import threading
 from collections.abc import Callable
 
 from storage.lineproto import Point
-from storage.writer import WriteError, Writer, make_writer
+from storage.writer import WriteError, Writer
 
 from .config import BatchSettings
 from .stats import IngestStats
-
-__all__ = ["BatchWriter", "WriteError", "Writer", "make_writer"]
-
 
 log = logging.getLogger("hailong.ingest")
 

@@ -2,7 +2,7 @@
 
 200 when ``snapshot()["alive"]`` is true, else 503; the snapshot is the JSON body, so
 whether the broker and InfluxDB are reachable is reported for humans and monitoring.
-Bound to 127.0.0.1 only. What "alive" means is each service's call (ingest/health.py).
+Bound to 127.0.0.1 only. What "alive" means is each service's call (ingest/service.py, ingest/workers.py: health()).
 """
 
 from __future__ import annotations

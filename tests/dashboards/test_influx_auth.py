@@ -24,9 +24,9 @@ from dashboards.settings import DashboardSettings
 from hailong.cli import main
 from hailong.localstack import InfluxServer
 from ingest.config import load_config
-from ingest.writer import make_writer
 from storage.connection import InfluxConnection
 from storage.influxql import InfluxQueryError
+from storage.writer import make_writer
 
 from .grafana_backend import TimeRange
 from .grafana_frontend import show_panel

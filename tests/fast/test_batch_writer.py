@@ -15,8 +15,9 @@ import pytest
 
 from ingest.config import BatchSettings
 from ingest.stats import IngestStats
-from ingest.writer import BatchWriter, WriteError
+from ingest.writer import BatchWriter
 from storage.lineproto import Point
+from storage.writer import WriteError
 
 
 class ScriptedInflux:

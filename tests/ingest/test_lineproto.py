@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from hailong.localstack import InfluxServer
-from ingest.writer import make_writer
 from storage.connection import InfluxConnection
 from storage.influxql import InfluxQL
 from storage.lineproto import Point
+from storage.writer import make_writer
 
 AWKWARD = [
     "một\ndòng mới",                # newline inside a value (issue 12, item 9)
