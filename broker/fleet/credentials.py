@@ -20,11 +20,15 @@ Layout::
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import time
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from broker.contract import validate_id
 from broker.fleet.passwd import check_username, hash_password, new_password, parse_passwd, render_passwd
@@ -33,6 +37,7 @@ from broker.weblink import Keyring, LinkKey
 from .pki import FleetCA, cert_serial, write_private
 
 STATE_DIRNAME = "state"
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 @dataclass
@@ -180,7 +185,7 @@ class FleetState:
         if not self.revoked_path.exists():
             return {}
         data = tomllib.loads(self.revoked_path.read_text(encoding="utf-8"))
-        return {k: [int(s, 16) for s in v.get("serials", [])] for k, v in data.get("device", {}).items()}
+        return {k: [int(s, 16) for s in v.get("serials", [])] for k, v in _revoked_entries(data.get("device", {}))}
 
     def revoked_serials(self) -> list[int]:
         return [s for serials in self.revoked().values() for s in serials]
@@ -194,7 +199,7 @@ class FleetState:
         lines = ["# certificate serials (hex) revoked per device; written by hailong fleet"]
         for dev in sorted(data):
             listed = ", ".join(f'"{s:x}"' for s in data[dev])
-            lines += ["", f"[device.{dev}]", f"serials = [{listed}]"]
+            lines += ["", f"[device.{_toml_key(dev)}]", f"serials = [{listed}]"]
         self.ensure()
         self.revoked_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
@@ -253,3 +258,22 @@ class FleetState:
     def _save_keyring(self, ring: Keyring) -> None:
         self.ensure()
         write_private(self.weblink_dir / f"{ring.centre}.toml", ring.render().encode("utf-8"))
+
+
+def _toml_key(name: str) -> str:
+    """``name`` as one TOML key: bare where TOML allows it, else quoted, so a dotted identity
+    (fed.<province>, svc.qms.<centre>) is not read back as nested tables."""
+    return name if _BARE_KEY.fullmatch(name) else json.dumps(name)
+
+
+def _revoked_entries(table: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """(name, entry) of every ``[device.<name>]``. A file written before names were quoted holds a
+    dotted name as nested tables ([device.fed.quang-ninh]): their path is joined back into the name,
+    so a revocation recorded then still takes effect."""
+    for key, value in table.items():
+        if not isinstance(value, dict):
+            continue
+        name = f"{prefix}{key}"
+        if "serials" in value:
+            yield name, value
+        yield from _revoked_entries(value, f"{name}.")

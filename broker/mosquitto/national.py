@@ -183,7 +183,7 @@ def revoke_bridge(national: Path, province: str, state: FleetState | None = None
     if not crt.exists():
         raise ConfigError(national / PROVINCES_FILE, f"province.{province}", "no bridge certificate issued to it")
     serial = cert_serial(crt.read_bytes())
-    state.revoke_serial(f"fed-{province}", serial)  # a dotted name would nest in revoked.toml
+    state.revoke_serial(bridge_identity(province), serial)
     crt.unlink()
     (folder / f"{province}.key").unlink(missing_ok=True)
     return serial

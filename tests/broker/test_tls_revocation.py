@@ -116,27 +116,55 @@ def test_revoke_and_rotate_take_effect_on_sighup(broker: FleetBroker) -> None:
         close(ing, dev_b, dev_c)
 
 
-def test_crl_alone_refuses_a_revoked_certificate_after_sighup(tmp_path: Path) -> None:
+# Whose certificate is revoked: a terminal (a plain id) and dotted identities (a province's bridge,
+# a service). revoked.toml keys them by name; a dotted name must stay one key, not nested tables.
+REVOKED = [pytest.param(C, id="device"), pytest.param("fed.quang-ninh", id="bridge"),
+           pytest.param("svc.qms.qn-tthc", id="service")]
+
+
+@pytest.mark.parametrize("name", REVOKED)
+def test_crl_alone_refuses_a_revoked_certificate_after_sighup(tmp_path: Path, name: str) -> None:
     """Only the CRL changes (the ACL still lists the device): the certificate must still be refused."""
     fb = start_fleet_broker(tmp_path, _prepare)
     try:
-        crt, key = _cert(fb, C)
-        ok = probe(fb, "c-cert-ok", cert=(crt, key))
+        if name == C:
+            crt, key = _cert(fb, C)
+        else:
+            key_pem, cert_pem, _ = fb.state.ca().issue(name)
+            key, crt = tmp_path / f"{name}.key", tmp_path / f"{name}.crt"
+            key.write_bytes(key_pem)
+            crt.write_bytes(cert_pem)
+        ok = probe(fb, "cert-ok", cert=(crt, key))
         assert ok.connect_rc is not None and not ok.connect_rc.is_failure
         close(ok)
-        fb.state.revoke_serial(C, cert_serial(crt.read_bytes()))
+        serial = cert_serial(crt.read_bytes())
+        fb.state.revoke_serial(name, serial)
+        assert fb.state.revoked() == {name: [serial]} and fb.state.revoked_serials() == [serial]
         fb.render()
         assert f"user {C}" in (fb.out / "acl").read_text()
         fb.reload()  # mosquitto re-reads certfile/keyfile/crlfile on SIGHUP
 
         def refused() -> bool:
-            p = probe(fb, f"c-cert-{time.monotonic_ns()}", cert=(crt, key))
+            p = probe(fb, f"cert-{time.monotonic_ns()}", cert=(crt, key))
             close(p)
             return p.connect_rc is not None and p.connect_rc.is_failure
 
-        wait_until(refused, 10, interval=0.2, what="revoked certificate refused")
+        wait_until(refused, 10, interval=0.2, what=f"revoked certificate of {name} refused")
     finally:
         fb.server.stop()
+
+
+def test_a_dotted_name_revoked_before_names_were_quoted_is_still_revoked(tmp_path: Path) -> None:
+    """revoked.toml once held a dotted name as nested tables; reading joins it back, the next write quotes it."""
+    state = FleetState(tmp_path / "state").ensure()
+    state.revoked_path.write_text('[device.qn-q01]\nserials = ["a1"]\n\n[device.fed.quang-ninh]\nserials = ["1f"]\n'
+                                  '\n[device.svc.qms.qn-tthc]\nserials = []\n', encoding="utf-8")
+    assert state.revoked() == {"qn-q01": [0xA1], "fed.quang-ninh": [0x1F], "svc.qms.qn-tthc": []}
+    state.revoke_serial("fed.quang-ninh", 0x20)
+    text = state.revoked_path.read_text(encoding="utf-8")
+    assert '[device."fed.quang-ninh"]' in text and "[device.qn-q01]" in text
+    assert state.revoked() == {"qn-q01": [0xA1], "fed.quang-ninh": [0x1F, 0x20], "svc.qms.qn-tthc": []}
+    assert sorted(state.revoked_serials()) == [0x1F, 0x20, 0xA1]
 
 
 def _login(fb: FleetBroker, user: str, password: str) -> bool:
