@@ -19,6 +19,7 @@ headless loop).
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -49,7 +50,11 @@ WINDOW = 32  # ratings in flight at once; bounds memory when a large backlog dra
 SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our subscriptions and queued QMS events a week
 
 
+@functools.cache
 def hailong_version() -> str:
+    """The installed hailong's version, read once per process: every status heartbeat carries it, and
+    importlib.metadata parses the package's METADATA (an email-format file) on every call -- hot in a
+    profile of 2,000 simulated terminals. An upgrade restarts the terminal, so it cannot go stale."""
     try:
         from importlib.metadata import version
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from broker.contract import (
 )
 from broker.mqtt.settings import MqttSettings
 from device.config import DeviceConfig
+from device.link import hailong_version
 from device.runtime import DeviceRuntime, HeadlessLoop
 from device.state import State
 from hailong.localstack import MosquittoServer
@@ -161,3 +163,23 @@ def test_outbox_drains_in_seq_order_after_broker_outage(tmp_path: Path, uid: str
             col.stop()
     finally:
         broker.stop()
+
+
+def test_the_version_is_read_from_the_package_metadata_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every status heartbeat carries the version: the metadata is parsed for the first one only."""
+    real = importlib.metadata.version
+    calls: list[str] = []
+
+    def counting(name: str) -> str:
+        calls.append(name)
+        return real(name)
+
+    hailong_version.cache_clear()
+    monkeypatch.setattr(importlib.metadata, "version", counting)
+    try:
+        seen = [hailong_version() for _ in range(5)]
+    finally:
+        hailong_version.cache_clear()  # whoever asks next reads the real metadata
+    assert calls == ["hailong"]
+    assert seen == [real("hailong")[:32]] * 5 and seen[0] != "0"
+
