@@ -1,9 +1,9 @@
 """The rendered mosquitto.conf of the province broker and of the national broker, byte for byte.
 
 The expected files under tests/broker/rendered/ were written by the renderers before they shared
-their common blocks (broker/mosquitto/render.py: log_conf): a refactoring that changes one byte of
-what a broker reads fails here. A deliberate change of the config regenerates them (and says so
-in its commit)."""
+their common blocks (broker/mosquitto/render.py: access_conf, persistence_conf, log_conf): a
+refactoring that changes one byte of what a broker reads fails here. A deliberate change of the
+config regenerates them (and says so in its commit)."""
 
 from __future__ import annotations
 
