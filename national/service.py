@@ -49,7 +49,7 @@ from broker.mqtt.consumer import MqttConsumer
 from storage.influxql import InfluxQueryError
 from storage.lineproto import Point
 from storage.schema import Field, Measurement, Tag
-from storage.writer import WriteError, Writer, make_writer
+from storage.writer import WriteError, Writer, make_writer, write_bisecting, write_retrying
 
 from .config import NationalConfig
 from .store import Key, RevisionIndex, centre_day_point, received_points, rejected_point, roster_points
@@ -262,40 +262,26 @@ class NationalService:
         self.consumer.ack_many([m.mid for m in batch if m.generation == current and m.mid])
 
     def _write(self, points: list[Point]) -> bool:
-        delay = self.cfg.batch.retry_initial_ms / 1000
         lines = [p.to_line() for p in points]
-        while True:
-            try:
-                self._write_lines(lines, points)
-                self.last_write_ok = True
-                return True
-            except WriteError as exc:
-                self.last_write_ok = False
-                self.stats.write_failures += 1
-                log.warning("InfluxDB write of %d points failed, retry in %.1f s: %s", len(lines), delay, exc)
-                self._beat()
-                if self._stop.wait(delay):
-                    return False
-                delay = min(delay * 2, self.cfg.batch.retry_max_ms / 1000)
 
-    def _write_lines(self, lines: list[str], points: list[Point]) -> None:
-        """Write; a permanent refusal (e.g. a field type conflict) is narrowed to its point and stored refused."""
-        try:
-            self.writer.write(lines)
-        except WriteError as exc:
-            if exc.retryable:
-                raise
-            if len(lines) == 1:
-                p = points[0]
-                self.stats.refused["write_rejected"] += 1
-                log.error("InfluxDB refused a point for good: %s", exc)
-                dead = rejected_point("write_rejected", str(p.tags.get(Tag.PROVINCE, "")), p.measurement,
-                                      lines[0].encode(), str(exc), self.judge.unique_ns())
-                self.writer.write([dead.to_line()])
-                return
-            mid = len(lines) // 2
-            self._write_lines(lines[:mid], points[:mid])
-            self._write_lines(lines[mid:], points[mid:])
+        def failed(exc: WriteError, delay: float) -> None:
+            self.last_write_ok = False
+            self.stats.write_failures += 1
+            log.warning("InfluxDB write of %d points failed, retry in %.1f s: %s", len(lines), delay, exc)
+            self._beat()
+
+        ok = write_retrying(lambda: write_bisecting(self.writer, lines, points, self._refused), self._stop,
+                            self.cfg.batch.retry_initial_ms / 1000, self.cfg.batch.retry_max_ms / 1000, failed)
+        if ok:
+            self.last_write_ok = True
+        return ok
+
+    def _refused(self, p: Point, line: str, exc: WriteError) -> Point:
+        """A point InfluxDB refuses for good (e.g. a field type conflict): stored refused, with its line."""
+        self.stats.refused["write_rejected"] += 1
+        log.error("InfluxDB refused a point for good: %s", exc)
+        return rejected_point("write_rejected", str(p.tags.get(Tag.PROVINCE, "")), p.measurement, line.encode(),
+                              str(exc), self.judge.unique_ns())
 
     def _write_roster(self) -> None:
         today = dt.datetime.now(ZoneInfo(self.cfg.timezone)).date().isoformat()

@@ -7,20 +7,26 @@ Two transports behind one interface:
 :class:`WriteError` says whether retrying can help: connection failures, 5xx and
 429 are retryable; other 4xx (type conflicts, bad lines) never will be.
 
-Shared by every writer of the project: the ingest (ingest/writer.py batches, retries and
-dead-letters on top of it) and the national consumer (national/).
+Shared by every writer of the project: the ingest (ingest/writer.py) and the national consumer
+(national/). Both write a batch durably the same way, before they ack its MQTT messages:
+:func:`write_retrying` retries while InfluxDB is away (doubling, capped waits), and
+:func:`write_bisecting` narrows a permanent refusal to the points InfluxDB refuses, writing each
+one's dead-letter point instead, so one bad point neither blocks the stream nor drops the good
+points that shared its batch.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import urllib3
 
 from .connection import InfluxConnection
+from .lineproto import Point
 
 
 class WriteError(Exception):
@@ -114,3 +120,51 @@ class V2Writer:
 
 def make_writer(settings: InfluxConnection) -> Writer:
     return V2Writer(settings) if settings.api == "v2" else V1Writer(settings)
+
+
+def write_bisecting(writer: Writer, lines: Sequence[str], points: Sequence[Point],
+                    refused: Callable[[Point, str, WriteError], Point]) -> int:
+    """Write ``lines`` (``points`` as line protocol); return how many InfluxDB took as they were.
+
+    A permanent refusal (4xx: a field type conflict, a bad line) is bisected until the refused point
+    is alone; ``refused(point, line, error)`` counts and logs it and returns its dead-letter point,
+    which is written instead. A retryable error is raised: the caller writes the whole batch again
+    (points are idempotent, so halves already written are not counted twice in InfluxDB)."""
+    try:
+        writer.write(lines)
+        return len(lines)
+    except WriteError as exc:
+        if exc.retryable:
+            raise
+        if len(lines) == 1:
+            writer.write([refused(points[0], lines[0], exc).to_line()])
+            return 0
+    mid = len(lines) // 2
+    return (write_bisecting(writer, lines[:mid], points[:mid], refused)
+            + write_bisecting(writer, lines[mid:], points[mid:], refused))
+
+
+def write_retrying(attempt: Callable[[], object], stop: threading.Event, initial_s: float, max_s: float,
+                   failed: Callable[[WriteError, float], None], *, last_attempt: bool = False) -> bool:
+    """Call ``attempt`` until it raises no WriteError; True once it did.
+
+    After each failure ``failed(error, wait_s)`` is told (count it, log it, feed the watchdog: waiting
+    for InfluxDB is not a hang), then the wait doubles from ``initial_s`` up to ``max_s``. False only
+    when ``stop`` is set while InfluxDB still fails; with ``last_attempt`` one more try is made then, so
+    a SIGTERM does not throw away a batch that is ready."""
+    delay = initial_s
+    while True:
+        try:
+            attempt()
+            return True
+        except WriteError as exc:
+            failed(exc, delay)
+            if stop.wait(delay):
+                if not last_attempt:
+                    return False
+                try:
+                    attempt()
+                    return True
+                except WriteError:
+                    return False
+            delay = min(delay * 2, max_s)

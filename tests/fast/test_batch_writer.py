@@ -88,3 +88,19 @@ def test_stop_during_an_outage_returns_false_after_one_last_attempt() -> None:
     stop.set()
     assert not w.write(points(5), stop, lambda: None)
     assert db.calls == 2 and db.stored == [], "one attempt, one last attempt at stop, nothing claimed written"
+
+
+class BusyOnThirdCall(ScriptedInflux):
+    def write(self, lines: Sequence[str]) -> None:
+        if self.calls == 2:  # the 3rd call: the batch's second half, after its first half was stored
+            self.calls += 1
+            raise WriteError("InfluxDB HTTP 503: engine busy", retryable=True, status=503)
+        super().write(lines)
+
+
+def test_a_batch_retried_in_the_middle_of_a_bisection_is_counted_once() -> None:
+    db = BusyOnThirdCall()
+    w, stats = writer(db)
+    assert w.write(points(8, {6}), threading.Event(), lambda: None)
+    assert stats.write_failures == 1 and stats.dead_lettered == 1
+    assert stats.written == 7, "7 points written (1 dead-lettered), the re-written first half counted once"
