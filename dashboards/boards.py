@@ -13,6 +13,7 @@ from storage.schema import Field, Measurement, Tag
 
 from .boards_fleet import fleet_health
 from .boards_integrity import integrity
+from .channels import channel_table, delay_stat
 from .grafana import (
     Dashboard,
     Panel,
@@ -95,7 +96,8 @@ def centre_overview(s: DashboardSettings) -> Dashboard:
         value_text=ONLINE_TEXT)
     return Dashboard(
         "hl-centre", "Tổng quan trung tâm",
-        "Centre overview: 766-style satisfaction ratio and response rate, counts by class, counter and service. "
+        "Centre overview: 766-style satisfaction ratio and response rate, counts by class, counter and service, "
+        "ratings by channel (counter vs web) and the web's delay after the close. "
         "One centre at a time: counters of different centres are never compared.",
         (
             ratio_stat("centre.ratio_today", "Tỷ lệ hài lòng hôm nay",
@@ -116,6 +118,9 @@ def centre_overview(s: DashboardSettings) -> Dashboard:
                         f"Ratio, n and response rate per service area, sorted by ratio (no rank). {ONE_CENTRE}", k,
                         (Tag.SERVICE,)),
             heat, live, devices,
+            channel_table("centre.channels", "Theo kênh đánh giá: tại quầy và qua web",
+                          "Ratings by channel over the selected range (the selected counters and officers).", k),
+            delay_stat("centre.web_delay", k),
         ),
         tag_variables(Measurement.RATING, RATING_KEYS, single=(Tag.CENTRE,)), timezone=tz)
 
@@ -151,7 +156,8 @@ def officer_scorecard(s: DashboardSettings) -> Dashboard:
         CENTRE_KEYS, Tag.OFFICER, s.min_sample, rollup=r)
     return Dashboard(
         "hl-officer", "Phiếu điểm cán bộ",
-        "Officer scorecard: weekly ratio trend vs the centre, counts and n, reasons, response rate, rank. "
+        "Officer scorecard: weekly ratio trend vs the centre, counts and n, reasons, response rate, rank, "
+        "ratings and response rate per channel (counter vs web), the web's delay after the close. "
         "Reads the daily rollups (rating_1d, ticket_1d, reason_1d): pick whole days. One centre at a time.",
         (
             trend,
@@ -164,6 +170,10 @@ def officer_scorecard(s: DashboardSettings) -> Dashboard:
                   (Target("A", rated_query(k, (Tag.CLASS,), alias="n", rollup=r)),), (organize(LABELS),),
                   width=12, value_text=CLASS_TEXT),
             reasons, ranking,
+            channel_table("officer.channels", "Theo kênh đánh giá: tại quầy và qua web",
+                          "Per officer: ratings at the counter and from the web link, over the selected range.", k,
+                          (Tag.OFFICER,), rollup=r),
+            delay_stat("officer.web_delay", k),
         ),
         # whole ISO weeks: the daily rollup is exact for ranges made of whole local days
         tag_variables(Measurement.RATING, RATING_KEYS, single=(Tag.CENTRE,)), time_from="now-12w/w", timezone=tz)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from storage.schema import TICKET_REJECTIONS, WALKUP_FALSE, Field, Measurement, Tag
 
-from .grafana import Dashboard, Panel, Target, binary, filter_at_least, organize, sort_by
-from .queries import LABELS, RATED, RATING_KEYS, tag_filters
+from .channels import IS_WEB
+from .grafana import Dashboard, Panel, Target, binary, filter_at_least, merge, organize, sort_by
+from .queries import LABELS, RATED, RATING_KEYS, null_safe, raw, tag_filters
 from .settings import DashboardSettings
 from .variables import tag_variables
 
@@ -111,6 +112,67 @@ def ticket_rejections_panel() -> Panel:
         value_text=(("duplicate_ticket", "Vé đã được đánh giá"), ("unknown_ticket", "Vé không khớp vé đã đóng")))
 
 
+# how a web rating's link reached the citizen (RatingEvent.source); "unknown" = the link did not say
+WEB_SOURCES: tuple[tuple[str, str], ...] = (("qr", "QR trên phiếu"), ("sms", "SMS"), ("zalo", "Zalo"),
+                                            ("terminal-qr", "QR trên máy đánh giá"))
+UNKNOWN_SOURCE = "unknown"
+# why the ingest refused a web rating, as a supervisor reads it (every rule reason a web rating can meet)
+WEB_REFUSAL_TEXT: tuple[tuple[str, str], ...] = (
+    ("link_expired", "Liên kết đã hết hạn"),
+    ("duplicate_ticket", "Vé đã được đánh giá (tại quầy hoặc qua web)"),
+    ("unknown_ticket", "Vé không khớp vé đã đóng"),
+    ("conflicting_event", "Cùng mã đánh giá, nội dung khác"),
+    ("hold_budget_exceeded", "Quá nhiều đánh giá chờ vé đóng"),
+    ("absurd_timestamp", "Thời gian không hợp lệ"),
+    ("unknown_counter", "Quầy không có trong danh mục"),
+    ("wrong_centre", "Sai trung tâm"),
+)
+
+
+def web_sources_panel() -> Panel:
+    """Web ratings per centre and link source; "unknown" is what no source accounts for (all - the known)."""
+    base = f"{NOT_WALKUP} AND {IS_WEB}"
+    group = (T.CENTRE,)
+
+    def q(alias: str, where: str) -> str:
+        return (f'SELECT count("{F.SCORE}") AS "{raw(alias)}" FROM "{M.RATING}" WHERE $timeFilter AND {where}'
+                f'{tag_filters(RATING_KEYS)} GROUP BY {_tags(group)}')
+
+    codes = [code for code, _ in WEB_SOURCES]
+    targets = [Target("A", q("web_all", base))] + [
+        Target(chr(ord("B") + i), q(code, f"{base} AND \"{F.SOURCE}\" = '{code}'")) for i, code in enumerate(codes)]
+    known = []  # running sum of the known sources
+    for i, code in enumerate(codes[1:], start=1):
+        known.append(binary(codes[0] if i == 1 else f"known{i - 1}", "+", code, f"known{i}"))
+    return Panel(
+        "integrity.web_sources", "table", "Đánh giá qua web theo nguồn liên kết",
+        "Web ratings accepted per centre by how the link reached the citizen: QR printed on the queue slip, SMS, "
+        "Zalo, QR shown by the terminal after its prompt timed out; unknown = the link did not say.",
+        tuple(targets),
+        (merge(), *null_safe("web_all", *codes), *known, binary("web_all", "-", f"known{len(codes) - 1}",
+                                                                UNKNOWN_SOURCE),
+         sort_by("web_all"),
+         organize({T.CENTRE: "Trung tâm", **dict(WEB_SOURCES), UNKNOWN_SOURCE: "Không rõ", "web_all": "Tổng"},
+                  exclude=("Time", *(raw(c) for c in ("web_all", *codes)),
+                           *(f"known{i}" for i in range(1, len(codes)))),
+                  order=(T.CENTRE, *codes, UNKNOWN_SOURCE, "web_all"))),
+        width=12)
+
+
+def web_refusals_panel() -> Panel:
+    group = (T.CENTRE, T.REASON)
+    q = (f'SELECT count("{F.TOPIC}") AS "n" FROM "{M.REJECTED}" WHERE $timeFilter AND {IS_WEB}'
+         f"{tag_filters(RATING_KEYS)} GROUP BY {_tags(group)}")
+    return Panel(
+        "integrity.web_refusals", "table", "Đánh giá qua web bị từ chối theo lý do",
+        "Web ratings the ingest refused, per centre and reason: link_expired (after the link's expiry or the web "
+        "window after the close), duplicate_ticket (the ticket was already rated at the counter or on the web: "
+        "first wins), unknown_ticket (no matching ticket close), and the rest.",
+        (Target("A", q),),
+        (sort_by("n"), organize({"centre": "Trung tâm", "reason": "Lý do", "n": "Số lần"}, exclude=("Time",))),
+        width=12, value_text=WEB_REFUSAL_TEXT)
+
+
 def late_panel() -> Panel:
     """The "Không hài lòng" that arrived after integrity.escalate_within_s (an outage backlog): told by the
     alert "Không hài lòng nhận muộn" and listed here, newest arrival first."""
@@ -134,7 +196,8 @@ def integrity(s: DashboardSettings) -> Dashboard:
     return Dashboard(
         "hl-integrity", "Tính toàn vẹn dữ liệu",
         "Integrity: walk-up share, ratings within 1 s of ticket close, long top-score runs per officer, "
-        "terminal/QMS officer disagreement, duplicate/unknown-ticket rejections, 'not satisfied' told late.",
+        "terminal/QMS officer disagreement, duplicate/unknown-ticket rejections, 'not satisfied' told late, "
+        "web ratings per link source and web refusals per reason.",
         (walkup_panel(), fast_panel(), top_runs_panel(s), disagreement_panel(), ticket_rejections_panel(),
-         late_panel()),
+         late_panel(), web_sources_panel(), web_refusals_panel()),
         tag_variables(M.RATING, RATING_KEYS), timezone=s.timezone)

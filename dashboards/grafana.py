@@ -130,6 +130,7 @@ class Panel:
     percent: tuple[str, ...] = ()  # shown column names of ratios in a table: "89.7%", never 0.897
     no_value: str = ""  # what an empty cell shows (a stat: NO_DATA)
     times: tuple[str, ...] = ()  # shown column names of times in a table: local date and time to the second
+    value_mappings: tuple[Json, ...] = ()  # further Grafana value mappings (ranges, regexes), after value_text
 
     def _overrides(self) -> list[Json]:
         # a ratio column by its shown name (after organize): percent with one decimal, like the stat panels
@@ -156,6 +157,8 @@ class Panel:
         if self.value_text:
             defaults.setdefault("mappings", []).append(
                 {"type": "value", "options": {v: {"text": t, "index": i} for i, (v, t) in enumerate(self.value_text)}})
+        if self.value_mappings:
+            defaults.setdefault("mappings", []).extend(self.value_mappings)
         out: Json = {
             "id": panel_id, "type": self.kind, "title": self.title, "description": self.description,
             "gridPos": pos, "datasource": ds,

@@ -48,12 +48,16 @@ def audit(what: str, panel: dict[str, Any], shown: Shown) -> int:
     """Every displayed cell is in a form a person reads; returns the number of cells looked at.
 
     A ratio column (a percent override) shows "89.7%" or "—"; any other number is a whole number;
-    a time column a local date and time; nothing shows a raw fraction, NaN, undefined, an array or
+    a time column a local date and time; a number mapped to words (a delay) one of the panel's own texts;
+    nothing shows a raw fraction, NaN, undefined, an array or
     a JavaScript boolean.
     """
     percent_cols = {o["matcher"]["options"] for o in panel["fieldConfig"]["overrides"]
                     if {"id": "unit", "value": "percentunit"} in o["properties"]}
     whole_panel_percent = panel["fieldConfig"]["defaults"].get("unit") == "percentunit"
+    # a number a value mapping turns into words ("3 giờ", "2,1 ngày"): the panel's own texts
+    mapped = {m["options"]["result"]["text"] for m in panel["fieldConfig"]["defaults"].get("mappings", [])
+              if m["type"] == "range"}
     cells = 0
     # a stat panel shows its reduced value only (its table is not on the screen)
     for raw_row, text_row in zip(shown.rows, shown.text, strict=True) if panel["type"] != "stat" else ():
@@ -69,7 +73,7 @@ def audit(what: str, panel: dict[str, Any], shown: Shown) -> int:
                 if kind == "time":
                     assert DATETIME.match(text), where
                 else:
-                    assert INTEGER.match(text) or text == DASH, where
+                    assert INTEGER.match(text) or text == DASH or text in mapped, where
             elif col == "Time" or col.startswith("Thời điểm") or col.startswith("Lần cuối"):
                 assert DATETIME.match(text) or text == "", where
     for text in shown.stat:
@@ -78,5 +82,36 @@ def audit(what: str, panel: dict[str, Any], shown: Shown) -> int:
         if whole_panel_percent:
             assert PERCENT.match(text) or text in (DASH, NO_DATA), f"{what} stat shows {text!r}"
         else:
-            assert INTEGER.match(text) or text == NO_DATA, f"{what} stat shows {text!r}"
+            assert INTEGER.match(text) or text == NO_DATA or text in mapped, f"{what} stat shows {text!r}"
     return cells
+
+
+def _half_up(x: Decimal, places: int = 0) -> Decimal:
+    return x.quantize(Decimal(1).scaleb(-places), ROUND_HALF_UP)
+
+
+def duration(seconds: float) -> str:
+    """A delay as a person says it: under a minute, whole minutes, whole hours, days with one decimal (a
+    Vietnamese decimal comma) below 10 days, whole days to 30, then "trên 30 ngày"; each rounded half up
+    and moving to the larger unit when the rounding reaches it (59.5 min is "1 giờ")."""
+    s = Decimal(seconds)
+    if s < 30:
+        return "dưới 1 phút"
+    if (m := _half_up(s / 60)) < 60:
+        return f"{m} phút"
+    if (h := _half_up(s / 3600)) < 24:
+        return f"{h} giờ"
+    if (d1 := _half_up(s / 86400, 1)) < 10:
+        return f"{d1}".replace(".", ",") + " ngày"
+    d = _half_up(s / 86400)
+    return f"{d} ngày" if d <= 30 else "trên 30 ngày"
+
+
+def web_delay_texts(delays_ms: list[int]) -> list[str]:
+    """The median (the mean of the two middle values for an even count) and the 90th percentile (nearest
+    rank: the value at rank floor(0.9·n + 0.5), InfluxDB's percentile()) of the delays, as a person reads them."""
+    xs = sorted(delays_ms)
+    n = len(xs)
+    median = Fraction(xs[n // 2]) if n % 2 else Fraction(xs[n // 2 - 1] + xs[n // 2], 2)
+    p90 = xs[int(Decimal(n) * Decimal("0.9") + Decimal("0.5")) - 1]
+    return [duration(float(median / 1000)), duration(p90 / 1000)]

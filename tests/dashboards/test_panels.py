@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 
+from broker.contract import WEB_DEVICE
 from dashboards.boards import all_dashboards, for_centre
 from dashboards.boards_fleet import QMS_STATE_TEXT
+from dashboards.channels import CHANNEL_LABELS
 from dashboards.grafana import NO_DATA
 from dashboards.queries import CLASS_TEXT, LABELS
 
@@ -21,8 +23,8 @@ from .conftest import Seeded
 from .grafana_backend import TimeRange
 from .grafana_frontend import Shown as Displayed
 from .grafana_frontend import panel_range, show_panel
-from .readable import DASH, audit, count, local_time, pct
-from .seed import FIRST_MONDAY, NOW, TZ, Selection, in_range, ms
+from .readable import DASH, audit, count, local_time, pct, web_delay_texts
+from .seed import FIRST_MONDAY, NOW, TZ, Selection, in_range, ms, selected
 from .truth import last_status, ratings, ratios, shared_ranks, top_windows
 
 FULL = TimeRange(ms(FIRST_MONDAY), ms(NOW))
@@ -346,6 +348,37 @@ def check_disagreement(s: Seeded, key: str, sel: Selection) -> None:
     assert Shown(s, key, sel).table.rows == []
 
 
+def check_channels(s: Seeded, key: str, sel: Selection, group: tuple[str, ...]) -> None:
+    """Counter vs web: the seed's terminals are the counter channel; device "web" would be the web's."""
+    shown = Shown(s, key, sel)
+    rs = ratings(s.seed, FULL.start_ms, FULL.end_ms, shown.sel)
+    counter = Counter(tuple(r.tag(g) for g in group) for r in rs if r.device != WEB_DEVICE)
+    web = Counter(tuple(r.tag(g) for g in group) for r in rs if r.device == WEB_DEVICE)
+    served = Counter(tuple(t.tag(g) for g in group) for t in s.seed.tickets
+                     if in_range(t.time_ns, FULL.start_ms, FULL.end_ms) and selected(t, shown.sel))
+    text = shown.text_by(*(CHANNEL_LABELS[g] for g in group))
+    assert set(text) == set(counter) | set(web) | set(served), (key, sel)
+    C = CHANNEL_LABELS
+    for k, row in text.items():
+        c, w, n = counter[k], web[k], counter[k] + web[k]
+        assert (row[C["counter_rated"]], row[C["web_rated"]], row[C["rated"]], row[C["web_share"]],
+                row[C["served"]], row[C["counter_response"]], row[C["web_response"]], row[C["response_rate"]]) == (
+            count(c), count(w), count(n), pct(w, n), count(served[k]), pct(c, served[k]), pct(w, served[k]),
+            pct(n, served[k])), (key, k)
+
+
+def check_web_delay(s: Seeded, key: str, sel: Selection) -> None:
+    delays = [r.response_ms or 0 for r in ratings(s.seed, FULL.start_ms, FULL.end_ms, sel)
+              if r.device == WEB_DEVICE]
+    assert Shown(s, key, sel).table.stat == (web_delay_texts(delays) if delays else [NO_DATA])
+
+
+def check_no_web(s: Seeded, key: str, sel: Selection) -> None:
+    # the seed has no web rating (test_channels.py sends them through the real ingest)
+    assert not any(r.device == WEB_DEVICE for r in s.seed.ratings)
+    assert Shown(s, key, sel).table.rows == []
+
+
 CHECKS: dict[str, Callable[[Seeded, str, Selection], None]] = {
     "centre.ratio_today": check_ratio_stat, "centre.ratio_week": check_ratio_stat,
     "centre.response_today": check_ratio_stat, "centre.response_week": check_ratio_stat,
@@ -365,6 +398,10 @@ CHECKS: dict[str, Callable[[Seeded, str, Selection], None]] = {
     "integrity.walkup": check_walkup, "integrity.fast": check_fast, "integrity.top_runs": check_top_runs,
     "integrity.ticket_rejections": check_ticket_rejections, "integrity.disagreement": check_disagreement,
     "integrity.late": check_late,
+    "centre.channels": lambda s, k, sel: check_channels(s, k, sel, ()),
+    "officer.channels": lambda s, k, sel: check_channels(s, k, sel, ("officer",)),
+    "centre.web_delay": check_web_delay, "officer.web_delay": check_web_delay,
+    "integrity.web_sources": check_no_web, "integrity.web_refusals": check_no_web,
 }
 
 
@@ -397,7 +434,9 @@ def test_per_centre_copy_shows_only_its_centre(seeded: Seeded) -> None:
         k: w.rated for k, w in want.items()}
 
 
-ROLLUP_KEYS = sorted(k for k in CHECKS if k.split(".")[0] in ("officer", "province"))
+# the web's delay is a median/percentile of raw delays: no daily count can give it, so it always reads raw
+RAW_ONLY = ("officer.web_delay",)
+ROLLUP_KEYS = sorted(k for k in CHECKS if k.split(".")[0] in ("officer", "province") and k not in RAW_ONLY)
 
 
 @pytest.mark.parametrize("sel", (ALL, ONE_OFFICER), ids=["all", "one-officer"])

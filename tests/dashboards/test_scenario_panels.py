@@ -24,7 +24,9 @@ from typing import Any
 
 import pytest
 
+from broker.contract import WEB_DEVICE
 from dashboards.boards import all_dashboards
+from dashboards.channels import CHANNEL_LABELS
 from dashboards.grafana import NO_DATA
 from dashboards.queries import LABELS
 from dashboards.settings import DashboardSettings
@@ -34,8 +36,9 @@ from tests.support.tally import Tally
 from .conftest import ScenarioWorld
 from .grafana_backend import TimeRange
 from .grafana_frontend import Shown, show_panel
-from .handcount import HandCount, Selection, day_start_ms, monday_ms
-from .readable import DASH, audit, count, local_time, pct
+from .handcount import HandCount, Selection, day_start_ms, monday_ms, within
+from .handcount import chosen as in_selection
+from .readable import DASH, audit, count, local_time, pct, web_delay_texts
 from .scenario import CENTRES, FIRST, PROVINCES, ZERO_DAY
 from .seed import TZ, ms
 from .test_panels import CHECKS as SEED_CHECKS
@@ -288,6 +291,38 @@ def check_late(v: View) -> None:
     assert v.table.rows == [] and v.table.text == []
 
 
+def check_channels(v: View, group: tuple[str, ...]) -> None:
+    """Counter vs web per group: the scenario's terminals are the counter channel (device "web" is the web's)."""
+    rated = v.hc.rated(v.start, v.end, v.sel)
+    counter = Counter(tuple(getattr(r, g) for g in group) for r in rated if r.device != WEB_DEVICE)
+    web = Counter(tuple(getattr(r, g) for g in group) for r in rated if r.device == WEB_DEVICE)
+    served = Counter(tuple(getattr(t, g) for g in group) for t in v.hc.served
+                     if within(t.time_ns, v.start, v.end) and in_selection(t, v.sel))
+    got = v.rows_by(*(CHANNEL_LABELS[g] for g in group))
+    assert set(got) == set(counter) | set(web) | set(served), (set(got), set(counter) | set(web) | set(served))
+    C = CHANNEL_LABELS
+    for k, row in got.items():
+        c, w, n = counter[k], web[k], counter[k] + web[k]
+        for col, expected in ((C["counter_rated"], count(c)), (C["web_rated"], count(w)), (C["rated"], count(n)),
+                              (C["web_share"], pct(w, n)), (C["served"], count(served[k])),
+                              (C["counter_response"], pct(c, served[k])), (C["web_response"], pct(w, served[k])),
+                              (C["response_rate"], pct(n, served[k]))):
+            v.cell(row[col], expected, f"{k} {col}")
+
+
+def check_web_delay(v: View) -> None:
+    delays = [r.response_ms for r in v.hc.rated(v.start, v.end, v.sel) if r.device == WEB_DEVICE]
+    assert v.table.stat == ([NO_DATA] if not delays else web_delay_texts([d or 0 for d in delays])), v.table.stat
+    CELLS[v.uid] += 1
+
+
+def check_no_web(v: View) -> None:
+    """The field scenario has no web rating (tests/dashboards/test_channels.py sends them through the ingest)."""
+    assert not any(r.device == WEB_DEVICE for r in v.hc.ratings) and not any(
+        r.device == WEB_DEVICE for r in v.hc.refused)
+    assert v.table.rows == [], v.table.text
+
+
 CHECKS: dict[str, Callable[[View], None]] = {
     "centre.ratio_today": check_stat, "centre.ratio_week": check_stat,
     "centre.response_today": check_stat, "centre.response_week": check_stat,
@@ -303,6 +338,9 @@ CHECKS: dict[str, Callable[[View], None]] = {
     "integrity.walkup": check_walkup, "integrity.fast": check_fast, "integrity.top_runs": check_top_runs,
     "integrity.disagreement": check_disagreement, "integrity.ticket_rejections": check_ticket_rejections,
     "integrity.late": check_late,
+    "centre.channels": lambda v: check_channels(v, ()), "officer.channels": lambda v: check_channels(v, ("officer",)),
+    "centre.web_delay": check_web_delay, "officer.web_delay": check_web_delay,
+    "integrity.web_sources": check_no_web, "integrity.web_refusals": check_no_web,
 }
 
 
