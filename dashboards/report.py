@@ -17,13 +17,15 @@ matplotlib.use("Agg")  # no display on servers; must precede pyplot
 import matplotlib.pyplot as plt
 from fpdf import FPDF
 
+from .channels import delay_text
 from .scorecard import CLASS_LABELS, CLASSES, CentreWeek, IsoWeek, OfficerWeek, weekly_scorecard
 from .settings import DashboardSettings
 
 FONT_DIR = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 CSV_COLUMNS = ("week", "week_start", "week_end", "centre", "centre_name", "officer", "officer_name",
                "very_satisfied", "satisfied", "not_satisfied", "rated", "served", "ratio", "response_rate", "rank",
-               "reasons_not_satisfied", "reasons_satisfied")
+               "reasons_not_satisfied", "reasons_satisfied",
+               "rated_counter", "rated_web", "web_share", "response_rate_counter", "response_rate_web")
 RULES = ("Tỷ lệ hài lòng = (số vé được đánh giá − số vé Không hài lòng) / số vé được đánh giá; "
          "\"Bình thường\" được tính là hài lòng. Tỷ lệ phản hồi = số vé được đánh giá / số vé đã phục vụ. "
          "Đánh giá không có vé (vãng lai) không tính cho cán bộ. Xếp hạng trong trung tâm, chỉ khi n ≥ {min_sample}; "
@@ -32,6 +34,22 @@ RULES = ("Tỷ lệ hài lòng = (số vé được đánh giá − số vé Kh�
 
 def pct(v: float | None) -> str:
     return "—" if v is None else f"{v * 100:.1f} %".replace(".", ",")
+
+
+def fraction(v: float | None) -> str:
+    """A ratio in the CSV: six decimals for a spreadsheet, empty when there is nothing to divide by."""
+    return "" if v is None else f"{v:.6f}"
+
+
+# The officer page's channel rows: Vietnamese, then English for a bilingual reader
+CHANNEL_ROWS = ("Số vé đánh giá tại quầy (counter)", "Số vé đánh giá qua web (web)",
+                "Tỷ lệ đánh giá qua web (web share)", "Tỷ lệ phản hồi tại quầy (counter)",
+                "Tỷ lệ phản hồi qua web (web)")
+CHANNEL_RULE = ("Tại quầy: trên màn hình cảm ứng hoặc bằng nút bấm của máy đánh giá; qua web: bằng liên kết trên "
+                "điện thoại (mã QR trên phiếu, SMS, Zalo, mã QR trên máy đánh giá). Mỗi vé chỉ được đánh giá một lần "
+                "qua mọi kênh, nên số lượt tại quầy + qua web = số vé được đánh giá; tỷ lệ phản hồi của mỗi kênh = "
+                "số vé đánh giá qua kênh đó / số vé đã phục vụ. (Counter = the terminal's touch screen or buttons; "
+                "web = the link on the citizen's phone. A ticket is rated once across channels.)")
 
 
 def write_csv(card: CentreWeek, path: Path) -> None:
@@ -46,7 +64,8 @@ def write_csv(card: CentreWeek, path: Path) -> None:
                         "" if o.response_rate is None else f"{o.response_rate:.6f}",
                         "" if o.rank is None else o.rank,
                         ";".join(f"{code}:{n}" for code, n in sorted(o.reasons.items())),
-                        ";".join(f"{code}:{n}" for code, n in sorted(o.reasons_satisfied.items()))])
+                        ";".join(f"{code}:{n}" for code, n in sorted(o.reasons_satisfied.items())),
+                        o.counter, o.web, *(fraction(v) for v in (o.web_share, o.counter_response, o.web_response))])
 
 
 def trend_png(o: OfficerWeek, centre_ratio: float | None) -> bytes:
@@ -110,8 +129,32 @@ def summary_page(pdf: ScorecardPdf, card: CentreWeek) -> None:
         pdf.cells(widths, (rank_text(card, o) if o.rank is not None else f"— (n < {card.min_sample})", o.name,
                            str(o.rated), pct(o.ratio), pct(o.response_rate)))
     pdf.ln(3)
+    channel_table(pdf, card)
+    pdf.ln(3)
     pdf.set_font("DejaVu", "", 8)
-    pdf.multi_cell(0, 4, RULES.format(min_sample=card.min_sample))
+    pdf.multi_cell(0, 4, RULES.format(min_sample=card.min_sample), new_x="LMARGIN", new_y="NEXT")
+    pdf.multi_cell(0, 4, CHANNEL_RULE, new_x="LMARGIN", new_y="NEXT")
+
+
+def web_delay_line(card: CentreWeek) -> str:
+    if card.web_delay_median_s is None:
+        return "Đánh giá qua web sau khi đóng vé: không có đánh giá qua web (no web rating)"
+    return (f"Đánh giá qua web sau khi đóng vé (web rating after the ticket's close): trung vị (median) "
+            f"{delay_text(card.web_delay_median_s)}, 90% trong vòng {delay_text(card.web_delay_p90_s)}")
+
+
+def channel_table(pdf: ScorecardPdf, card: CentreWeek) -> None:
+    """Per officer: rated at the counter and on the web, the web's share, the response rate of each channel."""
+    pdf.set_font("DejaVu", "B", 12)
+    pdf.cell(0, 7, f"Theo kênh đánh giá (by channel): tại quầy {card.centre_rated - card.centre_web}, "
+                   f"qua web {card.centre_web}", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("DejaVu", "", 10)
+    pdf.multi_cell(0, 6, web_delay_line(card), new_x="LMARGIN", new_y="NEXT")
+    widths = (52, 22, 22, 30, 32, 32)
+    pdf.cells(widths, ("Cán bộ", "Tại quầy", "Qua web", "Tỷ lệ qua web", "Phản hồi quầy", "Phản hồi web"), bold=True)
+    for o in card.officers:
+        pdf.cells(widths, (o.name, str(o.counter), str(o.web), pct(o.web_share), pct(o.counter_response),
+                           pct(o.web_response)))
 
 
 def reason_list(pdf: ScorecardPdf, title: str, reasons: Counter[str], labels: dict[str, str]) -> None:
@@ -137,6 +180,9 @@ def officer_page(pdf: ScorecardPdf, card: CentreWeek, o: OfficerWeek, reasons: d
     pdf.row("Số vé đã phục vụ", str(o.served))
     pdf.row("Tỷ lệ hài lòng", pct(o.ratio), bold=True)
     pdf.row("Tỷ lệ phản hồi", pct(o.response_rate))
+    for label, value in zip(CHANNEL_ROWS, (str(o.counter), str(o.web), pct(o.web_share), pct(o.counter_response),
+                                           pct(o.web_response)), strict=True):
+        pdf.row(label, value)
     pdf.row("Tỷ lệ hài lòng của trung tâm", pct(card.centre_ratio))
     pdf.row("Xếp hạng trong trung tâm", rank_text(card, o), bold=True)
     pdf.ln(4)

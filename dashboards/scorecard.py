@@ -2,8 +2,10 @@
 
 The same definitions as the dashboards: rated tickets are non-walk-up ratings,
 ratio = (rated - Không hài lòng) / rated, response rate = rated / served
-(``ticket`` points). Officers are ranked within the centre only when they have
-at least ``min_sample`` rated tickets; equal ratios share a rank (1, 2, 2, 4).
+(``ticket`` points); per channel, rated at the counter or from the web link (``device`` = web), each over
+the same served tickets (a ticket is rated once across channels, so the two add up to the whole). Officers
+are ranked within the centre only when they have at least ``min_sample`` rated tickets; equal ratios share
+a rank (1, 2, 2, 4).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from broker.contract import validate_id
+from broker.contract import WEB_DEVICE, validate_id
 from storage.influxql import InfluxQL
 from storage.schema import NOT_SATISFIED, WALKUP_FALSE, Field, Measurement, Tag
 
@@ -78,10 +80,28 @@ class OfficerWeek:
     reasons_satisfied: Counter[str] = field(default_factory=Counter)  # given with satisfied ones (incl. Bình thường)
     trend: list[tuple[str, float | None, int]] = field(default_factory=list)  # (week, ratio, n), oldest first
     rank: int | None = None
+    web: int = 0  # rated tickets rated from the web link (device "web"); the rest were rated at the counter
 
     @property
     def rated(self) -> int:
         return sum(self.counts.values())
+
+    @property
+    def counter(self) -> int:
+        """Rated at the counter (touch screen or buttons): one rating per ticket, so rated = counter + web."""
+        return self.rated - self.web
+
+    @property
+    def web_share(self) -> float | None:
+        return self.web / self.rated if self.rated else None
+
+    @property
+    def counter_response(self) -> float | None:
+        return self.counter / self.served if self.served else None
+
+    @property
+    def web_response(self) -> float | None:
+        return self.web / self.served if self.served else None
 
     @property
     def ratio(self) -> float | None:
@@ -102,6 +122,13 @@ class CentreWeek:
     centre_rated: int
     centre_name: str = ""
     centre_served: int = 0
+    # the web ratings' delay after their ticket's close, seconds: median and 90th percentile (None: no web rating)
+    web_delay_median_s: float | None = None
+    web_delay_p90_s: float | None = None
+
+    @property
+    def centre_web(self) -> int:
+        return sum(o.web for o in self.officers)
 
     @property
     def ranked(self) -> int:
@@ -149,6 +176,9 @@ def weekly_scorecard(db: InfluxQL, centre: str, week: IsoWeek, tz: str, min_samp
         o = get(row[Tag.OFFICER])
         bucket = o.reasons if row[Tag.CLASS] == NOT_SATISFIED else o.reasons_satisfied
         bucket.update(c for c in str(row[Field.REASONS]).split(",") if c)
+    web = f"{rated} AND \"{Tag.DEVICE}\" = '{WEB_DEVICE}'"
+    for row in db.rows(f'SELECT count("{Field.SCORE}") AS n FROM "{rating}" WHERE {web} GROUP BY "{Tag.OFFICER}"'):
+        get(row[Tag.OFFICER]).web = int(row["n"])
     if not officers:
         raise NoScorecardData(f"no rated or served ticket for centre {centre!r} in {week.label()}: "
                               "check the centre id and the week")
@@ -157,8 +187,13 @@ def weekly_scorecard(db: InfluxQL, centre: str, week: IsoWeek, tz: str, min_samp
     n = sum(o.rated for o in officers.values())
     ns = sum(o.counts[NOT_SATISFIED] for o in officers.values())
     ordered = sorted(officers.values(), key=lambda o: (o.rank is None, o.rank or 0, o.name, o.officer))
-    return CentreWeek(centre, week, min_sample, ordered, (n - ns) / n if n else None, n,
+    card = CentreWeek(centre, week, min_sample, ordered, (n - ns) / n if n else None, n,
                       centre_name or centre, sum(o.served for o in officers.values()))
+    ms = Field.RESPONSE_MS  # the same median and nearest-rank 90th percentile as the dashboards' stat
+    for row in db.rows(f'SELECT median("{ms}") / 1000 AS m, percentile("{ms}", 90) / 1000 AS p FROM "{rating}" '
+                       f"WHERE {web}"):
+        card.web_delay_median_s, card.web_delay_p90_s = float(row["m"]), float(row["p"])
+    return card
 
 
 def _trend(db: InfluxQL, centre: str, week: IsoWeek, tz: str, weeks_back: int,

@@ -25,13 +25,17 @@ web rating are its ticket close's. The scenario, one centre with a QMS and two c
 
 from __future__ import annotations
 
+import csv
 import json
+import re
+import subprocess
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -41,9 +45,11 @@ from broker.contract import WEB_DEVICE, web_rating_topic
 from broker.fleet.registry import load_registry
 from dashboards.boards import all_dashboards
 from dashboards.boards_integrity import WEB_REFUSAL_TEXT, WEB_SOURCES
-from dashboards.channels import CHANNEL_LABELS, delay_buckets, delay_stat
+from dashboards.channels import CHANNEL_LABELS, delay_buckets, delay_stat, delay_text
 from dashboards.grafana import Dashboard
+from dashboards.report import CHANNEL_ROWS, render_pdf, write_csv
 from dashboards.rollup import backfill
+from dashboards.scorecard import IsoWeek, weekly_scorecard
 from dashboards.settings import DashboardSettings
 from tests.support.ingest import write_fleet
 from tests.support.judging import Judged, judging
@@ -289,3 +295,75 @@ def test_every_delay_reads_as_a_person_says_it() -> None:
     assert {duration(v) for v in (45 * 60.0, 3 * 3600.0, 2.1 * 86_400)} == {"45 phút", "3 giờ", "2,1 ngày"}
 
 
+
+# --------------------------------------------------------------------------- the weekly report
+
+NAMES = {"cb-a": "Nguyễn Văn An", "cb-b": "Trần Thị Bình"}
+
+
+def _week_of(ms: int) -> IsoWeek:
+    y, w, _ = datetime.fromtimestamp(ms / 1000, HCM).isocalendar()
+    return IsoWeek(y, w)
+
+
+def _report_pct(num: int, den: int) -> str:
+    """How the report prints a ratio (a person's "89,7 %"), "—" when there is nothing to divide by."""
+    return "—" if not den else pct(num, den).replace(".", ",").replace("%", " %")
+
+
+def test_weekly_report_has_the_channels_of_each_officer(world: World, tmp_path: Path) -> None:
+    """Per ISO week the data touch (the phones rate up to 26 h after the close, possibly across a Monday):
+    counts per channel, the web's share, the response rate per channel and the web's delay, in the scorecard's
+    numbers, its CSV and its PDF text."""
+    weeks = {_week_of(s.rated) for s in world.counted()} | {_week_of(t.closed) for t in world.tickets}
+    checked = 0
+    for week in sorted(weeks, key=str):
+        start = int(week.start("Asia/Ho_Chi_Minh").timestamp() * 1000)
+        end = int(week.shifted(1).start("Asia/Ho_Chi_Minh").timestamp() * 1000)
+        rated = [s for s in world.counted() if start <= s.rated < end]
+        served = Counter(t.officer for t in world.tickets if start <= t.closed < end)
+        card = weekly_scorecard(world.j.db, world.centre, week, "Asia/Ho_Chi_Minh", 1, 1, NAMES, "Trung tâm Kênh")
+        want = {}
+        for officer in {s.ticket.officer for s in rated} | set(served):
+            c = sum(s.channel == "counter" and s.ticket.officer == officer for s in rated)
+            w = sum(s.channel == "web" and s.ticket.officer == officer for s in rated)
+            want[officer] = (c, w, served[officer])
+        got = {o.officer: (o.counter, o.web, o.served) for o in card.officers}
+        assert got == want, week
+        for o in card.officers:
+            c, w, n = want[o.officer]
+            assert (o.web_share, o.counter_response, o.web_response) == (
+                w / (c + w) if c + w else None, c / n if n else None, w / n if n else None)
+        delays = [s.rated - s.ticket.closed for s in rated if s.channel == "web"]
+        texts = web_delay_texts(delays) if delays else None
+        assert ([delay_text(card.web_delay_median_s), delay_text(card.web_delay_p90_s)] if delays else None) == texts
+        pdf, csv_path = tmp_path / f"{week}.pdf", tmp_path / f"{week}.csv"
+        render_pdf(card, pdf, DashboardSettings().reasons)
+        write_csv(card, csv_path)
+        with csv_path.open(encoding="utf-8") as fh:
+            rows = {r["officer"]: r for r in csv.DictReader(fh)}
+        for officer, (c, w, n) in want.items():
+            r = rows[officer]
+            assert (r["rated_counter"], r["rated_web"]) == (str(c), str(w))
+            assert r["web_share"] == ("" if not c + w else f"{w / (c + w):.6f}")
+            assert (r["response_rate_counter"], r["response_rate_web"]) == (
+                ("", "") if not n else (f"{c / n:.6f}", f"{w / n:.6f}"))
+        text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], check=True, capture_output=True,
+                              text=True).stdout
+        summary, *pages = [p for p in text.split("\f") if p.strip()]
+        channels = summary.split("Theo kênh đánh giá (by channel)")[1]
+        total_c, total_w = sum(v[0] for v in want.values()), sum(v[1] for v in want.values())
+        assert f": tại quầy {total_c}, qua web {total_w}" in channels
+        if texts:
+            assert f"trung vị (median) {texts[0]}, 90% trong vòng {texts[1]}" in " ".join(channels.split())
+        for officer, (c, w, n) in want.items():
+            (line,) = [x for x in channels.splitlines() if NAMES[officer] in x]
+            assert re.split(r"\s{2,}", line.strip()) == [NAMES[officer], str(c), str(w), _report_pct(w, c + w),
+                                                         _report_pct(c, n), _report_pct(w, n)], line
+            (page,) = [p for p in pages if f"Cán bộ: {NAMES[officer]}" in p]
+            rows_of = {parts[0]: parts[1] for parts in (re.split(r"\s{2,}", x.strip()) for x in page.splitlines())
+                       if len(parts) == 2}
+            assert {k: rows_of.get(k) for k in CHANNEL_ROWS} == dict(zip(CHANNEL_ROWS, (
+                str(c), str(w), _report_pct(w, c + w), _report_pct(c, n), _report_pct(w, n)), strict=True))
+            checked += 1
+    assert checked >= 2

@@ -170,7 +170,11 @@ def test_csv_equals_the_hand_count(scenario_world: ScenarioWorld, reports: dict[
         assert r["response_rate"] == ("" if w.response is None else f"{w.response:.6f}")
         assert r["rank"] == ("" if w.rank is None else str(w.rank))
         assert coded(r["reasons_not_satisfied"]) == w.reasons and coded(r["reasons_satisfied"]) == w.reasons_satisfied
-        CELLS["csv"] += 17
+        # every rating of the field scenario was given at the counter
+        assert (r["rated_counter"], r["rated_web"], r["web_share"], r["response_rate_counter"],
+                r["response_rate_web"]) == (str(w.rated), "0", "" if not w.rated else f"{0:.6f}", r["response_rate"],
+                                            "" if not w.served else f"{0:.6f}")
+        CELLS["csv"] += 22
     REPORT.fed()
 
 
@@ -213,8 +217,17 @@ def test_pdf_text_equals_the_hand_count(scenario_world: ScenarioWorld,
         return f"{w.rank}{SLASH}{ranked}" if w.rank is not None else f"Chưa xếp hạng (n < {MIN_SAMPLE})"
 
     order = sorted(want, key=lambda o: (want[o].rank is None, want[o].rank or 0, NAMES[o], o))
-    lines = [line for line in summary.splitlines() if any(NAMES[o] in line for o in want)]
+    ranking, channels = summary.split("Theo kênh đánh giá (by channel)")
+    lines = [line for line in ranking.splitlines() if any(NAMES[o] in line for o in want)]
     assert len(lines) == len(want)
+    # the channel table: the field scenario's ratings are all given at the counter (test_channels.py has web ones)
+    assert f": tại quầy {whole.rated}, qua web 0" in channels
+    assert "không có đánh giá qua web" in channels
+    per = {re.split(r"\s{2,}", line.strip())[0]: re.split(r"\s{2,}", line.strip())[1:]
+           for line in channels.splitlines() if any(NAMES[o] in line for o in want)}
+    assert per == {NAMES[o]: [str(w.rated), "0", "0,0 %" if w.rated else "—", pct(w.response),
+                              "0,0 %" if w.served else "—"] for o, w in want.items()}
+    CELLS["pdf"] += 5 * len(per)
     for line, o in zip(lines, order, strict=True):
         w = want[o]
         summary_rank = f"{w.rank}{SLASH}{ranked}" if w.rank is not None else f"— (n < {MIN_SAMPLE})"
@@ -232,7 +245,11 @@ def test_pdf_text_equals_the_hand_count(scenario_world: ScenarioWorld,
                     "Không hài lòng": str(w.counts["not_satisfied"]), "Số vé được đánh giá (n)": str(w.rated),
                     "Số vé đã phục vụ": str(w.served), "Tỷ lệ hài lòng": pct(w.ratio),
                     "Tỷ lệ phản hồi": pct(w.response), "Tỷ lệ hài lòng của trung tâm": pct(whole.ratio),
-                    "Xếp hạng trong trung tâm": rank_text(w)}
+                    "Xếp hạng trong trung tâm": rank_text(w),
+                    "Số vé đánh giá tại quầy (counter)": str(w.rated), "Số vé đánh giá qua web (web)": "0",
+                    "Tỷ lệ đánh giá qua web (web share)": "0,0 %" if w.rated else "—",
+                    "Tỷ lệ phản hồi tại quầy (counter)": pct(w.response),
+                    "Tỷ lệ phản hồi qua web (web)": "0,0 %" if w.served else "—"}
         assert {k: got.get(k) for k in expected} == expected, o
         not_sat, sat = page.split("Lý do — các lượt Không hài lòng")[1].split("Lý do kèm lượt hài lòng")
         for section, counts in ((not_sat, w.reasons), (sat, w.reasons_satisfied)):
