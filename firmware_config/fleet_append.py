@@ -23,7 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from broker.contract import RESERVED_DEVICE_IDS
-from broker.fleet.registry import CENTRES_FILE, DEVICES_FILE, OFFICERS_FILE, Device, Officer, RegistryError
+from broker.fleet.registry import (
+    CENTRES_FILE,
+    DEVICES_FILE,
+    OFFICERS_FILE,
+    Device,
+    Officer,
+    RegistryError,
+    read_text,
+)
 
 from .fleetedit import DEVICE_DEFAULTS, OFFICER_DEFAULTS, dump_tables, locked, write_atomic
 
@@ -78,12 +86,7 @@ def scan_tables(text: str, section: str, keys: tuple[str, ...]) -> dict[str, dic
 
 
 def _tables(path: Path, section: str, keys: tuple[str, ...]) -> tuple[dict[str, Any], str]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RegistryError(path, None, "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RegistryError(path, None, f"cannot read: {exc}") from None
+    text = read_text(path)
     fast = scan_tables(text, section, keys)
     if fast is not None:
         return fast, text

@@ -167,13 +167,18 @@ class Registry:
 
 # --------------------------------------------------------------------------- reading
 
-def _read(path: Path) -> tuple[dict[str, Any], str]:
+def read_text(path: Path) -> str:
+    """A registry file's text; a missing or unreadable file is a RegistryError naming it."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise RegistryError(path, None, "file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RegistryError(path, None, f"cannot read: {exc}") from None
+
+
+def _read(path: Path) -> tuple[dict[str, Any], str]:
+    text = read_text(path)
     try:
         return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as exc:
