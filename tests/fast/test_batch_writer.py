@@ -1,15 +1,14 @@
 """The batch writer in-process: retries while InfluxDB fails, bisects a batch to dead-letter the
 one point InfluxDB refuses, keeps every other point.
 
-InfluxDB itself is replaced here by a scripted in-memory writer (the Writer protocol's two
-methods), because what is tested is the batching logic; the real V1/V2 writers are tested against
-the real InfluxDB 1.6.7 in tests/ingest/test_lineproto.py and the ingest's fault tests.
+InfluxDB itself is replaced here by a scripted in-memory writer (tests/support/scripted_influx.py),
+because what is tested is the batching logic; the real V1/V2 writers are tested against the real
+InfluxDB 1.6.7 in tests/ingest/test_lineproto.py and the ingest's fault tests.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
 
 import pytest
 
@@ -17,28 +16,7 @@ from ingest.config import BatchSettings
 from ingest.stats import IngestStats
 from ingest.writer import BatchWriter
 from storage.lineproto import Point
-from storage.writer import WriteError
-
-
-class ScriptedInflux:
-    """Answers each write from a script: "503" fails it retryably, else a line holding "BAD" gets a 400."""
-
-    def __init__(self, failures: int = 0) -> None:
-        self.failures = failures
-        self.stored: list[str] = []
-        self.calls = 0
-
-    def write(self, lines: Sequence[str]) -> None:
-        self.calls += 1
-        if self.failures:
-            self.failures -= 1
-            raise WriteError("InfluxDB HTTP 503: engine busy", retryable=True, status=503)
-        if any("BAD" in line for line in lines):
-            raise WriteError("InfluxDB HTTP 400: field type conflict", retryable=False, status=400)
-        self.stored.extend(lines)
-
-    def close(self) -> None:
-        pass
+from tests.support.scripted_influx import ScriptedInflux
 
 
 def points(n: int, bad: set[int] = frozenset()) -> list[Point]:  # type: ignore[assignment]
@@ -63,7 +41,7 @@ def test_a_batch_is_written_once_when_influx_answers() -> None:
 
 
 def test_retryable_failures_are_retried_until_written_and_the_watchdog_is_fed() -> None:
-    db = ScriptedInflux(failures=3)
+    db = ScriptedInflux(busy=range(1, 4))
     w, stats = writer(db)
     beats: list[int] = []
     assert w.write(points(10), threading.Event(), lambda: beats.append(1))
@@ -82,7 +60,7 @@ def test_refused_points_are_isolated_and_dead_lettered_the_rest_written(n: int, 
 
 
 def test_stop_during_an_outage_returns_false_after_one_last_attempt() -> None:
-    db = ScriptedInflux(failures=1000)
+    db = ScriptedInflux(busy=range(1, 1001))
     w, _ = writer(db)
     stop = threading.Event()
     stop.set()
@@ -90,16 +68,8 @@ def test_stop_during_an_outage_returns_false_after_one_last_attempt() -> None:
     assert db.calls == 2 and db.stored == [], "one attempt, one last attempt at stop, nothing claimed written"
 
 
-class BusyOnThirdCall(ScriptedInflux):
-    def write(self, lines: Sequence[str]) -> None:
-        if self.calls == 2:  # the 3rd call: the batch's second half, after its first half was stored
-            self.calls += 1
-            raise WriteError("InfluxDB HTTP 503: engine busy", retryable=True, status=503)
-        super().write(lines)
-
-
 def test_a_batch_retried_in_the_middle_of_a_bisection_is_counted_once() -> None:
-    db = BusyOnThirdCall()
+    db = ScriptedInflux(busy=[3])  # 1: the batch (400), 2: its first half stored, 3: its second half 503
     w, stats = writer(db)
     assert w.write(points(8, {6}), threading.Event(), lambda: None)
     assert stats.write_failures == 1 and stats.dead_lettered == 1

@@ -2,39 +2,19 @@
 InfluxDB is away, bisect a permanent refusal down to the refused points and write their
 dead-letter points instead.
 
-InfluxDB is a scripted in-memory writer here (the Writer protocol's two methods): what is tested is
+InfluxDB is a scripted in-memory writer here (tests/support/scripted_influx.py): what is tested is
 the retry and bisection logic; the real writers run against InfluxDB 1.6.7 elsewhere
 (tests/ingest/test_lineproto.py, the ingest's and the national consumer's end-to-end tests)."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
 
 import pytest
 
 from storage.lineproto import Point
 from storage.writer import WriteError, write_bisecting, write_retrying
-
-
-class Scripted:
-    """A line holding "BAD" gets a 400; the calls numbered in ``busy`` get a 503."""
-
-    def __init__(self, busy: Sequence[int] = ()) -> None:
-        self.busy = set(busy)
-        self.calls = 0
-        self.stored: list[str] = []
-
-    def write(self, lines: Sequence[str]) -> None:
-        self.calls += 1
-        if self.calls in self.busy:
-            raise WriteError("InfluxDB HTTP 503: engine busy", retryable=True, status=503)
-        if any("BAD" in line for line in lines):
-            raise WriteError("InfluxDB HTTP 400: field type conflict", retryable=False, status=400)
-        self.stored.extend(lines)
-
-    def close(self) -> None:
-        pass
+from tests.support.scripted_influx import ScriptedInflux
 
 
 def _points(n: int, bad: set[int]) -> list[Point]:
@@ -44,7 +24,7 @@ def _points(n: int, bad: set[int]) -> list[Point]:
 
 @pytest.mark.parametrize(("n", "bad"), [(1, set()), (1, {0}), (7, {6}), (16, {0, 15}), (33, {3, 4, 20})])
 def test_refused_points_alone_are_replaced_by_their_dead_letter_the_rest_is_written(n: int, bad: set[int]) -> None:
-    db = Scripted()
+    db = ScriptedInflux()
     pts = _points(n, bad)
     refused: list[tuple[int, str, int | None]] = []
 
@@ -61,7 +41,7 @@ def test_refused_points_alone_are_replaced_by_their_dead_letter_the_rest_is_writ
 
 
 def test_a_retryable_error_inside_a_bisection_is_raised_for_the_caller_to_retry() -> None:
-    db = Scripted(busy=[3])  # 1: the whole batch (400), 2: first half stored, 3: second half 503
+    db = ScriptedInflux(busy=[3])  # 1: the whole batch (400), 2: first half stored, 3: second half 503
     pts = _points(4, {0})
     with pytest.raises(WriteError) as exc:
         write_bisecting(db, [p.to_line() for p in pts], pts, lambda p, line, e: p)
@@ -71,7 +51,7 @@ def test_a_retryable_error_inside_a_bisection_is_raised_for_the_caller_to_retry(
 def test_retries_wait_doubling_capped_and_stop_ends_them() -> None:
     waits: list[float] = []
     stop = threading.Event()
-    db = Scripted(busy=range(1, 6))
+    db = ScriptedInflux(busy=range(1, 6))
 
     def failed(exc: WriteError, wait_s: float) -> None:
         waits.append(wait_s)
@@ -81,6 +61,6 @@ def test_retries_wait_doubling_capped_and_stop_ends_them() -> None:
 
     stop.set()
     for last, calls in ((False, 1), (True, 2)):
-        db = Scripted(busy=range(1, 100))
+        db = ScriptedInflux(busy=range(1, 100))
         assert not write_retrying(lambda: db.write(["x"]), stop, 0.001, 0.004, failed, last_attempt=last)  # noqa: B023
         assert db.calls == calls, "at stop: no more attempt, or exactly one last attempt"
