@@ -97,6 +97,11 @@ class IntegritySettings(Settings):
     tickets_per_counter: int = Field(
         default=512, ge=16, le=100_000, description="Recent tickets remembered per counter (bounds memory)"
     )
+    tickets_archived: int = Field(
+        default=20_000, ge=100, le=1_000_000,
+        description="Older ticket instances remembered beside the recent ones (oldest out first; bounds memory): "
+                    "those a late web rating needed, looked up in InfluxDB, and rated ones pushed out of the recent "
+                    "tickets")
     index_lookback_s: int = Field(
         default=24 * 3600, ge=60, le=31 * 24 * 3600,
         description="At start, rebuild the ticket index from ticket and rating points this recent",

@@ -92,7 +92,8 @@ class MessageHandler:
         self._lock = threading.Lock()
         self.registry = registry or RegistryHolder(None, config.province)
         s = config.integrity
-        self.index = TicketIndex(s.tickets_per_counter, s.reclose_window_s, self.registry.service_day)
+        self.index = TicketIndex(s.tickets_per_counter, s.reclose_window_s, self.registry.service_day,
+                                 s.tickets_archived)
         self.clock = ClockCorrector(config.clock)
         self.judge = RatingJudge(s, self.registry, self.index, self.clock)
         # ticket_called times, to compute serve_s of the ticket point (bounded)
@@ -105,6 +106,11 @@ class MessageHandler:
         self.index.rebuild(db, lookback_s)
         self.judge.rebuild(db, lookback_s)
         self.clock.rebuild(db, lookback_s)
+
+    def apply_lookups(self) -> int:
+        """On the worker thread, before held ratings are judged again: InfluxDB's answers into the index."""
+        lookup = self.judge.lookup
+        return lookup.apply(self.index) if lookup is not None else 0
 
     def _unique_ns(self, at_ns: int) -> int:
         # two rejections in the same nanosecond with the same tags would overwrite each other

@@ -28,6 +28,9 @@ Rules (DESIGN.md, integrity), in order, each a stable rejection reason:
    rated after the link's expiry or ``web_window_s`` after the close is ``link_expired``; a
    second rating of the instance through any channel is ``duplicate_ticket`` (first wins); it
    waits up to ``web_hold_s`` for a close (a slip scanned in the queue), then ``unknown_ticket``.
+   A ticket instance the index does not remember (rated days later, after a restart, at a busy
+   counter) is looked up in InfluxDB off this thread (lookup.py) while the rating is held: its
+   closes and any rating already stored for it; never refused while that answer is outstanding.
    A centre without a QMS cannot bind a phone rating to a served ticket: ``unknown_ticket``.
    A link a counter terminal signed (source ``terminal-qr``, its counter's own key) whose ticket
    was closed at another counter is ``wrong_counter``: a terminal offers only its counter's tickets.
@@ -55,6 +58,7 @@ from storage.schema import WALKUP_FALSE, Field, Measurement, Tag
 
 from .clock import ClockCorrector, RatingTimes
 from .config import IntegritySettings
+from .lookup import CloseLookup, LookupKey
 from .points import rating_point
 from .registry import Placement, RegistryHolder
 from .rejection import RuleRejection
@@ -129,6 +133,7 @@ class RatingJudge:
         self._seen: OrderedDict[str, _Seen] = OrderedDict()
         self._held: dict[str, set[str]] = {}  # device -> event_ids waiting for their ticket_closed
         self._buckets: dict[str, _Bucket] = {}
+        self.lookup: CloseLookup | None = None  # set by the service: web ratings older than the index
 
     # ------------------------------------------------------------------ entry point
 
@@ -264,6 +269,14 @@ class RatingJudge:
         counter = None if event.counter == WEB_ANY_COUNTER else event.counter
         found = self.index.web_close(event.centre, event.ticket, event.service_day, event.ticket_id, counter,
                                      rated + s.early_tolerance_s * 1000)
+        looked_up = ""
+        if found is None and self.lookup is not None:
+            key = LookupKey(event.centre, event.ticket, event.service_day, event.ticket_id)
+            if not self.lookup.ask(key, self.registry.timezone_of(event.centre)):
+                return HOLD  # InfluxDB has not answered yet: a rating is never refused for a slow database
+            looked_up = " (not among the ingest's recent tickets, nor in InfluxDB)"
+            found = self.index.web_close(event.centre, event.ticket, event.service_day, event.ticket_id, counter,
+                                         rated + s.early_tolerance_s * 1000)
         if found is None and event.source == "terminal-qr":
             # signed by the terminal at ``counter`` (its own key, web service checked): a ticket served at
             # another counter is not that terminal's to offer for rating (a stolen or misused terminal)
@@ -276,8 +289,9 @@ class RatingJudge:
         if found is None:
             if now_ms - received_ms < s.web_hold_s * 1000:
                 return HOLD  # scanned while waiting: its ticket_closed is still to come
-            raise RuleRejection("unknown_ticket", f"no ticket_closed for {event.ticket!r} of {event.service_day} "
-                                f"within {s.web_hold_s:g}s", "ticket")
+            raise RuleRejection("unknown_ticket", f"no ticket_closed for {event.ticket!r} of {event.service_day}"
+                                f"{' (vendor id ' + repr(event.ticket_id) + ')' if event.ticket_id else ''}"
+                                f"{looked_up} within {s.web_hold_s:g}s", "ticket")
         inst, close = found
         response = rated - close.at_ms
         if response > s.web_window_s * 1000:

@@ -40,6 +40,7 @@ from storage.writer import Writer, make_writer
 from .config import IngestConfig
 from .handlers import HELD, Handled, MessageHandler
 from .inbox import Inbox, UnackedBudget
+from .lookup import CloseLookup
 from .partition import not_mine_filters, subscriptions
 from .registry import RegistryHolder
 from .retained import reject_retained, retain_forbidden
@@ -79,6 +80,12 @@ class IngestService:
         self._clock_ns = clock_ns
         self.registry = registry or RegistryHolder.from_path(config.registry, config.province)
         self.handler = handler or MessageHandler(config, self.stats, clock_ns, self.registry)
+        # a web rating whose ticket is older than the index: looked up in InfluxDB on its own thread (lookup.py)
+        self.lookup: CloseLookup | None = None
+        if self.handler.judge.lookup is None:
+            self.lookup = CloseLookup(config.influx.query_client(), config.batch.retry_initial_ms / 1000,
+                                      config.batch.retry_max_ms / 1000)
+            self.handler.judge.lookup = self.lookup
         self.batches = BatchWriter(writer or make_writer(config.influx), config.batch, self.stats,
                                    self.handler.dead_letter)
         self._inbox: Inbox[Inbound] = Inbox()  # the network thread -> the judge (inbox.py)
@@ -160,6 +167,8 @@ class IngestService:
         if self.config.health.http_port is not None:
             self._health = HealthServer(self.config.health.http_port, self.health).start()
         self.rebuild_index()
+        if self.lookup is not None:
+            self.lookup.start()
         self._session.start()
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
         self._writer.start()
@@ -179,6 +188,8 @@ class IngestService:
         if self._writer is not None:
             self._writer.join(timeout)
         self._session.stop()
+        if self.lookup is not None:
+            self.lookup.stop()
         self.batches.close()
         if self._health is not None:
             self._health.stop()
@@ -332,6 +343,7 @@ class IngestService:
             # after this batch's QMS events: a held rating may now find its ticket (a held message is
             # never a forbidden retained one, so _judge handles it exactly as the handler does)
             todo, self._held = batch + self._held, []
+            self.handler.apply_lookups()  # InfluxDB's answers for held web ratings (lookup.py)
         done: list[Inbound] = []
         points: list[Point] = []
         # one pass, no per-message tuples: this loop runs for every message (issue 14)

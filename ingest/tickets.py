@@ -16,8 +16,14 @@ at or before the rating (ratings.py), never to an earlier day's ticket.
 
 Memory is bounded per centre (``tickets_per_counter`` x counters seen). Eviction is by
 count, not wall-clock age, so replaying an old backlog judges it against the tickets of
-that time. Every instance subscribes to the QMS topics WITHOUT ``$share``, so each
-knows every closed ticket. After a restart the index is rebuilt from InfluxDB ``ticket`` and
+that time. Beside the recent tickets, an ARCHIVE (``tickets_archived`` instances, the oldest
+out first) holds the instances a late web rating needed and the ingest looked up in
+InfluxDB (lookup.py: a link lives 7 days after its service day, far beyond the recent
+tickets of a busy counter or a restart's lookback), and every RATED instance pushed out of
+the recent tickets, so "already rated" is never forgotten before that rating is written.
+
+Every instance subscribes to the QMS topics WITHOUT ``$share``, so each knows every closed
+ticket. After a restart the index is rebuilt from InfluxDB ``ticket`` and
 ``ticket_reclose`` points through the same :meth:`TicketIndex.closed` (so the same identities), and the
 rating judge marks the instances already rated (ratings.py).
 """
@@ -80,14 +86,19 @@ class CloseKind(Enum):
 
 
 class TicketIndex:
-    def __init__(self, per_counter: int, reclose_window_s: int, day_of: DayOf) -> None:
+    def __init__(self, per_counter: int, reclose_window_s: int, day_of: DayOf, archived: int = 20_000) -> None:
         self.per_counter = per_counter
+        self.archived = archived
         self.reclose_window_ms = reclose_window_s * 1000
         self.day_of = day_of
         self._numbers: dict[tuple[str, str], list[TicketInstance]] = {}  # (centre, number) -> instances
         self._vendor: dict[tuple[str, str], TicketInstance] = {}  # (centre, ticket_id) -> instance
         self._order: dict[str, OrderedDict[int, TicketInstance]] = {}  # per centre, oldest first
         self._counters: dict[str, set[str]] = {}
+        # the archive: the same two lookups, one LRU order over all centres
+        self._a_numbers: dict[tuple[str, str], list[TicketInstance]] = {}
+        self._a_vendor: dict[tuple[str, str], TicketInstance] = {}
+        self._a_order: OrderedDict[int, TicketInstance] = OrderedDict()
 
     def __len__(self) -> int:
         return sum(len(o) for o in self._order.values())
@@ -97,21 +108,30 @@ class TicketIndex:
     def _identify(self, centre: str, number: str, day: str, at_ms: int,
                   ticket_id: str | None) -> TicketInstance | None:
         if ticket_id is not None:
-            return self._vendor.get((centre, ticket_id))
-        for inst in reversed(self._numbers.get((centre, number), ())):
-            if inst.ticket_id is None and inst.day == day and abs(at_ms - inst.first_at_ms) <= self.reclose_window_ms:
-                return inst
+            found = self._vendor.get((centre, ticket_id))
+            return found if found is not None or not self._a_vendor else self._a_vendor.get((centre, ticket_id))
+        for numbers in (self._numbers, self._a_numbers):
+            for inst in reversed(numbers.get((centre, number), ())):
+                if inst.ticket_id is None and inst.day == day and \
+                        abs(at_ms - inst.first_at_ms) <= self.reclose_window_ms:
+                    return inst
         return None
 
     def closed(self, centre: str, counter: str, number: str, officer: str, service: str, at_ms: int,
-               ticket_id: str | None = None) -> tuple[TicketInstance, CloseKind]:
-        """Record a ticket_closed; say whether it is a new instance, its first close again, or a re-close."""
+               ticket_id: str | None = None, archive: bool = False) -> tuple[TicketInstance, CloseKind]:
+        """Record a ticket_closed; say whether it is a new instance, its first close again, or a re-close.
+
+        ``archive``: a close read back from InfluxDB for a late web rating; a new instance goes to the
+        archive, not among the recent tickets (it must not push a counter's live tickets out)."""
         close = Close(counter, officer, service, at_ms)
         day = self.day_of(centre, at_ms)
         inst = self._identify(centre, number, day, at_ms, ticket_id)
         if inst is None:
             inst = TicketInstance(centre, number, day, ticket_id, at_ms, [close])
-            self._add(inst, counter)
+            if archive:
+                self._archive(inst)
+            else:
+                self._add(inst, counter)
             return inst, CloseKind.FIRST
         if close == inst.first:
             return inst, CloseKind.REPEAT
@@ -140,6 +160,37 @@ class TicketIndex:
                 self._numbers.pop((old.centre, old.number), None)
             if old.ticket_id is not None and self._vendor.get((old.centre, old.ticket_id)) is old:
                 del self._vendor[(old.centre, old.ticket_id)]
+            if old.rated_by is not None:
+                self._archive(old)  # its rating may not be written yet: a lookup could not see it
+
+    def _archive(self, inst: TicketInstance) -> None:
+        self._a_numbers.setdefault((inst.centre, inst.number), []).append(inst)
+        if inst.ticket_id is not None:
+            self._a_vendor[(inst.centre, inst.ticket_id)] = inst
+        self._a_order[id(inst)] = inst
+        while len(self._a_order) > self.archived:
+            _, old = self._a_order.popitem(last=False)
+            same = self._a_numbers.get((old.centre, old.number), [])
+            for i, other in enumerate(same):
+                if other is old:
+                    del same[i]
+                    break
+            if not same:
+                self._a_numbers.pop((old.centre, old.number), None)
+            if old.ticket_id is not None and self._a_vendor.get((old.centre, old.ticket_id)) is old:
+                del self._a_vendor[(old.centre, old.ticket_id)]
+
+    def archived_count(self) -> int:
+        return len(self._a_order)
+
+    def _instances(self, centre: str, number: str, ticket_id: str | None) -> list[TicketInstance]:
+        """The remembered instances of ``number`` (recent, then archived), or the one of a vendor ticket id."""
+        if ticket_id is not None:
+            inst = self._vendor.get((centre, ticket_id)) or self._a_vendor.get((centre, ticket_id))
+            return [inst] if inst is not None and inst.number == number else []
+        live = self._numbers.get((centre, number), [])
+        old = self._a_numbers.get((centre, number)) if self._a_numbers else None
+        return live + old if old else live
 
     # ------------------------------------------------------------------ lookups for ratings
 
@@ -149,11 +200,7 @@ class TicketIndex:
 
         A rating naming a vendor id binds only to that ticket (none yet: its close has not arrived).
         """
-        if ticket_id is not None:
-            inst = self._vendor.get((centre, ticket_id))
-            instances = [inst] if inst is not None and inst.number == number else []
-        else:
-            instances = self._numbers.get((centre, number), [])
+        instances = self._instances(centre, number, ticket_id)
         found = [(inst, c) for inst in instances for c in inst.closes if c.counter == counter]
         return sorted(found, key=lambda ic: ic[1].at_ms)
 
@@ -161,11 +208,9 @@ class TicketIndex:
                   latest_ms: int) -> tuple[TicketInstance, Close] | None:
         """The close a web rating answers: its vendor ticket id, else its number on its service day (any counter
         unless the link names one); of that instance the latest close at or before ``latest_ms``."""
-        if ticket_id is not None:
-            inst = self._vendor.get((centre, ticket_id))
-            instances = [inst] if inst is not None and inst.number == number else []
-        else:
-            instances = [i for i in self._numbers.get((centre, number), ()) if i.day == day]
+        instances = self._instances(centre, number, ticket_id)
+        if ticket_id is None:
+            instances = [i for i in instances if i.day == day]
         best: tuple[TicketInstance, Close] | None = None
         for inst in instances:
             for c in inst.closes:
@@ -183,6 +228,16 @@ class TicketIndex:
                 return inst
         before = [inst for inst, c in closes if c.at_ms <= rated_ms]
         return before[-1] if before else None
+
+    def mark_rated(self, centre: str, counter: str, number: str, ticket_id: str | None, closed_at_ms: int,
+                   event_id: str) -> bool:
+        """A stored rating read back (lookup.py) took the instance of the close it is bound to; the first wins."""
+        for inst, c in self.closes_at(centre, counter, number, ticket_id):
+            if c.at_ms == closed_at_ms:
+                if inst.rated_by is None:
+                    inst.rated_by = event_id
+                return True
+        return False
 
     # ------------------------------------------------------------------ restart
 

@@ -19,6 +19,11 @@ class InfluxQueryError(RuntimeError):
     pass
 
 
+def string_literal(value: str) -> str:
+    """``value`` as an InfluxQL single-quoted string literal (a vendor ticket id may hold ' or \\)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 @dataclass(frozen=True)
 class Series:
     name: str
