@@ -97,9 +97,10 @@ def test_web_rating_six_days_later_after_a_restart_at_a_busy_counter(mosquitto: 
         again, again_eid = web(j, centre, "A-005", day6, rated=now)  # the SMS link too, one rating per ticket
         ghost, ghost_eid = web(j, centre, "A-099", day6, rated=now)  # never served that day
         j.send([first])
-        assert j.outcomes([first_eid]) == {first_eid: "rating"}
+        assert j.outcomes([first_eid], timeout=60) == {first_eid: "rating"}
         j.send([again, ghost])
-        assert j.outcomes([again_eid, ghost_eid]) == {again_eid: "duplicate_ticket", ghost_eid: "unknown_ticket"}
+        assert j.outcomes([again_eid, ghost_eid], timeout=60) == {again_eid: "duplicate_ticket",
+                                                                  ghost_eid: "unknown_ticket"}
         row = j.ratings(f"WHERE \"event_id\" = '{first_eid}'")[0]
         # A-005 was served on all seven days: the link's day decides, and that day's QMS close names the officer
         assert (row["officer"], row["counter"]) == (served[(6, "q1", "A-005")], "q1")
@@ -121,13 +122,13 @@ def test_counter_rating_then_web_five_days_later_after_a_restart(mosquitto: Any,
         tap, tap_eid = j.rating(centre, device, "q1", "A-004", rated=closed + 3000, closed=closed,
                                 officer=officer_of(5, "q1", 3))
         served = serve_week(j, centre, 5, then={(5, "q1", "A-004"): tap})
-        assert j.outcomes([tap_eid]) == {tap_eid: "rating"}
+        assert j.outcomes([tap_eid], timeout=60) == {tap_eid: "rating"}
         restart(j, mosquitto, fleet)  # the default 24 h lookback: day -5 is not reloaded
         now = time.time_ns() // 1_000_000
         phone, phone_eid = web(j, centre, "A-004", day_of(closed), rated=now)  # the same ticket, 5 days later
         other, other_eid = web(j, centre, "A-004", day_of(local_ms(4, 12)), rated=now)  # day -4's A-004
         j.send([phone, other])
-        assert j.outcomes([phone_eid, other_eid]) == {phone_eid: "duplicate_ticket", other_eid: "rating"}
+        assert j.outcomes([phone_eid, other_eid], timeout=60) == {phone_eid: "duplicate_ticket", other_eid: "rating"}
         rows = {r["event_id"]: r for r in j.ratings()}
         assert set(rows) == {tap_eid, other_eid}
         assert rows[tap_eid]["officer"] == served[(5, "q1", "A-004")]
