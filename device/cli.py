@@ -91,6 +91,10 @@ def run(config_path: Path | None, demo: bool, url: str, username: str | None, pa
     try:
         cfg = load_device_config(config_path)
         check_clips(cfg.audio, config_path)
+        if cfg.web_link.enabled:  # a malformed link key stops the terminal at start, naming file and key
+            from .later import RatingLinkSigner
+
+            RatingLinkSigner(cfg, config_path)
     except ConfigError as exc:
         if on_config_error == "exit":
             raise click.ClickException(str(exc)) from None

@@ -17,11 +17,11 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from broker import ratingscale
 from broker.contract import ID_PATTERN, REASON_PATTERN, DeviceConfigUpdate
-from broker.kernel.settings import ConfigError, SettingError, Settings, load_model
+from broker.kernel.settings import ConfigError, SecretFile, SettingError, Settings, load_model
 from broker.mqtt.settings import MqttSettings
 
 ENV_PREFIX = "HAILONG_DEVICE"
@@ -121,6 +121,46 @@ class DisplaySettings(Settings):
                                              "text and extra time for the current citizen, until the thank-you ends")
 
 
+class WebLinkSettings(Settings):
+    """The "Quét mã để đánh giá sau" QR code: when the citizen did not rate before the prompt timed out, a
+    rating link for that ticket (docs/web-rating.md), signed with this counter's own link key."""
+
+    enabled: bool = Field(default=False, description="Show the QR screen after an unrated prompt (qms mode only; "
+                                                     "needs base_url and the key)")
+    base_url: str | None = Field(default=None, max_length=96, pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$",
+                                 description="Public origin of the web rating service, e.g. "
+                                             "https://danhgia.example.gov.vn (no path)")
+    key: SecretStr | None = Field(default=None, description="This counter's link key, <key id>:<hex>; prefer "
+                                                            "key_file (env HAILONG_DEVICE__WEB_LINK__KEY)")
+    key_file: SecretFile = Field(default=None, description="File whose first line is this counter's link key "
+                                                           "(hailong fleet provision --web-base writes it, mode 0600)")
+    show_s: float = Field(default=20.0, ge=3, le=120,
+                          description="How long the QR screen shows; the next ticket called or closed ends it sooner")
+    valid_days: int = Field(default=7, ge=1, le=30,
+                            description="The link is valid until the end of the service day plus this many days")
+    timezone: str = Field(default="Asia/Ho_Chi_Minh", max_length=64,
+                          description="The centre's time zone: a ticket's service day and the link's expiry")
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _complete(self) -> WebLinkSettings:
+        if self.enabled and self.base_url is None:
+            raise SettingError("base_url", "web_link.enabled needs the web rating service's public origin")
+        if self.enabled and self.key is None and self.key_file is None:
+            raise SettingError("key_file", "web_link.enabled needs this counter's link key (key_file or env key)")
+        return self
+
+
 class DeviceConfig(Settings):
     """Everything one counter terminal needs to know."""
 
@@ -163,6 +203,8 @@ class DeviceConfig(Settings):
     display: DisplaySettings = Field(default_factory=DisplaySettings,
                                      description="Large-text and extra-time modes (accessibility)")
     mqtt: MqttSettings = Field(description="Broker URL, per-device credentials, TLS files")
+    web_link: WebLinkSettings = Field(default_factory=WebLinkSettings,
+                                      description="QR code to rate later from a phone after an unrated prompt")
     heartbeat_s: int = Field(default=60, ge=5, le=3600, description="Seconds between status heartbeats")
 
     @field_validator("outbox")
@@ -171,6 +213,14 @@ class DeviceConfig(Settings):
         base = (info.context or {}).get("base_dir")
         if base is not None and not v.path.is_absolute():
             return v.model_copy(update={"path": Path(base) / v.path})
+        return v
+
+    @field_validator("web_link")
+    @classmethod
+    def _relative_key(cls, v: WebLinkSettings, info: ValidationInfo) -> WebLinkSettings:
+        base = (info.context or {}).get("base_dir")
+        if base is not None and v.key_file is not None and not v.key_file.is_absolute():
+            return v.model_copy(update={"key_file": Path(base) / v.key_file})
         return v
 
     @field_validator("audio")
@@ -194,6 +244,8 @@ class DeviceConfig(Settings):
             raise SettingError("gpio.buttons", f"scores {extra} exceed scale {self.scale}")
         if self.mode == "manual_served" and self.hardware == "buttons" and self.gpio.served_pin is None:
             raise SettingError("gpio.served_pin", "manual_served mode on a button-only unit needs a 'served' button")
+        if self.web_link.enabled and self.mode != "qms":
+            raise SettingError("web_link.enabled", "a rating link binds to a queue system's ticket: qms mode only")
         return self
 
     @property

@@ -86,6 +86,10 @@ class DeviceRuntime:
                              counter=config.counter, max_ratings=config.outbox.max_ratings,
                              high_water=config.outbox.high_water)
         self.terminal = Terminal(config, self, clock)
+        if config.web_link.enabled:  # the QR to rate later, signed with this counter's own key
+            from .later import RatingLinkSigner
+
+            self.terminal.later_links = RatingLinkSigner(config)
         self.link = DeviceLink(
             config.mqtt, device=config.device_id, centre=config.centre, counter=config.counter, outbox=self.outbox,
             on_qms=self.terminal.on_qms, on_config=self.apply_update, state=lambda: self.terminal.state.value,

@@ -1,6 +1,8 @@
 """The terminal's state machine: pure Python, no Kivy, no MQTT, no GPIO.
 
-IDLE -> PROMPT (ticket closed) -> [REASONS (low score)] -> THANKS -> IDLE, and
+IDLE -> PROMPT (ticket closed) -> [REASONS (low score)] -> THANKS -> IDLE;
+PROMPT timed out -> LATER (a QR to rate that ticket from a phone, when ``[web_link]`` is
+set) -> IDLE after ``web_link.show_s`` or at the next QMS call or close; and
 OUT_OF_SERVICE whenever the terminal cannot take an honest rating (no config,
 no officer logged in, outbox full). The UI, the GPIO buttons and the MQTT link
 only call the methods below and render :class:`View`; everything that decides
@@ -46,6 +48,7 @@ class State(StrEnum):
     PROMPT = "prompt"
     REASONS = "reasons"
     THANKS = "thanks"
+    LATER = "later"  # "Quét mã để đánh giá sau": the unrated ticket's rating link as a QR code
     OUT_OF_SERVICE = "out_of_service"
 
 
@@ -78,7 +81,8 @@ _SILENT = frozenset({"bounce", "bad_score"})
 _OUTCOME_OF = {"no_config": Outcome.NOT_NOW, "rate_limited": Outcome.ALREADY_RATED,
                "outside_window": Outcome.NOT_NOW, "no_ticket": Outcome.TOO_EARLY,
                "collapsed": Outcome.ALREADY_RATED, "in_thanks": Outcome.ALREADY_RATED,
-               "in_reasons": Outcome.ALREADY_RATED, "in_out_of_service": Outcome.NOT_NOW}
+               "in_reasons": Outcome.ALREADY_RATED, "in_out_of_service": Outcome.NOT_NOW,
+               "in_later": Outcome.NOT_NOW}
 
 
 class Clock(Protocol):
@@ -161,6 +165,9 @@ class View:
     extra_time: bool = False  # the terminal's extra-time mode, or the citizen's "Chữ lớn"
     assist: bool = False      # the citizen's "Chữ lớn" is on (its button shows it pressed)
     assist_offered: bool = False  # the "Chữ lớn" button is shown (display.citizen_toggle)
+    later_url: str | None = None  # LATER: the rating link of the ticket left unrated (drawn as a QR code)
+    later_ticket: str | None = None
+    later_days: int = 0  # the link stays valid the rest of the service day and this many days
 
 
 # Out-of-service reasons; the UI shows a catalogue message per code that tells a technician what to do.
@@ -187,8 +194,14 @@ class Stats:
     ignored: Counter[str] = field(default_factory=Counter)
 
 
+LaterLinks = Callable[[BoundTicket], str | None]
+
+
 class Terminal:
-    """The state machine. Call :meth:`tick` at least a few times a second (or at :meth:`next_deadline`)."""
+    """The state machine. Call :meth:`tick` at least a few times a second (or at :meth:`next_deadline`).
+
+    ``later_links`` (set by the runtime when ``[web_link]`` is enabled) makes the signed rating link of a
+    ticket whose prompt timed out; None: no QR screen."""
 
     def __init__(self, config: DeviceConfig | None, sink: RatingSink, clock: Clock | None = None,
                  config_error: str = "", config_code: str = "") -> None:
@@ -217,6 +230,8 @@ class Terminal:
         self._view_officer: str | None = None  # the officer of the rating being thanked for
         self._language: str = config.language if config else "vi"
         self._assist = False  # the citizen's "Chữ lớn": large text and extra time until THANKS ends
+        self.later_links: LaterLinks | None = None
+        self._later: tuple[str, str] | None = None  # LATER: (url, ticket)
         self.state = State.OUT_OF_SERVICE
         self._view = self._make_view()
         self._rest()
@@ -254,6 +269,9 @@ class Terminal:
             else:
                 self._officer = event.officer  # a call proves who is at the counter, even if we missed the login
                 self._serving = event.ticket
+                if self.state == State.LATER:  # the next citizen is called: the QR was for the one before
+                    self._rest()
+                    return
         elif event.type == "ticket_closed":
             if not self._stale(event):
                 self._officer = event.officer
@@ -415,11 +433,13 @@ class Terminal:
         if self._deadline is None or mono < self._deadline:
             return
         if self.state == State.PROMPT:
-            self._not_rated()
+            self._not_rated(timed_out=True)
         elif self.state == State.REASONS:
             self._finish(tuple(self._chosen))
         elif self.state == State.THANKS:
             self._after_thanks()
+        elif self.state == State.LATER:
+            self._rest()
 
     # ------------------------------------------------------------------ queries
 
@@ -550,11 +570,30 @@ class Terminal:
         else:
             self._rest()
 
-    def _not_rated(self) -> None:
+    def _not_rated(self, timed_out: bool = False) -> None:
         self.stats.not_rated += 1
-        self._bound = None
+        bound, self._bound = self._bound, None
         self._assist = False  # the citizen left without rating
+        if timed_out and self._next is None and bound is not None and self._offer_later(bound):
+            return
         self._continue()  # a ticket can only be waiting here after "Chọn lại"; otherwise this rests
+
+    def _offer_later(self, bound: BoundTicket) -> bool:
+        """LATER: the QR of ``bound``'s rating link, for a citizen who walked away or needs more time."""
+        cfg = self.config
+        if cfg is None or self.later_links is None or cfg.mode != "qms" or bound.ticket is None:
+            return False
+        try:
+            url = self.later_links(bound)
+        except Exception:  # a link we cannot make is no reason to stop rating: idle, as without [web_link]
+            log.exception("rating link for ticket %s not made", bound.ticket)
+            return False
+        if url is None:
+            return False
+        self._later = (url, bound.ticket)
+        self._deadline = self.clock.mono_ms() + self._ms(cfg.web_link.show_s)
+        self._go(State.LATER)
+        return True
 
     def _blocked(self) -> tuple[str, str] | None:
         if self.config is None:
@@ -603,6 +642,8 @@ class Terminal:
     def _go(self, state: State) -> None:
         if state != self.state:
             log.debug("state %s -> %s", self.state.value, state.value)
+        if state != State.LATER:
+            self._later = None
         self.state = state
         self._emit()
 
@@ -631,6 +672,8 @@ class Terminal:
             oos_code=OOS_CODES[blocked[0]] if blocked else "",
             large_text=cfg.display.large_text or self._assist, extra_time=cfg.display.extra_time or self._assist,
             assist=self._assist, assist_offered=cfg.display.citizen_toggle,
+            later_url=self._later[0] if self._later else None, later_ticket=self._later[1] if self._later else None,
+            later_days=cfg.web_link.valid_days,
         )
 
     def _emit(self) -> None:

@@ -8,6 +8,7 @@ No command ever prints a secret: only the files secrets were written to.
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -188,12 +189,14 @@ def retire_officer(ctx: Ctx, officer_id: str) -> None:
               help="Spoken prompts: the clips are made here with espeak-ng and [audio] enabled (needs a speaker).")
 @click.option("--voice", type=click.Choice(["vi", "vi-vn-x-south", "vi-vn-x-central"]), default="vi",
               show_default=True, help="espeak-ng voice of the spoken clips (northern, southern, central).")
+@click.option("--web-base", default=None, help="Public origin of the web rating service (https://...): terminals of "
+              "centres with a queue system show the QR to rate later, signed with their counter's own key.")
 @BROKER_OUT
 @pass_ctx
 def provision(ctx: Ctx, devices: tuple[str, ...], centre: str | None, out: Path, mode: str,
               broker_host: str | None, ssh_keys: tuple[Any, ...], wifi_ssid: str | None,
               wifi_password: str | None, wheel: Path | None, pip_spec: str | None, watchdog: bool,
-              audio: bool, voice: str, broker_out: Path | None) -> None:
+              audio: bool, voice: str, web_base: str | None, broker_out: Path | None) -> None:
     """Generate credentials and the first-boot bundle for DEVICES (or a whole --centre)."""
     from broker.kernel.settings import ConfigError
     from broker.mosquitto.render import load_options
@@ -216,12 +219,15 @@ def provision(ctx: Ctx, devices: tuple[str, ...], centre: str | None, out: Path,
             wheel = project_wheel()  # hailong is not on PyPI: the bundles carry it
         except WheelError as exc:
             raise click.ClickException(str(exc)) from None
+    if web_base is not None and not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?", web_base):
+        raise click.BadParameter("the public origin only, e.g. https://danhgia.example.gov.vn (no path, no "
+                                 "trailing slash)", param_hint="--web-base")
     settings = ProvisionSettings(
         broker_host=broker_host or opt.hostnames[0], tls_port=opt.tls_port, cert_port=opt.cert_port,
         mode=_mode(mode), pip_spec=pip_spec, wheel=None if pip_spec else wheel,
         ssh_keys=tuple(f.read().strip() for f in ssh_keys), wifi_ssid=wifi_ssid,
         wifi_password=SecretStr(wifi_password) if wifi_password else None,
-        watchdog=watchdog, audio=audio, voice=cast(Voice, voice))
+        watchdog=watchdog, audio=audio, voice=cast(Voice, voice), web_base=web_base)
     if settings.broker_host in ("localhost", "127.0.0.1"):
         click.echo(f"warning: terminals will connect to {settings.broker_host}; record the broker's name once "
                    f"with `hailong broker render --fleet {ctx.fleet} --hostname NAME --out DIR`", err=True)
@@ -257,6 +263,10 @@ def revoke(ctx: Ctx, device_id: str, broker_out: Path | None) -> None:
     _edit(ctx.registry().device, device_id)
     had = ctx.state.revoke_device(device_id)
     click.echo(f"revoked {device_id}" if had else f"{device_id} had no live credentials; nothing to revoke")
+    dev = ctx.registry().devices[device_id]
+    if ctx.state.weblink_dir.joinpath(f"{dev.centre}.toml").exists():
+        click.echo(f"its rating-link key still signs QR links of counter {dev.counter}: revoke it with "
+                   f"`hailong web key rotate --fleet {ctx.fleet} --centre {dev.centre} --revoke-counter {dev.counter}`")
     _rerender(ctx, broker_out)
 
 

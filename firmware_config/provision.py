@@ -51,6 +51,7 @@ from .fleetedit import toml_value
 
 Mode = Literal["cert", "password"]
 TIMEZONE = "Asia/Ho_Chi_Minh"
+WEB_LINK_KEY = f"{osfiles.ETC}/weblink.key"  # the counter's own rating-link key (broker/weblink.py), 0600
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,10 @@ class ProvisionSettings(Settings):
                                                    "clips generated with espeak-ng carried in the bundle")
     voice: Voice = Field(default="vi", description="espeak-ng voice of the clips: vi (northern), vi-vn-x-south "
                                                    "or vi-vn-x-central")
+    web_base: str | None = Field(
+        default=None, max_length=96, pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$",
+        description="Public origin of the web rating service: terminals of centres with a queue system get [web_link] "
+                    "enabled and their counter's own link key (the QR to rate later, docs/web-rating.md)")
 
 
 def device_config(reg: Registry, dev: Device, s: ProvisionSettings) -> DeviceConfig:
@@ -142,6 +147,8 @@ def device_config(reg: Registry, dev: Device, s: ProvisionSettings) -> DeviceCon
         "scale": max(buttons) if buttons and max(buttons) in (3, 5) else 4,
         "gpio": gpio, "outbox": {"path": f"{osfiles.STATE}/outbox.sqlite3"}, "mqtt": mqtt,
         **({"audio": {"enabled": True, "voice": s.voice}} if s.audio else {}),
+        **({"web_link": {"enabled": True, "base_url": s.web_base, "key_file": WEB_LINK_KEY,
+                         "timezone": centre.timezone}} if s.web_base and centre.has_qms else {}),
     }
     try:
         # no base_dir context and no secret files read: those paths are the Pi's, not this machine's
@@ -239,6 +246,14 @@ class Run:
             self.prepare([dev.id])
         return [BundleFile(f"{etc}/mqtt.pass", (self._passwords[dev.id] + "\n").encode(), 0o600, secret=True)]
 
+    def link_key_files(self, dev: Device, cfg: DeviceConfig) -> list[BundleFile]:
+        """The counter's own rating-link key, derived from the centre's current key: it signs the QR of this
+        counter's tickets only (never the centre key, which signs every link of the centre)."""
+        if not cfg.web_link.enabled:
+            return []
+        secret = self.state.terminal_link_secret(dev.centre, dev.counter)
+        return [BundleFile(WEB_LINK_KEY, (secret + "\n").encode(), 0o600, secret=True)]
+
 
 def bundle_files(reg: Registry, dev: Device, state: FleetState, s: ProvisionSettings,
                  run: Run | None = None) -> list[BundleFile]:
@@ -254,6 +269,7 @@ def bundle_files(reg: Registry, dev: Device, state: FleetState, s: ProvisionSett
         BundleFile(f"{etc}/README.txt", f"hailong terminal {dev.id}; see docs/technician.md\n".encode(), 0o644),
         *run.common[3:],
         *run.secret_files(dev),
+        *run.link_key_files(dev, cfg),
         *run.sound_files(cfg),
     ]
     shipped = {f.path for f in files}

@@ -25,14 +25,22 @@ from kivy.uix.screenmanager import NoTransition, ScreenManager
 from ..i18n import load_catalogue
 from ..state import State, Terminal, View
 from . import theme
-from .screens import IdleScreen, OutOfServiceScreen, PromptScreen, ReasonsScreen, TerminalScreen, ThanksScreen
+from .screens import (
+    IdleScreen,
+    LaterScreen,
+    OutOfServiceScreen,
+    PromptScreen,
+    ReasonsScreen,
+    TerminalScreen,
+    ThanksScreen,
+)
 
 log = logging.getLogger("hailong.device.ui")
 KV_DIR = Path(__file__).parent / "kv"
 # Large-text mode: every text a citizen reads 1.3x (the smallest, 22 units, becomes a 3.6 mm cap
 # height on the 7" panel instead of 2.8 mm); the layout gives the text the room it takes.
 LARGE_TEXT = 1.3
-KV_FILES = ("widgets.kv", "idle.kv", "prompt.kv", "reasons.kv", "thanks.kv", "out_of_service.kv")
+KV_FILES = ("widgets.kv", "idle.kv", "prompt.kv", "reasons.kv", "thanks.kv", "later.kv", "out_of_service.kv")
 _loaded = False
 
 
@@ -131,7 +139,7 @@ class TerminalApp(App):
         Window.bind(size=self._resize)
         self._resize(Window, Window.size)
         self.screens = Screens(self.terminal)
-        for cls in (IdleScreen, PromptScreen, ReasonsScreen, ThanksScreen, OutOfServiceScreen):
+        for cls in (IdleScreen, PromptScreen, ReasonsScreen, ThanksScreen, LaterScreen, OutOfServiceScreen):
             self.screens.add_widget(cls())
         self.terminal.listeners.append(self.on_view)
         self.show(self.terminal.view)

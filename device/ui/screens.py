@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kivy.properties import StringProperty
+from kivy.properties import ObjectProperty, StringProperty
 from kivy.uix.screenmanager import Screen
 
 from ..i18n import Catalogue
@@ -146,3 +146,32 @@ class OutOfServiceScreen(TerminalScreen):
         self.ids.fix.source = cat.text(f"oos.{reason}.fix")
         self.ids.device.text = cat.text("oos.device", device=device or cat.text("oos.unknown_device"))
         self.ids.code.text = cat.text("oos.code", code=view.oos_code) if view.oos_code else ""
+
+
+class LaterScreen(TerminalScreen):
+    """"Quét mã để đánh giá sau": the QR code of the unrated ticket's rating link (made on this terminal,
+    device/ui/qr.py), the ticket number, who served it, and how long the link stays valid."""
+
+    qr_texture = ObjectProperty(None, allownone=True)
+    url = StringProperty("")
+
+    @staticmethod
+    def qr_side(width: float, height: float, texture: object) -> float:
+        """The QR's side: the largest whole number of pixels per module that fits, so every module is drawn
+        the same size (a camera reads even modules best)."""
+        room = min(width, height)
+        modules = getattr(texture, "width", 0)
+        return float(int(room // modules) * modules) if modules and room >= modules else room
+
+    def update(self, view: View, cat: Catalogue, device: str) -> None:
+        super().update(view, cat, device)
+        if view.later_url and view.later_url != self.url:  # a texture per link, not per redraw
+            from .qr import qr_texture
+
+            self.url = view.later_url
+            self.qr_texture = qr_texture(view.later_url)
+        self.ids.title.source = cat.text("later.title")
+        self.ids.ticket.text = cat.text("prompt.ticket", ticket=view.later_ticket) if view.later_ticket else ""
+        self.ids.who.source = who_text(view, cat)
+        self.ids.hint.source = cat.text("later.hint")
+        self.ids.valid.source = cat.text("later.valid", days=view.later_days)

@@ -278,3 +278,38 @@ def test_audio_without_espeak_is_refused_by_name(fleet: Path, tmp_path: Path, mo
     clips.cache_clear()
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "espeak-ng is not installed on this machine (apt-get install espeak-ng)" in result.output
+
+
+def test_web_base_gives_each_qms_terminal_its_own_counters_link_key(fleet: Path, tmp_path: Path) -> None:
+    from broker import weblink
+
+    out = tmp_path / "b"
+    output = _run("fleet", "--fleet", str(fleet), "provision", "qn-q01", "qn-q02", "dn-q02", "--mode", "password",
+                  "--out", str(out), "--web-base", "https://danhgia.qn.example.vn")
+    ring = FleetState.for_fleet(fleet).link_keyring("qn-tthc")
+    for dev, counter in (("qn-q01", "q01"), ("qn-q02", "q02")):
+        keyfile = out / dev / "rootfs/etc/hailong/weblink.key"
+        assert stat.S_IMODE(keyfile.stat().st_mode) == 0o600
+        key_id, secret = weblink.parse_terminal_secret(keyfile.read_text())
+        # the counter's derived key, never the centre key, and never printed
+        assert (key_id, secret) == ring.terminal_key(counter) and secret != ring.signing_key().secret
+        assert keyfile.read_text().strip() not in output and secret.hex() not in output
+        env = {"HAILONG_DEVICE__MQTT__PASSWORD_FILE": str(out / dev / "rootfs/etc/hailong/mqtt.pass"),
+               "HAILONG_DEVICE__WEB_LINK__KEY_FILE": str(keyfile)}
+        cfg = load_device_config(out / dev / "device.toml", environ=env)
+        assert (cfg.web_link.enabled, cfg.web_link.base_url, cfg.web_link.timezone) == (
+            True, "https://danhgia.qn.example.vn", "Asia/Ho_Chi_Minh")
+        assert cfg.web_link.secret_of("key") == keyfile.read_text().strip()
+        assert 'key_file = "/etc/hailong/weblink.key"' in (out / dev / "device.toml").read_text()
+        # first boot writes it 0600 too (cloud-init and firstrun.sh)
+        assert "/etc/hailong/weblink.key" in (out / dev / "boot/user-data").read_text()
+        assert "chmod 600 /etc/hailong/weblink.key" in (out / dev / "boot/firstrun.sh").read_text()
+    # a centre without a queue system: no ticket to bind a phone rating to, no key, no [web_link]
+    assert not (out / "dn-q02" / "rootfs/etc/hailong/weblink.key").exists()
+    assert "web_link" not in (out / "dn-q02" / "device.toml").read_text()
+    result = CliRunner().invoke(main, ["fleet", "--fleet", str(fleet), "provision", "qn-q01", "--out", str(out),
+                                       "--web-base", "https://danhgia.example.vn/r/"])
+    assert result.exit_code == 2 and "--web-base" in result.output
+    # a stolen terminal: revoking its broker credentials names the command that stops its QR links
+    revoked = _run("fleet", "--fleet", str(fleet), "revoke", "qn-q01")
+    assert "hailong web key rotate" in revoked and "--centre qn-tthc --revoke-counter q01" in revoked

@@ -3,6 +3,7 @@ its link key in the fleet state, the real ingest judging, and ``hailong web serv
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
 import urllib.parse
@@ -70,6 +71,13 @@ def web_config(fleet: Path, tmp: Path, mosquitto: Any, **extra: Any) -> WebConfi
 
 @pytest.fixture
 def web_stack(mosquitto: Any, influx_server: Any, tmp_path: Path) -> Iterator[WebStack]:
+    with running_web_stack(mosquitto, influx_server, tmp_path) as stack:
+        yield stack
+
+
+@contextlib.contextmanager
+def running_web_stack(mosquitto: Any, influx_server: Any, tmp_path: Path) -> Iterator[WebStack]:
+    """The stack on the given broker (the device tests run it on their own, with a real terminal)."""
     uid = new_uid()
     centre, device, counter = f"hcc-{uid}", f"t-{uid}", "q1"
     fleet = write_fleet(tmp_path / "fleet", centre, [(device, counter), (f"u-{uid}", "q2")], has_qms=True)
