@@ -45,6 +45,7 @@ from .queries import (
     satisfied_query,
     tag_filters,
 )
+from .reasons import reason_mappings
 from .settings import DashboardSettings
 from .variables import tag_variables
 
@@ -80,13 +81,15 @@ def centre_overview(s: DashboardSettings) -> Dashboard:
     fields = (Tag.COUNTER, Tag.OFFICER, Field.TICKET, Field.DOSSIER, Field.REASONS, Field.SCORE)
     live = Panel(
         "centre.live_not_satisfied", "table", "Không hài lòng — trực tiếp",
-        "Latest 'not satisfied' ratings with ticket, dossier and reasons, newest first (walk-ups included).",
+        "Latest 'not satisfied' ratings with ticket, dossier and reasons (the labels the terminal showed, from "
+        "the one catalogue broker/ratingscale), newest first (walk-ups included).",
         (Target("A", "SELECT " + ", ".join(f'"{f}"' for f in fields) + f' FROM "{Measurement.RATING}" '
                 f"WHERE $timeFilter AND \"{Tag.CLASS}\" = '{NOT_SATISFIED_CLASS}'" + tag_filters(k)
                 + " ORDER BY time DESC LIMIT 100"),),
         (organize({Tag.COUNTER: "Quầy", Tag.OFFICER: "Cán bộ", Field.TICKET: "Vé", Field.DOSSIER: "Hồ sơ",
                    Field.REASONS: "Lý do", Field.SCORE: "Điểm", "Time": "Thời điểm"}, exclude=()),),
-        width=12, height=9, no_value="—", times=("Thời điểm",))  # a walk-up has no ticket, a rating may have no reason
+        width=12, height=9, no_value="—", times=("Thời điểm",),  # a walk-up has no ticket, a rating may have no reason
+        column_mappings=(("Lý do", tuple(reason_mappings(tuple(s.reasons)))),))  # the terminal's words, not codes
     devices = Panel(
         "centre.devices_online", "table", "Thiết bị trực tuyến",
         "Last reported online state of each terminal in the centre.",

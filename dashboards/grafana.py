@@ -131,6 +131,8 @@ class Panel:
     no_value: str = ""  # what an empty cell shows (a stat: NO_DATA)
     times: tuple[str, ...] = ()  # shown column names of times in a table: local date and time to the second
     value_mappings: tuple[Json, ...] = ()  # further Grafana value mappings (ranges, regexes), after value_text
+    # value mappings of one shown column only (e.g. reason lists): (column name, mappings)
+    column_mappings: tuple[tuple[str, tuple[Json, ...]], ...] = ()
 
     def _overrides(self) -> list[Json]:
         # a ratio column by its shown name (after organize): percent with one decimal, like the stat panels
@@ -138,8 +140,11 @@ class Panel:
                 "properties": [{"id": "unit", "value": "percentunit"}, {"id": "decimals", "value": 1}]}
                for name in self.percent]
         # a time column: Grafana's default adds milliseconds when a column's times span under a minute
+        out += [{"matcher": {"id": "byName", "options": name},
+                 "properties": [{"id": "unit", "value": "dateTimeAsIso"}]} for name in self.times]
         return out + [{"matcher": {"id": "byName", "options": name},
-                       "properties": [{"id": "unit", "value": "dateTimeAsIso"}]} for name in self.times]
+                       "properties": [{"id": "mappings", "value": list(mappings)}]}
+                      for name, mappings in self.column_mappings]
 
     def to_json(self, panel_id: int, pos: Json, ds: Json) -> Json:
         defaults: Json = {}

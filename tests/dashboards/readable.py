@@ -16,6 +16,7 @@ from fractions import Fraction
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from broker import ratingscale
 from dashboards.grafana import NO_DATA
 
 from .grafana_frontend import Shown
@@ -115,3 +116,13 @@ def web_delay_texts(delays_ms: list[int]) -> list[str]:
     median = Fraction(xs[n // 2]) if n % 2 else Fraction(xs[n // 2 - 1] + xs[n // 2], 2)
     p90 = xs[int(Decimal(n) * Decimal("0.9") + Decimal("0.5")) - 1]
     return [duration(float(median / 1000)), duration(p90 / 1000)]
+
+
+def reasons(codes: tuple[str, ...] | list[str]) -> str:
+    """A rating's low-score reasons as the terminal showed them: the catalogue's (broker/ratingscale) Vietnamese
+    labels, in the catalogue's order whatever order they were tapped in, joined by ", "; none -> "—"."""
+    if not codes:
+        return DASH
+    vi = ratingscale.words("vi")["reasons"]["codes"]
+    assert set(codes) <= set(vi), f"codes outside the catalogue: {set(codes) - set(vi)}"
+    return ", ".join(label for code, label in vi.items() if code in codes)

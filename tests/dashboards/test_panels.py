@@ -23,7 +23,7 @@ from .conftest import Seeded
 from .grafana_backend import TimeRange
 from .grafana_frontend import Shown as Displayed
 from .grafana_frontend import panel_range, show_panel
-from .readable import DASH, audit, count, local_time, pct, web_delay_texts
+from .readable import DASH, audit, count, local_time, pct, reasons, web_delay_texts
 from .seed import FIRST_MONDAY, NOW, TZ, Selection, in_range, ms, selected
 from .truth import last_status, ratings, ratios, shared_ranks, top_windows
 
@@ -172,7 +172,7 @@ def check_live(s: Seeded, key: str, sel: Selection) -> None:
     rs = [r for r in ratings(s.seed, FULL.start_ms, FULL.end_ms, shown.sel, walkups=True) if r.cls == "not_satisfied"]
     rs.sort(key=lambda r: r.time_ns, reverse=True)
     want = [(local_time(r.time_ns // 1_000_000, TZ.key), r.counter, r.officer, r.ticket or DASH,
-             ",".join(r.reasons) or DASH, count(r.score)) for r in rs[:100]]
+             reasons(r.reasons), count(r.score)) for r in rs[:100]]
     got = [(r["Thời điểm"], r["Quầy"], r["Cán bộ"], r["Vé"], r["Lý do"], r["Điểm"]) for r in shown.table.text]
     assert got == want and want
 

@@ -38,7 +38,7 @@ from .grafana_backend import TimeRange
 from .grafana_frontend import Shown, show_panel
 from .handcount import HandCount, Selection, day_start_ms, monday_ms, within
 from .handcount import chosen as in_selection
-from .readable import DASH, audit, count, local_time, pct, web_delay_texts
+from .readable import DASH, audit, count, local_time, pct, reasons, web_delay_texts
 from .scenario import CENTRES, FIRST, PROVINCES, ZERO_DAY
 from .seed import TZ, ms
 from .test_panels import CHECKS as SEED_CHECKS
@@ -196,7 +196,7 @@ def check_live(v: View) -> None:
     for row, r in zip(v.table.text, want, strict=True):
         assert (row["Thời điểm"], row["Quầy"], row["Cán bộ"], row["Vé"], row["Lý do"], row["Điểm"]) == (
             local_time(r.time_ns // 1_000_000, TZ.key), r.counter, r.officer, r.ticket or DASH,
-            ",".join(r.reasons) or DASH, count(r.score)), row
+            reasons(r.reasons), count(r.score)), row
         CELLS[v.uid] += 6
 
 
