@@ -45,19 +45,15 @@ def main() -> None:
     from broker.contract import QmsEvent, qms_topic
     from broker.mqtt.session import MqttSession
     from broker.mqtt.settings import MqttSettings
-    from hailong.localstack import MosquittoServer
+    from hailong.localstack import MosquittoServer, XvfbServer
 
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir(parents=True)
     xvfb = None
     env = dict(os.environ)
     if not env.get("DISPLAY"):
-        n = next(n for n in range(300, 400) if not Path(f"/tmp/.X{n}-lock").exists())
-        xvfb = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        while not Path(f"/tmp/.X11-unix/X{n}").exists():
-            time.sleep(0.05)
-        env["DISPLAY"] = f":{n}"
+        xvfb = XvfbServer(range(300, 400)).start()
+        env["DISPLAY"] = xvfb.display
     broker = MosquittoServer(OUT / "mosquitto").start()
     cfg = OUT / "device.toml"
     cfg.write_text(f"""
@@ -111,7 +107,7 @@ username = "{broker.username}"
         qms.stop()
         broker.stop()
         if xvfb is not None:
-            xvfb.terminate()
+            xvfb.stop()
 
 
 if __name__ == "__main__":

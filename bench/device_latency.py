@@ -24,11 +24,14 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hailong.localstack import XvfbServer
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -43,17 +46,14 @@ def pct(values: list[float], p: float) -> float:
     return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
 
 
-def start_xvfb() -> subprocess.Popen[bytes] | None:
+def start_xvfb() -> XvfbServer | None:
+    from hailong.localstack import XvfbServer
+
     if os.environ.get("DISPLAY"):
         return None
-    n = next(n for n in range(200, 300) if not Path(f"/tmp/.X{n}-lock").exists())
-    proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while not Path(f"/tmp/.X11-unix/X{n}").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    os.environ["DISPLAY"] = f":{n}"
-    return proc
+    xvfb = XvfbServer(range(200, 300)).start()
+    os.environ["DISPLAY"] = xvfb.display
+    return xvfb
 
 
 def main() -> None:
@@ -201,7 +201,7 @@ def main() -> None:
                 played.unlink()
     print(json.dumps(result, indent=1), flush=True)
     if xvfb is not None:  # last: Xlib exits the process when its server goes away
-        xvfb.terminate()
+        xvfb.stop(wait=False)
 
 
 if __name__ == "__main__":

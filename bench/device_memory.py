@@ -272,15 +272,13 @@ def main() -> None:
         raise SystemExit("--heaptrack needs heaptrack: apt-get install heaptrack")
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir(parents=True)
+    from hailong.localstack import XvfbServer
+
     xvfb = None
     env = dict(os.environ)
     if not env.get("DISPLAY"):
-        n = next(n for n in range(400, 500) if not Path(f"/tmp/.X{n}-lock").exists())
-        xvfb = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        while not Path(f"/tmp/.X11-unix/X{n}").exists():
-            time.sleep(0.05)
-        env["DISPLAY"] = f":{n}"
+        xvfb = XvfbServer(range(400, 500)).start()
+        env["DISPLAY"] = xvfb.display
     try:
         command = ["python", "bench/device_memory.py", f"--settle {args.settle:g}", *(["--heaptrack"] * args.heaptrack)]
         result: dict[str, object] = {"command": " ".join(command), "screen": "second prompt, every screen drawn",
@@ -298,7 +296,7 @@ def main() -> None:
         print(json.dumps(result, indent=1, ensure_ascii=False), flush=True)
     finally:
         if xvfb is not None:
-            xvfb.terminate()
+            xvfb.stop()
 
 
 if __name__ == "__main__":

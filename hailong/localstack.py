@@ -1,6 +1,6 @@
-"""Run a private Mosquitto and InfluxDB 1.x from the Debian packages.
+"""Run a private Mosquitto and InfluxDB 1.x from the Debian packages, and a private X server (Xvfb).
 
-Used by the test suite (session-scoped fixtures) and by ``hailong demo``. Every
+Used by the test suite (session-scoped fixtures), the benchmarks and ``hailong demo``. Every
 server lives in its own state directory, listens only on 127.0.0.1 on a free
 port, and is never the system service: nothing under /etc or /var is touched.
 """
@@ -304,3 +304,44 @@ bind-address = "127.0.0.1:{self.rpc_port}"
 
     def logs(self) -> str:
         return _tail(self.log_path, 200)
+
+
+# --------------------------------------------------------------------------- Xvfb
+
+@dataclass
+class XvfbServer:
+    """A private X server for the Kivy terminal (the UI tests, the device benchmarks); its screen
+    holds the 1280x720 layout. ``display`` (":N") is set once started.
+
+    ``displays``: the numbers it may take, the first free one (no lock file, no socket). The tests and
+    each benchmark have their own range, so runs side by side do not race for one number."""
+
+    displays: range = range(90, 190)
+    screen: str = "1280x800x24"
+    display: str = field(default="", init=False)
+    proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+
+    def start(self, timeout: float = 10) -> XvfbServer:
+        binary = _require("Xvfb", "xvfb")
+        n = next((n for n in self.displays if not Path(f"/tmp/.X{n}-lock").exists()
+                  and not Path(f"/tmp/.X11-unix/X{n}").exists()), None)
+        if n is None:
+            raise LocalStackError(f"no free X display number between :{self.displays[0]} and :{self.displays[-1]}")
+        self.proc = subprocess.Popen(_owned([binary, f":{n}", "-screen", "0", self.screen, "-nolisten", "tcp"]),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while not Path(f"/tmp/.X11-unix/X{n}").exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                stop_process(self.proc, 5)
+                raise LocalStackError(f"Xvfb :{n} did not start (exit {self.proc.poll()})")
+            time.sleep(0.05)
+        self.display = f":{n}"
+        return self
+
+    def stop(self, *, wait: bool = True) -> None:
+        """SIGTERM; ``wait=False`` for a process whose own Kivy window is on it: Xlib exits the process
+        when its server goes away, so that is the last thing it does."""
+        if wait:
+            stop_process(self.proc, 5)
+        elif self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
