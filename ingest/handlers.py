@@ -35,9 +35,17 @@ from storage.schema import NOT_SATISFIED, Measurement, Tag
 
 from .clock import ClockCorrector
 from .config import IngestConfig
-from .points import escalation_point, reclose_point, rejected_point, status_point, ticket_point
+from .points import (
+    POST_VISIT_BY,
+    escalation_point,
+    late_text,
+    reclose_point,
+    rejected_point,
+    status_point,
+    ticket_point,
+)
 from .ratings import Accepted, RatingJudge
-from .registry import RegistryHolder, local_time
+from .registry import Names, RegistryHolder, local_time
 from .rejection import RuleRejection
 from .stats import IngestStats
 from .tickets import Close, CloseKind, TicketIndex
@@ -194,8 +202,12 @@ class MessageHandler:
         # a newly accepted "Không hài lòng": escalate once, stamped at arrival (not the terminal's clock)
         a = verdict.attribution
         officer = a.officer if a.officer_verified else ""
-        names = self.registry.names(event.centre, event.counter, officer)
+        counter = a.counter or event.counter  # a web rating's counter is its close's
+        names = self.registry.names(event.centre, counter, officer)
         rated_local = local_time(a.rated_ms, self.registry.timezone_of(event.centre))
+        if event.input == "web":
+            return Handled((verdict.point, self._post_visit(verdict, event, officer, counter, names, rated_local,
+                                                            received_ns)), "rating")
         # the same complaint stamped at its tap (never later than its arrival): the burst rule counts by it
         complaint = escalation_point(verdict.point, event, officer=officer, names=names, rated_local=rated_local,
                                      rated_at_ms=a.rated_ms, at_ns=min(verdict.point.time_ns, received_ns),
@@ -213,6 +225,25 @@ class MessageHandler:
                                       rated_at_ms=a.rated_ms, at_ns=self._unique_ns(received_ns))
         self.escalations += 1
         return Handled((verdict.point, complaint, escalation), "rating")
+
+    def _post_visit(self, verdict: Accepted, event: RatingEvent, officer: str, counter: str, names: Names,
+                    rated_local: str, received_ns: int) -> Point:
+        """A "Không hài lòng" from a phone: the citizen left the counter long ago (minutes to days).
+
+        The urgent page (``escalation``) and the burst of taps at one counter (``complaint``) are for a
+        citizen still in the building, so neither is written. It is told the way a late complaint is told:
+        a ``late_escalation`` point (lower-severity rule "Không hài lòng nhận muộn", one message per
+        centre; device tag "web"), whose ``late_s`` / ``late_by`` say how long after the ticket's close
+        the citizen rated ("2 ngày 3 giờ sau khi được phục vụ, qua điện thoại"). Counted in
+        ``ingest_stats.late_escalations``.
+        """
+        a = verdict.attribution
+        after_ms = max(0, a.rated_ms - a.bound_close_ms) if a.bound_close_ms is not None else 0
+        self.stats.late_escalations += 1
+        return escalation_point(verdict.point, event, officer=officer, names=names, rated_local=rated_local,
+                                rated_at_ms=a.rated_ms, at_ns=self._unique_ns(received_ns),
+                                measurement=Measurement.LATE_ESCALATION, late_ms=after_ms, counter=counter,
+                                late_by=f"{late_text(after_ms)} {POST_VISIT_BY}")
 
     def handle_status(self, topic: Topic, payload: bytes, received_ns: int) -> Handled:
         status = parse_status(payload)

@@ -86,17 +86,19 @@ def rating_point(
 
 def escalation_point(rating: Point, event: RatingEvent, *, officer: str, names: Names, rated_local: str,
                      rated_at_ms: int, at_ns: int, measurement: str = Measurement.ESCALATION,
-                     late_ms: int | None = None) -> Point:
+                     late_ms: int | None = None, counter: str | None = None, late_by: str | None = None) -> Point:
     """The ``escalation`` point of a newly accepted "Không hài lòng" rating (preamble's agreed shape).
 
     Timestamped at the ingest's arrival time, so a late or clock-skewed rating still falls in the
     alert's evaluation window; ``officer`` is "" for an unverified walk-up claim. The same shape is
-    written as ``complaint`` (stamped at the tap) and, with ``late_ms``, as ``late_escalation``.
+    written as ``complaint`` (stamped at the tap) and, with ``late_ms``, as ``late_escalation``
+    (``late_by``: its text, when not simply how late ``late_ms`` is). ``counter``: the rating's stored
+    counter when it is not the event's (a web rating's is its close's).
     """
     tags = {
         Tag.PROVINCE: str(rating.tags[Tag.PROVINCE]),
         Tag.CENTRE: event.centre,
-        Tag.COUNTER: event.counter,
+        Tag.COUNTER: counter or event.counter,
         Tag.OFFICER: officer,
         Tag.DEVICE: event.device,
         Tag.SERVICE: str(rating.tags[Tag.SERVICE]),
@@ -115,9 +117,13 @@ def escalation_point(rating: Point, event: RatingEvent, *, officer: str, names: 
         Field.WALKUP: event.walkup,
     }
     if late_ms is not None:
-        tags[Tag.LATE_BY] = late_text(late_ms)
+        tags[Tag.LATE_BY] = late_by or late_text(late_ms)
         fields[Field.LATE_S] = late_ms // 1000
     return Point(measurement, tags, fields, at_ns)
+
+
+# a web "Không hài lòng": late_by is how long after the ticket's close, and says it came by phone
+POST_VISIT_BY = "sau khi được phục vụ, qua điện thoại"
 
 
 def late_text(ms: int) -> str:

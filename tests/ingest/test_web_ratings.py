@@ -15,6 +15,7 @@ from broker.contract import web_rating_topic
 from broker.fleet.registry import load_registry
 from tests.support.ingest import start_ingest, write_fleet
 from tests.support.judging import Judged, judging, mqtt_settings, new_uid
+from tests.support.waiting import wait_until
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 
@@ -73,3 +74,33 @@ def test_a_web_rating_is_remembered_across_an_ingest_restart(mosquitto: Any, inf
         time.sleep(1)
         rows = j.ratings()
         assert [(r["event_id"], r["counter"], r["officer"]) for r in rows] == [(first_eid, "q1", "cb-a")]
+
+
+def test_a_web_not_satisfied_is_told_as_a_post_visit_complaint_not_paged(mosquitto: Any, influx_server: Any,
+                                                                        tmp_path: Any) -> None:
+    """The urgent page (escalation) and the burst of taps at a counter (complaint) are for a citizen still at the
+    counter; a phone's "Không hài lòng" comes after the visit: one late_escalation point, device "web", credited
+    to the close's counter and officer, late_by = how long after the close."""
+    uid = new_uid()
+    centre = f"e-{uid}"
+    device = f"t-{uid}"
+    fleet = write_fleet(tmp_path / "f", centre, [(device, "q1")], has_qms=True)
+    with judging(mosquitto, influx_server, "webcomplaint", uid, load_registry(fleet)) as j:
+        now = time.time_ns() // 1_000_000
+        two_days_ago = now - 2 * 86_400_000 - 3 * 3_600_000
+        j.send([j.close(centre, "q1", "P-3", two_days_ago, officer="cb-a"),
+                j.close(centre, "q1", "P-4", now - 5000, officer="cb-b")])
+        phone, phone_eid = web(j, centre, "P-3", rated=now, score=1)
+        data = json.loads(phone[1])  # the helper's service day is the rating's: the link's is the close's
+        data["service_day"] = dt.datetime.fromtimestamp(two_days_ago / 1000, HCM).date().isoformat()
+        phone = (phone[0], json.dumps(data).encode())
+        tap, tap_eid = j.rating(centre, device, "q1", "P-4", rated=now - 2000, officer="cb-b", score=1)
+        j.send([phone, tap])
+        assert j.outcomes([phone_eid, tap_eid]) == {phone_eid: "rating", tap_eid: "rating"}
+        assert j.escalations(phone_eid) == [] and len(j.escalations(tap_eid)) == 1  # only the counter's is paged
+        complaints = {r["event_id"] for r in j.db.rows('SELECT "event_id", "score" FROM "complaint"')}
+        assert complaints == {tap_eid}
+        late = wait_until(lambda: j.db.rows('SELECT * FROM "late_escalation"'), what="a late_escalation point")
+        assert [(r["event_id"], r["device"], r["counter"], r["officer"], r["ticket"], r["late_by"]) for r in late] \
+            == [(phone_eid, "web", "q1", "cb-a", "P-3", "2 ngày 3 giờ sau khi được phục vụ, qua điện thoại")]
+        assert abs(int(late[0]["late_s"]) - (2 * 86_400 + 3 * 3600)) <= 1
