@@ -39,7 +39,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from broker.kernel.settings import ConfigError
+from broker.kernel.settings import ConfigError, read_config_text
 
 from .contract import ID_PATTERN, MAX_EPOCH_MS, ContractError, Id, _Message, parse_payload, validate_id
 
@@ -187,11 +187,10 @@ def revision_verdict(stored: tuple[int, str] | None, msg: CentreDay) -> Verdict:
 
 def load_centres(path: Path) -> dict[str, str]:
     """centre -> province; every problem is a ConfigError naming the file and the key."""
+    text = read_config_text(path, "file not found (render it with `hailong national render`)")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(path, None, "file not found (render it with `hailong national render`)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
         raise ConfigError(path, None, f"cannot read: {exc}") from None
     if not isinstance(data, dict) or data.get("v") != 1 or not isinstance(data.get("centres"), dict):
         raise ConfigError(path, "centres", 'expected {"v": 1, "centres": {"<centre>": "<province>"}}')

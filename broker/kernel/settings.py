@@ -196,6 +196,17 @@ def validation_to_config_error(path: Path | str | None, exc: ValidationError) ->
 T = TypeVar("T", bound=BaseModel)
 
 
+def read_config_text(path: Path, missing: str = "file not found") -> str:
+    """A config file's text; missing or unreadable is a ConfigError naming the file (``missing``: what to
+    say when it does not exist, e.g. which command writes it)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(path, None, missing) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, None, f"cannot read: {exc}") from None
+
+
 def load_model(model: type[T], path: Path | str | None, env_prefix: str,
                environ: dict[str, str] | None = None, *, read_secrets: bool = True) -> T:
     """Read ``path`` (TOML) plus env overrides into ``model``, then its secret files; raise ConfigError.
@@ -206,14 +217,11 @@ def load_model(model: type[T], path: Path | str | None, env_prefix: str,
     data: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
+        text = read_config_text(p)
         try:
-            data = tomllib.loads(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(p, None, "file not found") from None
+            data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(p, None, f"not valid TOML: {exc}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(p, None, f"cannot read: {exc}") from None
     data = apply_env(data, env_prefix, environ)
     try:
         cfg = model.model_validate(data, context={"base_dir": Path(path).parent if path else Path.cwd()})

@@ -37,7 +37,13 @@ from broker.federation import NATIONAL_PREFIX, dump_centres, province_prefix
 from broker.fleet.credentials import FleetState
 from broker.fleet.passwd import render_passwd
 from broker.fleet.pki import FleetCA, cert_common_name, cert_serial, write_private
-from broker.kernel.settings import ConfigError, Settings, load_model, validation_to_config_error
+from broker.kernel.settings import (
+    ConfigError,
+    Settings,
+    load_model,
+    read_config_text,
+    validation_to_config_error,
+)
 from broker.mosquitto.federation import bridge_identity
 from broker.mosquitto.render import access_conf, log_conf, persistence_conf
 
@@ -77,11 +83,10 @@ class NationalBrokerOptions(Settings):
 
 def load_provinces(national: Path) -> dict[str, Province]:
     path = national / PROVINCES_FILE
+    text = read_config_text(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(path, None, "file not found") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, None, f"cannot read: {exc}") from None
     extra = set(data) - {"province"}
     if extra:
