@@ -125,8 +125,8 @@ class WebLinkSettings(Settings):
     """The "Quét mã để đánh giá sau" QR code: when the citizen did not rate before the prompt timed out, a
     rating link for that ticket (docs/web-rating.md), signed with this counter's own link key."""
 
-    enabled: bool = Field(default=False, description="Show the QR screen after an unrated prompt (qms mode only; "
-                                                     "needs base_url and the key)")
+    enabled: bool = Field(default=False, description="Show the QR screen after an unrated prompt (qms mode, a "
+                                                     "screen; needs base_url and the key)")
     base_url: str | None = Field(default=None, max_length=96, pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$",
                                  description="Public origin of the web rating service, e.g. "
                                              "https://danhgia.example.gov.vn (no path)")
@@ -246,6 +246,8 @@ class DeviceConfig(Settings):
             raise SettingError("gpio.served_pin", "manual_served mode on a button-only unit needs a 'served' button")
         if self.web_link.enabled and self.mode != "qms":
             raise SettingError("web_link.enabled", "a rating link binds to a queue system's ticket: qms mode only")
+        if self.web_link.enabled and self.hardware == "buttons":
+            raise SettingError("web_link.enabled", "a button unit has no screen to show the QR code on")
         return self
 
     @property

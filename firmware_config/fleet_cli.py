@@ -189,8 +189,9 @@ def retire_officer(ctx: Ctx, officer_id: str) -> None:
               help="Spoken prompts: the clips are made here with espeak-ng and [audio] enabled (needs a speaker).")
 @click.option("--voice", type=click.Choice(["vi", "vi-vn-x-south", "vi-vn-x-central"]), default="vi",
               show_default=True, help="espeak-ng voice of the spoken clips (northern, southern, central).")
-@click.option("--web-base", default=None, help="Public origin of the web rating service (https://...): terminals of "
-              "centres with a queue system show the QR to rate later, signed with their counter's own key.")
+@click.option("--web-base", default=None, help="Public origin of the web rating service (https://...): terminals "
+              "with a screen in centres with a queue system show the QR to rate later, signed with their counter's "
+              "own key.")
 @BROKER_OUT
 @pass_ctx
 def provision(ctx: Ctx, devices: tuple[str, ...], centre: str | None, out: Path, mode: str,

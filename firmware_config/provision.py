@@ -101,8 +101,9 @@ class ProvisionSettings(Settings):
                                                    "or vi-vn-x-central")
     web_base: str | None = Field(
         default=None, max_length=96, pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$",
-        description="Public origin of the web rating service: terminals of centres with a queue system get [web_link] "
-                    "enabled and their counter's own link key (the QR to rate later, docs/web-rating.md)")
+        description="Public origin of the web rating service: terminals with a screen in centres with a queue "
+                    "system get [web_link] enabled and their counter's own link key (the QR to rate later, "
+                    "docs/web-rating.md)")
 
 
 def device_config(reg: Registry, dev: Device, s: ProvisionSettings) -> DeviceConfig:
@@ -148,7 +149,8 @@ def device_config(reg: Registry, dev: Device, s: ProvisionSettings) -> DeviceCon
         "gpio": gpio, "outbox": {"path": f"{osfiles.STATE}/outbox.sqlite3"}, "mqtt": mqtt,
         **({"audio": {"enabled": True, "voice": s.voice}} if s.audio else {}),
         **({"web_link": {"enabled": True, "base_url": s.web_base, "key_file": WEB_LINK_KEY,
-                         "timezone": centre.timezone}} if s.web_base and centre.has_qms else {}),
+                         "timezone": centre.timezone}} if s.web_base and centre.has_qms and dev.hardware != "buttons"
+           else {}),
     }
     try:
         # no base_dir context and no secret files read: those paths are the Pi's, not this machine's

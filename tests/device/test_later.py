@@ -116,6 +116,8 @@ def test_web_link_settings_are_checked_at_start(tmp_path: Path) -> None:
         make_config(web_link={"enabled": True, "base_url": "https://x.vn"})
     with pytest.raises(ValueError, match="base_url"):
         make_config(web_link={**WEB, "base_url": "https://x.vn/r/"})
+    with pytest.raises(ValueError, match="no screen"):
+        make_config(web_link=WEB, hardware="buttons", gpio={"buttons": {1: 5, 2: 6, 3: 13, 4: 19}})
     with pytest.raises(ValueError, match="qms mode only"):
         make_config(web_link=WEB, mode="manual_served", officer_id="cb01")
     with pytest.raises(ValueError, match=r"extra|not permitted"):

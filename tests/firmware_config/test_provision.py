@@ -313,3 +313,12 @@ def test_web_base_gives_each_qms_terminal_its_own_counters_link_key(fleet: Path,
     # a stolen terminal: revoking its broker credentials names the command that stops its QR links
     revoked = _run("fleet", "--fleet", str(fleet), "revoke", "qn-q01")
     assert "hailong web key rotate" in revoked and "--centre qn-tthc --revoke-counter q01" in revoked
+    # a button unit in a QMS centre: no screen to show a QR on, so no key and no [web_link]
+    _run("fleet", "--fleet", str(fleet), "add-counter", "q30", "--centre", "qn-tthc", "--label", "Quầy 30")
+    _run("fleet", "--fleet", str(fleet), "add-device", "qn-q30", "--centre", "qn-tthc", "--counter", "q30",
+         "--hardware", "buttons", "--pin", "score_1=5", "--pin", "score_2=6", "--pin", "score_3=13",
+         "--pin", "score_4=19")
+    _run("fleet", "--fleet", str(fleet), "provision", "qn-q30", "--mode", "password", "--out", str(out),
+         "--web-base", "https://danhgia.qn.example.vn")
+    assert not (out / "qn-q30" / "rootfs/etc/hailong/weblink.key").exists()
+    assert "web_link" not in (out / "qn-q30" / "device.toml").read_text()
