@@ -28,6 +28,7 @@ from federation.publish import publish
 from hailong.localstack import InfluxServer
 from storage.influxql import InfluxQL
 from storage.schema import Measurement
+from tests.support.waiting import wait_until
 
 from .stack import National, Province
 from .support import ZONE, local_day, seed_province
@@ -35,21 +36,11 @@ from .support import ZONE, local_day, seed_province
 PROVINCES = {"pa": 3, "pb": 3, "pc": 2}
 
 
-def wait_for(check, timeout: float = 90, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.2)
-    raise AssertionError(f"{what}: not met within {timeout:.0f} s")
-
-
 def rogue_publish(client: mqtt.Client, topic: str, payload: bytes) -> None:
     """Publish until the broker acknowledges it (after a refused publish the connection may be closed: the
     client may have to reconnect first)."""
     for _ in range(10):
-        wait_for(client.is_connected, 10, "the rogue (re)connected")
+        wait_until(client.is_connected, 10, 0.2, what="the rogue (re)connected")
         try:
             info = client.publish(topic, payload, qos=1)
             info.wait_for_publish(5)
@@ -63,7 +54,7 @@ def rogue_publish(client: mqtt.Client, topic: str, payload: bytes) -> None:
 def rogue_attempt(client: mqtt.Client, topic: str, payload: bytes) -> str:
     """One publish under a prefix the ACL refuses: Mosquitto 2.0.11 drops it and closes the connection, with
     or without a PUBACK first (both seen). Returns what happened: "acked" or "dropped"."""
-    wait_for(client.is_connected, 10, "the rogue (re)connected")
+    wait_until(client.is_connected, 10, 0.2, what="the rogue (re)connected")
     try:
         info = client.publish(topic, payload, qos=1)
     except (RuntimeError, ValueError):
@@ -118,7 +109,7 @@ def test_national_ranking_equals_the_provinces_own(federation: tuple[National, d
                                  per_day=(5, 30))
         publish(prov.federation_config(), days=window)
     expected = sum(len(prov.centres) for prov in provinces.values()) * window
-    wait_for(lambda: stored_count(nat.db) == expected, what=f"{expected} centre-days stored nationally")
+    wait_until(lambda: stored_count(nat.db) == expected, 90, 0.2, what=f"{expected} centre-days stored nationally")
     start, end = week_ms(monday)
     national = {r["province"]: r for r in nat.db.rows(
         f'SELECT sum("rated") AS rated, sum("not_satisfied") AS ns, sum("served") AS served '
@@ -151,7 +142,7 @@ def test_national_ranking_equals_the_provinces_own(federation: tuple[National, d
     rogue.connect("localhost", nat.tls_port)
     rogue.loop_start()
     try:
-        wait_for(rogue.is_connected, 10, "the rogue connected with pb's certificate")
+        wait_until(rogue.is_connected, 10, 0.2, what="the rogue connected with pb's certificate")
         day = days[0].isoformat()
         before = nat.db.rows(f'SELECT * FROM "{Measurement.AGG_CENTRE_DAY}" WHERE "centre" = \'pa-c1\'')
         forged = CentreDay.build("pa", "pa-c1", day, int(time.time() * 1000) + 10**9, rated=1, not_satisfied=1,
@@ -161,8 +152,8 @@ def test_national_ranking_equals_the_provinces_own(federation: tuple[National, d
         claim = CentreDay.build("pb", "pa-c1", day, int(time.time() * 1000), rated=1, not_satisfied=1,
                                 satisfied=0, very_satisfied=0, walkups=0, served=1)
         rogue_publish(rogue, national_topic("pb", "pa-c1", day), claim.to_json())
-        refused = wait_for(lambda: nat.db.rows(f'SELECT * FROM "{Measurement.AGG_REJECTED}" GROUP BY "reason"'),
-                           what="the claim refused")
+        refused = wait_until(lambda: nat.db.rows(f'SELECT * FROM "{Measurement.AGG_REJECTED}" GROUP BY "reason"'),
+                             90, 0.2, what="the claim refused")
         assert [(r["reason"], r["topic"]) for r in refused] == [("wrong_province", f"national/pb/pa-c1/{day}")]
         after = nat.db.rows(f'SELECT * FROM "{Measurement.AGG_CENTRE_DAY}" WHERE "centre" = \'pa-c1\'')
         assert after == before  # the 5 writes under pa's prefix never reached the consumer
@@ -185,7 +176,7 @@ def test_outages_heal(federation: tuple[National, dict[str, Province]]) -> None:
         publish(prov.federation_config(), days=2)
     time.sleep(1)
     nat.broker.start()
-    wait_for(lambda: stored_count(nat.db) == expected, what="everything queued during the outage")
+    wait_until(lambda: stored_count(nat.db) == expected, 90, 0.2, what="everything queued during the outage")
     revisions = {r["centre"]: r["revision"] for r in nat.db.rows(
         f'SELECT last("revision") AS revision FROM "{Measurement.AGG_CENTRE_DAY}" GROUP BY "centre"')}
 
@@ -208,7 +199,7 @@ def test_outages_heal(federation: tuple[National, dict[str, Province]]) -> None:
         latest = [r for r in rows if r["revision"] > revisions["pa-c1"]]
         return len(latest) == 2
 
-    wait_for(healed, what="pa's days re-sent after the SIGKILL")
+    wait_until(healed, 90, 0.2, what="pa's days re-sent after the SIGKILL")
     rows = nat.db.rows(f'SELECT * FROM "{Measurement.AGG_CENTRE_DAY}" WHERE "province" = \'pa\' GROUP BY "centre"')
     got_today = {r["centre"]: r["served"] for r in rows if dt.datetime.fromtimestamp(r["time"] / 1000, ZONE).date()
                  .isoformat() == today}
@@ -258,12 +249,12 @@ def test_terminal_ratings_reach_the_nation(tmp_path: Path, influx_server: Influx
             publish_all(prov.mqtt_as(f"svc.qms.{centre}"), f"svc.qms.{centre}", closes)
             publish_all(prov.mqtt_as(f"d-{centre}"), f"d-{centre}", ratings)
         total_rated = sum(w["rated"] for w in want.values())
-        wait_for(lambda: int(prov.db.scalar('SELECT count("score") FROM "rating"') or 0) == total_rated,
-                 what="the ingest stored every rating")
+        wait_until(lambda: int(prov.db.scalar('SELECT count("score") FROM "rating"') or 0) == total_rated,
+                   90, 0.2, what="the ingest stored every rating")
         publish(prov.federation_config(), days=1)
         today = local_day(0).isoformat()
-        rows = wait_for(lambda: nat.db.rows(f'SELECT * FROM "{Measurement.AGG_CENTRE_DAY}" GROUP BY "centre"')
-                        if stored_count(nat.db) == 2 else None, what="both centres' day stored nationally")
+        rows = wait_until(lambda: nat.db.rows(f'SELECT * FROM "{Measurement.AGG_CENTRE_DAY}" GROUP BY "centre"')
+                          if stored_count(nat.db) == 2 else [], 90, 0.2, what="both centres' day stored nationally")
         got = {r["centre"]: {k: r[k] for k in ("rated", "not_satisfied", "served")} for r in rows}
         assert got == want
         assert all(dt.datetime.fromtimestamp(r["time"] / 1000, ZONE).date().isoformat() == today for r in rows)

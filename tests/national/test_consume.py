@@ -9,9 +9,8 @@ from __future__ import annotations
 import datetime
 import json
 import threading
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from national.config import NationalConfig
 from national.service import NationalService
 from storage.influxql import InfluxQL
 from storage.schema import Measurement
+from tests.support.waiting import wait_until
 
 DAY = "2026-11-30"
 
@@ -69,16 +69,6 @@ def send(pub: MqttSession, msg: CentreDay, topic: str | None = None, raw: bytes 
     info.wait_for_publish(10)
 
 
-def wait(check: Callable[[], Any], timeout: float = 15) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
-
-
 def stored(db: InfluxQL) -> list[dict[str, Any]]:
     return db.rows(f'SELECT * FROM "{Measurement.AGG_CENTRE_DAY}" GROUP BY "province", "centre"')
 
@@ -94,13 +84,13 @@ def test_revision_rule_end_to_end(setup: tuple[NationalConfig, MqttSession, str]
         c1 = f"{p}-c1"
         first = CentreDay.build(p, c1, DAY, 1000, **counts(10, 2))
         send(pub, first)
-        wait(lambda: stored(influx_db))
+        wait_until(lambda: stored(influx_db))
         send(pub, first)  # duplicate: same revision, same counts
         send(pub, CentreDay.build(p, c1, DAY, 2000, **counts(12, 3)))  # higher: replaces
         send(pub, CentreDay.build(p, c1, DAY, 1500, **counts(99, 0)))  # late older copy: ignored
         send(pub, CentreDay.build(p, c1, DAY, 2000, **counts(13, 3)))  # same revision, other counts
-        wait(lambda: rejected(influx_db))
-        wait(lambda: run.service.stats.older == 1 and run.service.stats.duplicates == 1)
+        wait_until(lambda: rejected(influx_db))
+        wait_until(lambda: run.service.stats.older == 1 and run.service.stats.duplicates == 1)
         rows = stored(influx_db)
         assert len(rows) == 1, rows  # one point per centre-day, whatever was re-sent
         row = rows[0]
@@ -139,9 +129,9 @@ def test_refusals_are_stored_with_a_reason(setup: tuple[NationalConfig, MqttSess
         send(pub, good)  # and one good one, stored
         want = {("wrong_province", p), ("unknown_centre", p), ("bad_digest", p), ("topic_mismatch", f"q{uid}"),
                 ("malformed_json", p), ("bad_topic", p)}
-        wait(lambda: len(rejected(influx_db)) >= len(want))
+        wait_until(lambda: len(rejected(influx_db)) >= len(want))
         assert {(r["reason"], r["province"]) for r in rejected(influx_db)} == want
-        rows = wait(lambda: stored(influx_db))
+        rows = wait_until(lambda: stored(influx_db))
         assert [(r["centre"], r["rated"]) for r in rows] == [(f"{p}-c1", 4)]
         assert sum(run.service.stats.refused.values()) == 6
     finally:
@@ -154,7 +144,7 @@ def test_restart_keeps_the_session_and_the_revisions(setup: tuple[NationalConfig
     c2 = f"{p}-c2"
     run = Running(cfg)
     send(pub, CentreDay.build(p, c2, DAY, 10, **counts(5)))
-    wait(lambda: stored(influx_db))
+    wait_until(lambda: stored(influx_db))
     run.stop()
     # while the consumer is down, the broker queues for its persistent session
     later = [CentreDay.build(p, c2, f"2026-11-{d:02d}", 20, **counts(d)) for d in range(1, 29)]
@@ -165,8 +155,8 @@ def test_restart_keeps_the_session_and_the_revisions(setup: tuple[NationalConfig
     run = Running(cfg)
     try:
         assert len(run.service.index) == 1  # loaded from InfluxDB at start
-        wait(lambda: len(stored(influx_db)) == 29)
-        wait(lambda: rejected(influx_db))
+        wait_until(lambda: len(stored(influx_db)) == 29)
+        wait_until(lambda: rejected(influx_db))
         assert run.service.stats.duplicates == 1
         assert {r["rated"] for r in stored(influx_db)} == {*range(1, 29), 5}
         assert [r["reason"] for r in rejected(influx_db)] == ["revision_conflict"]
