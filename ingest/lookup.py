@@ -145,8 +145,9 @@ class CloseLookup:
             delay = self.retry_initial_s
             while not self._stop.is_set():
                 try:
-                    self._answers.put(self._query(question))
-                    self.queries += 1
+                    answer = self._query(question)
+                    self.queries += 1  # before the answer is visible: whoever sees it sees it counted
+                    self._answers.put(answer)
                     break
                 except InfluxQueryError as exc:
                     self.failures += 1

@@ -212,6 +212,14 @@ class IngestService:
         """Connected and the broker confirmed the subscription list (SUBACK): ratings can reach us."""
         return self.connected and self._session.subscribed.is_set()
 
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait until :attr:`ready`, at most ``timeout`` s. Connected alone is not enough for a new session: the
+        broker may still be reading our SUBSCRIBE, and a message published before it is never delivered to us
+        (a restarted ingest's own persistent session has them already; a fresh client id does not)."""
+        deadline = time.monotonic() + timeout
+        return self._session.connected.wait(timeout) and \
+            self._session.subscribed.wait(max(0.0, deadline - time.monotonic())) and self.ready
+
     @property
     def login_refused(self) -> bool:
         """The broker's last CONNACK refused us (bad user/password, not authorised): waiting will not help."""

@@ -230,7 +230,7 @@ def test_terminal_ratings_reach_the_nation(tmp_path: Path, influx_server: Influx
             "influx": {"url": prov.db.url, "api": "v1", "database": prov.db.database},
             "registry": str(prov.fleet), "province": "ta", "workers": 1, "session_expiry_s": 300,
             "batch": {"size": 100, "max_delay_ms": 50, "max_in_flight": 1000}})).start()
-        assert ingest.connected
+        assert ingest.wait_ready(30), "the ingest is not subscribed: what is published now would not reach it"
         # scores 4,3,2,1,4,... on a 4-level scale: score 1 is "Không hài lòng"
         want = {c: {"rated": 0, "not_satisfied": 0, "served": 0} for c in centres}
         for k, centre in enumerate(centres):

@@ -30,7 +30,7 @@ def centre_in(position: int, uid: str) -> str:
 
 def start(cfg: IngestConfig, holder: RegistryHolder) -> IngestService:
     svc = IngestService(cfg, registry=holder).start()
-    assert svc.connected
+    assert svc.wait_ready(30), "not subscribed: a message published now would not reach this new session"
     return svc
 
 

@@ -71,7 +71,10 @@ def test_a_web_rating_is_remembered_across_an_ingest_restart(mosquitto: Any, inf
         again, again_eid = web(j, centre, "R-7", rated=now)
         j.send([again, first])  # another phone rating of the ticket, and the first one redelivered
         assert j.outcomes([again_eid]) == {again_eid: "duplicate_ticket"}
-        time.sleep(1)
+        # the redelivered first one judged and its point written too (acked after the write), not a sleep
+        stats = j.services[0].stats
+        wait_until(lambda: stats.received >= 2 and stats.in_flight == 0,
+                   what="the restarted ingest to write and ack both messages")
         rows = j.ratings()
         assert [(r["event_id"], r["counter"], r["officer"]) for r in rows] == [(first_eid, "q1", "cb-a")]
 

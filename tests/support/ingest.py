@@ -45,7 +45,9 @@ def start_ingest(mqtt: MqttSettings, db: InfluxQL, uid: str, *, fleet: FleetRegi
     cfg = ingest_config(mqtt, db, uid, **kw)
     holder = RegistryHolder(fleet, cfg.province) if fleet is not None else None
     svc = IngestService(cfg, registry=holder).start()
-    assert svc.connected, "ingest did not connect to the test broker"
+    # subscribed, not only connected: a message published before the broker read our SUBSCRIBE never reaches
+    # this (new) session, and the test that published it would wait for its outcome in vain
+    assert svc.wait_ready(30), "ingest did not connect to and subscribe on the test broker"
     return svc
 
 
