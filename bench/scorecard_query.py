@@ -1,13 +1,14 @@
 """Benchmark: officer weekly scorecard query over a synthetic province-year of ratings.
 
     python bench/scorecard_query.py --ratings 20000000 --budget-s 900
+    python bench/scorecard_query.py --ratings 20000000 --weeks 12 --web-share 0.1 --skip-panels
 
 Starts a private InfluxDB 1.6.7 (hailong.localstack) in a temp dir,
 writes a province-year in time order as line protocol in big batches (rating
 points with the tags of the real schema and the fields the scorecard reads,
 plus one ``ticket`` point per served ticket), then times:
 - the full weekly scorecard of one centre (``dashboards.scorecard.weekly_scorecard``:
-  4 InfluxQL queries incl. a 9-week trend), and
+  6 InfluxQL queries incl. a 9-week trend, the web count per officer and the web's delay), and
 - the officer scorecard dashboard's ratio + response-rate queries for one officer-week.
 If writing all ratings does not fit in --budget-s, it stops, queries what was
 written and says so (the query scans one centre-week, so its cost depends on
@@ -52,10 +53,19 @@ REASONS = ("", "", "", "thai_do", "thoi_gian_cho,huong_dan", "thu_tuc")
 YEAR = 2025
 WORKDAYS = [d for d in (datetime(YEAR, 1, 1, tzinfo=UTC) + timedelta(days=i) for i in range(365)) if d.weekday() < 5]
 DB = "bench"
+WEEK = 40  # the ISO week the scorecard and the dashboards are timed on
 
 
-def day_lines(day: datetime, per_day: int, rng: np.random.Generator) -> tuple[list[str], list[str]]:
-    """Ratings and tickets of one working day, in time order (TSM appends are cheapest)."""
+WEB_SOURCES = ("qr", "sms", "zalo", "terminal-qr")
+
+
+def day_lines(day: datetime, per_day: int, rng: np.random.Generator,
+              web_share: float = 0.0) -> tuple[list[str], list[str]]:
+    """Ratings and tickets of one working day, in time order (TSM appends are cheapest).
+
+    ``web_share`` of the ticket-bound ratings come from the web link instead of the terminal, as the ingest
+    stores them: tag device=web, the close's counter and officer, fields input=web, source and response_ms
+    (minutes to days after the close)."""
     start_ns = int((day + timedelta(hours=1)).timestamp()) * 1_000_000_000  # 08:00 +07
     offsets = np.sort(rng.integers(0, 9 * 3600 * 1_000_000_000, per_day))
     centre = rng.integers(0, CENTRES, per_day)
@@ -67,6 +77,9 @@ def day_lines(day: datetime, per_day: int, rng: np.random.Generator) -> tuple[li
     walkup = rng.random(per_day) < 0.03
     response = rng.integers(300, 40_000, per_day)
     reason = rng.integers(0, len(REASONS), per_day)
+    web = rng.random(per_day) < web_share
+    web_delay = rng.integers(60_000, 3 * 86_400_000, per_day)
+    source = rng.integers(0, len(WEB_SOURCES), per_day)
     ratings: list[str] = []
     tickets: list[str] = []
     for i in range(per_day):
@@ -79,6 +92,14 @@ def day_lines(day: datetime, per_day: int, rng: np.random.Generator) -> tuple[li
             ratings.append(f"rating,{tags},walkup=true reasons=\"\",scale=4i,score={sc}i {t}")
             continue
         ticket = f"A-{i}"
+        if web[i]:  # rated later from the phone: the rating is stamped then, its ticket closed before
+            wtags = tags.replace(f"device=d{c:02d}-{q:02d}", "device=web")
+            ratings.append(f'rating,{wtags},walkup=false reasons="{REASONS[int(reason[i])] if sc < 4 else ""}",'
+                           f'input="web",source="{WEB_SOURCES[int(source[i])]}",response_ms={int(web_delay[i])}i,'
+                           f'scale=4i,score={sc}i,ticket="{ticket}" {t}')
+            ttags = f"centre=c{c:02d},counter=q{q:02d},officer=o{c:02d}-{o:02d},province=p1,service={s}"
+            tickets.append(f'ticket,{ttags} ticket="{ticket}" {t - int(web_delay[i]) * 1_000_000}')
+            continue
         ratings.append(f'rating,{tags},walkup=false reasons="{REASONS[int(reason[i])] if sc < 4 else ""}",'
                        f'response_ms={int(response[i])}i,scale=4i,score={sc}i,ticket="{ticket}" {t}')
         ttags = f"centre=c{c:02d},counter=q{q:02d},officer=o{c:02d}-{o:02d},province=p1,service={s}"
@@ -99,9 +120,17 @@ def writer(url: str, queue: Queue[bytes | None], errors: list[str]) -> None:
             errors.append(str(exc))
 
 
-def load(server: InfluxServer, total: int, budget_s: float, batch: int) -> tuple[int, int, float]:
+def load(server: InfluxServer, total: int, budget_s: float, batch: int, weeks: int = 0,
+         web_share: float = 0.0) -> tuple[int, int, float]:
+    """A province-year at ``total`` ratings a year; with ``weeks``, only the last ``weeks`` ISO weeks up to
+    :data:`WEEK` at that density (the timed scorecard reads one centre-week and a 9-week trend)."""
     rng = np.random.default_rng(2025)
     per_day = total // len(WORKDAYS)
+    days = WORKDAYS
+    if weeks:
+        first = IsoWeek(YEAR, WEEK).shifted(1 - weeks).start("UTC")
+        last = IsoWeek(YEAR, WEEK).shifted(1).start("UTC")
+        days = [d for d in WORKDAYS if first <= d < last]
     queue: Queue[bytes | None] = Queue(maxsize=4)
     errors: list[str] = []
     threads = [threading.Thread(target=writer, args=(server.url, queue, errors)) for _ in range(2)]
@@ -110,8 +139,8 @@ def load(server: InfluxServer, total: int, budget_s: float, batch: int) -> tuple
     n_ratings = n_points = 0
     t0 = time.monotonic()
     buf: list[str] = []
-    for d, day in enumerate(WORKDAYS):
-        ratings, tickets = day_lines(day, per_day, rng)
+    for d, day in enumerate(days):
+        ratings, tickets = day_lines(day, per_day, rng, web_share)
         buf += ratings + tickets
         n_ratings += len(ratings)
         n_points += len(ratings) + len(tickets)
@@ -119,11 +148,11 @@ def load(server: InfluxServer, total: int, budget_s: float, batch: int) -> tuple
             queue.put("\n".join(buf[:batch]).encode())
             del buf[:batch]
         if time.monotonic() - t0 > budget_s:
-            print(f"budget reached after {d + 1} of {len(WORKDAYS)} working days")
+            print(f"budget reached after {d + 1} of {len(days)} working days")
             break
         if d % 20 == 0:
             el = time.monotonic() - t0
-            print(f"day {d + 1}/{len(WORKDAYS)}: {n_ratings:,} ratings, {n_points / el:,.0f} points/s", flush=True)
+            print(f"day {d + 1}/{len(days)}: {n_ratings:,} ratings, {n_points / el:,.0f} points/s", flush=True)
     if buf:
         queue.put("\n".join(buf).encode())
     for _ in threads:
@@ -157,6 +186,11 @@ def main() -> None:
     ap.add_argument("--skip-load", action="store_true", help="reuse the data already in --workdir")
     ap.add_argument("--chunk-days", type=int, default=7, help="rollup backfill: days per SELECT INTO")
     ap.add_argument("--skip-backfill", action="store_true", help="with --skip-load: rollups already computed")
+    ap.add_argument("--weeks", type=int, default=0,
+                    help="load only the last N ISO weeks up to week 40, at the density of --ratings a year")
+    ap.add_argument("--web-share", type=float, default=0.0,
+                    help="share of ticket-bound ratings given from the web link (device web, delay after the close)")
+    ap.add_argument("--skip-panels", action="store_true", help="time the weekly scorecard only")
     args = ap.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="hl-bench-"))
     server = InfluxServer(workdir).start(timeout=300)  # reopening gigabytes of TSM takes a while
@@ -167,7 +201,7 @@ def main() -> None:
             n = int(db.scalar('SELECT count("score") FROM "rating"'))
             print(f"reusing {workdir}: {n:,} ratings")
         else:
-            n, points, secs = load(server, args.ratings, args.budget_s, args.batch)
+            n, points, secs = load(server, args.ratings, args.budget_s, args.batch, args.weeks, args.web_share)
             print(f"wrote {n:,} ratings ({points:,} points incl. tickets) in {secs:.0f} s = "
                   f"{points / secs:,.0f} points/s")
         # InfluxDB 1.6 has been seen to under-count right after a heavy load while it snapshots
@@ -178,8 +212,9 @@ def main() -> None:
             time.sleep(5)
             counts.append(db.scalar('SELECT count("score") FROM "rating"'))
         print(f"InfluxDB counts {counts[-1]:,} ratings (first count {counts[0]:,}, {len(counts)} counts)")
-        week = IsoWeek(YEAR, 40 if n >= args.ratings * 0.8 else max(2, int(40 * n / args.ratings)))
-        settings = DashboardSettings(database=DB, influx_url=server.url)
+        full = n >= (args.ratings * args.weeks / 52 if args.weeks else args.ratings) * 0.8
+        week = IsoWeek(YEAR, WEEK if full or args.weeks else max(2, int(WEEK * n / args.ratings)))
+        settings = DashboardSettings.model_validate({"influx": {"url": server.url, "database": DB}})
         t = time.monotonic()
         # only the 12 weeks the timed dashboards read (a whole year takes ~1 min per week here)
         first, last = week.shifted(-11).start(TZ), week.shifted(1).start(TZ)
@@ -192,9 +227,23 @@ def main() -> None:
         print(f"rollup points: {n_rollup:,} in rating_1d for {n_raw:,} ratings")
         card = weekly_scorecard(db, "c03", week, TZ, 30)
         print(f"scorecard {week} centre c03: {len(card.officers)} officers, {card.centre_rated} rated tickets")
+        print(f"  web: {card.centre_web} of {card.centre_rated} rated on the web; delay median "
+              f"{card.web_delay_median_s} s, p90 {card.web_delay_p90_s} s")
         ts = timed(lambda: weekly_scorecard(db, "c03", week, TZ, 30))
-        print(f"report: weekly scorecard of centre c03 (raw points, 4 queries incl. 9-week trend): "
-              f"median {statistics.median(ts) * 1000:.0f} ms, max {max(ts) * 1000:.0f} ms")
+        print(f"report: weekly scorecard of centre c03 (raw points, 6 queries incl. 9-week trend, web count and "
+              f"web delay): median {statistics.median(ts) * 1000:.0f} ms, max {max(ts) * 1000:.0f} ms")
+        start, stop = week.start(TZ), week.shifted(1).start(TZ)
+        where = (f"time >= {datetime_ms(start)}ms AND time < {datetime_ms(stop)}ms AND \"centre\" = 'c03' "
+                 "AND \"walkup\" = 'false' AND \"device\" = 'web'")
+        channel_queries = (f'SELECT count("score") AS n FROM "rating" WHERE {where} GROUP BY "officer"',
+                           f'SELECT median("response_ms") / 1000 AS m, percentile("response_ms", 90) / 1000 AS p '
+                           f'FROM "rating" WHERE {where}')
+        tc = timed(lambda: [db.rows(q) for q in channel_queries])
+        print(f"  of which the 2 channel queries (web count per officer, web delay): median "
+              f"{statistics.median(tc) * 1000:.0f} ms ({statistics.median(tc) / statistics.median(ts):.0%} of the "
+              "report)")
+        if args.skip_panels:
+            return
         end = week.shifted(1).start(TZ)
         cases = (("hl-officer", datetime_ms(week.shifted(-11).start(TZ)), OFFICER_SEL, "12 weeks, officer o03-05"),
                  ("hl-province", datetime_ms(end - timedelta(days=30)), {}, "30 days, whole province"),
