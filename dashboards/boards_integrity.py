@@ -116,7 +116,8 @@ def ticket_rejections_panel() -> Panel:
 WEB_SOURCES: tuple[tuple[str, str], ...] = (("qr", "QR trên phiếu"), ("sms", "SMS"), ("zalo", "Zalo"),
                                             ("terminal-qr", "QR trên máy đánh giá"))
 UNKNOWN_SOURCE = "unknown"
-# why the ingest refused a web rating, as a supervisor reads it (every rule reason a web rating can meet)
+# why the ingest refused a web rating, as a supervisor reads it: every reason code the ingest writes on a
+# ``rejected`` point (its rule refusals and the contract's), so no cell of the panel shows a bare code
 WEB_REFUSAL_TEXT: tuple[tuple[str, str], ...] = (
     ("link_expired", "Liên kết đã hết hạn"),
     ("duplicate_ticket", "Vé đã được đánh giá (tại quầy hoặc qua web)"),
@@ -126,6 +127,21 @@ WEB_REFUSAL_TEXT: tuple[tuple[str, str], ...] = (
     ("absurd_timestamp", "Thời gian không hợp lệ"),
     ("unknown_counter", "Quầy không có trong danh mục"),
     ("wrong_centre", "Sai trung tâm"),
+    ("unknown_device", "Thiết bị không có trong danh mục"),
+    ("retired_device", "Thiết bị đã ngừng sử dụng"),
+    ("officer_mismatch", "Cán bộ không khớp"),
+    ("outside_window", "Ngoài thời gian cho phép đánh giá"),
+    ("walkup_not_allowed", "Không cho phép đánh giá không có vé"),
+    ("malformed_json", "Bản tin không đọc được"),
+    ("invalid_field", "Trường dữ liệu không hợp lệ"),
+    ("payload_too_large", "Bản tin quá lớn"),
+    ("bad_topic", "Chủ đề MQTT không hợp lệ"),
+    ("topic_mismatch", "Chủ đề không khớp nội dung"),
+    ("bad_id", "Mã không hợp lệ"),
+    ("bad_day", "Ngày không hợp lệ"),
+    ("write_rejected", "Cơ sở dữ liệu từ chối ghi"),
+    ("wrong_counter", "Sai quầy"),
+    ("unsupported_version", "Phiên bản bản tin không được hỗ trợ"),
 )
 
 

@@ -367,3 +367,14 @@ def test_weekly_report_has_the_channels_of_each_officer(world: World, tmp_path: 
                 str(c), str(w), _report_pct(w, c + w), _report_pct(c, n), _report_pct(w, n)), strict=True))
             checked += 1
     assert checked >= 2
+
+
+def test_every_refusal_reason_of_the_ingest_reads_in_vietnamese() -> None:
+    """The web refusals panel names each reason in words: every reason code the ingest and the contract
+    refuse a message with (read from their sources, so a new reason without words fails here)."""
+    root = Path(__file__).resolve().parents[2]
+    sources = [*(root / "ingest").glob("*.py"), root / "broker" / "contract.py"]
+    codes = {m for p in sources for m in re.findall(
+        r'(?:RuleRejection|ContractError|rejected)\(\s*"([a-z_]+)"', p.read_text(encoding="utf-8"))}
+    assert {"link_expired", "duplicate_ticket", "malformed_json"} <= codes, codes  # the search finds them
+    assert codes <= dict(WEB_REFUSAL_TEXT).keys(), codes - dict(WEB_REFUSAL_TEXT).keys()
