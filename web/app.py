@@ -162,7 +162,7 @@ class WebApp:
             return self._message(lang, "too_large", [t["too_large_body"]], 413, checked.token)
         kept = tuple(dict.fromkeys(chosen_reasons)) if score <= sc.ask_reasons_at_most else ()
         try:
-            new = await run_in_threadpool(self.desk.submit, checked, score, kept, comment or None)
+            new = await self.desk.submit_async(checked, score, kept, comment or None)
         except Exception:  # SQLite full or failing: say so, nothing was promised
             log.exception("outbox commit failed for link %s", weblink.fingerprint(checked.token))
             return self._message(lang, "unavailable", [t["unavailable_body"]], 503, checked.token)

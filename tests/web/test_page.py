@@ -123,3 +123,24 @@ def test_tokens_never_reach_the_logs(web_stack: WebStack, caplog: pytest.LogCapt
     text = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith(("hailong", "uvicorn", "starlette")))
     assert weblink.fingerprint(forged) in text and weblink.fingerprint(token) in text
     assert token not in text and forged not in text
+
+
+def test_a_failing_outbox_answers_503_and_promises_nothing(web_stack: WebStack) -> None:
+    """SQLite refusing the commit (a real error raised inside the outbox's transaction): no 'Cảm ơn', nothing
+    queued or remembered, and the same link works once the outbox does (the commit is awaited on the event loop)."""
+    import sqlite3
+
+    s = web_stack
+    token = s.link("E-503")
+    db = sqlite3.connect(str(s.service.cfg.outbox), isolation_level=None)
+    db.execute("CREATE TRIGGER fail_queue BEFORE INSERT ON pending BEGIN SELECT RAISE(FAIL, 'disk full'); END")
+    try:
+        reply = s.submit(token, 2)
+        assert reply.status_code == 503 and "Cảm ơn" not in reply.text
+        assert s.service.outbox.depth() == 0 and not s.service.outbox.seen(weblink.event_id(token))
+    finally:
+        db.execute("DROP TRIGGER fail_queue")
+        db.close()
+    again = s.submit(token, 2)
+    assert again.status_code == 200 and "Cảm ơn" in again.text
+    assert s.service.outbox.seen(weblink.event_id(token))
