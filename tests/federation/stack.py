@@ -83,7 +83,8 @@ class National:
         self.service = NationalService(self.consumer_config()).start()
         self._thread = threading.Thread(target=self.service.run, daemon=True)
         self._thread.start()
-        assert self.service.consumer.wait_connected(15)
+        # subscribed, not only connected: what a bridge forwards before the SUBACK may never reach a new session
+        assert self.service.consumer.wait_connected(15) and self.service.consumer.subscribed.wait(15)
         return self.service
 
     def stop(self) -> None:
