@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from broker.contract import WEB_DEVICE
 from storage.schema import Field, Measurement, Tag
 
 from .boards import all_dashboards, centre_overview
@@ -236,17 +237,25 @@ def burst_rule(centre_uid: str) -> AlertRule:
 def late_rule(integrity_uid: str) -> AlertRule:
     """A "Không hài lòng" that arrived later than escalate_within_s after its tap (``late_escalation``):
     told, at a lower severity than the live page; the notification policy groups it per centre, so an
-    outage backlog is one message listing every late complaint."""
+    outage backlog is one message listing every late complaint.
+
+    A web rating's complaint (device "web", from the citizen's phone after the visit) is told by the
+    same rule but not as a terminal that lost its connection: its ``late_by`` already says how long
+    after the ticket's close and that it came by phone, and the text says why nobody was paged."""
     centre, counter = _or(T.CENTRE_NAME, T.CENTRE), _or(T.COUNTER_LABEL, T.COUNTER)
+    web = f'{{{{ if eq $labels.{T.DEVICE} "{WEB_DEVICE}" }}}}'
     return AlertRule(
         "hl-not-satisfied-late", LATE_TITLE,
         f"{LATE_TITLE}: {centre} · {counter} · cán bộ {OFFICER} · {TICKET} · đánh giá lúc "
-        "{{ $labels.rated_local }} · nhận muộn {{ $labels.late_by }}",
+        f"{{{{ $labels.rated_local }}}} · {web}{{{{ $labels.late_by }}}}{{{{ else }}}}nhận muộn "
+        "{{ $labels.late_by }}{{ end }}",
+        f"{web}Công dân đánh giá Không hài lòng {{{{ $labels.late_by }}}} (đường dẫn đánh giá sau lượt phục vụ): "
+        "công dân đã rời trung tâm nên không báo khẩn; xem lý do và liên hệ lại nếu cần.{{ else }}"
         "Đánh giá này đến hệ thống muộn {{ $labels.late_by }} sau khi công dân bấm (máy đánh giá mất kết nối?), "
-        "quá thời hạn báo ngay: công dân có lẽ đã rời trung tâm. "
+        "quá thời hạn báo ngay: công dân có lẽ đã rời trung tâm.{{ end }} "
         f"Xem: {_link(integrity_uid, T.PROVINCE, T.CENTRE)}",
         {"A": (f'SELECT last("{F.LATE_S}") AS "late_s" FROM "{M.LATE_ESCALATION}" WHERE $timeFilter'
-               + _group(*COMPLAINT_TAGS, T.LATE_BY), ESCALATION_WINDOW_S)},
+               + _group(*COMPLAINT_TAGS, T.LATE_BY, T.DEVICE), ESCALATION_WINDOW_S)},
         (reduce("B", "A"), threshold("C", "B", "gt", 0)), "C", severity="warning", dashboard_uid=integrity_uid)
 
 

@@ -300,6 +300,25 @@ def test_an_outage_backlog_of_late_complaints_is_one_message_per_centre(influx_d
     assert rule.step(influx_db, NOW_MS + 10_000) == [], "told once"
 
 
+def test_a_web_complaint_is_told_as_post_visit_not_as_a_terminal_that_lost_its_connection(
+        influx_db: InfluxQL, write: Any, rules: dict[str, Rule]) -> None:
+    """The same rule tells a late terminal complaint and a phone's "Không hài lòng" apart by the device tag."""
+    rule = rules["hl-not-satisfied-late"]
+    terminal = late("q1", "A001", "2 giờ 05 phút")
+    phone = late("q2", "A002", "2 ngày 3 giờ sau khi được phục vụ, qua điện thoại")
+    phone = phone._replace(tags={**phone.tags, "device": "web"})
+    write([terminal, phone])
+    fired = {st.labels["ticket"]: st for st in rule.step(influx_db, NOW_MS)}
+    assert sorted(fired) == ["A001", "A002"]
+    web, counter = fired["A002"].annotations, fired["A001"].annotations
+    assert_readable(web["summary"] + web["description"] + counter["summary"] + counter["description"])
+    assert web["summary"].endswith("· 2 ngày 3 giờ sau khi được phục vụ, qua điện thoại"), web["summary"]
+    assert "· nhận muộn" not in web["summary"] and "mất kết nối" not in web["description"], web
+    assert "không báo khẩn" in web["description"] and "Quầy 2" in web["summary"], web
+    assert counter["summary"].endswith("· nhận muộn 2 giờ 05 phút"), counter["summary"]
+    assert "mất kết nối" in counter["description"] and "không báo khẩn" not in counter["description"], counter
+
+
 # ---------------------------------------------------------------------------------------------- ingest
 
 def stats(instance: str, written: int, in_flight: int, held: int, ago_s: float) -> Point:
