@@ -222,12 +222,20 @@ class InfluxServer:
     ``auth=True`` turns on ``auth-enabled`` as deploy/ does: until the first admin user is
     created (``CREATE USER ... WITH ALL PRIVILEGES``, allowed without credentials while no
     user exists) every other query is refused.
+
+    ``cq_run_interval`` is ``[continuous_queries] run-interval``: how often the CQ service looks
+    for a CQ that is due (InfluxDB's default 1s, counted from the end of the previous round).
+    A CQ with ``RESAMPLE EVERY 1s`` is due at each whole second, so "100ms" makes its next run
+    start at the next whole second (plus the CQs before it in that round) instead of up to a
+    whole interval later. ``cq_log`` logs every CQ execution (window, points written, duration).
     """
 
     workdir: Path
     port: int = 0
     rpc_port: int = 0
     auth: bool = False
+    cq_run_interval: str = "1s"
+    cq_log: bool = False
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -267,7 +275,8 @@ bind-address = "127.0.0.1:{self.rpc_port}"
   enabled = false
 [continuous_queries]
   enabled = true
-  log-enabled = false
+  run-interval = "{self.cq_run_interval}"
+  log-enabled = {"true" if self.cq_log else "false"}
 """
 
     def start(self, timeout: float = 30) -> InfluxServer:

@@ -69,9 +69,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     report = outcome.get_result()
     if report.when == "call" and report.failed:
-        for name in ("mosquitto", "influx_server"):
-            server = item.funcargs.get(name) if hasattr(item, "funcargs") else None
-            if server is not None:
+        # every server the test used, the session's and a test's own (e.g. the CQ test's InfluxDB)
+        for name, server in (getattr(item, "funcargs", None) or {}).items():
+            if isinstance(server, (MosquittoServer, InfluxServer)):
                 report.sections.append((f"{name} log", server.logs()))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -49,13 +50,48 @@ def test_rollups_equal_raw_counts_per_day_and_officer(seeded: Seeded) -> None:
         Counter((t.centre, t.counter) for t in seed.tickets))
 
 
+# How long one CQ round may take to show in the rollups before the test calls the CQ service broken. The
+# waits end as soon as the rollup shows (under a second on an idle machine: the CQs run at every whole
+# second); the bound only has to outlast a round of the 10 CQs, each a query and an fsynced write, on
+# this 2-core machine under a full suite and other sessions: 20 s was once not enough. Two waits stay
+# under pytest-timeout's 300 s.
+CQ_ROUND_DEADLINE = 90.0
+
+
+@pytest.fixture
+def cq_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxServer]:
+    """An InfluxDB of its own for the CQ test, the only one with CQs every second: its CQ service looks
+    for due CQs every 100 ms, so the next run of a CQ with ``RESAMPLE EVERY 1s`` starts at the next
+    whole second, and it logs every CQ execution (a failing test prints the log)."""
+    server = InfluxServer(tmp_path_factory.mktemp("influx_cq"), cq_run_interval="100ms", cq_log=True).start()
+    yield server
+    server.stop()
+
+
+def _await_rollup(read: Callable[[], object], done: Callable[[object], bool], what: str) -> object:
+    """Poll what the CQs wrote until ``done``, bounded by CQ_ROUND_DEADLINE; a timeout says what was read."""
+    last: list[object] = [None]
+
+    def check() -> bool:
+        last[0] = read()
+        return done(last[0])
+
+    try:
+        wait_until(check, timeout=CQ_ROUND_DEADLINE, interval=0.25, what=what)
+    except AssertionError as e:
+        raise AssertionError(f"{e}; the rollup last read {last[0]!r}") from None
+    return last[0]
+
+
 def test_continuous_queries_run_and_backfill_catches_late_ratings(
-        influx_server: InfluxServer, influx_db: InfluxQL, uid: str, tmp_path: Path) -> None:
+        cq_server: InfluxServer, uid: str, tmp_path: Path) -> None:
+    db = InfluxQL(cq_server.url, f"t_{uid}")
+    db.create_database()
     s = DashboardSettings(timezone="UTC")
-    assert set(install(influx_db, s, every="1s", resample_for="2d")) == set(rollup_selects(s))
-    assert installed(influx_db) == set(rollup_selects(s))
-    install(influx_db, s, every="1s", resample_for="2d")  # idempotent: recreated, not duplicated
-    assert installed(influx_db) == set(rollup_selects(s))
+    assert set(install(db, s, every="1s", resample_for="2d")) == set(rollup_selects(s))
+    assert installed(db) == set(rollup_selects(s))
+    install(db, s, every="1s", resample_for="2d")  # idempotent: recreated, not duplicated
+    assert installed(db) == set(rollup_selects(s))
     now_ns = time.time_ns()
 
     def rating(i: int, ago_s: float) -> Point:
@@ -64,24 +100,34 @@ def test_continuous_queries_run_and_backfill_catches_late_ratings(
         return Point("rating", tags, {"score": 3, "reasons": "thai_do" if i % 2 else ""},
                      now_ns - int(ago_s * 1e9) - i)
 
-    write_points(influx_server.url, influx_db.database, [rating(i, 60) for i in range(7)])
     total = 'SELECT sum("n") FROM "rating_1d" WHERE time >= 0'
-    assert wait_until(lambda: influx_db.scalar(total) == 7, timeout=20), "the CQ did not roll up the day"
-    assert wait_until(lambda: influx_db.scalar(f'SELECT sum("thai_do") FROM "{REASON_1D}"') == 3, timeout=20)
-    # a terminal offline for 4 days delivers late: outside the CQ's 2-day resample window
-    # together with one current rating: once that one is rolled up, the CQ has run after the late ones arrived
-    write_points(influx_server.url, influx_db.database, [rating(100 + i, 4 * 86400) for i in range(2)]
-                 + [rating(200, 30)])
-    assert wait_until(lambda: influx_db.scalar(total) == 8, timeout=20)
-    assert influx_db.scalar(total) == 8, "the late day is outside the resample window"
-    day = datetime.fromtimestamp(now_ns / 1e9 - 4 * 86400, UTC)
+    thai_do = f'SELECT sum("thai_do") FROM "{REASON_1D}" WHERE time >= 0'
+    # nothing but the CQ service writes the rollups until the backfill below: what shows was computed by CQs
+    write_points(cq_server.url, db.database, [rating(i, 60) for i in range(7)])
+    _await_rollup(lambda: (db.scalar(total), db.scalar(thai_do)), lambda got: got == (7, 3),
+                  "the CQs to roll up the day (7 ratings, 3 with thai_do)")
+
+    # a terminal offline for 4 days delivers late: outside the CQ's 2-day resample window. The late ratings
+    # are stored (their write answered) before the current one is written, so the CQ run that counts the
+    # current one read them too: that it leaves them out is the resample window, not the order of writes.
+    late_ns = now_ns - 4 * 86400 * 10**9
+    write_points(cq_server.url, db.database, [rating(100 + i, 4 * 86400) for i in range(2)])
+    write_points(cq_server.url, db.database, [rating(200, 30)])
+    got = _await_rollup(lambda: db.scalar(total), lambda n: isinstance(n, int) and n >= 8,
+                        "the CQ to roll up the current rating")
+    assert got == 8, f"the late day is outside the resample window, yet the rollup counts {got}"
+    day = datetime.fromtimestamp((late_ns - 101) // 10**9, UTC).replace(hour=0, minute=0, second=0)
+    late_day = (f'SELECT sum("n") FROM "rating_1d" WHERE time >= {ms(day)}ms '
+                f"AND time < {ms(day + timedelta(days=1))}ms")
+    assert db.scalar(late_day) is None, "the CQ rolled up a day outside its resample window"
+
     cfg = tmp_path / "utc.toml"
     cfg.write_text('timezone = "UTC"\n', encoding="utf-8")
     result = CliRunner().invoke(main, [
-        "dashboards", "rollup", "backfill", "--influx-url", influx_db.url, "--db", influx_db.database,
+        "dashboards", "rollup", "backfill", "--influx-url", db.url, "--db", db.database,
         "--since", f"{day:%Y-%m-%d}", "--until", f"{day:%Y-%m-%d}", "--config", str(cfg)])
     assert result.exit_code == 0, result.output
-    assert influx_db.scalar(total) == 10
+    assert db.scalar(late_day) == 2 and db.scalar(total) == 10
 
 
 def test_partial_day_ranges_follow_the_day_buckets(seeded: Seeded) -> None:
