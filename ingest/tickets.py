@@ -108,8 +108,7 @@ class TicketIndex:
     def _identify(self, centre: str, number: str, day: str, at_ms: int,
                   ticket_id: str | None) -> TicketInstance | None:
         if ticket_id is not None:
-            found = self._vendor.get((centre, ticket_id))
-            return found if found is not None or not self._a_vendor else self._a_vendor.get((centre, ticket_id))
+            return self._vendor.get((centre, ticket_id)) or self._a_vendor.get((centre, ticket_id))
         for numbers in (self._numbers, self._a_numbers):
             for inst in reversed(numbers.get((centre, number), ())):
                 if inst.ticket_id is None and inst.day == day and \
@@ -141,44 +140,23 @@ class TicketIndex:
         return inst, CloseKind.RECLOSE
 
     def _add(self, inst: TicketInstance, counter: str) -> None:
-        self._numbers.setdefault((inst.centre, inst.number), []).append(inst)
-        if inst.ticket_id is not None:
-            self._vendor[(inst.centre, inst.ticket_id)] = inst
+        _link(self._numbers, self._vendor, inst)
         counters = self._counters.setdefault(inst.centre, set())
         counters.add(counter)
         order = self._order.setdefault(inst.centre, OrderedDict())
         order[id(inst)] = inst
         while len(order) > self.per_counter * len(counters):
             _, old = order.popitem(last=False)
-            same = self._numbers.get((old.centre, old.number), [])
-            # by identity: `in`/`remove` would compare whole instances field by field (dataclass eq)
-            for i, other in enumerate(same):
-                if other is old:
-                    del same[i]
-                    break
-            if not same:
-                self._numbers.pop((old.centre, old.number), None)
-            if old.ticket_id is not None and self._vendor.get((old.centre, old.ticket_id)) is old:
-                del self._vendor[(old.centre, old.ticket_id)]
+            _unlink(self._numbers, self._vendor, old)
             if old.rated_by is not None:
                 self._archive(old)  # its rating may not be written yet: a lookup could not see it
 
     def _archive(self, inst: TicketInstance) -> None:
-        self._a_numbers.setdefault((inst.centre, inst.number), []).append(inst)
-        if inst.ticket_id is not None:
-            self._a_vendor[(inst.centre, inst.ticket_id)] = inst
+        _link(self._a_numbers, self._a_vendor, inst)
         self._a_order[id(inst)] = inst
         while len(self._a_order) > self.archived:
             _, old = self._a_order.popitem(last=False)
-            same = self._a_numbers.get((old.centre, old.number), [])
-            for i, other in enumerate(same):
-                if other is old:
-                    del same[i]
-                    break
-            if not same:
-                self._a_numbers.pop((old.centre, old.number), None)
-            if old.ticket_id is not None and self._a_vendor.get((old.centre, old.ticket_id)) is old:
-                del self._a_vendor[(old.centre, old.ticket_id)]
+            _unlink(self._a_numbers, self._a_vendor, old)
 
     def archived_count(self) -> int:
         return len(self._a_order)
@@ -260,3 +238,28 @@ class TicketIndex:
                             int(row["time"]) // 1_000_000, str(tid) if tid else None)
         log.info("ticket index rebuilt: %d ticket and re-close points (last %ds)", len(rows), lookback_s)
         return len(rows)
+
+
+Numbers = dict[tuple[str, str], list[TicketInstance]]
+Vendor = dict[tuple[str, str], TicketInstance]
+
+
+def _link(numbers: Numbers, vendor: Vendor, inst: TicketInstance) -> None:
+    """Make ``inst`` findable by its number and, when it has one, its vendor ticket id."""
+    numbers.setdefault((inst.centre, inst.number), []).append(inst)
+    if inst.ticket_id is not None:
+        vendor[(inst.centre, inst.ticket_id)] = inst
+
+
+def _unlink(numbers: Numbers, vendor: Vendor, old: TicketInstance) -> None:
+    """Undo :func:`_link` for an evicted instance (the recent tickets' or the archive's lookups)."""
+    same = numbers.get((old.centre, old.number), [])
+    # by identity: `in`/`remove` would compare whole instances field by field (dataclass eq)
+    for i, other in enumerate(same):
+        if other is old:
+            del same[i]
+            break
+    if not same:
+        numbers.pop((old.centre, old.number), None)
+    if old.ticket_id is not None and vendor.get((old.centre, old.ticket_id)) is old:
+        del vendor[(old.centre, old.ticket_id)]
