@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import logging
 import queue
-import random
 import threading
 import time
 from datetime import date, datetime, timedelta
 from typing import Any, NamedTuple
 
+from broker.mqtt.backoff import Backoff
 from storage.influxql import InfluxQL, InfluxQueryError, string_literal
 from storage.schema import WALKUP_FALSE, Field, Measurement, Tag
 
@@ -142,7 +142,8 @@ class CloseLookup:
             question = self._questions.get()
             if question is None:
                 return
-            delay = self.retry_initial_s
+            # randomised and capped (the fleet's one schedule): every worker of a province asks the same InfluxDB
+            backoff = Backoff(min(self.retry_initial_s, self.retry_max_s), self.retry_max_s, spread_s=0.0)
             while not self._stop.is_set():
                 try:
                     answer = self._query(question)
@@ -151,12 +152,10 @@ class CloseLookup:
                     break
                 except InfluxQueryError as exc:
                     self.failures += 1
-                    # randomised and capped: every worker of a province asks the same InfluxDB
-                    wait = random.uniform(delay / 2, delay)
+                    wait = backoff.after_failure()
                     log.warning("cannot look ticket %r of %s up in InfluxDB yet (retry in %.1fs): %s",
                                 question.key.number, question.key.day, wait, exc)
                     self._stop.wait(wait)
-                    delay = min(delay * 2, self.retry_max_s)
 
     def _query(self, q: _Question) -> _Answer:
         started = time.monotonic()
