@@ -43,7 +43,7 @@ from pydantic import Field, SecretStr, ValidationError
 from broker.fleet.credentials import FleetState
 from broker.fleet.pki import FleetCA, write_private
 from broker.fleet.registry import Device, Registry, RegistryError
-from broker.kernel.settings import ConfigError, Settings, secret_files, validation_to_config_error
+from broker.kernel.settings import ConfigError, Settings, secret_files, toml_key, validation_to_config_error
 from device.config import DeviceConfig, Voice
 
 from . import osfiles
@@ -172,14 +172,10 @@ def to_toml(doc: dict[str, Any], header: str) -> str:
     lines += [f"{k} = {toml_value(v)}" for k, v in doc.items() if k not in tables]
     for name, table in tables.items():
         sub = {k: v for k, v in table.items() if isinstance(v, dict)}
-        lines += ["", f"[{name}]"] + [f"{_key(k)} = {toml_value(v)}" for k, v in table.items() if k not in sub]
+        lines += ["", f"[{name}]"] + [f"{toml_key(k)} = {toml_value(v)}" for k, v in table.items() if k not in sub]
         for subname, subtable in sub.items():
-            lines += ["", f"[{name}.{subname}]"] + [f"{_key(k)} = {toml_value(v)}" for k, v in subtable.items()]
+            lines += ["", f"[{name}.{subname}]"] + [f"{toml_key(k)} = {toml_value(v)}" for k, v in subtable.items()]
     return "\n".join(lines) + "\n"
-
-
-def _key(k: str) -> str:
-    return k if k.replace("-", "").replace("_", "").isalnum() and k.isascii() else f'"{k}"'
 
 
 class Run:

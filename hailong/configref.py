@@ -28,7 +28,7 @@ import click
 from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
-from broker.kernel.settings import SECRET_FILE, Settings
+from broker.kernel.settings import SECRET_FILE, Settings, toml_key
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("broker", "storage", "device", "ingest", "qms_bridge", "national", "web", "dashboards",
@@ -198,15 +198,10 @@ def toml_value(v: Any) -> str:
     if isinstance(v, list | tuple | set | frozenset):
         return "[" + ", ".join(toml_value(x) for x in v) + "]"
     if isinstance(v, dict):
-        return "{ " + ", ".join(f"{_toml_key(k)} = {toml_value(x)}" for k, x in v.items()) + " }" if v else "{}"
+        return "{ " + ", ".join(f"{toml_key(str(k))} = {toml_value(x)}" for k, x in v.items()) + " }" if v else "{}"
     if isinstance(v, BaseModel):
         return toml_value(v.model_dump(mode="json", by_alias=True))
     return str(v)
-
-
-def _toml_key(k: Any) -> str:
-    k = str(k)
-    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else toml_value(k)
 
 
 def _strip_optional(tp: Any) -> tuple[Any, bool]:

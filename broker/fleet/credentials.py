@@ -20,9 +20,7 @@ Layout::
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import time
 import tomllib
 from collections.abc import Iterator
@@ -32,12 +30,12 @@ from typing import Any
 
 from broker.contract import validate_id
 from broker.fleet.passwd import check_username, hash_password, new_password, parse_passwd, render_passwd
+from broker.kernel.settings import toml_key
 from broker.weblink import Keyring, LinkKey
 
 from .pki import FleetCA, cert_serial, write_private
 
 STATE_DIRNAME = "state"
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 @dataclass
@@ -199,7 +197,7 @@ class FleetState:
         lines = ["# certificate serials (hex) revoked per device; written by hailong fleet"]
         for dev in sorted(data):
             listed = ", ".join(f'"{s:x}"' for s in data[dev])
-            lines += ["", f"[device.{_toml_key(dev)}]", f"serials = [{listed}]"]
+            lines += ["", f"[device.{toml_key(dev)}]", f"serials = [{listed}]"]
         self.ensure()
         self.revoked_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
@@ -258,12 +256,6 @@ class FleetState:
     def _save_keyring(self, ring: Keyring) -> None:
         self.ensure()
         write_private(self.weblink_dir / f"{ring.centre}.toml", ring.render().encode("utf-8"))
-
-
-def _toml_key(name: str) -> str:
-    """``name`` as one TOML key: bare where TOML allows it, else quoted, so a dotted identity
-    (fed.<province>, svc.qms.<centre>) is not read back as nested tables."""
-    return name if _BARE_KEY.fullmatch(name) else json.dumps(name)
 
 
 def _revoked_entries(table: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:

@@ -16,7 +16,9 @@ bad config the same way: file, key, problem, then exits before doing anything.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +26,7 @@ from typing import Annotated, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, SecretStr, ValidationError
 
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")  # a TOML bare key
 
 class ConfigError(Exception):
     """A config problem, with the file and key it is about."""
@@ -194,6 +197,13 @@ def validation_to_config_error(path: Path | str | None, exc: ValidationError) ->
 
 
 T = TypeVar("T", bound=BaseModel)
+
+
+def toml_key(name: str) -> str:
+    """``name`` written as ONE TOML key: bare where TOML allows it (``[A-Za-z0-9_-]+``), else a quoted
+    basic string, so a dotted identity (fed.<province>, svc.qms.<centre>) is not read back as nested
+    tables and a key with a quote or backslash stays valid TOML."""
+    return name if _BARE_KEY.fullmatch(name) else json.dumps(name, ensure_ascii=False)
 
 
 def read_config_text(path: Path, missing: str = "file not found") -> str:
